@@ -1,0 +1,339 @@
+"""Load and validate ``config.json``: ``${ENV}`` interpolation, defaults, errors naming the key path.
+
+The original product's shape stays valid: a channel section without ``"plugin"`` takes the
+default for its name (SMS -> twilio-sms, WHATSAPP -> twilio-whatsapp, CALL/VOICE -> twilio-voice,
+EMAIL -> sendgrid-email). With no ``channels`` at all, the embedded default is one console
+channel of each kind, so ``IntelligentOTPAgent()`` works out of the box.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from otpagent.errors import ConfigError
+
+__all__ = [
+    "AgentConfig",
+    "ChannelConfig",
+    "DispatcherConfig",
+    "OtpConfig",
+    "RetryConfig",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_CHANNEL_PLUGINS = {
+    "SMS": "twilio-sms",
+    "WHATSAPP": "twilio-whatsapp",
+    "CALL": "twilio-voice",
+    "VOICE": "twilio-voice",
+    "EMAIL": "sendgrid-email",
+}
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@attrs.frozen
+class RateLimitConfig:
+    per_second: float
+    burst: int
+
+
+@attrs.frozen
+class ChannelConfig:
+    name: str
+    plugin: str
+    kind: str | None
+    enabled: bool
+    cost: float | None
+    weight: float
+    rate_limit: RateLimitConfig | None
+    settings: Mapping[str, Any]
+
+
+@attrs.frozen
+class RetryConfig:
+    max_attempts: int = 5
+    base_delay_seconds: float = 1.0
+    max_delay_seconds: float = 300.0
+
+
+@attrs.frozen
+class OtpConfig:
+    length: int = 6
+    ttl_seconds: float = 300.0
+    max_attempts: int = 5
+    lockout_seconds: float = 900.0
+    resend_cooldown_seconds: float = 30.0
+    max_per_hour: int = 5
+    allowed_countries: tuple[str, ...] = ()
+    per_country_per_minute: int | None = None
+    global_per_minute: int | None = None
+    voice_enabled: bool = False
+    message: str = "Your verification code is {code}. It expires in {minutes} minutes. Never share it."
+    secret: str | None = None
+
+
+@attrs.frozen
+class DispatcherConfig:
+    workers: int = 16
+    lease_seconds: float = 60.0
+    poll_interval_seconds: float = 0.2
+    channel_timeout_seconds: float = 15.0
+
+
+@attrs.frozen
+class CleanupConfig:
+    retain_days: float = 30.0
+    interval_seconds: float = 3600.0
+
+
+@attrs.frozen
+class AgentConfig:
+    storage: Mapping[str, Any]
+    routing: Mapping[str, Any]
+    channels: tuple[ChannelConfig, ...]
+    otp: OtpConfig
+    retry: RetryConfig
+    dispatcher: DispatcherConfig
+    cleanup: CleanupConfig
+    sinks: tuple[Mapping[str, Any], ...]
+    server: Mapping[str, Any]
+    base_dir: Path
+    raw: Mapping[str, Any]
+
+    @property
+    def storage_backend(self) -> str:
+        return str(self.storage.get("backend", "sqlite"))
+
+    @property
+    def public_url(self) -> str | None:
+        url = self.server.get("public_url")
+        return str(url).rstrip("/") if url else None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """Read ``path`` (JSON) and validate it; ``None`` gives the embedded default."""
+    if path is None:
+        return parse_config({}, base_dir=Path.cwd(), environ=environ)
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"config file {str(file)!r} not found") from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {str(file)!r}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("", f"{file}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    return parse_config(data, base_dir=file.resolve().parent, environ=environ)
+
+
+def parse_config(
+    data: Any, *, base_dir: Path | None = None, environ: Mapping[str, str] | None = None
+) -> AgentConfig:
+    """Validate an already-parsed config mapping."""
+    env = os.environ if environ is None else environ
+    if not isinstance(data, Mapping):
+        raise ConfigError("", f"the config must be a JSON object, got {type(data).__name__}")
+    data = _interpolate(data, "", env)
+    known = {"storage", "routing", "channels", "otp", "retry", "dispatcher", "cleanup", "sinks",
+             "server", "monitoring", "fallback", "agent_config", "$schema", "rate_limits", "costs"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(key, f"unknown key (expected one of {', '.join(sorted(known - {'$schema'}))})")
+    storage = _section(data, "storage", {"backend": "sqlite", "path": "otpagent.db"})
+    if "backend" in storage and not isinstance(storage["backend"], str):
+        raise ConfigError("storage.backend", "must be a string such as 'sqlite' or 'postgres'")
+    legacy = _section(data, "agent_config", {})
+    if "database_path" in legacy and "path" not in storage:
+        storage = {**storage, "path": legacy["database_path"]}
+    routing = _section(data, "routing", {"strategy": "priority"})
+    if not isinstance(routing.get("strategy", "priority"), str):
+        raise ConfigError("routing.strategy", "must be a string naming a routing strategy")
+    dispatcher = _build(DispatcherConfig, _section(data, "dispatcher", {}), "dispatcher")
+    if "max_workers" in legacy:
+        dispatcher = attrs.evolve(dispatcher, workers=_int(legacy["max_workers"], "agent_config.max_workers", 1))
+    _check(dispatcher.workers >= 1, "dispatcher.workers", "must be at least 1")
+    _check(dispatcher.lease_seconds > dispatcher.channel_timeout_seconds, "dispatcher.lease_seconds",
+           "must be longer than dispatcher.channel_timeout_seconds (a lease must outlive a provider call)")
+    retry = _build(RetryConfig, _section(data, "retry", {}), "retry")
+    _check(retry.max_attempts >= 1, "retry.max_attempts", "must be at least 1")
+    _check(0 < retry.base_delay_seconds <= retry.max_delay_seconds, "retry.base_delay_seconds",
+           "must be positive and at most retry.max_delay_seconds")
+    otp = _build(OtpConfig, _section(data, "otp", {}), "otp")
+    _check(4 <= otp.length <= 10, "otp.length", "must be from 4 to 10 digits")
+    _check(0 < otp.ttl_seconds <= 600, "otp.ttl_seconds", "must be positive and at most 600 (10 minutes)")
+    _check(otp.max_attempts >= 1, "otp.max_attempts", "must be at least 1")
+    _check("{code}" in otp.message, "otp.message", "must contain the {code} placeholder")
+    otp = attrs.evolve(otp, allowed_countries=tuple(c.upper() for c in otp.allowed_countries))
+    cleanup = _build(CleanupConfig, _section(data, "cleanup", {}), "cleanup")
+    _check(cleanup.retain_days >= 0, "cleanup.retain_days", "must not be negative")
+    channels = _channels(data.get("channels"), data)
+    sinks_raw = data.get("sinks", [{"plugin": "log"}])
+    if not isinstance(sinks_raw, list):
+        raise ConfigError("sinks", "must be a list of objects like {\"plugin\": \"log\"}")
+    sinks = []
+    for i, sink in enumerate(sinks_raw):
+        if not isinstance(sink, Mapping) or not isinstance(sink.get("plugin"), str):
+            raise ConfigError(f"sinks[{i}]", "must be an object with a \"plugin\" name")
+        sinks.append(dict(sink))
+    server = _section(data, "server", {})
+    return AgentConfig(
+        storage=storage, routing=routing, channels=tuple(channels), otp=otp, retry=retry,
+        dispatcher=dispatcher, cleanup=cleanup, sinks=tuple(sinks), server=server,
+        base_dir=base_dir or Path.cwd(), raw=data,
+    )
+
+
+def _interpolate(value: Any, path: str, env: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(path, f"environment variable {name} is not set")
+
+        return _ENV.sub(sub, value)
+    if isinstance(value, Mapping):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+    return value
+
+
+def _section(data: Mapping[str, Any], key: str, default: Mapping[str, Any]) -> dict[str, Any]:
+    value = data.get(key, default)
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be a JSON object, got {type(value).__name__}")
+    return {**default, **value} if key in ("storage", "routing") else dict(value)
+
+
+def _check(ok: bool, path: str, reason: str) -> None:
+    if not ok:
+        raise ConfigError(path, reason)
+
+
+def _int(value: Any, path: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(path, f"must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _build(cls: Any, section: Mapping[str, Any], path: str) -> Any:
+    """Build an attrs config class from a section, checking names and types of every key."""
+    fields = {f.name: f for f in attrs.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in section.items():
+        if key not in fields:
+            raise ConfigError(f"{path}.{key}", f"unknown key (expected one of {', '.join(fields)})")
+        kwargs[key] = _coerce(value, fields[key].default, f"{path}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, path: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool) and default is not None:
+        return _int(value, path)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(path, f"must be a non-negative number, got {value!r}")
+        return float(value)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(path, "must be a list of strings")
+        return tuple(value)
+    if isinstance(default, str) or default is None:
+        if value is None:
+            return None
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(path, f"must be a string, got {type(value).__name__}")
+        if default is None and isinstance(value, bool):
+            raise ConfigError(path, f"invalid value {value!r}")
+        return value
+    return value
+
+
+def _channels(raw: Any, data: Mapping[str, Any]) -> list[ChannelConfig]:
+    if raw is None:
+        return [
+            ChannelConfig(name=f"console-{kind}", plugin="console", kind=kind, enabled=True, cost=0.0,
+                          weight=1.0, rate_limit=None, settings={"plugin": "console", "kind": kind})
+            for kind in ("voice", "sms", "whatsapp", "email")
+        ]
+    if not isinstance(raw, Mapping):
+        raise ConfigError("channels", "must be a JSON object mapping channel names to sections")
+    legacy_costs = data.get("costs", {}) if isinstance(data.get("costs"), Mapping) else {}
+    legacy_limits = data.get("rate_limits", {}) if isinstance(data.get("rate_limits"), Mapping) else {}
+    out = []
+    for name, section in raw.items():
+        path = f"channels.{name}"
+        if not isinstance(section, Mapping):
+            raise ConfigError(path, "must be a JSON object")
+        plugin = section.get("plugin") or DEFAULT_CHANNEL_PLUGINS.get(str(name).upper())
+        if not isinstance(plugin, str):
+            raise ConfigError(f"{path}.plugin", "missing: name the channel plugin (e.g. \"console\", \"twilio-sms\")")
+        kind = section.get("kind")
+        if kind is not None and kind not in ("sms", "whatsapp", "voice", "email"):
+            raise ConfigError(f"{path}.kind", f"unknown kind {kind!r} (expected sms, whatsapp, voice or email)")
+        enabled = section.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{path}.enabled", "must be true or false")
+        cost_raw = section.get("cost", section.get("cost_per_message", legacy_costs.get(name)))
+        cost = None
+        if cost_raw is not None:
+            if isinstance(cost_raw, bool) or not isinstance(cost_raw, int | float) or cost_raw < 0:
+                raise ConfigError(f"{path}.cost", f"must be a non-negative number, got {cost_raw!r}")
+            cost = float(cost_raw)
+        weight = section.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+            raise ConfigError(f"{path}.weight", "must be a positive number")
+        limit = section.get("rate_limit", legacy_limits.get(name))
+        api_config = section.get("api_config", {})
+        if not isinstance(api_config, Mapping):
+            raise ConfigError(f"{path}.api_config", "must be a JSON object")
+        out.append(ChannelConfig(name=str(name), plugin=plugin, kind=kind, enabled=enabled, cost=cost,
+                                 weight=float(weight), rate_limit=_rate_limit(limit, f"{path}.rate_limit"),
+                                 settings=dict(section)))
+    if not any(c.enabled for c in out):
+        raise ConfigError("channels", "no channel is enabled")
+    return out
+
+
+def _rate_limit(value: Any, path: str) -> RateLimitConfig | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # The original product wrote limits as messages per minute.
+        if value <= 0:
+            raise ConfigError(path, "must be positive")
+        return RateLimitConfig(per_second=float(value) / 60.0, burst=max(1, int(value) // 6))
+    if not isinstance(value, Mapping):
+        raise ConfigError(path, "must be {\"per_second\": N, \"burst\": M} or messages per minute")
+    for key in value:
+        if key not in ("per_second", "per_minute", "burst"):
+            raise ConfigError(f"{path}.{key}", "unknown key (expected per_second, per_minute, burst)")
+    if "per_second" in value:
+        rate = value["per_second"]
+    elif "per_minute" in value:
+        rate = value["per_minute"] / 60.0 if isinstance(value["per_minute"], int | float) else None
+    else:
+        raise ConfigError(path, "needs per_second (or per_minute)")
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+        raise ConfigError(f"{path}.per_second", f"must be a positive number, got {rate!r}")
+    burst = value.get("burst", max(1, int(rate)))
+    _int(burst, f"{path}.burst", 1)
+    return RateLimitConfig(per_second=float(rate), burst=int(burst))

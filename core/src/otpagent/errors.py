@@ -1,0 +1,73 @@
+"""Exceptions raised at the edges of otpagent.
+
+Inside the dispatcher, failures are values (`SendResult`); exceptions are for bad input at the
+API edge and for configuration mistakes, and each one names what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+__all__ = [
+    "ConfigError",
+    "FieldError",
+    "InvalidRequest",
+    "OtpagentError",
+    "PluginNotFound",
+    "RateLimited",
+]
+
+
+class OtpagentError(Exception):
+    """Base class for every error otpagent raises on purpose."""
+
+
+@attrs.frozen
+class FieldError:
+    """One problem with one field of one input, e.g. entry 3's ``phone_number``."""
+
+    field: str
+    reason: str
+    index: int | None = None
+
+    def __str__(self) -> str:
+        where = self.field if self.index is None else f"[{self.index}].{self.field}"
+        return f"{where}: {self.reason}"
+
+
+class InvalidRequest(OtpagentError, ValueError):
+    """A message request (or a batch of them) is invalid; nothing was enqueued."""
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        self.errors = list(errors)
+        shown = "; ".join(str(e) for e in self.errors[:10])
+        more = f" (and {len(self.errors) - 10} more)" if len(self.errors) > 10 else ""
+        super().__init__(f"invalid request: {shown}{more}")
+
+    @classmethod
+    def single(cls, field: str, reason: str, index: int | None = None) -> InvalidRequest:
+        return cls([FieldError(field, reason, index)])
+
+
+class ConfigError(OtpagentError, ValueError):
+    """The configuration is invalid; the message names the key path, e.g. ``channels.SMS.cost``."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"config error at {path or '<root>'}: {reason}")
+
+
+class PluginNotFound(ConfigError):
+    """The configuration names a plugin that is not installed."""
+
+
+class RateLimited(OtpagentError):
+    """An OTP or message was refused by a limit; ``retry_after`` says when to try again."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        self.reason = reason
+        self.retry_after = max(0.0, retry_after)
+        super().__init__(f"rate limited ({reason}); retry after {self.retry_after:.1f}s")

@@ -1,0 +1,68 @@
+"""The otpagent extension points. A plugin implements any of these with ``@hookimpl``.
+
+Each hook is called once at start-up with a ``register`` callable; the plugin calls it for each
+thing it provides. Built-ins are registered through exactly these hooks, so a third-party
+plugin can do everything a built-in can. See docs/plugins.md for a worked example.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("otpagent")
+hookimpl = pluggy.HookimplMarker("otpagent")
+
+__all__ = ["hookimpl", "hookspec"]
+
+
+@hookspec
+def otpagent_register_channels(register: Any) -> None:
+    """Register delivery channels: ``register("twilio-sms", factory)``.
+
+    ``factory(spec: ChannelSpec) -> Channel`` receives the channel's validated config section.
+    It should check its own keys and raise ``ConfigError(path, reason)`` naming the key.
+    """
+
+
+@hookspec
+def otpagent_register_routing_strategies(register: Any) -> None:
+    """Register routing strategies: ``register("adaptive", factory)``.
+
+    ``factory(settings: Mapping, context: PluginContext) -> RoutingStrategy``; ``settings`` is
+    the ``routing`` config section.
+    """
+
+
+@hookspec
+def otpagent_register_storage_backends(register: Any) -> None:
+    """Register storage backends: ``register("sqlite", factory)``.
+
+    ``factory(settings: Mapping, context: PluginContext) -> StorageBackend``; ``settings`` is
+    the ``storage`` config section. The backend must pass the storage contract suite.
+    """
+
+
+@hookspec
+def otpagent_register_event_sinks(register: Any) -> None:
+    """Register event sinks: ``register("webhook", factory)``.
+
+    ``factory(settings: Mapping, context: PluginContext) -> EventSink``; ``settings`` is the
+    sink's entry of the ``sinks`` list.
+    """
+
+
+@hookspec
+def otpagent_register_http_routes(register: Any) -> None:
+    """Register HTTP endpoints of the service: ``register(path, endpoint, methods=("POST",))``.
+
+    ``endpoint(request, agent)`` is an async callable taking a Starlette ``Request`` and the
+    running :class:`~otpagent.IntelligentOTPAgent`, returning a Starlette ``Response``. Provider
+    callbacks (Twilio status, SendGrid events) are mounted this way.
+    """
+
+
+@hookspec
+def otpagent_register_commands(cli: Any) -> None:
+    """Add commands to the ``otpagent`` command line: ``cli`` is the root ``click.Group``."""

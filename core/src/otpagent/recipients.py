@@ -1,0 +1,68 @@
+"""Recipient normalisation: phone numbers to E.164 (phonenumbers), email syntax (email-validator).
+
+A number that is not valid is rejected with the number and the reason, so a typo never becomes
+a send to the wrong person or a cryptic provider error later.
+"""
+
+from __future__ import annotations
+
+import email_validator
+import phonenumbers
+
+from otpagent.errors import InvalidRequest
+
+__all__ = ["country_of", "normalise_email", "normalise_phone"]
+
+_PARSE_REASONS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown or missing country code (use +<country code>)",
+    phonenumbers.NumberParseException.NOT_A_NUMBER: "not a phone number",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short after the international prefix",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
+    phonenumbers.NumberParseException.TOO_LONG: "too long",
+}
+
+
+def normalise_phone(value: str, field: str = "phone_number") -> str:
+    """Return ``value`` in E.164 (``+447700900123``) or raise naming the number and why.
+
+    Numbers must be international (``+`` and country code) and of a possible length for their
+    country. Unallocated ranges are not rejected here: reserved test ranges (Ofcom's 07700 900xxx,
+    Twilio's magic numbers) must stay usable, and the provider has the last word on reachability.
+    """
+    if not isinstance(value, str):
+        raise InvalidRequest.single(field, f"must be a string, got {type(value).__name__}")
+    raw = value.strip()
+    try:
+        parsed = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException as exc:
+        reason = _PARSE_REASONS.get(exc.error_type, str(exc))
+        raise InvalidRequest.single(field, f"{value!r} is not a valid phone number: {reason}") from None
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidRequest.single(field, f"{value!r} is not a valid phone number: wrong length for its country")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def country_of(e164: str) -> str | None:
+    """ISO 3166 region code of an E.164 number (``GB``), or None when unknown."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return None
+    region = phonenumbers.region_code_for_number(parsed)
+    if region and region != "ZZ":
+        return str(region)
+    # Unallocated or test ranges still belong to a country: fall back to the calling code's
+    # main region (+44 -> GB), which is what allow-lists and pumping limits care about.
+    main = phonenumbers.region_code_for_country_code(parsed.country_code)
+    return None if main in (None, "ZZ") else str(main)
+
+
+def normalise_email(value: str, field: str = "email") -> str:
+    """Return the normalised address or raise naming it and the reason (syntax only, no DNS)."""
+    if not isinstance(value, str):
+        raise InvalidRequest.single(field, f"must be a string, got {type(value).__name__}")
+    try:
+        info = email_validator.validate_email(value.strip(), check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise InvalidRequest.single(field, f"{value!r} is not a valid email address: {exc}") from None
+    return str(info.normalized)

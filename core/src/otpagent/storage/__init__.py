@@ -1,0 +1,1 @@
+"""Storage backends. The embedded default is SQLite; others come from plugins."""

@@ -1,0 +1,94 @@
+"""Converting between the value types and flat database rows; shared by every SQL backend."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from otpagent.model import Attempt, Event, Message, MessageType, Outcome, Priority, Status
+
+__all__ = ["MESSAGE_COLUMNS", "attempt_from_row", "event_from_row", "message_from_row", "message_to_row"]
+
+MESSAGE_COLUMNS = (
+    "id", "message_type", "priority", "body", "subject", "phone_number", "email", "user_id",
+    "idempotency_key", "fingerprint", "channels", "preferred_channel", "max_retries", "callback_url",
+    "metadata", "secret", "expires_at", "status", "created_at", "updated_at", "due_at", "route",
+    "route_index", "channel_attempts", "attempt_count", "channel", "provider_message_id",
+    "last_error", "cost", "lease_owner", "lease_expires_at",
+)
+
+
+def message_to_row(m: Message, fingerprint: str | None) -> dict[str, Any]:
+    return {
+        "id": m.id, "message_type": m.message_type.value, "priority": int(m.priority), "body": m.body,
+        "subject": m.subject, "phone_number": m.phone_number, "email": m.email, "user_id": m.user_id,
+        "idempotency_key": m.idempotency_key, "fingerprint": fingerprint,
+        "channels": json.dumps(list(m.channels)) if m.channels is not None else None,
+        "preferred_channel": m.preferred_channel, "max_retries": m.max_retries,
+        "callback_url": m.callback_url, "metadata": json.dumps(dict(m.metadata)) if m.metadata else None,
+        "secret": m.secret, "expires_at": m.expires_at, "status": m.status.value,
+        "created_at": m.created_at, "updated_at": m.updated_at, "due_at": m.due_at,
+        "route": json.dumps(list(m.route)), "route_index": m.route_index,
+        "channel_attempts": m.channel_attempts, "attempt_count": m.attempt_count, "channel": m.channel,
+        "provider_message_id": m.provider_message_id, "last_error": m.last_error, "cost": m.cost,
+        "lease_owner": m.lease_owner, "lease_expires_at": m.lease_expires_at,
+    }
+
+
+def message_from_row(r: Mapping[str, Any]) -> Message:
+    return Message(
+        id=r["id"], message_type=MessageType(r["message_type"]), priority=Priority(r["priority"]),
+        body=r["body"], subject=r["subject"], phone_number=r["phone_number"], email=r["email"],
+        user_id=r["user_id"], idempotency_key=r["idempotency_key"],
+        channels=tuple(json.loads(r["channels"])) if r["channels"] else None,
+        preferred_channel=r["preferred_channel"], max_retries=r["max_retries"],
+        callback_url=r["callback_url"], metadata=json.loads(r["metadata"]) if r["metadata"] else {},
+        secret=r["secret"], expires_at=r["expires_at"], status=Status(r["status"]),
+        created_at=r["created_at"], updated_at=r["updated_at"], due_at=r["due_at"],
+        route=tuple(json.loads(r["route"])) if r["route"] else (), route_index=r["route_index"],
+        channel_attempts=r["channel_attempts"], attempt_count=r["attempt_count"], channel=r["channel"],
+        provider_message_id=r["provider_message_id"], last_error=r["last_error"], cost=r["cost"],
+        lease_owner=r["lease_owner"], lease_expires_at=r["lease_expires_at"],
+    )
+
+
+ATTEMPT_COLUMNS = (
+    "message_id", "number", "channel", "outcome", "started_at", "finished_at", "provider_message_id",
+    "error_code", "error_message", "cost", "delivery_status", "status_updated_at",
+)
+
+
+def attempt_to_row(a: Attempt) -> dict[str, Any]:
+    return {
+        "message_id": a.message_id, "number": a.number, "channel": a.channel, "outcome": a.outcome.value,
+        "started_at": a.started_at, "finished_at": a.finished_at,
+        "provider_message_id": a.provider_message_id, "error_code": a.error_code,
+        "error_message": a.error_message, "cost": a.cost,
+        "delivery_status": a.delivery_status.value if a.delivery_status else None,
+        "status_updated_at": a.status_updated_at,
+    }
+
+
+def attempt_from_row(r: Mapping[str, Any]) -> Attempt:
+    return Attempt(
+        message_id=r["message_id"], number=r["number"], channel=r["channel"], outcome=Outcome(r["outcome"]),
+        started_at=r["started_at"], finished_at=r["finished_at"],
+        provider_message_id=r["provider_message_id"], error_code=r["error_code"],
+        error_message=r["error_message"], cost=r["cost"],
+        delivery_status=Status(r["delivery_status"]) if r["delivery_status"] else None,
+        status_updated_at=r["status_updated_at"],
+    )
+
+
+def event_from_row(r: Mapping[str, Any]) -> Event:
+    return Event(type=r["type"], message_id=r["message_id"], at=r["at"],
+                 data=json.loads(r["data"]) if r["data"] else {}, id=r["id"])
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of an ascending list (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, min(len(sorted_values), round(q * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]

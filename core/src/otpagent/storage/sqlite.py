@@ -1,0 +1,451 @@
+"""The embedded storage backend: one SQLite file in WAL mode.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so claims, attempts, OTP checks and
+rate-limit buckets are atomic across threads *and* processes. Within a process, writers queue
+on a lock before asking SQLite, because SQLite's own busy handler sleeps in coarse steps.
+Durability: ``synchronous=FULL`` by default (a commit survives power loss); ``"normal"``
+survives a process crash but may lose the last commits on power loss, for more throughput.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from otpagent.errors import ConfigError
+from otpagent.model import CLAIMABLE_STATUSES, Attempt, Event, Message, Status
+from otpagent.protocols import (
+    ChannelStats,
+    EnqueueResult,
+    IdempotencyConflict,
+    MessageUpdate,
+    NewMessage,
+    OtpIssueOutcome,
+    OtpRecord,
+    OtpVerifyOutcome,
+    PluginContext,
+    StorageStats,
+)
+from otpagent.ratelimit import gcra
+from otpagent.storage.rows import (
+    ATTEMPT_COLUMNS,
+    MESSAGE_COLUMNS,
+    attempt_from_row,
+    attempt_to_row,
+    event_from_row,
+    message_from_row,
+    message_to_row,
+    percentile,
+)
+from otpagent.storage.sqlite_schema import migrate
+
+__all__ = ["SqliteStorage", "create_sqlite_storage"]
+
+IDEMPOTENCY_WINDOW = 24 * 3600.0
+_INSERT_MESSAGE = (
+    f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in MESSAGE_COLUMNS)})"
+)
+_INSERT_ATTEMPT = (
+    f"INSERT INTO delivery_reports ({', '.join(ATTEMPT_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in ATTEMPT_COLUMNS)})"
+)
+_CLAIMABLE = tuple(s.value for s in CLAIMABLE_STATUSES)
+
+
+def create_sqlite_storage(settings: Mapping[str, Any], context: PluginContext) -> SqliteStorage:
+    """Factory registered as ``sqlite``: ``{"backend": "sqlite", "path": ..., "synchronous": ...}``."""
+    for key in settings:
+        if key not in ("backend", "path", "synchronous", "busy_timeout_seconds"):
+            raise ConfigError(f"storage.{key}", "unknown key (expected path, synchronous, busy_timeout_seconds)")
+    raw_path = settings.get("path", "otpagent.db")
+    if not isinstance(raw_path, str) or not raw_path:
+        raise ConfigError("storage.path", "must be a file path (or ':memory:' is not supported: use a file)")
+    path = Path(raw_path)
+    if not path.is_absolute():
+        path = Path(context.config_dir) / path
+    sync = settings.get("synchronous", "full")
+    if sync not in ("full", "normal"):
+        raise ConfigError("storage.synchronous", f"must be 'full' or 'normal', got {sync!r}")
+    timeout = settings.get("busy_timeout_seconds", 30)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise ConfigError("storage.busy_timeout_seconds", "must be a positive number")
+    return SqliteStorage(path, synchronous=sync, busy_timeout=float(timeout))
+
+
+class SqliteStorage:
+    """A :class:`~otpagent.protocols.StorageBackend` on one SQLite file."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str | Path, *, synchronous: str = "full", busy_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            migrate(self._conn())
+        except sqlite3.Error as exc:
+            raise ConfigError("storage.path", f"cannot open SQLite database {str(self.path)!r}: {exc}") from None
+
+    # -- connections ---------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise RuntimeError("storage is closed")
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._closed = True
+        with self._connections_lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._connections.clear()
+        self._local = threading.local()
+
+    def ping(self) -> None:
+        self._conn().execute("SELECT 1").fetchone()
+
+    # -- queue ---------------------------------------------------------------------------------
+    def enqueue(self, items: Sequence[NewMessage], now: float) -> list[EnqueueResult]:
+        results: list[EnqueueResult] = []
+        with self._write() as conn:
+            for index, item in enumerate(items):
+                m = item.message
+                if m.idempotency_key is not None:
+                    existing = conn.execute(
+                        "SELECT id, fingerprint, created_at FROM messages WHERE idempotency_key = ?",
+                        (m.idempotency_key,),
+                    ).fetchone()
+                    if existing is not None:
+                        if existing["created_at"] >= now - IDEMPOTENCY_WINDOW:
+                            if existing["fingerprint"] != item.fingerprint:
+                                raise IdempotencyConflict(m.idempotency_key, index)
+                            results.append(EnqueueResult(message_id=existing["id"], created=False))
+                            continue
+                        # The key expired: free it for the new message.
+                        conn.execute("UPDATE messages SET idempotency_key = NULL WHERE id = ?", (existing["id"],))
+                conn.execute(_INSERT_MESSAGE, message_to_row(m, item.fingerprint))
+                self._insert_event(conn, Event(type=m.status.value, message_id=m.id, at=now,
+                                               data={"priority": m.priority.name, "type": m.message_type.value}))
+                results.append(EnqueueResult(message_id=m.id, created=True))
+        return results
+
+    def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
+        if limit <= 0:
+            return []
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT * FROM messages WHERE status = 'sending' AND lease_expires_at <= ? "
+                "ORDER BY priority DESC, due_at, seq LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            if len(rows) < limit:
+                rows += conn.execute(
+                    f"SELECT * FROM messages WHERE status IN ({','.join('?' * len(_CLAIMABLE))}) "
+                    "AND due_at <= ? ORDER BY priority DESC, due_at, seq LIMIT ?",
+                    (*_CLAIMABLE, now, limit - len(rows)),
+                ).fetchall()
+            if not rows:
+                return []
+            rows.sort(key=lambda r: (-r["priority"], r["due_at"], r["seq"]))
+            lease_until = now + lease_seconds
+            conn.executemany(
+                "UPDATE messages SET status = 'sending', lease_owner = ?, lease_expires_at = ?, updated_at = ? "
+                "WHERE id = ?",
+                [(worker_id, lease_until, now, r["id"]) for r in rows],
+            )
+        claimed = []
+        for r in rows:
+            m = message_from_row(r)
+            claimed.append(_leased(m, worker_id, lease_until, now))
+        return claimed
+
+    def update_message(
+        self, update: MessageUpdate, now: float, *, attempt: Attempt | None = None,
+        events: Sequence[Event] = (),
+    ) -> bool:
+        with self._write() as conn:
+            if attempt is not None:
+                conn.execute(_INSERT_ATTEMPT, attempt_to_row(attempt))
+            applied = _apply_update(conn, update, now)
+            if applied:
+                for event in events:
+                    self._insert_event(conn, event)
+        return applied
+
+    def get_message(self, message_id: str) -> Message | None:
+        row = self._conn().execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return message_from_row(row) if row else None
+
+    def get_attempts(self, message_id: str) -> list[Attempt]:
+        rows = self._conn().execute(
+            "SELECT * FROM delivery_reports WHERE message_id = ? ORDER BY number, id", (message_id,)
+        ).fetchall()
+        return [attempt_from_row(r) for r in rows]
+
+    def get_events(self, message_id: str) -> list[Event]:
+        rows = self._conn().execute("SELECT * FROM events WHERE message_id = ? ORDER BY id", (message_id,)).fetchall()
+        return [event_from_row(r) for r in rows]
+
+    def recent_messages(self, limit: int) -> list[Message]:
+        rows = self._conn().execute("SELECT * FROM messages ORDER BY updated_at DESC, seq DESC LIMIT ?",
+                                    (limit,)).fetchall()
+        return [message_from_row(r) for r in rows]
+
+    def find_by_provider_id(self, provider_message_id: str) -> Attempt | None:
+        row = self._conn().execute(
+            "SELECT * FROM delivery_reports WHERE provider_message_id = ? ORDER BY id DESC LIMIT 1",
+            (provider_message_id,),
+        ).fetchone()
+        return attempt_from_row(row) if row else None
+
+    def set_attempt_delivery_status(
+        self, provider_message_id: str, status: Status, allowed_from: frozenset[Status | None], now: float
+    ) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT id, delivery_status FROM delivery_reports WHERE provider_message_id = ? ORDER BY id DESC LIMIT 1",
+                (provider_message_id,),
+            ).fetchone()
+            if row is None:
+                return False
+            current = Status(row["delivery_status"]) if row["delivery_status"] else None
+            if current not in allowed_from:
+                return False
+            conn.execute("UPDATE delivery_reports SET delivery_status = ?, status_updated_at = ? WHERE id = ?",
+                         (status.value, now, row["id"]))
+        return True
+
+    # -- OTP -----------------------------------------------------------------------------------
+    def issue_otp(
+        self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int, now: float
+    ) -> tuple[OtpIssueOutcome, float]:
+        with self._write() as conn:
+            recent = conn.execute(
+                "SELECT created_at FROM otps WHERE recipient = ? AND created_at > ? ORDER BY created_at",
+                (otp.recipient, now - 3600.0),
+            ).fetchall()
+            if recent and now - recent[-1]["created_at"] < cooldown_seconds:
+                return OtpIssueOutcome.COOLDOWN, recent[-1]["created_at"] + cooldown_seconds - now
+            if len(recent) >= max_per_hour:
+                return OtpIssueOutcome.HOURLY_LIMIT, recent[-max_per_hour]["created_at"] + 3600.0 - now
+            conn.execute(
+                "UPDATE otps SET invalidated_at = ? WHERE recipient = ? AND purpose = ? "
+                "AND consumed_at IS NULL AND invalidated_at IS NULL",
+                (now, otp.recipient, otp.purpose),
+            )
+            conn.execute(
+                "INSERT INTO otps (id, recipient, purpose, code_hash, created_at, expires_at, message_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (otp.id, otp.recipient, otp.purpose, otp.code_hash, otp.created_at, otp.expires_at, otp.message_id),
+            )
+            m = message.message
+            conn.execute(_INSERT_MESSAGE, message_to_row(m, message.fingerprint))
+            self._insert_event(conn, Event(type=m.status.value, message_id=m.id, at=now,
+                                           data={"priority": m.priority.name, "type": m.message_type.value}))
+        return OtpIssueOutcome.ISSUED, 0.0
+
+    def verify_otp(
+        self, recipient: str, purpose: str, candidate_hash: bytes, *, max_failures: int,
+        lockout_seconds: float, now: float,
+    ) -> OtpVerifyOutcome:
+        with self._write() as conn:
+            fail = conn.execute("SELECT failures, first_failure_at FROM otp_failures WHERE recipient = ?",
+                                (recipient,)).fetchone()
+            failures = 0
+            if fail is not None:
+                if now - fail["first_failure_at"] >= lockout_seconds:
+                    conn.execute("DELETE FROM otp_failures WHERE recipient = ?", (recipient,))
+                else:
+                    failures = fail["failures"]
+            if failures >= max_failures:
+                return OtpVerifyOutcome.LOCKED
+            row = conn.execute(
+                "SELECT id, code_hash, expires_at FROM otps WHERE recipient = ? AND purpose = ? "
+                "AND consumed_at IS NULL AND invalidated_at IS NULL ORDER BY created_at DESC LIMIT 1",
+                (recipient, purpose),
+            ).fetchone()
+            stored = bytes(row["code_hash"]) if row is not None else b"\0" * len(candidate_hash)
+            # Compare even when there is no code, so timing does not tell whether one exists.
+            matches = hmac.compare_digest(stored, candidate_hash) and row is not None
+            if row is not None and matches and row["expires_at"] > now:
+                conn.execute("UPDATE otps SET consumed_at = ? WHERE id = ?", (now, row["id"]))
+                conn.execute("DELETE FROM otp_failures WHERE recipient = ?", (recipient,))
+                return OtpVerifyOutcome.VERIFIED
+            if row is not None and row["expires_at"] <= now:
+                return OtpVerifyOutcome.EXPIRED
+            conn.execute(
+                "INSERT INTO otp_failures (recipient, failures, first_failure_at) VALUES (?, 1, ?) "
+                "ON CONFLICT(recipient) DO UPDATE SET failures = failures + 1",
+                (recipient, now),
+            )
+            if failures + 1 >= max_failures:
+                return OtpVerifyOutcome.TOO_MANY_ATTEMPTS
+            return OtpVerifyOutcome.INVALID
+
+    # -- shared state --------------------------------------------------------------------------
+    def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1) -> float:
+        with self._write() as conn:
+            row = conn.execute("SELECT tat FROM rate_limits WHERE key = ?", (key,)).fetchone()
+            new_tat, wait = gcra(row["tat"] if row else None, now, interval, burst, cost)
+            if wait == 0.0:
+                conn.execute("INSERT INTO rate_limits (key, tat) VALUES (?, ?) "
+                             "ON CONFLICT(key) DO UPDATE SET tat = excluded.tat", (key, new_tat))
+        return wait
+
+    def get_state(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def put_state(self, key: str, value: str, *, only_if_absent: bool = False) -> str:
+        with self._write() as conn:
+            if only_if_absent:
+                conn.execute("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING", (key, value))
+            else:
+                conn.execute("INSERT INTO state (key, value) VALUES (?, ?) "
+                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return str(row["value"])
+
+    def remember_event_id(self, source: str, event_id: str, now: float) -> bool:
+        with self._write() as conn:
+            cur = conn.execute("INSERT INTO seen_events (source, event_id, seen_at) VALUES (?, ?, ?) "
+                               "ON CONFLICT DO NOTHING", (source, event_id, now))
+            return cur.rowcount == 1
+
+    # -- metrics and housekeeping --------------------------------------------------------------
+    def stats(self, now: float) -> StorageStats:
+        conn = self._conn()
+        by_status = {r[0]: r[1] for r in conn.execute("SELECT status, COUNT(*) FROM messages GROUP BY status")}
+        queue_size = sum(by_status.get(s, 0) for s in (*_CLAIMABLE, "sending"))
+        oldest = conn.execute(
+            f"SELECT MIN(due_at) FROM messages WHERE status IN ({','.join('?' * len(_CLAIMABLE))}) AND due_at <= ?",
+            (*_CLAIMABLE, now),
+        ).fetchone()[0]
+        channels: dict[str, ChannelStats] = {}
+        for r in conn.execute(
+            "SELECT channel, COUNT(*) AS attempts, "
+            "SUM(outcome = 'accepted') AS accepted, SUM(outcome = 'transient') AS transient, "
+            "SUM(outcome = 'permanent') AS permanent, "
+            "SUM(delivery_status IN ('delivered', 'read')) AS delivered, "
+            "SUM(delivery_status IN ('undelivered', 'failed')) AS undelivered, SUM(cost) AS cost "
+            "FROM delivery_reports GROUP BY channel"
+        ):
+            latencies = sorted(
+                row[0] for row in conn.execute(
+                    "SELECT (finished_at - started_at) * 1000.0 FROM delivery_reports WHERE channel = ? "
+                    "ORDER BY id DESC LIMIT 1000", (r["channel"],))
+            )
+            channels[r["channel"]] = ChannelStats(
+                attempts=r["attempts"], accepted=r["accepted"] or 0, transient=r["transient"] or 0,
+                permanent=r["permanent"] or 0, delivered=r["delivered"] or 0,
+                undelivered=r["undelivered"] or 0, cost=r["cost"] or 0.0,
+                p50_latency_ms=percentile(latencies, 0.50), p95_latency_ms=percentile(latencies, 0.95),
+            )
+        return StorageStats(
+            total=sum(by_status.values()), queue_size=queue_size, by_status=by_status, channels=channels,
+            oldest_due_age_seconds=None if oldest is None else max(0.0, now - oldest),
+        )
+
+    def cleanup(self, older_than: float, now: float) -> Mapping[str, int]:
+        finished = ("sent", "delivered", "read", "undelivered", "failed", "cancelled", "expired")
+        marks = ",".join("?" * len(finished))
+        counts: dict[str, int] = {}
+        with self._write() as conn:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM doomed")
+            conn.execute(f"INSERT INTO doomed SELECT id FROM messages WHERE status IN ({marks}) AND updated_at < ?",
+                         (*finished, older_than))
+            counts["delivery_reports"] = conn.execute(
+                "DELETE FROM delivery_reports WHERE message_id IN (SELECT id FROM doomed)").rowcount
+            counts["events"] = conn.execute(
+                "DELETE FROM events WHERE message_id IN (SELECT id FROM doomed) OR (message_id IS NULL AND at < ?)",
+                (older_than,)).rowcount
+            counts["messages"] = conn.execute("DELETE FROM messages WHERE id IN (SELECT id FROM doomed)").rowcount
+            counts["otps"] = conn.execute("DELETE FROM otps WHERE expires_at < ?", (older_than,)).rowcount
+            counts["seen_events"] = conn.execute("DELETE FROM seen_events WHERE seen_at < ?", (older_than,)).rowcount
+            conn.execute("DELETE FROM rate_limits WHERE tat < ?", (now - 3600.0,))
+            conn.execute("DELETE FROM doomed")
+        return counts
+
+    # -- helpers -------------------------------------------------------------------------------
+    @staticmethod
+    def _insert_event(conn: sqlite3.Connection, event: Event) -> None:
+        conn.execute("INSERT INTO events (message_id, type, at, data) VALUES (?, ?, ?, ?)",
+                     (event.message_id, event.type, event.at, json.dumps(dict(event.data)) if event.data else None))
+
+
+def _leased(m: Message, owner: str, until: float, now: float) -> Message:
+    import attrs
+
+    return attrs.evolve(m, status=Status.SENDING, lease_owner=owner, lease_expires_at=until, updated_at=now)
+
+
+def _apply_update(conn: sqlite3.Connection, u: MessageUpdate, now: float) -> bool:
+    sets = ["status = ?", "updated_at = ?"]
+    params: list[Any] = [u.status.value, now]
+    for column, value in (
+        ("due_at", u.due_at), ("route_index", u.route_index), ("channel_attempts", u.channel_attempts),
+        ("attempt_count", u.attempt_count), ("channel", u.channel),
+        ("provider_message_id", u.provider_message_id), ("last_error", u.last_error),
+    ):
+        if value is not None:
+            sets.append(f"{column} = ?")
+            params.append(value)
+    if u.route is not None:
+        sets.append("route = ?")
+        params.append(json.dumps(list(u.route)))
+    if u.add_cost:
+        sets.append("cost = cost + ?")
+        params.append(u.add_cost)
+    if u.clear_secret:
+        sets.append("secret = NULL")
+    if not u.keep_lease:
+        sets.append("lease_owner = NULL, lease_expires_at = NULL")
+    where = ["id = ?"]
+    params.append(u.message_id)
+    if u.expected_statuses is not None:
+        where.append(f"status IN ({','.join('?' * len(u.expected_statuses))})")
+        params.extend(s.value for s in u.expected_statuses)
+    if u.expected_owner is not None:
+        where.append("lease_owner = ?")
+        params.append(u.expected_owner)
+    cur = conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE {' AND '.join(where)}", params)
+    return cur.rowcount == 1
