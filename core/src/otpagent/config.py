@@ -87,6 +87,7 @@ class DispatcherConfig:
     lease_seconds: float = 60.0
     poll_interval_seconds: float = 0.2
     channel_timeout_seconds: float = 15.0
+    circuit_open_seconds: float = 60.0
 
 
 @attrs.frozen

@@ -19,6 +19,7 @@ from otpagent.errors import InvalidRequest
 from otpagent.recipients import normalise_email, normalise_phone
 
 __all__ = [
+    "TERMINAL_STATUSES",
     "Attempt",
     "ChannelKind",
     "DeliveryReport",
@@ -32,7 +33,6 @@ __all__ = [
     "Priority",
     "SendResult",
     "Status",
-    "TERMINAL_STATUSES",
 ]
 
 
@@ -169,11 +169,11 @@ def _to_timestamp(value: datetime | float | int | str | None) -> float | None:
 
 
 def _opt_phone(value: str | None) -> str | None:
-    return None if value in (None, "") else normalise_phone(value)  # type: ignore[arg-type]
+    return None if value is None or value == "" else normalise_phone(value)
 
 
 def _opt_email(value: str | None) -> str | None:
-    return None if value in (None, "") else normalise_email(value)  # type: ignore[arg-type]
+    return None if value is None or value == "" else normalise_email(value)
 
 
 def _channels(value: Sequence[str] | str | None) -> tuple[str, ...] | None:
@@ -195,28 +195,54 @@ def _metadata(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value)
 
 
-def _opt_str(field: str, limit: int) -> Any:
-    def convert(value: object) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise InvalidRequest.single(field, f"must be a string, got {type(value).__name__}")
-        if len(value) > limit:
-            raise InvalidRequest.single(field, f"too long ({len(value)} > {limit} characters)")
-        return value
-
-    return convert
+def _message_type(value: MessageType | str) -> MessageType:
+    return MessageType.parse(value)
 
 
-def _opt_count(field: str) -> Any:
-    def convert(value: object) -> int | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-            raise InvalidRequest.single(field, f"must be an integer from 0 to 100, got {value!r}")
-        return value
+def _priority(value: Priority | str | int) -> Priority:
+    return Priority.parse(value)
 
-    return convert
+
+def _text(field: str, limit: int, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest.single(field, f"must be a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise InvalidRequest.single(field, f"too long ({len(value)} > {limit} characters)")
+    return value
+
+
+def _content(value: object) -> str | None:
+    return _text("content", 100_000, value)
+
+
+def _subject(value: object) -> str | None:
+    return _text("subject", 998, value)
+
+
+def _user_id(value: object) -> str | None:
+    return _text("user_id", 256, value)
+
+
+def _idempotency_key(value: object) -> str | None:
+    return _text("idempotency_key", 255, value)
+
+
+def _preferred_channel(value: object) -> str | None:
+    return _text("preferred_channel", 64, value)
+
+
+def _callback_url(value: object) -> str | None:
+    return _text("callback_url", 2048, value)
+
+
+def _max_retries(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise InvalidRequest.single("max_retries", f"must be an integer from 0 to 100, got {value!r}")
+    return value
 
 
 @attrs.frozen(kw_only=True)
@@ -232,17 +258,17 @@ class MessageRequest:
 
     phone_number: str | None = attrs.field(default=None, converter=_opt_phone)
     email: str | None = attrs.field(default=None, converter=_opt_email)
-    message_type: MessageType = attrs.field(default=MessageType.NOTIFICATION, converter=MessageType.parse)
-    content: str | None = attrs.field(default=None, converter=_opt_str("content", 100_000))
-    subject: str | None = attrs.field(default=None, converter=_opt_str("subject", 998))
-    priority: Priority = attrs.field(default=Priority.MEDIUM, converter=Priority.parse)
+    message_type: MessageType = attrs.field(default=MessageType.NOTIFICATION, converter=_message_type)
+    content: str | None = attrs.field(default=None, converter=_content)
+    subject: str | None = attrs.field(default=None, converter=_subject)
+    priority: Priority = attrs.field(default=Priority.MEDIUM, converter=_priority)
     scheduled_for: float | None = attrs.field(default=None, converter=_to_timestamp)
-    user_id: str | None = attrs.field(default=None, converter=_opt_str("user_id", 256))
-    idempotency_key: str | None = attrs.field(default=None, converter=_opt_str("idempotency_key", 255))
+    user_id: str | None = attrs.field(default=None, converter=_user_id)
+    idempotency_key: str | None = attrs.field(default=None, converter=_idempotency_key)
     channels: tuple[str, ...] | None = attrs.field(default=None, converter=_channels)
-    preferred_channel: str | None = attrs.field(default=None, converter=_opt_str("preferred_channel", 64))
-    max_retries: int | None = attrs.field(default=None, converter=_opt_count("max_retries"))
-    callback_url: str | None = attrs.field(default=None, converter=_opt_str("callback_url", 2048))
+    preferred_channel: str | None = attrs.field(default=None, converter=_preferred_channel)
+    max_retries: int | None = attrs.field(default=None, converter=_max_retries)
+    callback_url: str | None = attrs.field(default=None, converter=_callback_url)
     metadata: dict[str, Any] = attrs.field(factory=dict, converter=_metadata)
 
     def __attrs_post_init__(self) -> None:

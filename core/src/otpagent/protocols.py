@@ -27,8 +27,8 @@ __all__ = [
     "OtpIssueOutcome",
     "OtpRecord",
     "OtpVerifyOutcome",
-    "RoutingStrategy",
     "RouteOutcome",
+    "RoutingStrategy",
     "StorageBackend",
     "StorageStats",
 ]
@@ -298,8 +298,12 @@ class StorageBackend(Protocol):
         lockout_seconds: float, now: float,
     ) -> OtpVerifyOutcome:
         """In one transaction: refuse when the recipient is locked out; compare the candidate
-        with the active code in constant time; consume it on a match (exactly one concurrent
-        verifier wins) or count a failure against the recipient (across codes).
+        with the active code in constant time; consume it on a match before expiry (exactly one
+        concurrent verifier wins); EXPIRED only for the right code after expiry (so the answer
+        reveals nothing to someone without the code); otherwise count a failure against the
+        recipient (across codes) and answer INVALID, or TOO_MANY_ATTEMPTS on the failure that
+        reaches ``max_failures``. LOCKED while the recipient has ``max_failures`` failures within
+        ``lockout_seconds`` of the first.
         """
 
     # -- shared state --------------------------------------------------------------------------
@@ -320,6 +324,11 @@ class StorageBackend(Protocol):
         """Record a provider event id; False when it was seen before (a replay)."""
 
     # -- metrics and housekeeping --------------------------------------------------------------
+    def redact_expired_secrets(self, now: float) -> int:
+        """Clear the OTP code of every message whose ``expires_at`` has passed (whatever its
+        status); returns how many. Called every few seconds by each dispatcher.
+        """
+
     def stats(self, now: float) -> StorageStats:
         """Counts by status, queue size, per-channel performance."""
 

@@ -53,7 +53,7 @@ def country_of(e164: str) -> str | None:
         return str(region)
     # Unallocated or test ranges still belong to a country: fall back to the calling code's
     # main region (+44 -> GB), which is what allow-lists and pumping limits care about.
-    main = phonenumbers.region_code_for_country_code(parsed.country_code)
+    main = phonenumbers.region_code_for_country_code(parsed.country_code or 0)
     return None if main in (None, "ZZ") else str(main)
 
 

@@ -14,7 +14,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -132,10 +132,8 @@ class SqliteStorage:
         self._closed = True
         with self._connections_lock:
             for conn in self._connections:
-                try:
+                with suppress(sqlite3.Error):
                     conn.close()
-                except sqlite3.Error:
-                    pass
             self._connections.clear()
         self._local = threading.local()
 
@@ -171,20 +169,22 @@ class SqliteStorage:
         if limit <= 0:
             return []
         with self._write() as conn:
+            # Two index-friendly queries (expired leases, ready messages), each up to ``limit``,
+            # merged so that an expired lease never jumps ahead of higher-priority work.
             rows = conn.execute(
                 "SELECT * FROM messages WHERE status = 'sending' AND lease_expires_at <= ? "
                 "ORDER BY priority DESC, due_at, seq LIMIT ?",
                 (now, limit),
             ).fetchall()
-            if len(rows) < limit:
-                rows += conn.execute(
-                    f"SELECT * FROM messages WHERE status IN ({','.join('?' * len(_CLAIMABLE))}) "
-                    "AND due_at <= ? ORDER BY priority DESC, due_at, seq LIMIT ?",
-                    (*_CLAIMABLE, now, limit - len(rows)),
-                ).fetchall()
+            rows += conn.execute(
+                f"SELECT * FROM messages WHERE status IN ({','.join('?' * len(_CLAIMABLE))}) "
+                "AND due_at <= ? ORDER BY priority DESC, due_at, seq LIMIT ?",
+                (*_CLAIMABLE, now, limit),
+            ).fetchall()
             if not rows:
                 return []
             rows.sort(key=lambda r: (-r["priority"], r["due_at"], r["seq"]))
+            rows = rows[:limit]
             lease_until = now + lease_seconds
             conn.executemany(
                 "UPDATE messages SET status = 'sending', lease_owner = ?, lease_expires_at = ?, updated_at = ? "
@@ -241,7 +241,8 @@ class SqliteStorage:
     ) -> bool:
         with self._write() as conn:
             row = conn.execute(
-                "SELECT id, delivery_status FROM delivery_reports WHERE provider_message_id = ? ORDER BY id DESC LIMIT 1",
+                "SELECT id, delivery_status FROM delivery_reports WHERE provider_message_id = ? "
+                "ORDER BY id DESC LIMIT 1",
                 (provider_message_id,),
             ).fetchone()
             if row is None:
@@ -305,16 +306,21 @@ class SqliteStorage:
             stored = bytes(row["code_hash"]) if row is not None else b"\0" * len(candidate_hash)
             # Compare even when there is no code, so timing does not tell whether one exists.
             matches = hmac.compare_digest(stored, candidate_hash) and row is not None
-            if row is not None and matches and row["expires_at"] > now:
+            if matches and row["expires_at"] > now:
                 conn.execute("UPDATE otps SET consumed_at = ? WHERE id = ?", (now, row["id"]))
                 conn.execute("DELETE FROM otp_failures WHERE recipient = ?", (recipient,))
                 return OtpVerifyOutcome.VERIFIED
-            if row is not None and row["expires_at"] <= now:
+            if matches:
+                # The right code, too late: say so (only someone holding the code learns it).
                 return OtpVerifyOutcome.EXPIRED
+            # The try that reaches the limit restarts the window, so a lockout always lasts
+            # ``lockout_seconds`` from the moment it starts (not from the first failure).
             conn.execute(
                 "INSERT INTO otp_failures (recipient, failures, first_failure_at) VALUES (?, 1, ?) "
-                "ON CONFLICT(recipient) DO UPDATE SET failures = failures + 1",
-                (recipient, now),
+                "ON CONFLICT(recipient) DO UPDATE SET failures = failures + 1, "
+                "first_failure_at = CASE WHEN failures + 1 >= ? THEN excluded.first_failure_at "
+                "ELSE first_failure_at END",
+                (recipient, now, max_failures),
             )
             if failures + 1 >= max_failures:
                 return OtpVerifyOutcome.TOO_MANY_ATTEMPTS
@@ -351,6 +357,11 @@ class SqliteStorage:
             return cur.rowcount == 1
 
     # -- metrics and housekeeping --------------------------------------------------------------
+    def redact_expired_secrets(self, now: float) -> int:
+        with self._write() as conn:
+            return conn.execute("UPDATE messages SET secret = NULL WHERE secret IS NOT NULL AND expires_at < ?",
+                                (now,)).rowcount
+
     def stats(self, now: float) -> StorageStats:
         conn = self._conn()
         by_status = {r[0]: r[1] for r in conn.execute("SELECT status, COUNT(*) FROM messages GROUP BY status")}

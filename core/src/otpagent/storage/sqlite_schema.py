@@ -49,6 +49,7 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX messages_leased ON messages(lease_expires_at) WHERE status = 'sending';
     CREATE INDEX messages_status ON messages(status);
     CREATE INDEX messages_updated ON messages(updated_at);
+    CREATE INDEX messages_secrets ON messages(expires_at) WHERE secret IS NOT NULL;
     CREATE TABLE delivery_reports (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         message_id TEXT NOT NULL,

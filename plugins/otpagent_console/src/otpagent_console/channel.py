@@ -37,7 +37,8 @@ def create_console_channel(spec: ChannelSpec) -> ConsoleChannel:
     path = f"channels.{spec.name}"
     for key in s:
         if key not in _KEYS:
-            raise ConfigError(f"{path}.{key}", f"unknown key for a console channel (expected one of {', '.join(sorted(_KEYS))})")
+            expected = ", ".join(sorted(_KEYS))
+            raise ConfigError(f"{path}.{key}", f"unknown key for a console channel (expected one of {expected})")
     kind = spec.kind or "sms"
     outbox = s.get("outbox")
     if outbox is not None:

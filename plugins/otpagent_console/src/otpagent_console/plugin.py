@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from otpagent.hookspecs import hookimpl
-
 from otpagent_console.channel import create_console_channel
 
 

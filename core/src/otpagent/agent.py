@@ -1,0 +1,366 @@
+"""``IntelligentOTPAgent``: the public facade that composes storage, channels, routing and workers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import attrs
+import structlog
+
+from otpagent.circuit import CircuitBreakers
+from otpagent.config import AgentConfig, ChannelConfig, load_config, parse_config
+from otpagent.dispatcher import Dispatcher
+from otpagent.errors import ConfigError, FieldError, InvalidRequest, RateLimited
+from otpagent.events import EventBus
+from otpagent.intake import load_json_requests, new_message_id, parse_request, parse_requests, to_new_message
+from otpagent.metrics import collect_metrics
+from otpagent.model import (
+    PROGRESS_RANK,
+    DeliveryReport,
+    Event,
+    MessageRequest,
+    MessageType,
+    Priority,
+    Status,
+    mask_code,
+    to_datetime,
+)
+from otpagent.otp import OtpPolicy, generate_code
+from otpagent.plugins import Registry, build_registry
+from otpagent.protocols import (
+    Channel,
+    ChannelSpec,
+    EventSink,
+    IdempotencyConflict,
+    MessageUpdate,
+    NewMessage,
+    OtpIssueOutcome,
+    OtpRecord,
+    PluginContext,
+    RouteOutcome,
+    RoutingStrategy,
+    StorageBackend,
+)
+from otpagent.routing.planner import RoutePlanner
+
+__all__ = ["IntelligentOTPAgent"]
+
+log = structlog.get_logger("otpagent.agent")
+
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | AgentConfig | None
+
+
+class IntelligentOTPAgent:
+    """Send OTPs, alerts, notifications and reminders; verify codes; report on delivery.
+
+    ``IntelligentOTPAgent()`` runs on the embedded default (SQLite file ``otpagent.db`` in the
+    working directory, console channels). Pass a ``config.json`` path or an equivalent dict for
+    anything else. Use it as a context manager to stop workers and close connections on exit.
+    """
+
+    def __init__(self, config: ConfigSource = None, *, clock: Callable[[], float] = time.time,
+                 registry: Registry | None = None) -> None:
+        self.config = _load(config)
+        self.clock = clock
+        self.registry = registry or build_registry()
+        self._closed = False
+        context = PluginContext(config_dir=self.config.base_dir, public_url=self.config.public_url)
+        backend = self.registry.lookup("storage_backends", self.config.storage_backend, "storage.backend")
+        self.storage: StorageBackend = backend.factory(self.config.storage, context)
+        try:
+            context = attrs.evolve(context, storage=self.storage)
+            self.channel_configs: dict[str, ChannelConfig] = {c.name: c for c in self.config.channels}
+            self.channels: dict[str, Channel] = {}
+            for cfg in self.config.channels:
+                self.channels[cfg.name] = self._build_channel(cfg, context)
+            strategy_name = str(self.config.routing.get("strategy", "priority"))
+            strategy = self.registry.lookup("routing_strategies", strategy_name, "routing.strategy")
+            self.strategy: RoutingStrategy = strategy.factory(self.config.routing, context)
+            sinks: list[EventSink] = []
+            for i, section in enumerate(self.config.sinks):
+                sink = self.registry.lookup("event_sinks", section["plugin"], f"sinks[{i}].plugin")
+                sinks.append(sink.factory(section, context))
+            self.bus = EventBus(sinks)
+            self.otp = OtpPolicy(self.storage, self.config.otp)
+            self.breakers = CircuitBreakers(self.storage, self.config.dispatcher.circuit_open_seconds)
+            self.planner = RoutePlanner(
+                channels=self.channels, configs=self.channel_configs, strategy=self.strategy,
+                breakers=self.breakers, storage=self.storage, voice_otp_enabled=self.config.otp.voice_enabled,
+                clock=clock,
+            )
+            self.dispatcher = Dispatcher(
+                config=self.config, storage=self.storage, channels=self.channels,
+                channel_configs=self.channel_configs, planner=self.planner, strategy=self.strategy,
+                breakers=self.breakers, bus=self.bus, clock=clock,
+            )
+        except BaseException:
+            self._close_parts()
+            raise
+
+    def _build_channel(self, cfg: ChannelConfig, context: PluginContext) -> Channel:
+        registered = self.registry.lookup("channels", cfg.plugin, f"channels.{cfg.name}.plugin")
+        api_config = cfg.settings.get("api_config", {})
+        spec = ChannelSpec(name=cfg.name, plugin=cfg.plugin, kind=cfg.kind, settings=cfg.settings,
+                           api_config=api_config, cost=cfg.cost, context=context)
+        channel: Channel = registered.factory(spec)
+        return channel
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start_processing(self) -> None:
+        """Start the background workers (idempotent)."""
+        self.bus.start()
+        self.dispatcher.start()
+
+    def stop_processing(self, timeout: float | None = None) -> None:
+        """Stop claiming new work, finish and record in-flight sends, then return."""
+        self.dispatcher.stop(timeout)
+
+    @property
+    def is_running(self) -> bool:
+        return self.dispatcher.running
+
+    def close(self) -> None:
+        """Stop workers, flush sinks and release channels and storage."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop_processing()
+        self._close_parts()
+
+    def _close_parts(self) -> None:
+        bus = getattr(self, "bus", None)
+        if bus is not None:
+            bus.close()
+        for channel in getattr(self, "channels", {}).values():
+            try:
+                channel.close()
+            except Exception:  # closing must go on for the rest
+                log.exception("channel_close_failed", channel=getattr(channel, "name", "?"))
+        self.storage.close()
+
+    def __enter__(self) -> IntelligentOTPAgent:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- sending -------------------------------------------------------------------------------
+    def send_message(self, request: MessageRequest | Mapping[str, Any]) -> str:
+        """Queue one message; returns its id (the existing id for a repeated idempotency key)."""
+        return self.send_bulk_messages([request])[0]
+
+    def send_bulk_messages(self, requests: Sequence[MessageRequest | Mapping[str, Any]]) -> list[str]:
+        """Validate every request, then queue them all in one transaction; returns the ids."""
+        parsed = parse_requests(requests)
+        now = self.clock()
+        items: list[NewMessage] = []
+        errors: list[FieldError] = []
+        for index, request in enumerate(parsed):
+            if request.message_type is MessageType.OTP:
+                errors.append(FieldError("message_type", "use send_otp() for OTPs (the agent makes the code)", index))
+                continue
+            item = to_new_message(request, now=now)
+            errors.extend(self._routability(item, index))
+            items.append(item)
+        if errors:
+            raise InvalidRequest(errors)
+        try:
+            results = self.storage.enqueue(items, now)
+        except IdempotencyConflict as exc:
+            raise InvalidRequest.single("idempotency_key", str(exc), exc.index if len(items) > 1 else None) from None
+        self.bus.publish([Event(type=i.message.status.value, message_id=i.message.id, at=now)
+                          for i, r in zip(items, results, strict=True) if r.created])
+        self.dispatcher.notify()
+        return [r.message_id for r in results]
+
+    def load_messages_from_json(self, path: str | os.PathLike[str]) -> int:
+        """Queue every message of a JSON file (all or nothing); returns how many were queued.
+
+        OTP entries are issued as codes (each through :meth:`send_otp`), after the whole file
+        has been validated.
+        """
+        requests = load_json_requests(path)
+        plain = [r for r in requests if r.message_type is not MessageType.OTP]
+        otps = [r for r in requests if r.message_type is MessageType.OTP]
+        ids = self.send_bulk_messages(plain) if plain else []
+        for r in otps:
+            ids.append(self.send_otp(r.phone_number, email=r.email, user_id=r.user_id, channels=r.channels,
+                                     priority=r.priority, preferred_channel=r.preferred_channel))
+        return len(ids)
+
+    def send_otp(
+        self, phone_number: str | None = None, *, email: str | None = None, user_id: str | None = None,
+        channels: Sequence[str] | None = None, purpose: str = "login", priority: Priority | str = Priority.HIGH,
+        preferred_channel: str | None = None, callback_url: str | None = None, ttl_seconds: float | None = None,
+    ) -> str:
+        """Issue a new code for the recipient and queue it; returns the message id.
+
+        Raises :class:`RateLimited` during the resend cooldown or over the hourly cap, and
+        :class:`InvalidRequest` for a bad recipient or a country outside the allow-list.
+        """
+        cfg = self.config.otp
+        ttl = min(float(ttl_seconds or cfg.ttl_seconds), 600.0)
+        request = parse_request({
+            "phone_number": phone_number, "email": email, "user_id": user_id, "channels": channels,
+            "message_type": "otp", "priority": priority, "preferred_channel": preferred_channel,
+            "callback_url": callback_url, "metadata": {"purpose": purpose},
+        })
+        now = self.clock()
+        self.otp.admit(request.phone_number, now)
+        minutes = max(1, round(ttl / 60))
+        body = cfg.message.replace("{minutes}", str(minutes))
+        code = generate_code(cfg.length)
+        item = to_new_message(request, now=now, body=body, secret=code, expires_at=now + ttl,
+                              message_id=new_message_id())
+        errors = self._routability(item, None)
+        if errors:
+            raise InvalidRequest(errors)
+        recipient = request.phone_number or request.email or ""
+        record = OtpRecord(id=item.message.id, recipient=recipient, purpose=purpose,
+                           code_hash=self.otp.code_hash(recipient, purpose, code), created_at=now,
+                           expires_at=now + ttl, message_id=item.message.id)
+        outcome, wait = self.storage.issue_otp(record, item, cooldown_seconds=cfg.resend_cooldown_seconds,
+                                               max_per_hour=cfg.max_per_hour, now=now)
+        if outcome is OtpIssueOutcome.COOLDOWN:
+            raise RateLimited("resend cooldown", wait)
+        if outcome is OtpIssueOutcome.HOURLY_LIMIT:
+            raise RateLimited("too many codes this hour", wait)
+        self.bus.publish([Event(type="queued", message_id=item.message.id, at=now, data={"type": "otp"})])
+        self.dispatcher.notify()
+        return item.message.id
+
+    def verify_otp(self, recipient: str, code: str, *, purpose: str = "login") -> tuple[bool, str]:
+        """``(True, "verified")`` once for the right code; otherwise ``(False, reason)`` where
+        reason is ``invalid``, ``expired``, ``locked`` or ``too_many_attempts``.
+        """
+        ok, reason = self.otp.verify(recipient, purpose, code, self.clock())
+        self.bus.publish([Event(type="otp_verified" if ok else "otp_rejected", message_id=None,
+                                data={"reason": reason, "purpose": purpose})])
+        return ok, reason
+
+    def cancel_message(self, message_id: str) -> bool:
+        """Cancel a message that has not been handed to a provider yet."""
+        now = self.clock()
+        update = MessageUpdate(message_id=message_id, status=Status.CANCELLED, clear_secret=True,
+                               expected_statuses=frozenset({Status.QUEUED, Status.SCHEDULED, Status.RETRYING}))
+        event = Event(type="cancelled", message_id=message_id, at=now)
+        applied = self.storage.update_message(update, now, events=[event])
+        if applied:
+            self.bus.publish([event])
+        return applied
+
+    def _routability(self, item: NewMessage, index: int | None) -> list[FieldError]:
+        envelope = item.message.envelope()
+        reasons = self.planner.reasons_unusable(item.message, envelope, check_circuits=False)
+        if len(reasons) < len(self.channels):
+            return []
+        unknown = [c for c in item.message.channels or () if c not in self.channels]
+        if unknown:
+            return [FieldError("channels", f"unknown channel(s) {', '.join(unknown)} "
+                                           f"(configured: {', '.join(self.channels)})", index)]
+        content = {n: r for n, r in reasons.items() if "allows at most" in r or "too long" in r}
+        field = "content" if content else ("channels" if item.message.channels else "phone_number")
+        detail = "; ".join(f"{n}: {r}" for n, r in (content or reasons).items())
+        return [FieldError(field, f"no configured channel can deliver it ({detail})", index)]
+
+    # -- reports -------------------------------------------------------------------------------
+    def get_delivery_report(self, message_id: str) -> DeliveryReport | None:
+        """Status, channel, every attempt, the event history and cost of one message."""
+        m = self.storage.get_message(message_id)
+        if m is None:
+            return None
+        return DeliveryReport(
+            message_id=m.id, status=m.status, channel=m.channel, recipient=m.recipient,
+            message_type=m.message_type, priority=m.priority, body=mask_code(m.body),
+            attempts=tuple(self.storage.get_attempts(m.id)), history=tuple(self.storage.get_events(m.id)),
+            cost=m.cost, created_at=to_datetime(m.created_at), updated_at=to_datetime(m.updated_at),  # type: ignore[arg-type]
+            scheduled_for=to_datetime(m.due_at) if m.due_at > m.created_at + 0.001 else None,
+            provider_message_id=m.provider_message_id, last_error=m.last_error or None, route=m.route,
+        )
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Queue size, success rate, per-channel performance and circuit state, runtime counters."""
+        return collect_metrics(self)
+
+    def wait_until_idle(self, timeout: float = 10.0) -> bool:
+        """Block until nothing is due or in flight (or ``timeout``); for tests, demos, scripts."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = self.storage.stats(self.clock())
+            if self.dispatcher.inflight == 0 and stats.oldest_due_age_seconds is None \
+                    and stats.by_status.get("sending", 0) == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
+    # -- provider callbacks --------------------------------------------------------------------
+    def apply_provider_status(self, provider_message_id: str, status: Status, *, error_code: str | None = None,
+                              error_message: str | None = None) -> bool:
+        """Apply a provider's delivery report, idempotently and in order.
+
+        A status may only move a message forward (a late ``sent`` never overwrites
+        ``delivered``); ``undelivered``/``failed`` for the message's current attempt sends it on
+        to the next channel of its route, or ends it when there is none.
+        """
+        now = self.clock()
+        attempt = self.storage.find_by_provider_id(provider_message_id)
+        if attempt is None:
+            return False
+        rank = PROGRESS_RANK.get(status)
+        if rank is None:
+            return False
+        lower = frozenset(s for s, r in PROGRESS_RANK.items() if r < rank)
+        changed = self.storage.set_attempt_delivery_status(provider_message_id, status, lower | {None}, now)
+        message = self.storage.get_message(attempt.message_id)
+        if message is None or message.provider_message_id != provider_message_id or not changed:
+            return changed
+        data = {"channel": attempt.channel, "provider_message_id": provider_message_id, "error_code": error_code}
+        events = [Event(type=status.value, message_id=message.id, at=now, data=data)]
+        after_send = frozenset(s for s in (Status.SENT, Status.DELIVERED) if PROGRESS_RANK[s] < rank)
+        if status in (Status.UNDELIVERED, Status.FAILED):
+            error = f"{attempt.channel}: {status.value}" + (f" [{error_code}]" if error_code else "") + \
+                    (f" {error_message}" if error_message else "")
+            nxt = next((i for i in range(message.route_index + 1, len(message.route))
+                        if self.planner.is_available(message.route[i])), None)
+            if nxt is not None and not (message.expires_at is not None and now >= message.expires_at):
+                update = MessageUpdate(message_id=message.id, status=Status.RETRYING, due_at=now, route_index=nxt,
+                                       channel_attempts=0, last_error=error, expected_statuses=after_send)
+                events.append(Event(type="fallback", message_id=message.id, at=now,
+                                    data={"from": attempt.channel, "to": message.route[nxt], "reason": error}))
+            else:
+                update = MessageUpdate(message_id=message.id, status=status, last_error=error, clear_secret=True,
+                                       expected_statuses=after_send)
+        else:
+            update = MessageUpdate(message_id=message.id, status=status, expected_statuses=after_send,
+                                   clear_secret=status in (Status.DELIVERED, Status.READ))
+        applied = self.storage.update_message(update, now, events=events)
+        if applied:
+            self.bus.publish(events)
+            self.dispatcher.notify()
+            with contextlib.suppress(Exception):
+                self.strategy.observe(RouteOutcome(message_id=message.id, channel=attempt.channel,
+                                                   priority=message.priority, status=status))
+        return applied or changed
+
+
+def _load(config: ConfigSource) -> AgentConfig:
+    if isinstance(config, AgentConfig):
+        return config
+    if isinstance(config, Mapping):
+        return parse_config(config, base_dir=Path.cwd())
+    if config is None:
+        env_path = os.environ.get("OTPAGENT_CONFIG")
+        if env_path:
+            return load_config(env_path)
+        return load_config(None)
+    if isinstance(config, str | os.PathLike):
+        return load_config(config)
+    raise ConfigError("", f"config must be a path, a mapping or None, got {type(config).__name__}")
+

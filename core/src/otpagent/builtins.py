@@ -1,0 +1,25 @@
+"""The built-in plugin: registers the core's own storage, routing and sink through the hooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otpagent.hookspecs import hookimpl
+from otpagent.routing.priority import create_priority_strategy
+from otpagent.sinks.log import create_log_sink
+from otpagent.storage.sqlite import create_sqlite_storage
+
+
+@hookimpl
+def otpagent_register_storage_backends(register: Any) -> None:
+    register("sqlite", create_sqlite_storage)
+
+
+@hookimpl
+def otpagent_register_routing_strategies(register: Any) -> None:
+    register("priority", create_priority_strategy)
+
+
+@hookimpl
+def otpagent_register_event_sinks(register: Any) -> None:
+    register("log", create_log_sink)

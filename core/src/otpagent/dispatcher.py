@@ -1,0 +1,336 @@
+"""The dispatcher: claim -> route -> rate-limit -> send -> record, on a pool of worker threads.
+
+One claimer thread leases only as many due messages as there are idle workers, so a message
+of higher priority enqueued a moment later is not stuck behind a local backlog. Each worker
+sends one message and records the outcome in one transaction (the attempt row, the new state
+and its events), conditioned on still holding the lease.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import structlog
+
+from otpagent.circuit import CircuitBreakers
+from otpagent.config import AgentConfig, ChannelConfig
+from otpagent.events import EventBus
+from otpagent.model import (
+    Attempt,
+    Event,
+    FailureScope,
+    Message,
+    MessageType,
+    Outcome,
+    SendResult,
+    Status,
+)
+from otpagent.protocols import Channel, MessageUpdate, RouteOutcome, RoutingStrategy, StorageBackend
+from otpagent.routing.planner import RoutePlanner, Unroutable
+
+__all__ = ["Dispatcher", "backoff_delay"]
+
+log = structlog.get_logger("otpagent.dispatcher")
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
+    return rng.uniform(0.0, min(cap, base * (2 ** max(0, attempt - 1))))
+
+
+class Dispatcher:
+    """Works the queue until stopped. Thread-safe; one per agent."""
+
+    def __init__(
+        self, *, config: AgentConfig, storage: StorageBackend, channels: Mapping[str, Channel],
+        channel_configs: Mapping[str, ChannelConfig], planner: RoutePlanner, strategy: RoutingStrategy,
+        breakers: CircuitBreakers, bus: EventBus, clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.channels = channels
+        self.channel_configs = channel_configs
+        self.planner = planner
+        self.strategy = strategy
+        self.breakers = breakers
+        self.bus = bus
+        self.clock = clock
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._rng = random.Random()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._slots = threading.Semaphore(config.dispatcher.workers)
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._claimer: threading.Thread | None = None
+        self._housekeeper: threading.Thread | None = None
+        self.counters: dict[str, int] = {"sent": 0, "failed": 0, "retried": 0, "fallbacks": 0, "expired": 0}
+        self._counter_lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._claimer is not None and self._claimer.is_alive()
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stopping.clear()
+        self._executor = ThreadPoolExecutor(self.config.dispatcher.workers, thread_name_prefix="otpagent-worker")
+        self._claimer = threading.Thread(target=self._claim_loop, name="otpagent-claimer", daemon=True)
+        self._housekeeper = threading.Thread(target=self._housekeeping_loop, name="otpagent-housekeeper", daemon=True)
+        self._claimer.start()
+        self._housekeeper.start()
+        log.info("dispatcher_started", worker_id=self.worker_id, workers=self.config.dispatcher.workers)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming, let in-flight sends finish and be recorded, then return."""
+        self._stopping.set()
+        self._wake.set()
+        for thread in (self._claimer, self._housekeeper):
+            if thread is not None:
+                thread.join(timeout)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self._claimer = self._housekeeper = self._executor = None
+        log.info("dispatcher_stopped", worker_id=self.worker_id)
+
+    def notify(self) -> None:
+        """Wake the claimer: something was just enqueued in this process."""
+        self._wake.set()
+
+    # -- claiming ------------------------------------------------------------------------------
+    def _claim_loop(self) -> None:
+        poll = self.config.dispatcher.poll_interval_seconds
+        lease = self.config.dispatcher.lease_seconds
+        wait_for_work = getattr(self.storage, "wait_for_work", None)
+        while not self._stopping.is_set():
+            if not self._slots.acquire(timeout=poll):
+                continue
+            free = 1
+            while self._slots.acquire(blocking=False):
+                free += 1
+            try:
+                self._wake.clear()
+                messages = self.storage.claim_due(self.worker_id, free, lease, self.clock())
+            except Exception:
+                log.exception("claim_failed", worker_id=self.worker_id)
+                messages = []
+                self._stopping.wait(min(1.0, poll * 5))
+            for _ in range(free - len(messages)):
+                self._slots.release()
+            for message in messages:
+                with self._inflight_lock:
+                    self._inflight += 1
+                assert self._executor is not None
+                self._executor.submit(self._work, message)
+            if not messages:
+                if wait_for_work is not None and not self._wake.is_set():
+                    wait_for_work(poll)
+                else:
+                    self._wake.wait(poll)
+
+    def _work(self, message: Message) -> None:
+        try:
+            self.process(message)
+        except Exception:
+            log.exception("dispatch_failed", message_id=message.id)
+        finally:
+            with self._inflight_lock:
+                self._inflight -= 1
+            self._slots.release()
+            self._wake.set()
+
+    # -- one message ---------------------------------------------------------------------------
+    def process(self, message: Message) -> None:
+        """Take one leased message one step forward (send, retry later, fall back or end)."""
+        now = self.clock()
+        if message.expires_at is not None and now >= message.expires_at:
+            self._finish(message, Status.EXPIRED, "expired before it could be delivered", now)
+            return
+        if not message.route:
+            route = self.planner.plan(message)
+            if isinstance(route, Unroutable):
+                self._finish(message, Status.FAILED, str(route), now)
+                return
+            message = _with_route(message, tuple(route))
+            if not self.storage.update_message(
+                MessageUpdate(message_id=message.id, status=Status.SENDING, route=message.route, route_index=0,
+                              expected_owner=self.worker_id, keep_lease=True), now,
+            ):
+                return
+        channel_name = message.current_channel
+        if channel_name is None:
+            self._finish(message, Status.FAILED, message.last_error or "every channel failed", now)
+            return
+        channel = self.channels.get(channel_name)
+        if channel is None or not self.planner.is_available(channel_name):
+            why = "circuit open" if channel is not None else "channel no longer configured"
+            self._fall_back(message, f"{channel_name}: {why}", now, attempt=None)
+            return
+        wait = self._throttle(channel_name, now)
+        if wait > 0:
+            self._update(message, MessageUpdate(message_id=message.id, status=Status.QUEUED, due_at=now + wait,
+                                                expected_owner=self.worker_id), now)
+            return
+        started = self.clock()
+        try:
+            result = channel.send(message.envelope())
+        except Exception as exc:  # a channel bug must not lose the message
+            log.exception("channel_raised", channel=channel_name, message_id=message.id)
+            result = SendResult.transient(f"channel error: {type(exc).__name__}", code="exception")
+        finished = self.clock()
+        self._record(message, channel_name, result, started, finished)
+
+    def _throttle(self, channel_name: str, now: float) -> float:
+        paused = self.storage.get_state(f"pause:{channel_name}")
+        if paused is not None and float(paused) > now:
+            return float(paused) - now
+        limit = self.channel_configs[channel_name].rate_limit
+        if limit is None:
+            return 0.0
+        return self.storage.acquire(f"channel:{channel_name}", 1.0 / limit.per_second, limit.burst, now)
+
+    def _record(self, message: Message, channel_name: str, result: SendResult, started: float, finished: float) -> None:
+        number = message.attempt_count + 1
+        cost = (result.cost if result.cost is not None else self.channel_configs[channel_name].cost or 0.0) \
+            if result.ok else 0.0
+        attempt = Attempt(
+            message_id=message.id, number=number, channel=channel_name, outcome=result.outcome,
+            started_at=started, finished_at=finished, provider_message_id=result.provider_message_id,
+            error_code=result.code, error_message=result.reason, cost=cost,
+        )
+        attempt_event = Event(type="attempt", message_id=message.id, at=finished, data={
+            "channel": channel_name, "number": number, "outcome": result.outcome.value,
+            "error_code": result.code, "latency_ms": round((finished - started) * 1000, 3),
+        })
+        now = finished
+        self._observe(message, channel_name, result, finished - started, cost)
+        if result.ok:
+            self.breakers.record_success(channel_name, now)
+            update = MessageUpdate(
+                message_id=message.id, status=Status.SENT, expected_owner=self.worker_id, channel=channel_name,
+                provider_message_id=result.provider_message_id, attempt_count=number, add_cost=cost,
+                channel_attempts=message.channel_attempts + 1, last_error="",
+            )
+            events = [attempt_event, Event(type="sent", message_id=message.id, at=now, data={
+                "channel": channel_name, "provider_message_id": result.provider_message_id, "cost": cost})]
+            if self._update(message, update, now, attempt=attempt, events=events):
+                self._count("sent")
+            return
+        error = f"{channel_name}: {result.reason or 'failed'}" + (f" [{result.code}]" if result.code else "")
+        if result.outcome is Outcome.TRANSIENT:
+            if result.retry_after:
+                self.storage.put_state(f"pause:{channel_name}", repr(now + result.retry_after))
+            tries = message.channel_attempts + 1
+            budget = (message.max_retries + 1) if message.max_retries is not None else self.config.retry.max_attempts
+            if tries < budget:
+                delay = backoff_delay(tries, self.config.retry.base_delay_seconds,
+                                      self.config.retry.max_delay_seconds, self._rng)
+                due = now + max(delay, result.retry_after or 0.0)
+                if message.expires_at is None or due < message.expires_at:
+                    update = MessageUpdate(
+                        message_id=message.id, status=Status.RETRYING, expected_owner=self.worker_id,
+                        due_at=due, channel_attempts=tries, attempt_count=number, last_error=error,
+                    )
+                    events = [attempt_event, Event(type="retrying", message_id=message.id, at=now,
+                                                   data={"channel": channel_name, "retry_in": round(due - now, 3)})]
+                    if self._update(message, update, now, attempt=attempt, events=events):
+                        self._count("retried")
+                    return
+        elif result.scope is FailureScope.CHANNEL:
+            self.breakers.trip(channel_name, now, result.reason or "channel failure")
+            attempt_event = Event(type="attempt", message_id=message.id, at=finished,
+                                  data={**attempt_event.data, "circuit": "opened"})
+        self._fall_back(message, error, now, attempt=attempt, first_events=[attempt_event],
+                        attempt_count=number)
+
+    def _fall_back(self, message: Message, error: str, now: float, *, attempt: Attempt | None,
+                   first_events: Sequence[Event] = (), attempt_count: int | None = None) -> None:
+        """Move to the next usable channel of the route, or fail when there is none."""
+        index = message.route_index + 1
+        while index < len(message.route) and not self.planner.is_available(message.route[index]):
+            index += 1
+        if index >= len(message.route):
+            self._finish(message, Status.FAILED, error, now, attempt=attempt, first_events=first_events,
+                         attempt_count=attempt_count)
+            return
+        update = MessageUpdate(
+            message_id=message.id, status=Status.RETRYING, expected_owner=self.worker_id, due_at=now,
+            route_index=index, channel_attempts=0, attempt_count=attempt_count, last_error=error,
+        )
+        events = [*first_events, Event(type="fallback", message_id=message.id, at=now, data={
+            "from": message.current_channel, "to": message.route[index], "reason": error})]
+        if self._update(message, update, now, attempt=attempt, events=events):
+            self._count("fallbacks")
+            self._wake.set()
+
+    def _finish(self, message: Message, status: Status, error: str, now: float, *, attempt: Attempt | None = None,
+                first_events: Sequence[Event] = (), attempt_count: int | None = None) -> None:
+        update = MessageUpdate(message_id=message.id, status=status, expected_owner=self.worker_id,
+                               last_error=error, clear_secret=True, attempt_count=attempt_count)
+        events = [*first_events, Event(type=status.value, message_id=message.id, at=now, data={"reason": error})]
+        if self._update(message, update, now, attempt=attempt, events=events):
+            self._count("expired" if status is Status.EXPIRED else "failed")
+
+    def _update(self, message: Message, update: MessageUpdate, now: float, *, attempt: Attempt | None = None,
+                events: Sequence[Event] = ()) -> bool:
+        applied = self.storage.update_message(update, now, attempt=attempt, events=events)
+        if applied:
+            self.bus.publish(events)
+        else:
+            log.warning("lease_lost", message_id=message.id, worker_id=self.worker_id)
+        return applied
+
+    def _observe(self, message: Message, channel: str, result: SendResult, seconds: float, cost: float) -> None:
+        status = Status.SENT if result.ok else Status.FAILED
+        from otpagent.recipients import country_of
+
+        try:
+            self.strategy.observe(RouteOutcome(
+                message_id=message.id, channel=channel, priority=message.priority, status=status,
+                country=country_of(message.phone_number) if message.phone_number else None,
+                latency_ms=seconds * 1000.0, cost=cost,
+            ))
+        except Exception:
+            log.exception("strategy_observe_failed", channel=channel)
+
+    def _count(self, key: str) -> None:
+        with self._counter_lock:
+            self.counters[key] += 1
+
+    # -- housekeeping --------------------------------------------------------------------------
+    def _housekeeping_loop(self) -> None:
+        interval = self.config.cleanup.interval_seconds
+        next_cleanup = self.clock() + min(interval, 60.0)
+        while not self._stopping.wait(5.0):
+            now = self.clock()
+            try:
+                self.storage.redact_expired_secrets(now)
+                if now >= next_cleanup:
+                    self.storage.cleanup(now - self.config.cleanup.retain_days * 86400.0, now)
+                    next_cleanup = now + interval
+            except Exception:
+                log.exception("housekeeping_failed")
+
+
+def _with_route(message: Message, route: tuple[str, ...]) -> Message:
+    import attrs
+
+    return attrs.evolve(message, route=route, route_index=0)
+
+
+def is_otp(message: Message) -> bool:
+    return message.message_type is MessageType.OTP

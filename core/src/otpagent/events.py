@@ -1,0 +1,71 @@
+"""The event bus: hands events to sinks on a background thread so dispatch never waits on them.
+
+Every state change is also written to the ``events`` table in the same transaction as the
+change itself; this bus is the fast, best-effort path to log lines and live views. When sinks
+fall behind, the bus drops (and counts) rather than grow without bound or block a worker.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+
+import structlog
+
+from otpagent.model import Event
+from otpagent.protocols import EventSink
+
+__all__ = ["EventBus"]
+
+log = structlog.get_logger("otpagent.events")
+_STOP = object()
+
+
+class EventBus:
+    def __init__(self, sinks: Sequence[EventSink], capacity: int = 100_000) -> None:
+        self.sinks = list(sinks)
+        self.dropped = 0
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=capacity)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None and self.sinks:
+                self._thread = threading.Thread(target=self._run, name="otpagent-events", daemon=True)
+                self._thread.start()
+
+    def publish(self, events: Sequence[Event]) -> None:
+        if not self.sinks:
+            return
+        for event in events:
+            try:
+                self._queue.put_nowait(event)
+            except queue.Full:
+                self.dropped += 1
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            assert isinstance(item, Event)
+            for sink in self.sinks:
+                try:
+                    sink.emit(item)
+                except Exception:  # a sink must never break dispatch
+                    log.exception("event_sink_failed", sink=type(sink).__name__, event_type=item.type)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued (up to ``timeout``), then close the sinks."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join(timeout)
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception:
+                log.exception("event_sink_close_failed", sink=type(sink).__name__)

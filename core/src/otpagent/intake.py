@@ -1,0 +1,120 @@
+"""Turning what callers hand us (requests, dicts, JSON files) into messages ready to enqueue.
+
+Everything is validated whole before anything is written: a batch with one bad entry is
+rejected with every error listed (index, field, reason) and nothing is enqueued.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from otpagent.errors import FieldError, InvalidRequest
+from otpagent.model import Message, MessageRequest, Status
+from otpagent.protocols import NewMessage
+
+__all__ = ["load_json_requests", "new_message_id", "parse_request", "parse_requests", "to_new_message"]
+
+_FIELDS = {f.name for f in attrs.fields(MessageRequest)}
+
+
+def new_message_id() -> str:
+    """Time-ordered, unguessable: ``msg_`` + 12 hex digits of milliseconds + 20 random."""
+    return f"msg_{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
+
+
+def parse_request(data: MessageRequest | Mapping[str, Any], index: int | None = None) -> MessageRequest:
+    """A request from a ``MessageRequest`` or a mapping, collecting every field error."""
+    if isinstance(data, MessageRequest):
+        return data
+    if not isinstance(data, Mapping):
+        raise InvalidRequest([FieldError("<entry>", f"must be an object, got {type(data).__name__}", index)])
+    errors: list[FieldError] = []
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in _FIELDS:
+            errors.append(FieldError(str(key), f"unknown field (expected one of {', '.join(sorted(_FIELDS))})", index))
+            continue
+        kwargs[key] = value
+        # Run each field's converter alone so one entry reports all of its bad fields at once.
+        converter: Any = attrs.fields_dict(MessageRequest)[key].converter
+        if converter is not None and value is not None:
+            try:
+                converter(value)
+            except InvalidRequest as exc:
+                errors.extend(FieldError(e.field, e.reason, index) for e in exc.errors)
+    if errors:
+        raise InvalidRequest(errors)
+    try:
+        return MessageRequest(**kwargs)
+    except InvalidRequest as exc:
+        raise InvalidRequest([FieldError(e.field, e.reason, index) for e in exc.errors]) from None
+
+
+def parse_requests(items: Sequence[MessageRequest | Mapping[str, Any]]) -> list[MessageRequest]:
+    """Validate a whole batch; raise one :class:`InvalidRequest` listing every bad entry."""
+    errors: list[FieldError] = []
+    out: list[MessageRequest] = []
+    for index, item in enumerate(items):
+        try:
+            out.append(parse_request(item, index))
+        except InvalidRequest as exc:
+            errors.extend(FieldError(e.field, e.reason, index if e.index is None else e.index) for e in exc.errors)
+    if errors:
+        raise InvalidRequest(errors)
+    return out
+
+
+def load_json_requests(path: str | os.PathLike[str]) -> list[MessageRequest]:
+    """Read a JSON file holding a list of message objects (or ``{"messages": [...]}``)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidRequest.single("file", f"{str(file)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest.single("file", f"cannot read {str(file)!r}: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest.single(
+            "file", f"{file.name}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    if isinstance(data, Mapping) and isinstance(data.get("messages"), list):
+        data = data["messages"]
+    if not isinstance(data, list):
+        raise InvalidRequest.single("file", f"{file.name}: expected a JSON list of messages")
+    return parse_requests(data)
+
+
+def fingerprint(request: MessageRequest) -> str:
+    """A digest of what the request asks for, to tell a true retry from a reused key."""
+    body = attrs.asdict(request, filter=lambda a, _v: a.name != "idempotency_key")
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def to_new_message(
+    request: MessageRequest, *, now: float, body: str | None = None, secret: str | None = None,
+    expires_at: float | None = None, message_id: str | None = None,
+) -> NewMessage:
+    """The stored form of a request: ``queued``, or ``scheduled`` when it is for later."""
+    scheduled = request.scheduled_for is not None and request.scheduled_for > now
+    message = Message(
+        id=message_id or new_message_id(), message_type=request.message_type, priority=request.priority,
+        body=body if body is not None else (request.content or ""), subject=request.subject,
+        status=Status.SCHEDULED if scheduled else Status.QUEUED, created_at=now, updated_at=now,
+        due_at=request.scheduled_for if scheduled and request.scheduled_for else now,
+        phone_number=request.phone_number, email=request.email, user_id=request.user_id,
+        idempotency_key=request.idempotency_key, channels=request.channels,
+        preferred_channel=request.preferred_channel, max_retries=request.max_retries,
+        callback_url=request.callback_url, metadata=request.metadata, secret=secret, expires_at=expires_at,
+    )
+    return NewMessage(message=message, fingerprint=fingerprint(request) if request.idempotency_key else None)

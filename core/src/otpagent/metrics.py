@@ -1,0 +1,69 @@
+"""``get_metrics()``: figures from storage (shared by every worker) plus this process's counters."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otpagent.agent import IntelligentOTPAgent
+
+__all__ = ["collect_metrics"]
+
+_SUCCEEDED = ("sent", "delivered", "read")
+_FAILED = ("failed", "undelivered", "expired")
+
+
+def collect_metrics(agent: IntelligentOTPAgent) -> dict[str, Any]:
+    now = agent.clock()
+    stats = agent.storage.stats(now)
+    by_status = dict(stats.by_status)
+    succeeded = sum(by_status.get(s, 0) for s in _SUCCEEDED)
+    failed = sum(by_status.get(s, 0) for s in _FAILED)
+    finished = succeeded + failed
+    channels: dict[str, Any] = {}
+    for name, channel in agent.channels.items():
+        cfg = agent.channel_configs[name]
+        cs = stats.channels.get(name)
+        channels[name] = {
+            "kind": channel.kind,
+            "plugin": cfg.plugin,
+            "enabled": cfg.enabled,
+            "circuit": agent.breakers.state(name, now),
+            "attempts": cs.attempts if cs else 0,
+            "sent": cs.accepted if cs else 0,
+            "delivered": cs.delivered if cs else 0,
+            "failed": (cs.transient + cs.permanent + cs.undelivered) if cs else 0,
+            "transient_failures": cs.transient if cs else 0,
+            "permanent_failures": cs.permanent if cs else 0,
+            "success_rate": round(100.0 * cs.success_rate, 2) if cs and cs.success_rate is not None else None,
+            "cost": round(cs.cost, 6) if cs else 0.0,
+            "p50_latency_ms": cs.p50_latency_ms if cs else None,
+            "p95_latency_ms": cs.p95_latency_ms if cs else None,
+        }
+    counters = dict(agent.dispatcher.counters)
+    return {
+        "queue_size": stats.queue_size,
+        "is_running": agent.is_running,
+        "oldest_due_age_seconds": stats.oldest_due_age_seconds,
+        "database_stats": {
+            "total_messages": stats.total,
+            "delivered_messages": by_status.get("delivered", 0) + by_status.get("read", 0),
+            "sent_messages": succeeded,
+            "failed_messages": failed,
+            "by_status": by_status,
+            # Share of finished messages that reached a provider (sent) or the user (delivered).
+            "success_rate": round(100.0 * succeeded / finished, 2) if finished else 0.0,
+        },
+        "runtime_metrics": {
+            "total_sent": counters["sent"],
+            "total_failed": counters["failed"],
+            "total_expired": counters["expired"],
+            "retries": counters["retried"],
+            "fallbacks": counters["fallbacks"],
+            "inflight": agent.dispatcher.inflight,
+            "workers": agent.config.dispatcher.workers,
+            "events_dropped": agent.bus.dropped,
+        },
+        "channels": channels,
+        "total_cost": round(sum(c["cost"] for c in channels.values()), 6),
+    }

@@ -1,0 +1,84 @@
+"""The OTP policy (design §5): code generation, keyed hashing, admission and verification.
+
+Codes come from ``secrets``; only ``HMAC-SHA256(server key, recipient, purpose, code)`` is stored
+and it is compared in constant time by the backend. The server key comes from config
+(``otp.secret``) or is generated once and kept in the store, shared by every worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from otpagent.config import OtpConfig
+from otpagent.errors import InvalidRequest, RateLimited
+from otpagent.protocols import OtpVerifyOutcome, StorageBackend
+from otpagent.recipients import country_of, normalise_email, normalise_phone
+
+__all__ = ["OtpPolicy", "generate_code", "normalise_recipient"]
+
+_SERVER_KEY_STATE = "otp.server_key"
+
+
+def generate_code(length: int) -> str:
+    """A uniformly random decimal code of ``length`` digits (leading zeros allowed)."""
+    return f"{secrets.randbelow(10**length):0{length}d}"
+
+
+def normalise_recipient(recipient: str) -> str:
+    """An email address or an E.164 number, normalised the way codes were issued."""
+    if "@" in recipient:
+        return normalise_email(recipient, "recipient")
+    return normalise_phone(recipient, "recipient")
+
+
+class OtpPolicy:
+    """Applies the configured limits; the storage backend does the atomic parts."""
+
+    def __init__(self, storage: StorageBackend, config: OtpConfig) -> None:
+        self.storage = storage
+        self.config = config
+        key = config.secret or storage.put_state(_SERVER_KEY_STATE, secrets.token_hex(32), only_if_absent=True)
+        self._key = key.encode()
+
+    def code_hash(self, recipient: str, purpose: str, code: str) -> bytes:
+        msg = f"{recipient}\x00{purpose}\x00{code}".encode()
+        return hmac.new(self._key, msg, hashlib.sha256).digest()
+
+    def admit(self, phone_number: str | None, now: float) -> None:
+        """Refuse an OTP to a number outside the allow-list or over a pumping velocity limit."""
+        if phone_number is None:
+            return
+        country = country_of(phone_number)
+        allowed = self.config.allowed_countries
+        if allowed and country not in allowed:
+            raise InvalidRequest.single(
+                "phone_number", f"OTPs to {country or 'this number'!s} are not allowed (otp.allowed_countries)"
+            )
+        limits = (
+            (f"otp:country:{country}", self.config.per_country_per_minute),
+            ("otp:global", self.config.global_per_minute),
+        )
+        for key, per_minute in limits:
+            if per_minute:
+                wait = self.storage.acquire(key, 60.0 / per_minute, max(1, per_minute // 4), now)
+                if wait:
+                    raise RateLimited(key.split(":")[1] + " velocity limit", wait)
+
+    def verify(self, recipient: str, purpose: str, code: str, now: float) -> tuple[bool, str]:
+        """Check a code: ``(True, "verified")`` or ``(False, reason)`` without an oracle.
+
+        An unknown recipient and a wrong code get the same answer (``invalid``) and both count
+        a failure, so probing numbers costs an attacker the same as guessing codes.
+        """
+        try:
+            key = normalise_recipient(recipient)
+        except InvalidRequest:
+            return False, OtpVerifyOutcome.INVALID.value
+        candidate = "".join(code.split()) if isinstance(code, str) else ""
+        outcome = self.storage.verify_otp(
+            key, purpose, self.code_hash(key, purpose, candidate),
+            max_failures=self.config.max_attempts, lockout_seconds=self.config.lockout_seconds, now=now,
+        )
+        return outcome is OtpVerifyOutcome.VERIFIED, outcome.value

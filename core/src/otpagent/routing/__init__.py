@@ -1,0 +1,1 @@
+"""Built-in routing strategies, each registered through the routing-strategy hook."""

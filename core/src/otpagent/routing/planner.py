@@ -1,0 +1,122 @@
+"""Turns a message into a route: which channels may carry it, in which order.
+
+The planner filters (enabled, reaches the recipient, content fits, circuit not open, voice
+OTPs only when allowed, the request's own channel list), the strategy orders, and the
+request's ``preferred_channel`` has the last word on the first choice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import attrs
+
+from otpagent.circuit import CircuitBreakers
+from otpagent.config import ChannelConfig
+from otpagent.model import Envelope, Message, MessageType
+from otpagent.protocols import Channel, ChannelInfo, ChannelStats, RoutingStrategy, StorageBackend
+
+__all__ = ["RoutePlanner", "Unroutable"]
+
+#: Kind names as the original product wrote them in ``preferred_channel``.
+_KIND_ALIASES = {"sms": "sms", "whatsapp": "whatsapp", "call": "voice", "voice": "voice", "email": "email"}
+
+
+@attrs.frozen
+class Unroutable:
+    """No channel can carry the message; ``reasons`` says why for each channel."""
+
+    reasons: Mapping[str, str]
+
+    def __str__(self) -> str:
+        return "no channel can deliver this message: " + "; ".join(f"{k}: {v}" for k, v in self.reasons.items())
+
+
+class RoutePlanner:
+    def __init__(
+        self, *, channels: Mapping[str, Channel], configs: Mapping[str, ChannelConfig], strategy: RoutingStrategy,
+        breakers: CircuitBreakers, storage: StorageBackend, voice_otp_enabled: bool,
+        clock: Callable[[], float] = time.time, stats_ttl: float = 5.0,
+    ) -> None:
+        self.channels = channels
+        self.configs = configs
+        self.strategy = strategy
+        self.breakers = breakers
+        self.storage = storage
+        self.voice_otp_enabled = voice_otp_enabled
+        self.clock = clock
+        self._stats_ttl = stats_ttl
+        self._stats: tuple[float, Mapping[str, ChannelStats]] = (float("-inf"), {})
+        self._lock = threading.Lock()
+
+    def channel_stats(self) -> Mapping[str, ChannelStats]:
+        now = self.clock()
+        with self._lock:
+            read_at, stats = self._stats
+        if now - read_at >= self._stats_ttl:
+            stats = self.storage.stats(now).channels
+            with self._lock:
+                self._stats = (now, stats)
+        return stats
+
+    def reasons_unusable(self, message: Message | None, envelope: Envelope, *, check_circuits: bool) -> dict[str, str]:
+        """Why each configured channel cannot take this envelope (absent: it can)."""
+        now = self.clock()
+        allowed = set(message.channels) if message is not None and message.channels else None
+        reasons: dict[str, str] = {}
+        for name, channel in self.channels.items():
+            cfg = self.configs[name]
+            if allowed is not None and name not in allowed:
+                reasons[name] = "not in the request's channel list"
+            elif not cfg.enabled:
+                reasons[name] = "disabled"
+            elif envelope.message_type is MessageType.OTP and channel.kind == "voice" and not self.voice_otp_enabled:
+                reasons[name] = "voice OTPs are off (otp.voice_enabled)"
+            elif not channel.supports(envelope):
+                reasons[name] = f"cannot reach this recipient ({channel.kind} needs "\
+                                f"{'an email address' if channel.kind == 'email' else 'a phone number'})"
+            elif (why := channel.check(envelope)) is not None:
+                reasons[name] = why
+            elif check_circuits and self.breakers.is_open(name, now):
+                reasons[name] = "circuit open"
+        return reasons
+
+    def plan(self, message: Message) -> list[str] | Unroutable:
+        envelope = message.envelope()
+        reasons = self.reasons_unusable(message, envelope, check_circuits=True)
+        usable = [n for n in self.channels if n not in reasons]
+        if not usable:
+            return Unroutable(reasons)
+        if message.channels:
+            return [n for n in message.channels if n in usable]
+        stats = self.channel_stats()
+        infos = [
+            ChannelInfo(
+                name=n, kind=self.channels[n].kind, cost=self._cost(n, envelope),
+                stats=stats.get(n, ChannelStats()), weight=self.configs[n].weight,
+            )
+            for n in usable
+        ]
+        route = [n for n in self.strategy.plan(envelope, infos) if n in usable]
+        if message.preferred_channel:
+            route = _prefer(route, message.preferred_channel, self.channels)
+        return route or Unroutable({n: "the routing strategy chose no channel" for n in usable})
+
+    def _cost(self, name: str, envelope: Envelope) -> float:
+        try:
+            return float(self.channels[name].estimate_cost(envelope))
+        except Exception:
+            return float(self.configs[name].cost or 0.0)
+
+    def is_available(self, name: str) -> bool:
+        cfg = self.configs.get(name)
+        return cfg is not None and cfg.enabled and not self.breakers.is_open(name, self.clock())
+
+
+def _prefer(route: Sequence[str], preferred: str, channels: Mapping[str, Channel]) -> list[str]:
+    wanted = preferred.strip()
+    kind = _KIND_ALIASES.get(wanted.lower())
+    first = [n for n in route if n == wanted] or [n for n in route if kind and channels[n].kind == kind][:1]
+    return first + [n for n in route if n not in first]
