@@ -11,7 +11,6 @@ from types import TracebackType
 from typing import Any
 
 import attrs
-import structlog
 
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import AgentConfig, ChannelConfig, load_config, parse_config
@@ -19,6 +18,7 @@ from otpagent.dispatcher import Dispatcher
 from otpagent.errors import ConfigError, FieldError, InvalidRequest, RateLimited
 from otpagent.events import EventBus
 from otpagent.intake import load_json_requests, new_message_id, parse_request, parse_requests, to_new_message
+from otpagent.logs import get_logger
 from otpagent.metrics import collect_metrics
 from otpagent.model import (
     PROGRESS_RANK,
@@ -51,7 +51,7 @@ from otpagent.routing.planner import RoutePlanner
 
 __all__ = ["IntelligentOTPAgent"]
 
-log = structlog.get_logger("otpagent.agent")
+log = get_logger("otpagent.agent")
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | AgentConfig | None
 
@@ -222,7 +222,7 @@ class IntelligentOTPAgent:
         errors = self._routability(item, None)
         if errors:
             raise InvalidRequest(errors)
-        recipient = request.phone_number or request.email or ""
+        recipient = request.phone_number or (request.email or "").lower()
         record = OtpRecord(id=item.message.id, recipient=recipient, purpose=purpose,
                            code_hash=self.otp.code_hash(recipient, purpose, code), created_at=now,
                            expires_at=now + ttl, message_id=item.message.id)
@@ -290,12 +290,14 @@ class IntelligentOTPAgent:
         return collect_metrics(self)
 
     def wait_until_idle(self, timeout: float = 10.0) -> bool:
-        """Block until nothing is due or in flight (or ``timeout``); for tests, demos, scripts."""
+        """Block until no message is queued, retrying or in flight and no scheduled message is
+        due (or ``timeout``); for tests, demos and scripts. Returns whether that was reached.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             stats = self.storage.stats(self.clock())
-            if self.dispatcher.inflight == 0 and stats.oldest_due_age_seconds is None \
-                    and stats.by_status.get("sending", 0) == 0:
+            busy = sum(stats.by_status.get(s, 0) for s in ("queued", "retrying", "sending"))
+            if self.dispatcher.inflight == 0 and busy == 0 and stats.oldest_due_age_seconds is None:
                 return True
             time.sleep(0.02)
         return False

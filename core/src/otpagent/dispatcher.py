@@ -17,11 +17,10 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import structlog
-
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import AgentConfig, ChannelConfig
 from otpagent.events import EventBus
+from otpagent.logs import get_logger
 from otpagent.model import (
     Attempt,
     Event,
@@ -37,7 +36,7 @@ from otpagent.routing.planner import RoutePlanner, Unroutable
 
 __all__ = ["Dispatcher", "backoff_delay"]
 
-log = structlog.get_logger("otpagent.dispatcher")
+log = get_logger("otpagent.dispatcher")
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:

@@ -11,14 +11,13 @@ import queue
 import threading
 from collections.abc import Sequence
 
-import structlog
-
+from otpagent.logs import get_logger
 from otpagent.model import Event
 from otpagent.protocols import EventSink
 
 __all__ = ["EventBus"]
 
-log = structlog.get_logger("otpagent.events")
+log = get_logger("otpagent.events")
 _STOP = object()
 
 

@@ -27,9 +27,13 @@ def generate_code(length: int) -> str:
 
 
 def normalise_recipient(recipient: str) -> str:
-    """An email address or an E.164 number, normalised the way codes were issued."""
+    """An email address or an E.164 number, normalised the way codes were issued.
+
+    Email addresses are compared case-insensitively as a whole: people type ``Ada@`` and
+    ``ada@`` for the same mailbox, and the code is bound to the person, not the spelling.
+    """
     if "@" in recipient:
-        return normalise_email(recipient, "recipient")
+        return normalise_email(recipient, "recipient").lower()
     return normalise_phone(recipient, "recipient")
 
 

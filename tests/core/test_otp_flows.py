@@ -1,0 +1,168 @@
+"""The OTP policy end to end through the Python API and the console channel."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from otpagent import InvalidRequest, RateLimited, Status
+from tests.conftest import FakeClock, wait_for
+
+PHONE = "+447700900123"
+
+
+def test_otp_is_sent_and_the_right_code_verifies_exactly_once(make_agent, outbox):
+    agent = make_agent()
+    agent.start_processing()
+    message_id = agent.send_otp(PHONE, user_id="user123")
+    code = outbox.code_for(message_id)
+
+    assert len(code) == 6
+    assert agent.verify_otp(PHONE, code) == (True, "verified")
+    assert agent.verify_otp(PHONE, code) == (False, "invalid")
+
+
+def test_wrong_code_fails_and_unknown_number_gets_the_same_answer(make_agent, outbox):
+    agent = make_agent()
+    agent.start_processing()
+    code = outbox.code_for(agent.send_otp(PHONE))
+    wrong = "000000" if code != "000000" else "111111"
+
+    assert agent.verify_otp(PHONE, wrong) == (False, "invalid")
+    assert agent.verify_otp("+447700900999", code) == (False, "invalid")
+    assert agent.verify_otp("not a number", code) == (False, "invalid")
+
+
+def test_lockout_after_too_many_wrong_codes_survives_a_resend(make_agent, outbox):
+    clock = FakeClock()
+    agent = make_agent(clock=clock, otp={"max_attempts": 3, "resend_cooldown_seconds": 30})
+    agent.start_processing()
+    first = outbox.code_for(agent.send_otp(PHONE))
+    wrong = "999999" if first != "999999" else "888888"
+
+    assert agent.verify_otp(PHONE, wrong) == (False, "invalid")
+    assert agent.verify_otp(PHONE, wrong) == (False, "invalid")
+    assert agent.verify_otp(PHONE, wrong) == (False, "too_many_attempts")
+    assert agent.verify_otp(PHONE, first) == (False, "locked")
+    clock.advance(31)
+    second = outbox.code_for(agent.send_otp(PHONE))
+    assert agent.verify_otp(PHONE, second) == (False, "locked"), "a resend must not reset the failure count"
+    clock.advance(901)
+    third = outbox.code_for(agent.send_otp(PHONE))
+    assert agent.verify_otp(PHONE, third) == (True, "verified")
+
+
+def test_code_expires_after_its_lifetime(make_agent, outbox):
+    clock = FakeClock()
+    agent = make_agent(clock=clock, otp={"ttl_seconds": 60})
+    agent.start_processing()
+    code = outbox.code_for(agent.send_otp(PHONE))
+
+    clock.advance(61)
+
+    assert agent.verify_otp(PHONE, code) == (False, "expired")
+    assert agent.verify_otp(PHONE, "12" + code[2:] if code[:2] != "12" else "34" + code[2:]) == (False, "invalid")
+
+
+def test_a_new_code_invalidates_the_old_one(make_agent, outbox):
+    clock = FakeClock()
+    agent = make_agent(clock=clock)
+    agent.start_processing()
+    old = outbox.code_for(agent.send_otp(PHONE))
+    clock.advance(31)
+    new = outbox.code_for(agent.send_otp(PHONE))
+
+    if old != new:
+        assert agent.verify_otp(PHONE, old) == (False, "invalid")
+    assert agent.verify_otp(PHONE, new) == (True, "verified")
+
+
+def test_resend_cooldown_and_hourly_cap_are_enforced(make_agent):
+    clock = FakeClock()
+    agent = make_agent(clock=clock, otp={"resend_cooldown_seconds": 30, "max_per_hour": 3})
+    agent.send_otp(PHONE)
+    with pytest.raises(RateLimited) as cooldown:
+        agent.send_otp(PHONE)
+    assert 29 <= cooldown.value.retry_after <= 30
+    for _ in range(2):
+        clock.advance(31)
+        agent.send_otp(PHONE)
+    clock.advance(31)
+    with pytest.raises(RateLimited, match="this hour"):
+        agent.send_otp(PHONE)
+
+
+def test_country_allow_list_denies_other_countries(make_agent):
+    agent = make_agent(otp={"allowed_countries": ["GB"]})
+    agent.send_otp(PHONE)
+    with pytest.raises(InvalidRequest, match="not allowed"):
+        agent.send_otp("+12025550123")
+
+
+def test_code_is_never_stored_in_clear_after_delivery(make_agent, outbox, tmp_path: Path):
+    agent = make_agent()
+    agent.start_processing()
+    message_id = agent.send_otp(PHONE)
+    code = outbox.code_for(message_id)
+    assert wait_for(lambda: agent.get_delivery_report(message_id).status is Status.SENT)
+    agent.verify_otp(PHONE, code)
+    agent.stop_processing()
+
+    report = agent.get_delivery_report(message_id)
+    assert code not in report.body and "••••••" in report.body
+    with sqlite3.connect(tmp_path / "otpagent.db") as db:
+        rows = db.execute("SELECT secret, body FROM messages").fetchall()
+        assert all(code not in (body or "") for _secret, body in rows)
+        otp_rows = db.execute("SELECT code_hash FROM otps").fetchall()
+        assert all(code.encode() not in bytes(h) for (h,) in otp_rows)
+
+
+def test_secret_is_redacted_once_the_code_expires(make_agent, outbox, tmp_path: Path):
+    clock = FakeClock()
+    agent = make_agent(clock=clock, otp={"ttl_seconds": 60})
+    agent.start_processing()
+    message_id = agent.send_otp(PHONE)
+    outbox.code_for(message_id)
+    clock.advance(61)
+
+    assert agent.storage.redact_expired_secrets(clock()) == 1
+    assert agent.storage.get_message(message_id).secret is None
+
+
+def test_two_concurrent_correct_verifies_have_exactly_one_winner(make_agent, outbox):
+    agent = make_agent()
+    agent.start_processing()
+    code = outbox.code_for(agent.send_otp(PHONE))
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def verify() -> None:
+        barrier.wait()
+        results.append(agent.verify_otp(PHONE, code)[0])
+
+    threads = [threading.Thread(target=verify) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+
+    assert results.count(True) == 1 and len(results) == 8
+
+
+def test_otp_by_email_goes_to_the_email_channel(make_agent, outbox):
+    agent = make_agent()
+    agent.start_processing()
+    message_id = agent.send_otp(email="Ada@Example.com")
+    code = outbox.code_for(message_id)
+
+    assert outbox.for_message(message_id)[0]["kind"] == "email"
+    assert agent.verify_otp("ada@example.com", code) == (True, "verified")
+
+
+def test_voice_otp_is_off_unless_enabled(make_agent, outbox):
+    agent = make_agent(channels={"voice": {"plugin": "console", "kind": "voice", "quiet": True}})
+    with pytest.raises(InvalidRequest, match="voice OTPs are off"):
+        agent.send_otp(PHONE)
