@@ -1,0 +1,65 @@
+"""Development sessions: tests, lint, typecheck, demo, bench.
+
+Every session installs the packages of this repository (core and every plugin under plugins/)
+in editable mode into its own virtualenv, so the quick start needs nothing but Python and pip.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+
+ROOT = Path(__file__).parent
+PLUGINS = sorted(str(p.parent) for p in ROOT.glob("plugins/otpagent_*/pyproject.toml"))
+PACKAGES = ["./core", *PLUGINS]
+TEST_DEPS = [
+    "pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27", "starlette>=0.37", "uvicorn>=0.29", "jsonschema>=4.21",
+    "cryptography>=42",
+]
+
+
+def install_packages(session: nox.Session, *extra: str) -> None:
+    args: list[str] = []
+    for package in PACKAGES:
+        args += ["-e", package]
+    session.install(*args, *extra)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite (core, plugins, storage contract on SQLite and PostgreSQL)."""
+    install_packages(session, *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: style, bugs, security smells, import order."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "core", "plugins", "tests", "noxfile.py", *([p for p in ["bench"] if (ROOT / p).exists()]))
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy, strict on the core."""
+    install_packages(session, "mypy>=1.10", *TEST_DEPS)
+    session.run("mypy", "core/src", *[f"{p}/src" for p in PLUGINS])
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job on the embedded default: SQLite queue + console channels."""
+    session.install("-e", "./core", "-e", "./plugins/otpagent_console")
+    session.run("otpagent", "demo", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: throughput, latency and memory with ratios to same-run baselines."""
+    install_packages(session, *TEST_DEPS)
+    session.run("python", "-m", "bench", *session.posargs)
