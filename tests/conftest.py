@@ -28,6 +28,8 @@ def agent_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "retry": {"max_attempts": 3, "base_delay_seconds": 0.01, "max_delay_seconds": 0.05},
         "dispatcher": {"workers": 4, "poll_interval_seconds": 0.05},
         "sinks": [],
+        # Deterministic channel order within a kind (tests name a primary by weight).
+        "routing": {"strategy": "priority", "load_balance": False},
     }
     for key, value in overrides.items():
         config[key] = value

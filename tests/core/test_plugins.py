@@ -92,7 +92,8 @@ def test_load_plugins_env_restricts_what_loads(tmp_path):
 def test_builtins_register_through_the_same_hooks():
     rows = {r["name"]: r for r in describe_plugins()}
     assert rows["otpagent.builtins"]["registers"] == {
-        "routing_strategies": ["priority"], "storage_backends": ["sqlite"], "event_sinks": ["log"],
+        "routing_strategies": ["adaptive", "cheapest", "most-reliable", "priority"],
+        "storage_backends": ["sqlite"], "event_sinks": ["log"],
     }
     assert rows["console"]["registers"] == {"channels": ["console"]}
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +49,7 @@ from otpagent.protocols import (
     RoutingStrategy,
     StorageBackend,
 )
+from otpagent.recipients import country_of
 from otpagent.routing.planner import RoutePlanner
 
 __all__ = ["IntelligentOTPAgent"]
@@ -70,7 +73,7 @@ class IntelligentOTPAgent:
         self.clock = clock
         self.registry = registry or build_registry()
         self._closed = False
-        context = PluginContext(config_dir=self.config.base_dir, public_url=self.config.public_url)
+        context = PluginContext(config_dir=self.config.base_dir, public_url=self.config.public_url, clock=clock)
         backend = self.registry.lookup("storage_backends", self.config.storage_backend, "storage.backend")
         self.storage: StorageBackend = backend.factory(self.config.storage, context)
         try:
@@ -88,16 +91,18 @@ class IntelligentOTPAgent:
                 sinks.append(sink.factory(section, context))
             self.bus = EventBus(sinks)
             self.otp = OtpPolicy(self.storage, self.config.otp)
-            self.breakers = CircuitBreakers(self.storage, self.config.dispatcher.circuit_open_seconds)
+            worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            self.breakers = CircuitBreakers(self.storage, self.config.circuit, worker_id=worker_id,
+                                            on_change=lambda e: self.bus.publish([e]))
             self.planner = RoutePlanner(
                 channels=self.channels, configs=self.channel_configs, strategy=self.strategy,
                 breakers=self.breakers, storage=self.storage, voice_otp_enabled=self.config.otp.voice_enabled,
-                clock=clock,
+                clock=clock, on_event=lambda e: self.bus.publish([e]),
             )
             self.dispatcher = Dispatcher(
                 config=self.config, storage=self.storage, channels=self.channels,
                 channel_configs=self.channel_configs, planner=self.planner, strategy=self.strategy,
-                breakers=self.breakers, bus=self.bus, clock=clock,
+                breakers=self.breakers, bus=self.bus, clock=clock, worker_id=worker_id,
             )
         except BaseException:
             self._close_parts()
@@ -347,8 +352,9 @@ class IntelligentOTPAgent:
             self.bus.publish(events)
             self.dispatcher.notify()
             with contextlib.suppress(Exception):
-                self.strategy.observe(RouteOutcome(message_id=message.id, channel=attempt.channel,
-                                                   priority=message.priority, status=status))
+                self.strategy.observe(RouteOutcome(
+                    message_id=message.id, channel=attempt.channel, priority=message.priority, status=status,
+                    country=country_of(message.phone_number) if message.phone_number else None, callback=True))
         return applied or changed
 
 

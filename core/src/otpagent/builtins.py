@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from otpagent.hookspecs import hookimpl
+from otpagent.routing.adaptive import create_adaptive_strategy
 from otpagent.routing.priority import create_priority_strategy
+from otpagent.routing.simple import create_cheapest, create_most_reliable
 from otpagent.sinks.log import create_log_sink
 from otpagent.storage.sqlite import create_sqlite_storage
 
@@ -18,6 +20,9 @@ def otpagent_register_storage_backends(register: Any) -> None:
 @hookimpl
 def otpagent_register_routing_strategies(register: Any) -> None:
     register("priority", create_priority_strategy)
+    register("cheapest", create_cheapest)
+    register("most-reliable", create_most_reliable)
+    register("adaptive", create_adaptive_strategy)
 
 
 @hookimpl

@@ -1,59 +1,152 @@
-"""Per-channel circuit breakers, kept in shared storage so every worker sees the same state.
+"""Per-channel circuit breakers: detection per process, state shared by the whole fleet.
 
-A channel whose provider says the *channel* is at fault (bad credentials, suspended account)
-opens: routing skips it until ``open_seconds`` pass, then one probe is let through (half-open);
-an accepted send closes it again, another channel-level failure re-opens it.
+Each process watches its own outcomes (consecutive failures, error rate over a sliding window);
+when its view trips, it opens the channel's circuit in shared storage, and every worker on every
+machine skips that channel. After ``open_seconds`` one worker wins the right to probe
+(half-open, decided atomically in storage); the probe's success closes the circuit for all,
+its failure re-opens it. A failure the provider blames on the channel itself (bad credentials,
+suspended account) opens the circuit at once.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import threading
+from collections.abc import Callable
+from typing import Any
 
+import attrs
+
+from otpagent.model import Event
 from otpagent.protocols import StorageBackend
 
-__all__ = ["CircuitBreakers"]
+__all__ = ["BreakerSettings", "CircuitBreakers"]
+
+
+@attrs.frozen
+class BreakerSettings:
+    open_seconds: float = 60.0
+    consecutive_failures: int = 5
+    window: int = 20
+    error_rate: float = 0.5
+    min_calls: int = 10
+    probe_timeout_seconds: float = 30.0
+
+
+def _decode(raw: str | None) -> dict[str, Any]:
+    return json.loads(raw) if raw else {"state": "closed"}
 
 
 class CircuitBreakers:
-    """Reads are cached for ``cache_seconds`` to keep routing off the database's hot path."""
+    """Shared reads are cached for ``cache_seconds`` to keep routing off the database."""
 
-    def __init__(self, storage: StorageBackend, open_seconds: float = 60.0, cache_seconds: float = 1.0) -> None:
+    def __init__(self, storage: StorageBackend, settings: BreakerSettings | None = None, *,
+                 cache_seconds: float = 0.5, on_change: Callable[[Event], None] | None = None,
+                 worker_id: str = "") -> None:
         self.storage = storage
-        self.open_seconds = open_seconds
+        self.settings = settings or BreakerSettings()
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, float]] = {}  # channel -> (read_at, open_until)
+        self.on_change = on_change
+        self.worker_id = worker_id
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._consecutive: dict[str, int] = collections.defaultdict(int)
+        self._window: dict[str, collections.deque[bool]] = {}
         self._lock = threading.Lock()
 
-    def _open_until(self, channel: str, now: float) -> float:
+    # -- reading -------------------------------------------------------------------------------
+    def _shared(self, channel: str, now: float, fresh: bool = False) -> dict[str, Any]:
         with self._lock:
             cached = self._cache.get(channel)
-            if cached is not None and now - cached[0] < self.cache_seconds:
+            if cached is not None and not fresh and now - cached[0] < self.cache_seconds:
                 return cached[1]
-        raw = self.storage.get_state(f"circuit:{channel}")
-        until = float(json.loads(raw).get("open_until", 0.0)) if raw else 0.0
+        value = _decode(self.storage.get_state(f"circuit:{channel}"))
         with self._lock:
-            self._cache[channel] = (now, until)
-        return until
+            self._cache[channel] = (now, value)
+        return value
+
+    def _remember(self, channel: str, now: float, value: dict[str, Any]) -> None:
+        with self._lock:
+            self._cache[channel] = (now, value)
 
     def state(self, channel: str, now: float) -> str:
-        """``closed``, ``open`` or ``half_open``."""
-        until = self._open_until(channel, now)
-        if until == 0.0:
-            return "closed"
-        return "open" if now < until else "half_open"
+        """``closed``, ``open`` or ``half_open`` (open and due for a probe counts as half-open)."""
+        shared = self._shared(channel, now)
+        if shared["state"] == "open" and now >= shared["open_until"]:
+            return "half_open"
+        return str(shared["state"])
 
     def is_open(self, channel: str, now: float) -> bool:
-        return self.state(channel, now) == "open"
+        """True while routing should skip the channel (open, or a probe is already out)."""
+        shared = self._shared(channel, now)
+        if shared["state"] == "open":
+            return bool(now < shared["open_until"])
+        if shared["state"] == "half_open":
+            return bool(now < shared.get("probe_until", 0.0) and shared.get("probe_owner") != self.worker_id)
+        return False
+
+    def allow(self, channel: str, now: float) -> bool:
+        """May this worker send on the channel now? Claims the probe when one is due."""
+        shared = self._shared(channel, now)
+        if shared["state"] == "closed":
+            return True
+        if not self.is_open(channel, now) and shared.get("probe_owner") == self.worker_id:
+            return True
+        won: list[bool] = [False]
+
+        def claim_probe(raw: str | None) -> str:
+            current = _decode(raw)
+            due = (current["state"] == "open" and now >= current["open_until"]) or (
+                current["state"] == "half_open" and now >= current.get("probe_until", 0.0))
+            won[0] = due
+            if not due:
+                return raw or json.dumps(current)
+            return json.dumps({**current, "state": "half_open", "probe_owner": self.worker_id,
+                               "probe_until": now + self.settings.probe_timeout_seconds})
+
+        value = self.storage.update_state(f"circuit:{channel}", claim_probe)
+        self._remember(channel, now, json.loads(value))
+        return won[0]
+
+    # -- recording -----------------------------------------------------------------------------
+    def record(self, channel: str, ok: bool, now: float, *, channel_fault: bool = False, reason: str = "") -> None:
+        """Feed one outcome. ``channel_fault``: the provider blames the channel (opens at once)."""
+        with self._lock:
+            window = self._window.setdefault(channel, collections.deque(maxlen=self.settings.window))
+            window.append(ok)
+            self._consecutive[channel] = 0 if ok else self._consecutive[channel] + 1
+            consecutive = self._consecutive[channel]
+            failures = sum(1 for x in window if not x)
+            calls = len(window)
+        if ok:
+            if self._shared(channel, now)["state"] != "closed":
+                self._close(channel, now)
+            return
+        s = self.settings
+        if channel_fault:
+            self.trip(channel, now, reason or "the provider rejected the channel")
+        elif consecutive >= s.consecutive_failures:
+            self.trip(channel, now, f"{consecutive} consecutive failures")
+        elif calls >= s.min_calls and failures / calls >= s.error_rate:
+            self.trip(channel, now, f"error rate {failures}/{calls}")
+        elif self._shared(channel, now)["state"] == "half_open":
+            self.trip(channel, now, reason or "probe failed")
 
     def trip(self, channel: str, now: float, reason: str) -> None:
-        until = now + self.open_seconds
-        self.storage.put_state(f"circuit:{channel}", json.dumps({"open_until": until, "reason": reason}))
+        value = {"state": "open", "open_until": now + self.settings.open_seconds, "reason": reason, "opened_at": now}
+        self.storage.put_state(f"circuit:{channel}", json.dumps(value))
+        self._remember(channel, now, value)
         with self._lock:
-            self._cache[channel] = (now, until)
+            self._consecutive[channel] = 0
+            self._window.pop(channel, None)
+        self._announce("circuit_opened", channel, now, reason)
 
-    def record_success(self, channel: str, now: float) -> None:
-        if self._open_until(channel, now) != 0.0:
-            self.storage.put_state(f"circuit:{channel}", json.dumps({"open_until": 0.0}))
-            with self._lock:
-                self._cache[channel] = (now, 0.0)
+    def _close(self, channel: str, now: float) -> None:
+        value = {"state": "closed"}
+        self.storage.put_state(f"circuit:{channel}", json.dumps(value))
+        self._remember(channel, now, value)
+        self._announce("circuit_closed", channel, now, "a send succeeded")
+
+    def _announce(self, kind: str, channel: str, now: float, reason: str) -> None:
+        if self.on_change is not None:
+            self.on_change(Event(type=kind, message_id=None, at=now, data={"channel": channel, "reason": reason}))

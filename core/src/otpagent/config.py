@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from otpagent.circuit import BreakerSettings
 from otpagent.errors import ConfigError
 
 __all__ = [
@@ -56,6 +57,7 @@ class ChannelConfig:
     weight: float
     rate_limit: RateLimitConfig | None
     settings: Mapping[str, Any]
+    daily_budget: float | None = None
 
 
 @attrs.frozen
@@ -87,7 +89,6 @@ class DispatcherConfig:
     lease_seconds: float = 60.0
     poll_interval_seconds: float = 0.2
     channel_timeout_seconds: float = 15.0
-    circuit_open_seconds: float = 60.0
 
 
 @attrs.frozen
@@ -105,6 +106,7 @@ class AgentConfig:
     retry: RetryConfig
     dispatcher: DispatcherConfig
     cleanup: CleanupConfig
+    circuit: BreakerSettings
     sinks: tuple[Mapping[str, Any], ...]
     server: Mapping[str, Any]
     base_dir: Path
@@ -146,7 +148,7 @@ def parse_config(
     if not isinstance(data, Mapping):
         raise ConfigError("", f"the config must be a JSON object, got {type(data).__name__}")
     data = _interpolate(data, "", env)
-    known = {"storage", "routing", "channels", "otp", "retry", "dispatcher", "cleanup", "sinks",
+    known = {"storage", "routing", "channels", "otp", "retry", "dispatcher", "cleanup", "sinks", "circuit",
              "server", "monitoring", "fallback", "agent_config", "$schema", "rate_limits", "costs"}
     for key in data:
         if key not in known:
@@ -178,6 +180,9 @@ def parse_config(
     otp = attrs.evolve(otp, allowed_countries=tuple(c.upper() for c in otp.allowed_countries))
     cleanup = _build(CleanupConfig, _section(data, "cleanup", {}), "cleanup")
     _check(cleanup.retain_days >= 0, "cleanup.retain_days", "must not be negative")
+    circuit = _build(BreakerSettings, _section(data, "circuit", {}), "circuit")
+    _check(0 < circuit.error_rate <= 1, "circuit.error_rate", "must be in (0, 1]")
+    _check(circuit.consecutive_failures >= 1, "circuit.consecutive_failures", "must be at least 1")
     channels = _channels(data.get("channels"), data)
     sinks_raw = data.get("sinks", [{"plugin": "log"}])
     if not isinstance(sinks_raw, list):
@@ -190,7 +195,7 @@ def parse_config(
     server = _section(data, "server", {})
     return AgentConfig(
         storage=storage, routing=routing, channels=tuple(channels), otp=otp, retry=retry,
-        dispatcher=dispatcher, cleanup=cleanup, sinks=tuple(sinks), server=server,
+        dispatcher=dispatcher, cleanup=cleanup, circuit=circuit, sinks=tuple(sinks), server=server,
         base_dir=base_dir or Path.cwd(), raw=data,
     )
 
@@ -303,12 +308,16 @@ def _channels(raw: Any, data: Mapping[str, Any]) -> list[ChannelConfig]:
         if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
             raise ConfigError(f"{path}.weight", "must be a positive number")
         limit = section.get("rate_limit", legacy_limits.get(name))
+        budget = section.get("daily_budget")
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0):
+            raise ConfigError(f"{path}.daily_budget", f"must be a non-negative number, got {budget!r}")
         api_config = section.get("api_config", {})
         if not isinstance(api_config, Mapping):
             raise ConfigError(f"{path}.api_config", "must be a JSON object")
         out.append(ChannelConfig(name=str(name), plugin=plugin, kind=kind, enabled=enabled, cost=cost,
                                  weight=float(weight), rate_limit=_rate_limit(limit, f"{path}.rate_limit"),
-                                 settings=dict(section)))
+                                 settings=dict(section),
+                                 daily_budget=None if budget is None else float(budget)))
     if not any(c.enabled for c in out):
         raise ConfigError("channels", "no channel is enabled")
     return out

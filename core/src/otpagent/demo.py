@@ -28,7 +28,8 @@ def demo_config(workdir: Path) -> dict[str, object]:
     console = {"plugin": "console", "outbox": outbox}
     return {
         "storage": {"backend": "sqlite", "path": str(workdir / "otpagent-demo.db")},
-        "routing": {"strategy": "priority"},
+        # No load balancing between the two SMS channels, so the fallback shows every time.
+        "routing": {"strategy": "priority", "load_balance": False},
         "retry": {"max_attempts": 3, "base_delay_seconds": 0.2, "max_delay_seconds": 1.0},
         "channels": {
             # A provider that rejects everything: HIGH messages fall back from it to the next SMS channel.

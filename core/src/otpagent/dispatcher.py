@@ -50,7 +50,7 @@ class Dispatcher:
     def __init__(
         self, *, config: AgentConfig, storage: StorageBackend, channels: Mapping[str, Channel],
         channel_configs: Mapping[str, ChannelConfig], planner: RoutePlanner, strategy: RoutingStrategy,
-        breakers: CircuitBreakers, bus: EventBus, clock: Callable[[], float] = time.time,
+        breakers: CircuitBreakers, bus: EventBus, clock: Callable[[], float] = time.time, worker_id: str = "",
     ) -> None:
         self.config = config
         self.storage = storage
@@ -61,7 +61,7 @@ class Dispatcher:
         self.breakers = breakers
         self.bus = bus
         self.clock = clock
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._rng = random.Random()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -175,8 +175,10 @@ class Dispatcher:
             self._finish(message, Status.FAILED, message.last_error or "every channel failed", now)
             return
         channel = self.channels.get(channel_name)
-        if channel is None or not self.planner.is_available(channel_name):
-            why = "circuit open" if channel is not None else "channel no longer configured"
+        why = self.planner.unavailable_reason(channel_name) if channel is not None else "no longer configured"
+        if why is None and not self.breakers.allow(channel_name, now):
+            why = "circuit open"
+        if channel is None or why is not None:
             self._fall_back(message, f"{channel_name}: {why}", now, attempt=None)
             return
         wait = self._throttle(channel_name, now)
@@ -217,8 +219,11 @@ class Dispatcher:
         })
         now = finished
         self._observe(message, channel_name, result, finished - started, cost)
+        self.breakers.record(channel_name, result.ok or (result.outcome is Outcome.PERMANENT
+                                                          and result.scope is FailureScope.MESSAGE),
+                             now, channel_fault=result.scope is FailureScope.CHANNEL and not result.ok,
+                             reason=result.reason or "")
         if result.ok:
-            self.breakers.record_success(channel_name, now)
             update = MessageUpdate(
                 message_id=message.id, status=Status.SENT, expected_owner=self.worker_id, channel=channel_name,
                 provider_message_id=result.provider_message_id, attempt_count=number, add_cost=cost,
@@ -250,7 +255,6 @@ class Dispatcher:
                         self._count("retried")
                     return
         elif result.scope is FailureScope.CHANNEL:
-            self.breakers.trip(channel_name, now, result.reason or "channel failure")
             attempt_event = Event(type="attempt", message_id=message.id, at=finished,
                                   data={**attempt_event.data, "circuit": "opened"})
         self._fall_back(message, error, now, attempt=attempt, first_events=[attempt_event],

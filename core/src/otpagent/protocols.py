@@ -8,7 +8,8 @@ themselves, which keeps them testable and consistent across a fleet.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -114,6 +115,9 @@ class RouteOutcome:
     country: str | None = None
     latency_ms: float | None = None
     cost: float = 0.0
+    #: True when the outcome comes from a provider callback (delivered/undelivered) rather
+    #: than from the send itself; a callback failure overturns an earlier accepted send.
+    callback: bool = False
 
 
 class RoutingStrategy(Protocol):
@@ -320,6 +324,15 @@ class StorageBackend(Protocol):
         value now stored.
         """
 
+    def update_state(self, key: str, update: Callable[[str | None], str]) -> str:
+        """Atomically replace a shared value with ``update(current)`` (``None`` when absent);
+        returns the new value. ``update`` must be quick and free of side effects: it runs
+        inside the transaction and may be re-run by backends that retry.
+        """
+
+    def states_with_prefix(self, prefix: str) -> dict[str, str]:
+        """Every shared value whose key starts with ``prefix``."""
+
     def remember_event_id(self, source: str, event_id: str, now: float) -> bool:
         """Record a provider event id; False when it was seen before (a replay)."""
 
@@ -328,6 +341,9 @@ class StorageBackend(Protocol):
         """Clear the OTP code of every message whose ``expires_at`` has passed (whatever its
         status); returns how many. Called every few seconds by each dispatcher.
         """
+
+    def costs_by_day(self, since: float) -> dict[str, dict[str, float]]:
+        """Cost of attempts finished since ``since``, by channel and UTC day (``YYYY-MM-DD``)."""
 
     def stats(self, now: float) -> StorageStats:
         """Counts by status, queue size, per-channel performance."""
@@ -359,6 +375,7 @@ class PluginContext:
     config_dir: Any  # pathlib.Path: where relative paths in config resolve
     storage: StorageBackend | None = None
     public_url: str | None = None
+    clock: Callable[[], float] = time.time
 
 
 @attrs.frozen(kw_only=True)

@@ -15,7 +15,7 @@ import attrs
 
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import ChannelConfig
-from otpagent.model import Envelope, Message, MessageType
+from otpagent.model import Envelope, Event, Message, MessageType
 from otpagent.protocols import Channel, ChannelInfo, ChannelStats, RoutingStrategy, StorageBackend
 
 __all__ = ["RoutePlanner", "Unroutable"]
@@ -39,6 +39,7 @@ class RoutePlanner:
         self, *, channels: Mapping[str, Channel], configs: Mapping[str, ChannelConfig], strategy: RoutingStrategy,
         breakers: CircuitBreakers, storage: StorageBackend, voice_otp_enabled: bool,
         clock: Callable[[], float] = time.time, stats_ttl: float = 5.0,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self.channels = channels
         self.configs = configs
@@ -49,6 +50,9 @@ class RoutePlanner:
         self.clock = clock
         self._stats_ttl = stats_ttl
         self._stats: tuple[float, Mapping[str, ChannelStats]] = (float("-inf"), {})
+        self._spend: tuple[float, Mapping[str, float]] = (float("-inf"), {})
+        self._announced_budget: set[tuple[str, str]] = set()
+        self.on_event = on_event
         self._lock = threading.Lock()
 
     def channel_stats(self) -> Mapping[str, ChannelStats]:
@@ -63,7 +67,6 @@ class RoutePlanner:
 
     def reasons_unusable(self, message: Message | None, envelope: Envelope, *, check_circuits: bool) -> dict[str, str]:
         """Why each configured channel cannot take this envelope (absent: it can)."""
-        now = self.clock()
         allowed = set(message.channels) if message is not None and message.channels else None
         reasons: dict[str, str] = {}
         for name, channel in self.channels.items():
@@ -79,8 +82,8 @@ class RoutePlanner:
                                 f"{'an email address' if channel.kind == 'email' else 'a phone number'})"
             elif (why := channel.check(envelope)) is not None:
                 reasons[name] = why
-            elif check_circuits and self.breakers.is_open(name, now):
-                reasons[name] = "circuit open"
+            elif check_circuits and (why := self.unavailable_reason(name)) is not None:
+                reasons[name] = why
         return reasons
 
     def plan(self, message: Message) -> list[str] | Unroutable:
@@ -111,8 +114,47 @@ class RoutePlanner:
             return float(self.configs[name].cost or 0.0)
 
     def is_available(self, name: str) -> bool:
+        return self.unavailable_reason(name) is None
+
+    def unavailable_reason(self, name: str) -> str | None:
+        """Why the channel must be skipped right now (disabled, circuit open, budget spent)."""
         cfg = self.configs.get(name)
-        return cfg is not None and cfg.enabled and not self.breakers.is_open(name, self.clock())
+        now = self.clock()
+        if cfg is None:
+            return "not configured"
+        if not cfg.enabled:
+            return "disabled"
+        if self.breakers.is_open(name, now):
+            return "circuit open"
+        if cfg.daily_budget is not None:
+            spent = self.spent_today().get(name, 0.0)
+            if spent >= cfg.daily_budget:
+                self._announce_budget(name, spent, cfg.daily_budget, now)
+                return f"daily budget of {cfg.daily_budget:g} spent"
+        return None
+
+    def spent_today(self) -> Mapping[str, float]:
+        """Cost of today's (UTC) attempts per channel, refreshed every few seconds."""
+        now = self.clock()
+        with self._lock:
+            read_at, spend = self._spend
+        if now - read_at >= self._stats_ttl:
+            midnight = now - (now % 86400.0)
+            day = time.strftime("%Y-%m-%d", time.gmtime(now))
+            spend = {ch: days.get(day, 0.0) for ch, days in self.storage.costs_by_day(midnight).items()}
+            with self._lock:
+                self._spend = (now, spend)
+        return spend
+
+    def _announce_budget(self, name: str, spent: float, budget: float, now: float) -> None:
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        with self._lock:
+            if (name, day) in self._announced_budget:
+                return
+            self._announced_budget.add((name, day))
+        if self.on_event is not None:
+            self.on_event(Event(type="budget_exhausted", message_id=None, at=now,
+                                data={"channel": name, "spent": round(spent, 6), "budget": budget}))
 
 
 def _prefer(route: Sequence[str], preferred: str, channels: Mapping[str, Channel]) -> list[str]:

@@ -1,19 +1,23 @@
 """The ``priority`` strategy: the product's fixed map from priority to first channel kind.
 
 CRITICAL -> voice (most reliable), HIGH -> SMS (fast), MEDIUM -> WhatsApp (cheap), LOW -> email
-(cheapest); every other reachable channel follows as a fallback. Within one kind, channels
-are ordered by weight (highest first), then cost.
+(cheapest); every other reachable channel follows as a fallback. Several channels of one kind
+are load-balanced: each message draws their order at random, weighted by configured ``weight``
+times observed health, so a struggling provider gets less traffic without being dropped.
+``{"load_balance": false}`` orders them by weight, then cost, instead.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from otpagent.errors import ConfigError
 from otpagent.model import Envelope, Priority
 from otpagent.protocols import ChannelInfo, PluginContext, RouteOutcome
 
-__all__ = ["KIND_ORDER", "PriorityStrategy", "create_priority_strategy"]
+__all__ = ["KIND_ORDER", "PriorityStrategy", "create_priority_strategy", "health"]
 
 KIND_ORDER: Mapping[Priority, tuple[str, ...]] = {
     Priority.CRITICAL: ("voice", "sms", "whatsapp", "email"),
@@ -23,21 +27,47 @@ KIND_ORDER: Mapping[Priority, tuple[str, ...]] = {
 }
 
 
+def health(info: ChannelInfo, floor: float = 0.05) -> float:
+    """Observed success share, smoothed (Laplace) so a new channel starts healthy."""
+    s = info.stats
+    return max(floor, (s.accepted + 1) / (s.attempts + 1)) if s.attempts else 1.0
+
+
+def kind_rank(priority: Priority, kind: str) -> int:
+    order = KIND_ORDER[priority]
+    return order.index(kind) if kind in order else len(order)
+
+
 class PriorityStrategy:
     """Orders candidates by the kind map for the message's priority."""
 
+    def __init__(self, *, load_balance: bool = True, rng: random.Random | None = None) -> None:
+        self.load_balance = load_balance
+        self._rng = rng or random.Random()
+
     def plan(self, envelope: Envelope, candidates: Sequence[ChannelInfo]) -> list[str]:
-        order = KIND_ORDER[envelope.priority]
+        groups: dict[int, list[ChannelInfo]] = {}
+        for c in candidates:
+            groups.setdefault(kind_rank(envelope.priority, c.kind), []).append(c)
+        route: list[str] = []
+        for rank in sorted(groups):
+            group = sorted(groups[rank], key=lambda c: (-c.weight, c.cost, c.name))
+            route.extend(c.name for c in (self._weighted_order(group) if self.load_balance else group))
+        return route
 
-        def rank(c: ChannelInfo) -> tuple[int, float, float, str]:
-            kind_rank = order.index(c.kind) if c.kind in order else len(order)
-            return kind_rank, -c.weight, c.cost, c.name
-
-        return [c.name for c in sorted(candidates, key=rank)]
+    def _weighted_order(self, group: list[ChannelInfo]) -> list[ChannelInfo]:
+        """Weighted sampling without replacement (Efraimidis-Spirakis keys)."""
+        if len(group) < 2:
+            return group
+        keyed = [(self._rng.random() ** (1.0 / (c.weight * health(c))), c) for c in group]
+        return [c for _key, c in sorted(keyed, key=lambda kc: -kc[0])]
 
     def observe(self, outcome: RouteOutcome) -> None:
-        """The fixed map learns nothing."""
+        """The fixed map learns nothing itself; health comes from shared channel stats."""
 
 
 def create_priority_strategy(settings: Mapping[str, Any], context: PluginContext) -> PriorityStrategy:
-    return PriorityStrategy()
+    balance = settings.get("load_balance", True)
+    if not isinstance(balance, bool):
+        raise ConfigError("routing.load_balance", "must be true or false")
+    return PriorityStrategy(load_balance=balance)

@@ -13,7 +13,7 @@ import hmac
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -415,6 +415,29 @@ class SqliteStorage:
             conn.execute("DELETE FROM rate_limits WHERE tat < ?", (now - 3600.0,))
             conn.execute("DELETE FROM doomed")
         return counts
+
+    # -- routing and cost ----------------------------------------------------------------------
+    def update_state(self, key: str, update: Callable[[str | None], str]) -> str:
+        with self._write() as conn:
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+            value = update(None if row is None else str(row["value"]))
+            conn.execute("INSERT INTO state (key, value) VALUES (?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+        return value
+
+    def states_with_prefix(self, prefix: str) -> dict[str, str]:
+        rows = self._conn().execute("SELECT key, value FROM state WHERE key >= ? AND key < ?",
+                                    (prefix, prefix + "\uffff")).fetchall()
+        return {str(r["key"]): str(r["value"]) for r in rows}
+
+    def costs_by_day(self, since: float) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for r in self._conn().execute(
+            "SELECT channel, date(finished_at, 'unixepoch') AS day, SUM(cost) AS cost FROM delivery_reports "
+            "WHERE finished_at >= ? GROUP BY channel, day", (since,)
+        ):
+            out.setdefault(str(r["channel"]), {})[str(r["day"])] = float(r["cost"] or 0.0)
+        return out
 
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod

@@ -1,0 +1,51 @@
+"""``cheapest`` and ``most-reliable``: order reachable channels by one observable figure.
+
+``cheapest`` sorts by the channel's cost estimate for this very message (segments, country);
+``most-reliable`` by observed success share from shared storage, smoothed so an untried
+channel is neither favoured nor ignored. Ties keep the priority map's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from otpagent.model import Envelope
+from otpagent.protocols import ChannelInfo, PluginContext, RouteOutcome
+from otpagent.routing.priority import kind_rank
+
+__all__ = ["CheapestStrategy", "MostReliableStrategy", "create_cheapest", "create_most_reliable"]
+
+
+def reliability(info: ChannelInfo) -> float:
+    """Delivered (or at least accepted) share with a Beta(1, 1) prior."""
+    s = info.stats
+    good = s.delivered if s.delivered + s.undelivered > 0 else s.accepted
+    bad = s.attempts - s.accepted + s.undelivered
+    return (good + 1) / (good + bad + 2)
+
+
+class CheapestStrategy:
+    def plan(self, envelope: Envelope, candidates: Sequence[ChannelInfo]) -> list[str]:
+        ranked = sorted(candidates, key=lambda c: (c.cost, kind_rank(envelope.priority, c.kind), -c.weight, c.name))
+        return [c.name for c in ranked]
+
+    def observe(self, outcome: RouteOutcome) -> None:
+        """Costs are configured, not learned."""
+
+
+class MostReliableStrategy:
+    def plan(self, envelope: Envelope, candidates: Sequence[ChannelInfo]) -> list[str]:
+        ranked = sorted(candidates, key=lambda c: (-reliability(c), kind_rank(envelope.priority, c.kind), c.cost))
+        return [c.name for c in ranked]
+
+    def observe(self, outcome: RouteOutcome) -> None:
+        """Reliability comes from the shared per-channel statistics."""
+
+
+def create_cheapest(settings: Mapping[str, Any], context: PluginContext) -> CheapestStrategy:
+    return CheapestStrategy()
+
+
+def create_most_reliable(settings: Mapping[str, Any], context: PluginContext) -> MostReliableStrategy:
+    return MostReliableStrategy()
