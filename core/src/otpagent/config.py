@@ -21,6 +21,7 @@ from otpagent.circuit import BreakerSettings
 from otpagent.errors import ConfigError
 
 __all__ = [
+    "COMMON_CHANNEL_KEYS",
     "AgentConfig",
     "ChannelConfig",
     "DispatcherConfig",
@@ -37,6 +38,12 @@ DEFAULT_CHANNEL_PLUGINS = {
     "VOICE": "twilio-voice",
     "EMAIL": "sendgrid-email",
 }
+
+#: Keys of a channel section that the core itself reads; channel plugins accept these beside
+#: their own (and should reject anything else, naming the key).
+COMMON_CHANNEL_KEYS = frozenset({
+    "plugin", "kind", "enabled", "cost", "cost_per_message", "weight", "rate_limit", "daily_budget", "api_config",
+})
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 

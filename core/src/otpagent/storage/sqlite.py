@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -105,8 +107,9 @@ class SqliteStorage:
         if conn is None:
             if self._closed:
                 raise RuntimeError("storage is closed")
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
+            # A short built-in busy timeout covers rare reader waits; writers wait in _write's own
+            # loop, which polls often and fairly instead of SQLite's 1..100 ms sleep ladder.
+            conn = sqlite3.connect(self.path, timeout=0.005, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
@@ -120,13 +123,29 @@ class SqliteStorage:
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin_immediate(conn)
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """Take the database write lock, waiting up to the busy timeout for other processes."""
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.0002
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(random.uniform(0, pause))
+            pause = min(pause * 2, 0.004)
 
     def close(self) -> None:
         self._closed = True

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from otpagent.config import COMMON_CHANNEL_KEYS
 from otpagent.errors import ConfigError
 from otpagent.model import Envelope, FailureScope, SendResult
 from otpagent.protocols import ChannelSpec
@@ -27,8 +28,8 @@ __all__ = ["ConsoleChannel", "create_console_channel"]
 #: Body limits per kind, as the real providers enforce them (Twilio: 1,600 characters per SMS
 #: request, WhatsApp 4,096; a voice message read aloud is capped at 4,000 here).
 MAX_LENGTH = {"sms": 1600, "whatsapp": 4096, "voice": 4000, "email": 1_000_000}
-_KEYS = {"plugin", "kind", "outbox", "latency_ms", "fail_rate", "fail_mode", "seed", "quiet", "enabled",
-         "cost", "weight", "rate_limit", "max_length", "fail_first"}
+_KEYS = COMMON_CHANNEL_KEYS | {"outbox", "latency_ms", "fail_rate", "fail_mode", "seed", "quiet", "max_length",
+                               "fail_first"}
 
 
 def create_console_channel(spec: ChannelSpec) -> ConsoleChannel:
