@@ -1,0 +1,132 @@
+"""The status-callback receiver: Twilio tells us what became of each message and call.
+
+Every request must carry a valid ``X-Twilio-Signature`` (the SDK's ``RequestValidator``, keyed
+with the channel's auth token, over the URL Twilio requested: the public base URL, not whatever
+host a proxy forwarded to us). Anything else is refused with 403 before it is even parsed for
+meaning. Valid callbacks map Twilio's message and call statuses onto ours and go to
+``agent.apply_provider_status``, which applies them idempotently and in order and sends an
+undelivered message on to its next channel. A replayed callback (same idempotency token, or
+the same sid and status) changes nothing. A callback can beat our own record of the send (Twilio
+is fast, our commit is not instantaneous), so an unknown sid is looked up again for a short,
+bounded time before the request is answered 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import ImmutableMultiDict
+from starlette.requests import Request
+from starlette.responses import Response
+from twilio.request_validator import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, get_signature_algorithm
+
+from otpagent.logs import get_logger
+from otpagent.model import Status
+from otpagent_twilio.channels import TwilioChannel
+
+__all__ = ["CALL_STATUSES", "MESSAGE_STATUSES", "map_status", "twilio_status_callback"]
+
+log = get_logger("otpagent.twilio")
+
+#: Twilio message statuses -> ours. Inbound ones (receiving, received) are not ours to track.
+MESSAGE_STATUSES = {
+    "accepted": Status.SENDING,
+    "scheduled": Status.SENDING,
+    "queued": Status.SENDING,
+    "sending": Status.SENDING,
+    "sent": Status.SENT,
+    "delivered": Status.DELIVERED,
+    "partially_delivered": Status.DELIVERED,
+    "read": Status.READ,
+    "undelivered": Status.UNDELIVERED,
+    "failed": Status.FAILED,
+    "canceled": Status.FAILED,
+}
+
+#: Twilio call statuses -> ours. A call that rang out or was refused never reached the person:
+#: undelivered, so the message falls back to its next channel; ``failed`` means Twilio could not
+#: place the call at all.
+CALL_STATUSES = {
+    "queued": Status.SENDING,
+    "initiated": Status.SENDING,
+    "ringing": Status.SENT,
+    "in-progress": Status.SENT,
+    "answered": Status.SENT,
+    "completed": Status.DELIVERED,
+    "busy": Status.UNDELIVERED,
+    "no-answer": Status.UNDELIVERED,
+    "canceled": Status.UNDELIVERED,
+    "failed": Status.FAILED,
+}
+
+_POLL_INTERVAL = 0.05
+
+
+def _empty() -> Response:
+    return Response(status_code=204)
+
+
+def map_status(params: ImmutableMultiDict[str, str]) -> tuple[str, str, Status | None]:
+    """(provider sid, Twilio's status, our status or None when it is not ours to apply)."""
+    call_sid = params.get("CallSid")
+    if call_sid and params.get("CallStatus"):
+        raw = params.get("CallStatus", "")
+        return call_sid, raw, CALL_STATUSES.get(raw)
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    raw = params.get("MessageStatus") or params.get("SmsStatus") or ""
+    return sid, raw, MESSAGE_STATUSES.get(raw)
+
+
+async def twilio_status_callback(request: Request, agent: Any) -> Response:
+    """``POST /callbacks/twilio/{channel}``: verify, map and apply one Twilio status callback."""
+    name = request.path_params.get("channel", "")
+    channel = agent.channels.get(name)
+    if not isinstance(channel, TwilioChannel):
+        return Response("unknown Twilio channel", status_code=404, media_type="text/plain")
+    body = (await request.body()).decode("utf-8", errors="replace")
+    params: ImmutableMultiDict[str, str] = ImmutableMultiDict(parse_qsl(body, keep_blank_values=True))
+    url = channel.callback_url_seen(request.url.query)
+    algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    if url is None or not channel.signature_valid(url, params, signature, algorithm):
+        log.warning("twilio_callback_rejected", channel=name, reason="bad signature")
+        return Response("invalid signature", status_code=403, media_type="text/plain")
+
+    sid, raw_status, status = map_status(params)
+    if not sid:
+        return Response("no MessageSid or CallSid", status_code=400, media_type="text/plain")
+    if status is None:
+        return _empty()  # a status we do not track (inbound traffic): acknowledged, nothing to do
+    if not await _wait_for_sid(agent, sid, channel.settings.callback_wait_seconds):
+        return Response("unknown sid", status_code=404, media_type="text/plain")
+
+    event_id = request.headers.get("I-Twilio-Idempotency-Token") or f"{sid}:{raw_status}"
+    fresh = await run_in_threadpool(agent.storage.remember_event_id, "twilio", event_id, time.time())
+    if not fresh:
+        return _empty()  # a replay: already applied
+
+    error_code = params.get("ErrorCode") or None
+    error_message = params.get("ErrorMessage") or None
+    if error_code and not error_message:
+        error_message = f"Twilio error {error_code} ({raw_status})"
+    changed = await run_in_threadpool(
+        lambda: agent.apply_provider_status(sid, status, error_code=error_code, error_message=error_message)
+    )
+    log.debug("twilio_status_received", channel=name, sid=sid, twilio_status=raw_status, status=status.value,
+              error_code=error_code, changed=bool(changed))
+    return _empty()
+
+
+async def _wait_for_sid(agent: Any, sid: str, wait_seconds: float) -> bool:
+    """Whether the store knows ``sid``, retrying for up to ``wait_seconds`` (our write may lag)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        if await run_in_threadpool(agent.storage.find_by_provider_id, sid) is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_POLL_INTERVAL)
