@@ -12,7 +12,7 @@ from otpagent.circuit import BreakerSettings, CircuitBreakers
 from otpagent.hookspecs import hookimpl
 from otpagent.plugins import build_registry, get_plugin_manager
 from otpagent.storage.sqlite import SqliteStorage
-from tests.conftest import FakeClock, agent_config
+from tests.conftest import FakeClock, agent_config, wait_for
 
 
 def breakers(storage, worker="w1", **kw):
@@ -182,7 +182,8 @@ def test_a_channel_over_its_daily_budget_is_skipped_with_an_event(make_agent, ou
     agent.stop_processing()
 
     assert agent.get_delivery_report(later).channel == "spare"
-    assert any(e.type == "budget_exhausted" and e.data["channel"] == "pricey" for e in seen)
+    assert wait_for(lambda: any(e.type == "budget_exhausted" and e.data["channel"] == "pricey" for e in seen),
+                    timeout=5), "the event reaches sinks (asynchronously)"
     assert json.loads(json.dumps(agent.get_metrics()))["channels"]["pricey"]["cost"] == 2.0
 
 
