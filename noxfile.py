@@ -16,7 +16,8 @@ nox.options.error_on_missing_interpreters = False
 
 ROOT = Path(__file__).parent
 PLUGINS = sorted(str(p.parent) for p in ROOT.glob("plugins/otpagent_*/pyproject.toml"))
-PACKAGES = ["./core", *PLUGINS]
+EXAMPLES = sorted(str(p.parent) for p in ROOT.glob("docs/examples/*/pyproject.toml"))
+PACKAGES = ["./core", *PLUGINS, *EXAMPLES]
 TEST_DEPS = [
     "pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27", "starlette>=0.37", "uvicorn>=0.29", "jsonschema>=4.21",
     "cryptography>=42",
@@ -41,14 +42,14 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: style, bugs, security smells, import order."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "core", "plugins", "tests", "noxfile.py", *([p for p in ["bench"] if (ROOT / p).exists()]))
+    session.run("ruff", "check", "core", "plugins", "tests", "bench", "docs/examples", "noxfile.py")
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy, strict on the core."""
     install_packages(session, "mypy>=1.10", *TEST_DEPS)
-    session.run("mypy", "core/src", *[f"{p}/src" for p in PLUGINS])
+    session.run("mypy", "core/src", *[f"{p}/src" for p in (*PLUGINS, *EXAMPLES)])
 
 
 @nox.session

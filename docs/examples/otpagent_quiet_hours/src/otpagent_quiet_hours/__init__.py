@@ -1,0 +1,75 @@
+"""``quiet-hours``: a routing strategy that keeps phones quiet at night.
+
+Between ``start_hour`` and ``end_hour`` (in ``utc_offset_hours``), messages below CRITICAL avoid
+the channels that ring or buzz (voice, then SMS): email and WhatsApp go first. Outside those
+hours, and always for CRITICAL, it defers to the built-in ``priority`` map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from otpagent.errors import ConfigError
+from otpagent.hookspecs import hookimpl
+from otpagent.model import Envelope, Priority
+from otpagent.protocols import ChannelInfo, PluginContext, RouteOutcome
+from otpagent.routing.priority import PriorityStrategy
+
+__all__ = ["QuietHoursStrategy"]
+
+#: Kinds in order of how much they disturb: quiet first.
+_QUIET_ORDER = {"email": 0, "whatsapp": 1, "sms": 2, "voice": 3}
+
+
+class QuietHoursStrategy:
+    def __init__(self, *, start_hour: int, end_hour: int, utc_offset_hours: float,
+                 clock: Callable[[], float]) -> None:
+        self.start_hour = start_hour
+        self.end_hour = end_hour
+        self.utc_offset_hours = utc_offset_hours
+        self.clock = clock
+        self._daytime = PriorityStrategy(load_balance=False)
+
+    def is_quiet(self) -> bool:
+        hour = ((self.clock() / 3600.0) + self.utc_offset_hours) % 24
+        if self.start_hour <= self.end_hour:
+            return self.start_hour <= hour < self.end_hour
+        return hour >= self.start_hour or hour < self.end_hour  # spans midnight
+
+    def plan(self, envelope: Envelope, candidates: Sequence[ChannelInfo]) -> list[str]:
+        daytime = self._daytime.plan(envelope, candidates)
+        if envelope.priority is Priority.CRITICAL or not self.is_quiet():
+            return daytime
+        # Stable sort: within one kind, keep the priority map's order.
+        return sorted(daytime, key=lambda name: _QUIET_ORDER.get(_kind(name, candidates), 9))
+
+    def observe(self, outcome: RouteOutcome) -> None:
+        """Nothing to learn."""
+
+
+def _kind(name: str, candidates: Sequence[ChannelInfo]) -> str:
+    return next(c.kind for c in candidates if c.name == name)
+
+
+def _hour(settings: Mapping[str, Any], key: str, default: int) -> int:
+    value = settings.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 23:
+        raise ConfigError(f"routing.{key}", f"must be an hour from 0 to 23, got {value!r}")
+    return value
+
+
+def create_quiet_hours(settings: Mapping[str, Any], context: PluginContext) -> QuietHoursStrategy:
+    for key in settings:
+        if key not in ("strategy", "start_hour", "end_hour", "utc_offset_hours"):
+            raise ConfigError(f"routing.{key}", "unknown key (expected start_hour, end_hour, utc_offset_hours)")
+    offset = settings.get("utc_offset_hours", 0)
+    if isinstance(offset, bool) or not isinstance(offset, int | float) or not -12 <= offset <= 14:
+        raise ConfigError("routing.utc_offset_hours", f"must be a number from -12 to 14, got {offset!r}")
+    return QuietHoursStrategy(start_hour=_hour(settings, "start_hour", 22), end_hour=_hour(settings, "end_hour", 7),
+                              utc_offset_hours=float(offset), clock=context.clock)
+
+
+@hookimpl
+def otpagent_register_routing_strategies(register: Any) -> None:
+    register("quiet-hours", create_quiet_hours)
