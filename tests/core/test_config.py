@@ -42,7 +42,8 @@ def test_original_shape_maps_channel_names_to_default_plugins():
         ({"otp": {"message": "no placeholder"}}, "otp.message"),
         ({"channels": {"X": {"plugin": "console", "cost": -1}}}, "channels.X.cost"),
         ({"channels": {"X": {"plugin": "console", "kind": "fax"}}}, "channels.X.kind"),
-        ({"channels": {"X": {"plugin": "console", "rate_limit": {"per_second": 0}}}}, "channels.X.rate_limit.per_second"),
+        ({"channels": {"X": {"plugin": "console", "rate_limit": {"per_second": 0}}}},
+         "channels.X.rate_limit.per_second"),
         ({"channels": {"PIGEON": {}}}, "channels.PIGEON.plugin"),
         ({"sinks": {"plugin": "log"}}, "sinks"),
         ({"colour": "blue"}, "colour"),
@@ -65,7 +66,7 @@ def test_unknown_plugin_says_which_package_to_install():
     with pytest.raises(PluginNotFound) as exc:
         Registry().lookup("channels", "twilio-sms", "channels.SMS.plugin")
     assert "pip install otpagent-twilio" in str(exc.value) and exc.value.path == "channels.SMS.plugin"
-    with pytest.raises(PluginNotFound, match="postgres.*pip install otpagent-postgres"):
+    with pytest.raises(PluginNotFound, match=r"postgres.*pip install otpagent-postgres"):
         Registry().lookup("storage_backends", "postgres", "storage.backend")
 
 

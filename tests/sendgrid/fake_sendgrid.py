@@ -15,12 +15,14 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import attrs
 import jsonschema
+
+from tests.loopback import LoopbackServer
 
 SPEC_PATH = Path("/work/shared/provider-specs/tsg_mail_v3.json")
 BAD_KEY_MESSAGE = "The provided authorization grant is invalid, expired, or revoked"
@@ -75,7 +77,7 @@ class Recorded:
     message_id: str | None
 
 
-class FakeSendGrid:
+class FakeSendGrid(LoopbackServer):
     """The fake server. Use as a context manager; ``base_url`` goes into ``api_config.base_url``."""
 
     def __init__(self, api_key: str = "SG.test-key.secret") -> None:
@@ -83,28 +85,8 @@ class FakeSendGrid:
         self.requests: list[Recorded] = []
         self._scripts: dict[str, deque[Scripted]] = defaultdict(deque)
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._validator = jsonschema.Draft7Validator(mail_send_schema(), format_checker=jsonschema.FormatChecker())
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-sendgrid", daemon=True)
-
-    # -- lifecycle -----------------------------------------------------------------------------
-    def __enter__(self) -> FakeSendGrid:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().__init__(self._handler_class(), name="fake-sendgrid", poll_interval=0.05)
 
     # -- scripting -----------------------------------------------------------------------------
     def fail(self, recipient: str, status: int, *, times: int = 1, errors: list[dict[str, Any]] | None = None,

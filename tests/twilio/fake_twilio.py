@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 from twilio.request_validator import RequestValidator
 
+from tests.loopback import LoopbackServer
 from tests.twilio.twilio_api import (
     OPERATIONS,
     SPEC_PATH,
@@ -87,7 +88,7 @@ class RecordedRequest:
         return values[0] if values else None
 
 
-class FakeTwilio:
+class FakeTwilio(LoopbackServer):
     """The fake server. Use as a context manager; ``base_url`` goes into ``api_config.base_url``."""
 
     def __init__(self, spec_path: Path = SPEC_PATH) -> None:
@@ -103,27 +104,7 @@ class FakeTwilio:
             number: ScriptedError(code, http_status_for(code)) for number, code in MAGIC_NUMBERS.items()
         }
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="fake-twilio", daemon=True)
-
-    # -- lifecycle ---------------------------------------------------------------------------------
-    def __enter__(self) -> FakeTwilio:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-    @property
-    def base_url(self) -> str:
-        port = self._server.server_address[1]
-        return f"http://127.0.0.1:{port}"
+        super().__init__(self._handler_class(), name="fake-twilio")
 
     # -- scripting ---------------------------------------------------------------------------------
     def fail(self, number: str, code: int, *, status: int | None = None, message: str | None = None,
