@@ -160,9 +160,11 @@ def parse_config(
     for key in data:
         if key not in known:
             raise ConfigError(key, f"unknown key (expected one of {', '.join(sorted(known - {'$schema'}))})")
-    storage = _section(data, "storage", {"backend": "sqlite", "path": "otpagent.db"})
-    if "backend" in storage and not isinstance(storage["backend"], str):
+    storage = _section(data, "storage", {"backend": "sqlite"})
+    if not isinstance(storage["backend"], str):
         raise ConfigError("storage.backend", "must be a string such as 'sqlite' or 'postgres'")
+    if storage["backend"] == "sqlite":
+        storage.setdefault("path", "otpagent.db")
     legacy = _section(data, "agent_config", {})
     if "database_path" in legacy and "path" not in storage:
         storage = {**storage, "path": legacy["database_path"]}

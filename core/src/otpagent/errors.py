@@ -46,6 +46,9 @@ class InvalidRequest(OtpagentError, ValueError):
         more = f" (and {len(self.errors) - 10} more)" if len(self.errors) > 10 else ""
         super().__init__(f"invalid request: {shown}{more}")
 
+    def __reduce__(self) -> tuple[type[InvalidRequest], tuple[list[FieldError]]]:
+        return (type(self), (self.errors,))
+
     @classmethod
     def single(cls, field: str, reason: str, index: int | None = None) -> InvalidRequest:
         return cls([FieldError(field, reason, index)])
@@ -59,6 +62,10 @@ class ConfigError(OtpagentError, ValueError):
         self.reason = reason
         super().__init__(f"config error at {path or '<root>'}: {reason}")
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str]]:
+        # Picklable, so an error raised in a worker process reaches the parent intact.
+        return (type(self), (self.path, self.reason))
+
 
 class PluginNotFound(ConfigError):
     """The configuration names a plugin that is not installed."""
@@ -71,3 +78,6 @@ class RateLimited(OtpagentError):
         self.reason = reason
         self.retry_after = max(0.0, retry_after)
         super().__init__(f"rate limited ({reason}); retry after {self.retry_after:.1f}s")
+
+    def __reduce__(self) -> tuple[type[RateLimited], tuple[str, float]]:
+        return (type(self), (self.reason, self.retry_after))

@@ -44,11 +44,18 @@ _pm: pluggy.PluginManager | None = None
 _DISTRIBUTIONS: dict[str, tuple[str, str]] = {}
 
 
+_pm_selection: str | None = None
+
+
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, created on first use."""
-    global _pm
-    if _pm is None:
+    """The process-wide plugin manager, created on first use (and anew when
+    ``OTPAGENT_LOAD_PLUGINS`` changes, so the selection in force is the one used).
+    """
+    global _pm, _pm_selection
+    selection = os.environ.get("OTPAGENT_LOAD_PLUGINS")
+    if _pm is None or selection != _pm_selection:
         _pm = _create_plugin_manager()
+        _pm_selection = selection
     return _pm
 
 
@@ -95,6 +102,8 @@ class HttpRoute:
 
 
 _KINDS = ("channels", "routing_strategies", "storage_backends", "event_sinks")
+_LABELS = {"channels": "channel", "routing_strategies": "routing strategy", "storage_backends": "storage backend",
+           "event_sinks": "event sink"}
 
 
 @attrs.define
@@ -112,7 +121,7 @@ class Registry:
         table: dict[str, Registered] = getattr(self, kind)
         if name in table:
             return table[name]
-        label = kind.replace("_", " ").rstrip("s")
+        label = _LABELS[kind]
         hint = KNOWN_PACKAGES.get(name)
         install = f"install it with `pip install {hint}`" if hint else "install the package that provides it"
         known = ", ".join(sorted(table)) or "none"

@@ -306,8 +306,8 @@ class StorageBackend(Protocol):
         concurrent verifier wins); EXPIRED only for the right code after expiry (so the answer
         reveals nothing to someone without the code); otherwise count a failure against the
         recipient (across codes) and answer INVALID, or TOO_MANY_ATTEMPTS on the failure that
-        reaches ``max_failures``. LOCKED while the recipient has ``max_failures`` failures within
-        ``lockout_seconds`` of the first.
+        reaches ``max_failures``. Failures count within ``lockout_seconds`` of the first; the one
+        that reaches ``max_failures`` starts the lockout, which lasts ``lockout_seconds`` (LOCKED).
         """
 
     # -- shared state --------------------------------------------------------------------------

@@ -97,7 +97,7 @@ class SqliteStorage:
         self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            migrate(self._conn())
+            migrate(self._conn(), begin=self._begin_immediate)
         except sqlite3.Error as exc:
             raise ConfigError("storage.path", f"cannot open SQLite database {str(self.path)!r}: {exc}") from None
 
@@ -107,13 +107,16 @@ class SqliteStorage:
         if conn is None:
             if self._closed:
                 raise RuntimeError("storage is closed")
-            # A short built-in busy timeout covers rare reader waits; writers wait in _write's own
-            # loop, which polls often and fairly instead of SQLite's 1..100 ms sleep ladder.
-            conn = sqlite3.connect(self.path, timeout=0.005, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
+            # From now on a short built-in busy timeout covers rare reader waits; writers wait in
+            # _begin_immediate's loop, which polls often and fairly instead of SQLite's 1..100 ms
+            # sleep ladder (under which two busy processes starve each other).
+            conn.execute("PRAGMA busy_timeout = 5")
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
@@ -105,13 +106,16 @@ _MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def migrate(conn: sqlite3.Connection, begin: Callable[[sqlite3.Connection], None] | None = None) -> int:
     """Apply pending migrations in one immediate transaction; returns the schema version.
 
     Safe when several processes open a new database at once: the first takes the write lock,
     the others wait for it and then find nothing left to do.
     """
-    conn.execute("BEGIN IMMEDIATE")
+    if begin is None:
+        conn.execute("BEGIN IMMEDIATE")
+    else:
+        begin(conn)
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
