@@ -1,0 +1,198 @@
+"""The queue's SQL: enqueue with idempotency keys, batched claims, conditional updates.
+
+Each function is one unit of work for :meth:`Database.run`: it takes a connection inside an
+open transaction and ``uncertain`` (True when an earlier try may already have committed, so
+it must not do its work twice).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from otpagent.model import Attempt, Event, Message, Status
+from otpagent.protocols import EnqueueResult, IdempotencyConflict, MessageUpdate, NewMessage
+from otpagent.storage.rows import ATTEMPT_COLUMNS, MESSAGE_COLUMNS, attempt_to_row, message_from_row, message_to_row
+from otpagent_postgres.connection import Conn
+
+__all__ = ["claim_due", "enqueue", "insert_attempt", "insert_event", "notify_enqueued", "update_message"]
+
+IDEMPOTENCY_WINDOW = 24 * 3600.0
+NOTIFY_CHANNEL = "otpagent_enqueued"
+_INSERT_MESSAGE = (
+    f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
+    f"VALUES ({', '.join('%(' + c + ')s' for c in MESSAGE_COLUMNS)})"
+).encode()
+_INSERT_ATTEMPT = (
+    f"INSERT INTO delivery_reports ({', '.join(ATTEMPT_COLUMNS)}) "
+    f"VALUES ({', '.join('%(' + c + ')s' for c in ATTEMPT_COLUMNS)})"
+).encode()
+_INSERT_EVENT = b"INSERT INTO events (message_id, type, at, data) VALUES (%s, %s, %s, %s)"
+#: The two claim queries: each walks its partial index in claim order, so its cost stays flat
+#: however much finished history the table holds.
+CLAIM_READY = (
+    b"SELECT seq, priority, due_at FROM messages WHERE status IN ('queued', 'scheduled', 'retrying') "
+    b"AND due_at <= %(now)s ORDER BY priority DESC, due_at, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+)
+CLAIM_EXPIRED = (
+    b"SELECT seq, priority, due_at FROM messages WHERE status = 'sending' AND lease_expires_at <= %(now)s "
+    b"ORDER BY priority DESC, due_at, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+)
+
+
+def _event_row(event: Event) -> tuple[Any, ...]:
+    return (event.message_id, event.type, event.at, json.dumps(dict(event.data)) if event.data else None)
+
+
+def insert_event(conn: Conn, event: Event) -> None:
+    conn.execute(_INSERT_EVENT, _event_row(event))
+
+
+def queued_event(m: Message, now: float) -> Event:
+    return Event(type=m.status.value, message_id=m.id, at=now,
+                 data={"priority": m.priority.name, "type": m.message_type.value})
+
+
+def notify_enqueued(conn: Conn, schema: str) -> None:
+    """Wake idle workers of this schema once the transaction commits."""
+    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, schema))
+
+
+def enqueue(conn: Conn, items: Sequence[NewMessage], now: float, uncertain: bool) -> list[EnqueueResult]:
+    """Insert the batch; keyed items one by one (they may clash), the rest in one pipeline."""
+    results: list[EnqueueResult | None] = [None] * len(items)
+    plain = [i for i, item in enumerate(items) if item.message.idempotency_key is None]
+    if plain and not uncertain:
+        with conn.cursor() as cur:
+            cur.executemany(_INSERT_MESSAGE, [message_to_row(items[i].message, items[i].fingerprint) for i in plain])
+            cur.executemany(_INSERT_EVENT, [_event_row(queued_event(items[i].message, now)) for i in plain])
+        for i in plain:
+            results[i] = EnqueueResult(message_id=items[i].message.id, created=True)
+    for index, item in enumerate(items):
+        if results[index] is None:
+            results[index] = _enqueue_one(conn, item, index, now)
+    return [r for r in results if r is not None]
+
+
+def _enqueue_one(conn: Conn, item: NewMessage, index: int, now: float) -> EnqueueResult:
+    m = item.message
+    for _ in range(3):  # at most: insert, expire a stale key, insert again
+        inserted = conn.execute(_INSERT_MESSAGE + b" ON CONFLICT DO NOTHING RETURNING id",
+                                message_to_row(m, item.fingerprint)).fetchone()
+        if inserted is not None:
+            insert_event(conn, queued_event(m, now))
+            return EnqueueResult(message_id=m.id, created=True)
+        if m.idempotency_key is None:
+            # Only the id can clash: an earlier try of this very batch committed it.
+            return EnqueueResult(message_id=m.id, created=True)
+        existing = conn.execute(
+            "SELECT id, fingerprint, created_at FROM messages WHERE idempotency_key = %s FOR UPDATE",
+            (m.idempotency_key,),
+        ).fetchone()
+        if existing is None:
+            if conn.execute("SELECT 1 FROM messages WHERE id = %s", (m.id,)).fetchone():
+                return EnqueueResult(message_id=m.id, created=True)
+            continue  # the holder of the key went away meanwhile: try again
+        if existing["id"] == m.id:
+            return EnqueueResult(message_id=m.id, created=True)
+        if existing["created_at"] >= now - IDEMPOTENCY_WINDOW:
+            if existing["fingerprint"] != item.fingerprint:
+                raise IdempotencyConflict(m.idempotency_key, index)
+            return EnqueueResult(message_id=existing["id"], created=False)
+        conn.execute("UPDATE messages SET idempotency_key = NULL WHERE id = %s", (existing["id"],))
+    raise RuntimeError(f"could not enqueue message {m.id} under its idempotency key")
+
+
+def claim_due(conn: Conn, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
+    """Lock up to ``limit`` ready and ``limit`` lease-expired rows (skipping rows other workers
+    hold), keep the best ``limit`` by priority, then due time, then age, and lease them.
+    """
+    params = {"now": now, "limit": limit}
+    candidates = conn.execute(CLAIM_READY, params).fetchall()
+    candidates += conn.execute(CLAIM_EXPIRED, params).fetchall()
+    if not candidates:
+        return []
+    candidates.sort(key=lambda r: (-r["priority"], r["due_at"], r["seq"]))
+    chosen = [r["seq"] for r in candidates[:limit]]
+    rows = conn.execute(
+        "UPDATE messages SET status = 'sending', lease_owner = %s, lease_expires_at = %s, updated_at = %s "
+        "WHERE seq = ANY(%s) RETURNING *",
+        (worker_id, now + lease_seconds, now, chosen),
+    ).fetchall()
+    rows.sort(key=lambda r: (-r["priority"], r["due_at"], r["seq"]))
+    return [message_from_row(r) for r in rows]
+
+
+def insert_attempt(conn: Conn, attempt: Attempt, uncertain: bool) -> None:
+    if uncertain and conn.execute(
+        "SELECT 1 FROM delivery_reports WHERE message_id = %s AND number = %s AND channel = %s AND started_at = %s",
+        (attempt.message_id, attempt.number, attempt.channel, attempt.started_at),
+    ).fetchone():
+        return
+    conn.execute(_INSERT_ATTEMPT, attempt_to_row(attempt))
+
+
+def update_message(
+    conn: Conn, u: MessageUpdate, now: float, attempt: Attempt | None, events: Sequence[Event], uncertain: bool
+) -> bool:
+    """The conditional update, with its attempt (always) and events (only when applied)."""
+    if uncertain:
+        # The first try may have committed: it stamped ``updated_at = now`` with the new status.
+        row = conn.execute("SELECT status, updated_at FROM messages WHERE id = %s", (u.message_id,)).fetchone()
+        if row is not None and row["status"] == u.status.value and row["updated_at"] == now:
+            return True
+    if attempt is not None:
+        insert_attempt(conn, attempt, uncertain)
+    sets = ["status = %s", "updated_at = %s"]
+    params: list[Any] = [u.status.value, now]
+    for column, value in (
+        ("due_at", u.due_at), ("route_index", u.route_index), ("channel_attempts", u.channel_attempts),
+        ("attempt_count", u.attempt_count), ("channel", u.channel),
+        ("provider_message_id", u.provider_message_id), ("last_error", u.last_error),
+    ):
+        if value is not None:
+            sets.append(f"{column} = %s")
+            params.append(value)
+    if u.route is not None:
+        sets.append("route = %s")
+        params.append(json.dumps(list(u.route)))
+    if u.add_cost:
+        sets.append("cost = cost + %s")
+        params.append(u.add_cost)
+    if u.clear_secret:
+        sets.append("secret = NULL")
+    if not u.keep_lease:
+        sets.append("lease_owner = NULL, lease_expires_at = NULL")
+    where = ["id = %s"]
+    params.append(u.message_id)
+    if u.expected_statuses is not None:
+        where.append("status = ANY(%s)")
+        params.append([s.value for s in u.expected_statuses])
+    if u.expected_owner is not None:
+        where.append("lease_owner = %s")
+        params.append(u.expected_owner)
+    cur = conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE {' AND '.join(where)}".encode(), params)
+    applied = cur.rowcount == 1
+    if applied:
+        for event in events:
+            insert_event(conn, event)
+    return applied
+
+
+def set_attempt_delivery_status(
+    conn: Conn, provider_message_id: str, status: Status, allowed_from: frozenset[Status | None], now: float
+) -> bool:
+    row = conn.execute(
+        "SELECT id, delivery_status FROM delivery_reports WHERE provider_message_id = %s "
+        "ORDER BY id DESC LIMIT 1 FOR UPDATE",
+        (provider_message_id,),
+    ).fetchone()
+    if row is None:
+        return False
+    current = Status(row["delivery_status"]) if row["delivery_status"] else None
+    if current not in allowed_from:
+        return False
+    conn.execute("UPDATE delivery_reports SET delivery_status = %s, status_updated_at = %s WHERE id = %s",
+                 (status.value, now, row["id"]))
+    return True

@@ -1,0 +1,191 @@
+"""The PostgreSQL :class:`~otpagent.protocols.StorageBackend`: one schema shared by a fleet.
+
+Workers on any number of machines share the queue, OTPs, rate-limit buckets, circuit state and
+statistics through the database. Claims lock rows with ``FOR UPDATE SKIP LOCKED`` so workers
+never wait on each other; buckets and OTP checks serialise on row or advisory locks; every
+operation retries across connection loss (see :mod:`otpagent_postgres.connection`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from otpagent.model import Attempt, Event, Message, Status
+from otpagent.protocols import (
+    EnqueueResult,
+    MessageUpdate,
+    NewMessage,
+    OtpIssueOutcome,
+    OtpRecord,
+    OtpVerifyOutcome,
+    StorageBackend,
+    StorageStats,
+)
+from otpagent.storage.rows import attempt_from_row, event_from_row, message_from_row
+from otpagent_postgres import housekeeping, queue
+from otpagent_postgres import otp as otp_sql
+from otpagent_postgres.connection import Conn, Database
+from otpagent_postgres.notify import WorkListener
+from otpagent_postgres.schema import migrate
+
+__all__ = ["PostgresStorage"]
+
+
+class PostgresStorage:
+    """A storage backend on one PostgreSQL schema."""
+
+    name = "postgres"
+
+    def __init__(
+        self, dsn: str, *, schema: str = "public", pool_min_size: int = 1, pool_max_size: int = 10,
+        retry_seconds: float = 60.0, connect_timeout: float = 5.0, cleanup_batch_size: int = 1000,
+    ) -> None:
+        self.schema = schema
+        self.cleanup_batch_size = cleanup_batch_size
+        self._db = Database(dsn, schema, min_size=pool_min_size, max_size=pool_max_size,
+                            retry_seconds=retry_seconds, connect_timeout=connect_timeout)
+        try:
+            with self._db.connect(options="") as conn:
+                self.schema_version = migrate(conn, schema)
+            self._db.open()
+        except BaseException:
+            self._db.close()
+            raise
+        self._listener = WorkListener(lambda: self._db.connect(autocommit=True), schema)
+
+    # -- queue ---------------------------------------------------------------------------------
+    def enqueue(self, items: Sequence[NewMessage], now: float) -> list[EnqueueResult]:
+        if not items:
+            return []
+
+        def work(conn: Conn, uncertain: bool) -> list[EnqueueResult]:
+            results = queue.enqueue(conn, items, now, uncertain)
+            if any(r.created for r in results):
+                queue.notify_enqueued(conn, self.schema)
+            return results
+
+        return self._db.run(work)
+
+    def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
+        if limit <= 0:
+            return []
+        return self._db.run(lambda conn, _u: queue.claim_due(conn, worker_id, limit, lease_seconds, now))
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Block until a message is enqueued anywhere in the fleet, or ``timeout`` seconds pass.
+
+        Optional extension of the protocol: the dispatcher calls it when idle instead of
+        sleeping a poll interval, so new work is picked up within milliseconds.
+        """
+        self._listener.wait(timeout)
+
+    def update_message(
+        self, update: MessageUpdate, now: float, *, attempt: Attempt | None = None, events: Sequence[Event] = (),
+    ) -> bool:
+        return self._db.run(lambda conn, uncertain: queue.update_message(conn, update, now, attempt, events,
+                                                                         uncertain))
+
+    def get_message(self, message_id: str) -> Message | None:
+        row = self._one("SELECT * FROM messages WHERE id = %s", (message_id,))
+        return message_from_row(row) if row else None
+
+    def get_attempts(self, message_id: str) -> list[Attempt]:
+        rows = self._all("SELECT * FROM delivery_reports WHERE message_id = %s ORDER BY number, id", (message_id,))
+        return [attempt_from_row(r) for r in rows]
+
+    def get_events(self, message_id: str) -> list[Event]:
+        rows = self._all("SELECT * FROM events WHERE message_id = %s ORDER BY id", (message_id,))
+        return [event_from_row(r) for r in rows]
+
+    def recent_messages(self, limit: int) -> list[Message]:
+        rows = self._all("SELECT * FROM messages ORDER BY updated_at DESC, seq DESC LIMIT %s", (limit,))
+        return [message_from_row(r) for r in rows]
+
+    def find_by_provider_id(self, provider_message_id: str) -> Attempt | None:
+        row = self._one("SELECT * FROM delivery_reports WHERE provider_message_id = %s ORDER BY id DESC LIMIT 1",
+                        (provider_message_id,))
+        return attempt_from_row(row) if row else None
+
+    def set_attempt_delivery_status(
+        self, provider_message_id: str, status: Status, allowed_from: frozenset[Status | None], now: float
+    ) -> bool:
+        return self._db.run(lambda conn, _u: queue.set_attempt_delivery_status(
+            conn, provider_message_id, status, allowed_from, now))
+
+    def redact_expired_secrets(self, now: float) -> int:
+        """Clear the OTP code of every message past its ``expires_at``, in batches."""
+        total = 0
+        for _ in range(1_000_000):
+            n = self._db.run(lambda conn, _u: conn.execute(
+                "UPDATE messages SET secret = NULL WHERE id IN (SELECT id FROM messages WHERE secret IS NOT NULL "
+                "AND expires_at < %s LIMIT %s FOR UPDATE SKIP LOCKED)", (now, self.cleanup_batch_size)).rowcount)
+            total += n
+            if n < self.cleanup_batch_size:
+                break
+        return total
+
+    # -- OTP -----------------------------------------------------------------------------------
+    def issue_otp(
+        self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int, now: float
+    ) -> tuple[OtpIssueOutcome, float]:
+        return self._db.run(lambda conn, uncertain: otp_sql.issue_otp(
+            conn, self.schema, otp, message, cooldown_seconds=cooldown_seconds, max_per_hour=max_per_hour,
+            now=now, uncertain=uncertain))
+
+    def verify_otp(
+        self, recipient: str, purpose: str, candidate_hash: bytes, *, max_failures: int, lockout_seconds: float,
+        now: float,
+    ) -> OtpVerifyOutcome:
+        return self._db.run(lambda conn, _u: otp_sql.verify_otp(
+            conn, self.schema, recipient, purpose, candidate_hash, max_failures=max_failures,
+            lockout_seconds=lockout_seconds, now=now))
+
+    # -- shared state --------------------------------------------------------------------------
+    def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1) -> float:
+        return self._db.run(lambda conn, _u: housekeeping.acquire(conn, key, interval, burst, now, cost))
+
+    def get_state(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM state WHERE key = %s", (key,))
+        return None if row is None else str(row["value"])
+
+    def put_state(self, key: str, value: str, *, only_if_absent: bool = False) -> str:
+        return self._db.run(lambda conn, _u: housekeeping.put_state(conn, key, value, only_if_absent))
+
+    def update_state(self, key: str, update: Callable[[str | None], str]) -> str:
+        return self._db.run(lambda conn, _u: housekeeping.update_state(conn, key, update))
+
+    def states_with_prefix(self, prefix: str) -> dict[str, str]:
+        return self._db.run(lambda conn, _u: housekeeping.states_with_prefix(conn, prefix))
+
+    def costs_by_day(self, since: float) -> dict[str, dict[str, float]]:
+        return self._db.run(lambda conn, _u: housekeeping.costs_by_day(conn, since))
+
+    def remember_event_id(self, source: str, event_id: str, now: float) -> bool:
+        return self._db.run(lambda conn, _u: housekeeping.remember_event_id(conn, source, event_id, now))
+
+    # -- metrics and housekeeping --------------------------------------------------------------
+    def stats(self, now: float) -> StorageStats:
+        return self._db.run(lambda conn, _u: housekeeping.stats(conn, now))
+
+    def cleanup(self, older_than: float, now: float) -> Mapping[str, int]:
+        return housekeeping.cleanup(self._db.run, older_than, now, self.cleanup_batch_size)
+
+    def ping(self) -> None:
+        with self._db.pool.connection(timeout=self._db.connect_timeout) as conn:
+            conn.execute("SELECT 1")
+
+    def close(self) -> None:
+        self._listener.close()
+        self._db.close()
+
+    # -- reads ---------------------------------------------------------------------------------
+    def _one(self, query: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+        return self._db.run(lambda conn, _u: conn.execute(query.encode(), params).fetchone())
+
+    def _all(self, query: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        return self._db.run(lambda conn, _u: conn.execute(query.encode(), params).fetchall())
+
+
+if TYPE_CHECKING:
+    _conforms: StorageBackend = PostgresStorage("")  # mypy checks the protocol here

@@ -1,0 +1,165 @@
+"""Scale-out: four real ``otpagent run`` workers sharing one PostgreSQL schema.
+
+Messages are enqueued first (mixed priorities), then the fleet starts; each worker appends
+what it "sends" to its own console outbox, so the tests can count deliveries per message and
+per worker. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otpagent import IntelligentOTPAgent, MessageRequest
+from tests.postgres.conftest import terminate_backends
+from tests.postgres.fleet import Fleet
+from tests.postgres.proxy import PgProxy
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+
+
+def _enqueue(fleet: Fleet, count: int) -> list[str]:
+    requests = [MessageRequest(phone_number=f"+447700900{i % 1000:03d}", content=f"fleet message {i}",
+                               priority=PRIORITIES[i % 4]) for i in range(count)]
+    with IntelligentOTPAgent(fleet.config()) as agent:
+        return list(agent.send_bulk_messages(requests))
+
+
+@pytest.fixture
+def make_fleet(tmp_path: Path, pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Fleet]]:
+    monkeypatch.setenv("OTPAGENT_LOAD_PLUGINS", "console,postgres")
+    fleets: list[Fleet] = []
+
+    def make(**options: Any) -> Fleet:
+        fleet = Fleet(tmp_path, pg_schema, 4, **options)
+        fleets.append(fleet)
+        return fleet
+
+    yield make
+    for fleet in fleets:
+        fleet.stop()
+
+
+def test_four_workers_deliver_5000_messages_exactly_once_in_priority_order(make_fleet: Callable[..., Fleet]) -> None:
+    fleet = make_fleet()
+    ids = _enqueue(fleet, 5000)
+
+    started = time.monotonic()
+    fleet.start()
+    assert fleet.wait_delivered(set(ids), timeout=120), "every message delivered within the bound"
+    seconds = time.monotonic() - started
+    delivered = fleet.delivered()
+
+    assert set(delivered) == set(ids)
+    assert all(n == 1 for n in delivered.values()), "no message accepted twice"
+    per_worker = [len(fleet.entries(i)) for i in range(4)]
+    assert all(n > 0 for n in per_worker), f"every worker took a share: {per_worker}"
+    entries = fleet.entries()
+    t0 = min(e["at"] for e in entries)
+    by_priority = {p: sorted(e["at"] - t0 for e in entries if e["priority"] == p) for p in PRIORITIES}
+    medians = [statistics.median(by_priority[p]) for p in PRIORITIES]
+    assert medians == sorted(medians), f"higher priorities go first: medians {medians}"
+    assert by_priority["CRITICAL"][int(0.95 * 1250)] < by_priority["LOW"][int(0.05 * 1250)]
+    print(f"5000 messages, 4 workers: {seconds:.1f}s including start-up; per worker {per_worker}")
+
+
+def test_the_fleet_holds_the_channel_rate_limit(make_fleet: Callable[..., Fleet]) -> None:
+    limit = 50.0
+    fleet = make_fleet(per_second=limit, burst=10)
+    ids = _enqueue(fleet, 600)
+
+    fleet.start()
+    assert fleet.wait_delivered(set(ids), timeout=90)
+
+    times = sorted(e["at"] for e in fleet.entries())
+    # Skip the initial burst; from then on one token per 1/limit seconds, fleet-wide.
+    rate = (len(times) - 11) / (times[-1] - times[10])
+    # Outbox times trail the token by a variable few ms, so judge 2-second windows with 10% slack.
+    windows = [sum(1 for t in times if start <= t < start + 2.0) for start in times[10:-1:25]]
+    print(f"fleet rate {rate:.1f}/s against a limit of {limit}/s; busiest 2-second window {max(windows)}")
+    assert limit * 0.90 <= rate <= limit * 1.10
+    assert max(windows) <= 2 * limit * 1.10 + 10
+
+
+def test_a_worker_killed_with_sigkill_loses_nothing(make_fleet: Callable[..., Fleet]) -> None:
+    fleet = make_fleet(latency_ms=20, lease_seconds=2.0)
+    ids = _enqueue(fleet, 2000)
+    fleet.start()
+    deadline = time.monotonic() + 60
+    while len(fleet.entries()) < 500 and time.monotonic() < deadline:
+        fleet.assert_alive()
+        time.sleep(0.05)
+
+    fleet.kill(0)
+    killed_sent = {e["message_id"] for e in fleet.entries(0)}
+    assert fleet.wait_delivered(set(ids), timeout=120)
+
+    delivered = fleet.delivered()
+    duplicates = {m for m, n in delivered.items() if n > 1}
+    print(f"killed worker had sent {len(killed_sent)}; duplicates after recovery: {len(duplicates)}")
+    assert set(delivered) == set(ids), "none lost"
+    assert all(delivered[m] == 2 for m in duplicates)
+    assert duplicates <= killed_sent, "only the killed worker's in-flight sends repeat"
+    assert len(duplicates) <= 16, "at most one per worker thread of the killed process"
+
+
+def test_workers_recover_when_their_database_connections_are_terminated(
+    make_fleet: Callable[..., Fleet], pg_schema: str,
+) -> None:
+    fleet = make_fleet(latency_ms=5, lease_seconds=3.0)
+    ids = _enqueue(fleet, 2000)
+    fleet.start()
+    deadline = time.monotonic() + 60
+    while len(fleet.entries()) < 400 and time.monotonic() < deadline:
+        fleet.assert_alive()
+        time.sleep(0.05)
+
+    terminated = 0
+    for _ in range(3):
+        terminated += terminate_backends(pg_schema)
+        threading.Event().wait(0.3)
+    assert fleet.wait_delivered(set(ids), timeout=120)
+
+    delivered = fleet.delivered()
+    duplicates = sum(1 for n in delivered.values() if n > 1)
+    print(f"terminated {terminated} connections; duplicates: {duplicates}")
+    assert terminated >= 4
+    assert set(delivered) == set(ids)
+    assert duplicates == 0
+    fleet.assert_alive()
+
+
+def test_workers_ride_out_a_database_outage(make_fleet: Callable[..., Fleet]) -> None:
+    proxy = PgProxy()
+    fleet = make_fleet(latency_ms=5, lease_seconds=5.0, dsn=proxy.dsn())
+    try:
+        ids = _enqueue(fleet, 1500)
+        fleet.start()
+        deadline = time.monotonic() + 60
+        while len(fleet.entries()) < 300 and time.monotonic() < deadline:
+            fleet.assert_alive()
+            time.sleep(0.05)
+
+        proxy.outage()  # every connection cut, new ones refused: the database is "down"
+        during = len(fleet.entries())
+        threading.Event().wait(3.0)
+        stalled = len(fleet.entries()) - during
+        proxy.restore()
+        assert fleet.wait_delivered(set(ids), timeout=120)
+    finally:
+        fleet.stop()
+        proxy.close()
+
+    delivered = fleet.delivered()
+    duplicates = sum(1 for n in delivered.values() if n > 1)
+    print(f"sent during the 3 s outage: {stalled} (in flight when it began); duplicates: {duplicates}")
+    assert set(delivered) == set(ids)
+    assert stalled <= 4 * 16
+    assert duplicates == 0

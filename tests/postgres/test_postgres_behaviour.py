@@ -1,0 +1,198 @@
+"""PostgreSQL specifics beyond the contract: wake-ups, skip-locked claims, flat claim plans,
+batched cleanup, and surviving connection loss."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from otpagent.model import Status
+from otpagent.protocols import MessageUpdate
+from otpagent_postgres.queue import CLAIM_READY
+from tests.contract.backends import PG_DSN
+from tests.contract.conftest import T0, make_attempt, new
+from tests.postgres.conftest import terminate_backends
+from tests.postgres.proxy import PgProxy
+
+pytestmark = pytest.mark.postgres
+
+
+def _in_thread(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            out["result"] = fn()
+        except BaseException as exc:
+            out["error"] = exc
+        out["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_an_idle_worker_wakes_when_another_machine_enqueues(open_store: Any) -> None:
+    worker, producer = open_store(), open_store()
+    worker.wait_for_work(0.01)  # the first call starts listening
+
+    waiters = [_in_thread(lambda: worker.wait_for_work(10.0)) for _ in range(3)]
+    time.sleep(0.2)  # let them block (the test measures the wake-up, not this)
+    producer.enqueue([new()], T0)
+    for thread, _ in waiters:
+        thread.join(5)
+
+    assert all("error" not in out and out["seconds"] < 2.0 for _, out in waiters)
+
+
+def test_waiting_for_work_times_out_when_nothing_arrives(open_store: Any) -> None:
+    store = open_store()
+
+    started = time.monotonic()
+    store.wait_for_work(0.3)
+
+    assert 0.25 <= time.monotonic() - started < 2.0
+
+
+def test_waiting_survives_a_terminated_listen_connection(open_store: Any, pg_schema: str) -> None:
+    worker, producer = open_store(), open_store()
+    worker.wait_for_work(0.01)
+    terminate_backends(pg_schema)
+
+    worker.wait_for_work(0.2)  # notices the loss, does not raise
+    worker.wait_for_work(0.01)  # listening again
+    thread, out = _in_thread(lambda: worker.wait_for_work(10.0))
+    time.sleep(0.2)
+    producer.enqueue([new()], T0)
+    thread.join(5)
+
+    assert "error" not in out
+    assert out["seconds"] < 2.0
+
+
+def test_a_claim_skips_rows_another_transaction_holds(open_store: Any, pg_schema: str) -> None:
+    store = open_store()
+    held, free = new(), new()
+    store.enqueue([held, free], T0)
+    with psycopg.connect(PG_DSN) as other:
+        other.execute(f'SELECT 1 FROM "{pg_schema}".messages WHERE id = %s FOR UPDATE', (held.message.id,))
+
+        started = time.monotonic()
+        claimed = store.claim_due("w1", 10, 30.0, T0)
+
+        assert [m.id for m in claimed] == [free.message.id]
+        assert time.monotonic() - started < 1.0
+
+
+def test_the_claim_walks_the_ready_index_however_long_the_history(open_store: Any, pg_schema: str) -> None:
+    store = open_store()
+    store.enqueue([new() for _ in range(20)], T0)
+    with psycopg.connect(PG_DSN) as conn:
+        conn.execute(f'SET search_path TO "{pg_schema}"')
+        conn.execute(
+            "INSERT INTO messages (id, message_type, priority, body, status, created_at, updated_at, due_at) "
+            "SELECT 'old-' || g, 'notification', 2, 'x', 'delivered', %s, %s, %s FROM generate_series(1, 50000) g",
+            (T0, T0, T0))
+        conn.execute("ANALYZE messages")
+        plan = conn.execute(b"EXPLAIN " + CLAIM_READY, {"now": T0, "limit": 16}).fetchall()
+
+    text = "\n".join(r[0] for r in plan)
+    assert "messages_ready" in text
+    assert "Seq Scan" not in text
+
+
+def test_cleanup_deletes_in_batches(open_store: Any) -> None:
+    store = open_store(cleanup_batch_size=7)
+    items = [new() for _ in range(30)]
+    store.enqueue(items, T0)
+    for m in store.claim_due("w1", 30, 30.0, T0):
+        store.update_message(MessageUpdate(message_id=m.id, status=Status.SENT), T0,
+                             attempt=make_attempt(m.id))
+
+    counts = store.cleanup(T0 + 1, T0 + 2)
+
+    assert (counts["messages"], counts["delivery_reports"]) == (30, 30)
+    assert counts["events"] == 30
+    assert store.stats(T0 + 2).total == 0
+
+
+def test_operations_carry_on_after_every_connection_is_terminated(open_store: Any, pg_schema: str) -> None:
+    store = open_store(pool_min_size=4)
+    store.enqueue([new() for _ in range(5)], T0)
+
+    assert terminate_backends(pg_schema) >= 1
+    claimed = store.claim_due("w1", 5, 30.0, T0)
+    applied = [store.update_message(MessageUpdate(message_id=m.id, status=Status.SENT, expected_owner="w1"), T0)
+               for m in claimed]
+
+    assert len(claimed) == 5
+    assert all(applied)
+
+
+def test_nothing_is_lost_or_doubled_while_connections_keep_being_killed(open_store: Any, pg_schema: str) -> None:
+    store = open_store(pool_min_size=2, pool_max_size=4)
+    stop = threading.Event()
+
+    def killer() -> None:
+        while not stop.wait(0.05):
+            terminate_backends(pg_schema)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        ids = []
+        for _ in range(40):
+            items = [new() for _ in range(5)]
+            store.enqueue(items, T0)
+            ids += [i.message.id for i in items]
+        claimed: list[str] = []
+        for _ in range(400):
+            got = store.claim_due("w1", 7, 300.0, T0)
+            for m in got:
+                assert store.update_message(MessageUpdate(message_id=m.id, status=Status.SENT, expected_owner="w1"),
+                                            T0, attempt=make_attempt(m.id))
+            claimed += [m.id for m in got]
+            if len(claimed) >= len(ids):
+                break
+    finally:
+        stop.set()
+        thread.join(5)
+
+    assert sorted(claimed) == sorted(ids)
+    stats = store.stats(T0)
+    assert dict(stats.by_status) == {"sent": 200}
+    assert stats.channels["SMS"].attempts == 200
+
+
+@pytest.fixture
+def proxy() -> Iterator[PgProxy]:
+    p = PgProxy()
+    yield p
+    p.close()
+
+
+def test_a_write_during_a_database_outage_lands_when_it_returns(open_store: Any, proxy: PgProxy) -> None:
+    store = open_store(dsn=proxy.dsn(), connect_timeout_seconds=1, retry_seconds=30)
+    item = new()
+    store.enqueue([item], T0)
+    (claimed,) = store.claim_due("w1", 1, 300.0, T0)
+
+    proxy.outage()
+    thread, out = _in_thread(lambda: store.update_message(
+        MessageUpdate(message_id=claimed.id, status=Status.SENT, expected_owner="w1"), T0,
+        attempt=make_attempt(claimed.id, provider_message_id="SM-outage")))
+    time.sleep(1.5)  # the database stays away this long
+    still_waiting = thread.is_alive()
+    proxy.restore()
+    thread.join(30)
+
+    assert still_waiting
+    assert out.get("result") is True, out
+    assert store.get_message(item.message.id).status is Status.SENT
+    assert len(store.get_attempts(item.message.id)) == 1
