@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "otpagent"
-DEFAULT_PLUGINS = ("otpagent.builtins",)
+DEFAULT_PLUGINS = ("otpagent.builtins", "otpagent.server.plugin")
 
 #: Which distribution provides a well-known name, for "pip install ..." hints.
 KNOWN_PACKAGES = {

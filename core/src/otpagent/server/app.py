@@ -1,0 +1,141 @@
+"""``create_app(agent, settings)``: the otpagent service as one Starlette application.
+
+It mounts the REST API, the probes, ``/metrics``, the OpenAPI document and docs, the live
+dashboard, and every route a plugin registered (provider callbacks carry their own signatures,
+so they are not behind our API key). The lifespan starts the agent's workers (unless they run
+in another process) and the event sinks' background pumps, and stops the workers on shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from otpagent.errors import ConfigError, InvalidRequest, RateLimited
+from otpagent.logs import get_logger
+from otpagent.server.api import api_routes
+from otpagent.server.dashboard import CSP, asset, dashboard_routes
+from otpagent.server.health import health_routes
+from otpagent.server.openapi import openapi_document
+from otpagent.server.problems import Problem, handle_exception, problem_response
+from otpagent.server.prometheus import build_registry, prometheus_metrics
+from otpagent.server.service import Service
+from otpagent.server.settings import ServerSettings, parse_server_settings
+
+if TYPE_CHECKING:
+    from otpagent.agent import IntelligentOTPAgent
+
+__all__ = ["create_app"]
+
+log = get_logger("otpagent.server")
+
+
+def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = None) -> Starlette:
+    """The ASGI app serving ``agent``; ``settings`` default to the agent's ``server`` section."""
+    settings = settings or parse_server_settings(agent.config.server)
+    if not settings.key_digests:
+        raise ConfigError("server.api_keys", "set at least one API key (plain, or \"sha256:<hex digest>\")")
+    registry, tap = build_registry(agent)
+    service = Service(agent=agent, settings=settings, tap=tap)
+    document = openapi_document(settings)
+
+    async def openapi(_request: Request) -> Response:
+        return Response(json.dumps(document), media_type="application/json")
+
+    async def docs(_request: Request) -> Response:
+        return HTMLResponse(asset("docs.html"), headers={"Content-Security-Policy": CSP})
+
+    routes: list[BaseRoute] = [
+        *api_routes(), *health_routes(), *dashboard_routes(),
+        Route("/metrics", prometheus_metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+    ]
+    for route in agent.registry.http_routes:
+        routes.append(Route(route.path, _plugin_endpoint(route.endpoint, agent), methods=list(route.methods)))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(_start, agent, service)
+        try:
+            yield
+        finally:
+            if settings.run_workers:
+                await run_in_threadpool(agent.stop_processing)
+
+    handler: Any = handle_exception
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        Problem: handler, InvalidRequest: handler, RateLimited: handler, HTTPException: _http_exception,
+        Exception: handler,
+    })
+    app.state.service = service
+    app.state.registry = registry
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def _start(agent: IntelligentOTPAgent, service: Service) -> None:
+    """Attach the latency tap, start the bus, the sinks' pumps and (if wanted) the workers."""
+    if service.tap not in agent.bus.sinks:
+        agent.bus.sinks.append(service.tap)
+    agent.bus.start()
+    for sink in agent.bus.sinks:
+        start = getattr(sink, "start", None)
+        if callable(start):
+            start()
+    if service.settings.run_workers:
+        agent.start_processing()
+
+
+def _plugin_endpoint(endpoint: Callable[..., Awaitable[Response]], agent: IntelligentOTPAgent) -> Callable[
+        [Request], Awaitable[Response]]:
+    async def call(request: Request) -> Response:
+        return await endpoint(request, agent)
+
+    return call
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+    return problem_response(Problem(status, headers=headers), request.url.path)
+
+
+class BodyLimit:
+    """Refuse any request body over ``limit`` bytes with 413, for every route (plugins' too)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = problem_response(Problem(413, f"the body is larger than {self.limit} bytes"), scope["path"])
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise Problem(413, f"the body is larger than {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)

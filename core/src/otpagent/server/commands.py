@@ -1,0 +1,139 @@
+"""``otpagent serve`` and ``otpagent webhooks list|retry|replay``.
+
+Starlette and uvicorn are imported inside ``serve`` only, so the rest of the CLI stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from otpagent.cli import friendly_errors
+
+__all__ = ["serve", "webhooks"]
+
+
+def _agent(ctx: click.Context) -> Any:
+    from otpagent.agent import IntelligentOTPAgent
+
+    return IntelligentOTPAgent((ctx.find_root().obj or {}).get("config"))
+
+
+@click.command()
+@click.option("--host", help="Address to listen on (default: server.host, else 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: server.port, else 8080).")
+@click.option("--no-workers", is_flag=True, help="Serve the API only; run the workers with `otpagent run`.")
+@click.pass_context
+@friendly_errors
+def serve(ctx: click.Context, host: str | None, port: int | None, no_workers: bool) -> None:
+    """Run the HTTP service: REST API, dashboard, /metrics, provider callbacks (and the workers)."""
+    import uvicorn
+
+    from otpagent.server import create_app, parse_server_settings
+
+    with _agent(ctx) as agent:
+        settings = parse_server_settings(agent.config.server, run_workers=not no_workers)
+        app = create_app(agent, settings)
+        bind_host, bind_port = host or settings.host, settings.port if port is None else port
+        click.echo(f"otpagent serving on http://{bind_host}:{bind_port} "
+                   f"({'API only' if no_workers else 'with workers'}); Ctrl-C to stop", err=True)
+        # uvicorn re-raises the signal that stopped it once it is done; with these handlers in
+        # place that ends here, so the agent below is closed (sinks flushed) before we exit 0.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: None)
+        uvicorn.run(app, host=bind_host, port=bind_port, proxy_headers=True,
+                    forwarded_allow_ips=settings.trusted_proxies, server_header=False, lifespan="on", access_log=False,
+                    timeout_graceful_shutdown=10, log_level="warning")
+        click.echo("stopping: finishing in-flight sends...", err=True)
+    click.echo("stopped", err=True)
+
+
+@click.group()
+def webhooks() -> None:
+    """Inspect and drive the outgoing webhook outbox."""
+
+
+def _outbox(agent: Any) -> Any:
+    from otpagent.sinks.webhook_outbox import outbox_for
+
+    return outbox_for(agent.storage, "sinks[].plugin")
+
+
+def _sinks(agent: Any, endpoint: str | None) -> list[Any]:
+    from otpagent.sinks.webhook import WebhookSink
+
+    found = [s for s in agent.bus.sinks if isinstance(s, WebhookSink) and endpoint in (None, s.endpoint)]
+    if not found:
+        raise click.ClickException("no webhook sink is configured" + (f" with name {endpoint!r}" if endpoint else ""))
+    return found
+
+
+@webhooks.command("list")
+@click.option("--status", type=click.Choice(["pending", "delivered", "dead"]), help="Only these.")
+@click.option("--endpoint", help="Only this endpoint (its name, or its URL when unnamed).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.pass_context
+@friendly_errors
+def list_deliveries(ctx: click.Context, status: str | None, endpoint: str | None, limit: int, as_json: bool) -> None:
+    """Show recent deliveries, newest first."""
+    from otpagent.sinks.webhook_outbox import DeliveryStatus
+
+    with _agent(ctx) as agent:
+        rows = _outbox(agent).list(endpoint=endpoint, status=DeliveryStatus(status) if status else None, limit=limit)
+    for d in rows:
+        if as_json:
+            click.echo(json.dumps({"id": d.id, "endpoint": d.endpoint, "webhook_id": d.webhook_id,
+                                   "type": d.event_type, "status": d.status.value, "attempts": d.attempts,
+                                   "next_attempt_at": d.next_attempt_at, "last_error": d.last_error}))
+        else:
+            when = datetime.fromtimestamp(d.next_attempt_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            click.echo(f"{d.id:>6}  {d.status.value:<9} {d.event_type:<12} attempts={d.attempts:<3} "
+                       f"next={when}  {d.endpoint}  {d.last_error or ''}")
+    if not rows and not as_json:
+        click.echo("no deliveries")
+
+
+@webhooks.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--endpoint", help="Only this endpoint.")
+@click.pass_context
+@friendly_errors
+def retry(ctx: click.Context, ids: tuple[int, ...], endpoint: str | None) -> None:
+    """Send dead-lettered deliveries again (all of them, or only IDS), with a fresh retry cycle."""
+    with _agent(ctx) as agent:
+        count = _outbox(agent).retry_dead(time.time(), endpoint=endpoint, ids=list(ids) or None)
+    click.echo(f"{count} deliveries queued again")
+
+
+@webhooks.command("replay")
+@click.option("--since", required=True, help="ISO 8601 date-time, or a duration ago such as 30m, 6h, 2d.")
+@click.option("--endpoint", help="Only this endpoint.")
+@click.pass_context
+@friendly_errors
+def replay(ctx: click.Context, since: str, endpoint: str | None) -> None:
+    """Deliver again every stored event since a time (each endpoint's event filter applies)."""
+    start = _parse_since(since)
+    with _agent(ctx) as agent:
+        outbox = _outbox(agent)
+        total = sum(outbox.replay(s.endpoint, s.settings.events, start, time.time()) for s in _sinks(agent, endpoint))
+    click.echo(f"{total} deliveries queued for replay")
+
+
+def _parse_since(value: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value.strip())
+    if match:
+        seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return time.time() - seconds
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter("use an ISO 8601 date-time or a duration such as 30m, 6h, 2d",
+                                 param_hint="--since") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()

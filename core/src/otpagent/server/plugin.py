@@ -1,0 +1,32 @@
+"""Built-in plugin: the ``serve`` and ``webhooks`` commands and the ``webhook`` event sink.
+
+Imported at start-up by the plugin manager, so it imports nothing heavy: the commands and the
+sink load their modules when used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from otpagent.hookspecs import hookimpl
+from otpagent.protocols import PluginContext
+
+
+def _create_webhook_sink(settings: Mapping[str, Any], context: PluginContext) -> Any:
+    from otpagent.sinks.webhook import create_webhook_sink
+
+    return create_webhook_sink(settings, context)
+
+
+@hookimpl
+def otpagent_register_event_sinks(register: Any) -> None:
+    register("webhook", _create_webhook_sink)
+
+
+@hookimpl
+def otpagent_register_commands(cli: Any) -> None:
+    from otpagent.server.commands import serve, webhooks
+
+    cli.add_command(serve)
+    cli.add_command(webhooks)

@@ -1,0 +1,45 @@
+"""What every request handler shares: the agent, the settings and the authentication checks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from starlette.requests import Request
+
+from otpagent.server.auth import authenticate_bearer
+from otpagent.server.problems import Problem
+
+if TYPE_CHECKING:
+    from otpagent.agent import IntelligentOTPAgent
+    from otpagent.server.prometheus import AttemptLatencyTap
+    from otpagent.server.settings import ServerSettings
+
+__all__ = ["Service", "service_of"]
+
+
+@attrs.define
+class Service:
+    """The app's state (``request.app.state.service``)."""
+
+    agent: IntelligentOTPAgent
+    settings: ServerSettings
+    tap: AttemptLatencyTap
+
+    def require_key(self, request: Request) -> str:
+        """The caller's key id (first 16 hex digits of its digest); raises 401 without a valid key."""
+        return authenticate_bearer(request, self.settings.key_digests).hex()[:16]
+
+    def require_key_unless(self, public: bool, request: Request) -> str | None:
+        """Authenticate unless the endpoint is configured public."""
+        return None if public else self.require_key(request)
+
+    def client_ip(self, request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+
+def service_of(request: Request) -> Service:
+    service: Any = request.app.state.service
+    if not isinstance(service, Service):  # pragma: no cover - wiring error
+        raise Problem(500)
+    return service

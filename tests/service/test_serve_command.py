@@ -1,0 +1,67 @@
+"""``otpagent serve`` as an operator runs it: a real process, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import wait_for
+from tests.service.conftest import API_KEY, service_config
+from tests.service.receiver import free_port
+
+
+def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(service_config(tmp_path)))
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from otpagent.cli import main; main()", "--config", str(config), "serve",
+         "--host", "127.0.0.1", "--port", str(port), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    assert wait_for(up, timeout=20, interval=0.1), process.stderr.read() if process.poll() is not None else ""
+    return process, base
+
+
+def test_serve_sends_messages_and_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
+    process, base = start(tmp_path)
+    try:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        message_id = httpx.post(f"{base}/v1/messages", json={"email": "a@example.com", "content": "hi"},
+                                headers=headers).json()["message_id"]
+        assert wait_for(lambda: httpx.get(f"{base}/v1/messages/{message_id}", headers=headers).json()["status"]
+                        == "sent")
+        assert httpx.get(f"{base}/readyz").json()["checks"]["workers"] == "ok"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+
+    assert process.returncode == 0, err
+    assert "stopped" in err
+
+
+def test_serve_without_workers_leaves_the_queue_to_otpagent_run(tmp_path: Path) -> None:
+    process, base = start(tmp_path, "--no-workers")
+    try:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        httpx.post(f"{base}/v1/messages", json={"email": "a@example.com", "content": "hi"}, headers=headers)
+        ready = httpx.get(f"{base}/readyz").json()
+        metrics = httpx.get(f"{base}/v1/metrics", headers=headers).json()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+
+    assert ready["checks"]["workers"] == "external"
+    assert metrics["queue_size"] == 1
