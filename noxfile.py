@@ -20,7 +20,7 @@ EXAMPLES = sorted(str(p.parent) for p in ROOT.glob("docs/examples/*/pyproject.to
 PACKAGES = ["./core", *PLUGINS, *EXAMPLES]
 TEST_DEPS = [
     "pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27", "starlette>=0.37", "uvicorn>=0.29", "jsonschema>=4.21",
-    "cryptography>=42",
+    "cryptography>=42", "schemathesis>=4.0", "playwright>=1.45",  # browser: Debian's /usr/bin/chromium
 ]
 
 

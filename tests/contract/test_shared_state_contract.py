@@ -26,6 +26,16 @@ def test_a_bucket_refills_at_its_rate(storage: StorageBackend) -> None:
     assert [storage.acquire("sms", 0.5, 3, T0 + 100) for _ in range(4)][-1] == pytest.approx(0.5)
 
 
+def test_max_wait_reserves_the_next_slots_in_order(storage: StorageBackend) -> None:
+    storage.acquire("sms", 0.1, 1, T0)
+
+    waits = [storage.acquire("sms", 0.1, 1, T0, max_wait=0.25) for _ in range(3)]
+
+    assert waits[0] == pytest.approx(0.1) and waits[1] == pytest.approx(0.2)
+    assert waits[2] == pytest.approx(0.3), "beyond max_wait: refused, with its wait"
+    assert storage.acquire("sms", 0.1, 1, T0) == pytest.approx(0.3), "the refused one took nothing"
+
+
 def test_a_refused_request_takes_nothing(storage: StorageBackend) -> None:
     storage.acquire("sms", 1.0, 1, T0)
     for _ in range(10):

@@ -166,3 +166,25 @@ def test_voice_otp_is_off_unless_enabled(make_agent, outbox):
     agent = make_agent(channels={"voice": {"plugin": "console", "kind": "voice", "quiet": True}})
     with pytest.raises(InvalidRequest, match="voice OTPs are off"):
         agent.send_otp(PHONE)
+
+
+def test_locale_picks_the_otp_template_by_tag_then_language(make_agent, outbox):
+    agent = make_agent(otp={"messages": {"fr": "Votre code est {code}. Il expire dans {minutes} minutes.",
+                                         "pt-BR": "Seu código é {code}."}})
+    agent.start_processing()
+    fr = agent.send_otp(PHONE, locale="fr-CA")
+    br = agent.send_otp("+447700900124", locale="pt-BR")
+    en = agent.send_otp("+447700900125", locale="de")
+    assert agent.wait_until_idle(10)
+
+    assert outbox.for_message(fr)[0]["body"].startswith("Votre code est ")
+    assert outbox.for_message(br)[0]["body"].startswith("Seu código é ")
+    assert outbox.for_message(en)[0]["body"].startswith("Your verification code is ")
+
+
+def test_otp_templates_must_hold_the_code_placeholder(make_agent):
+    from otpagent import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        make_agent(otp={"messages": {"fr": "Bonjour"}})
+    assert exc.value.path == "otp.messages.fr"

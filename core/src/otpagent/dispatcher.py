@@ -38,6 +38,11 @@ __all__ = ["Dispatcher", "backoff_delay"]
 
 log = get_logger("otpagent.dispatcher")
 
+#: How far ahead a worker may reserve a rate-limited slot and wait for it rather than put the
+#: message back: short enough to keep threads available, long enough that a busy fleet does not
+#: stampede an empty bucket with claims that bounce.
+_MAX_RESERVE = 1.0
+
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
@@ -182,10 +187,12 @@ class Dispatcher:
             self._fall_back(message, f"{channel_name}: {why}", now, attempt=None)
             return
         wait = self._throttle(channel_name, now)
-        if wait > 0:
+        if wait > _MAX_RESERVE:
             self._update(message, MessageUpdate(message_id=message.id, status=Status.QUEUED, due_at=now + wait,
                                                 expected_owner=self.worker_id), now)
             return
+        if wait > 0:
+            time.sleep(wait)  # our reserved slot under the rate limit; the lease outlasts it
         started = self.clock()
         try:
             result = channel.send(message.envelope())
@@ -196,13 +203,17 @@ class Dispatcher:
         self._record(message, channel_name, result, started, finished)
 
     def _throttle(self, channel_name: str, now: float) -> float:
+        """Seconds before this send may go: within ``_MAX_RESERVE`` the slot is ours (wait,
+        then send); beyond it, nothing was taken (put the message back until then).
+        """
         paused = self.storage.get_state(f"pause:{channel_name}")
         if paused is not None and float(paused) > now:
-            return float(paused) - now
+            return max(float(paused) - now, _MAX_RESERVE + 0.001)
         limit = self.channel_configs[channel_name].rate_limit
         if limit is None:
             return 0.0
-        return self.storage.acquire(f"channel:{channel_name}", 1.0 / limit.per_second, limit.burst, now)
+        return self.storage.acquire(f"channel:{channel_name}", 1.0 / limit.per_second, limit.burst, now,
+                                    max_wait=_MAX_RESERVE)
 
     def _record(self, message: Message, channel_name: str, result: SendResult, started: float, finished: float) -> None:
         number = message.attempt_count + 1

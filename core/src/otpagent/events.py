@@ -30,10 +30,17 @@ class EventBus:
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        """Start delivering; sinks with a ``start()`` of their own (durable ones that resume
+        pending work after a restart) are started too.
+        """
         with self._lock:
             if self._thread is None and self.sinks:
                 self._thread = threading.Thread(target=self._run, name="otpagent-events", daemon=True)
                 self._thread.start()
+                for sink in self.sinks:
+                    start = getattr(sink, "start", None)
+                    if callable(start):
+                        start()
 
     def publish(self, events: Sequence[Event]) -> None:
         if not self.sinks:

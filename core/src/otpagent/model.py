@@ -491,7 +491,7 @@ class DeliveryReport:
                 for a in self.attempts
             ],
             "history": [
-                {"type": e.type, "at": _dt(e.at).isoformat(), **dict(e.data)}  # type: ignore[union-attr]
+                {**dict(e.data), "type": e.type, "at": _dt(e.at).isoformat()}  # type: ignore[union-attr]
                 for e in self.history
             ],
         }

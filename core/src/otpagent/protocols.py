@@ -311,9 +311,12 @@ class StorageBackend(Protocol):
         """
 
     # -- shared state --------------------------------------------------------------------------
-    def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1) -> float:
+    def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1,
+                max_wait: float = 0.0) -> float:
         """GCRA rate limit: take ``cost`` tokens from bucket ``key`` (one token per ``interval``
-        seconds, ``burst`` at most). Returns 0.0 when allowed, else seconds to wait.
+        seconds, ``burst`` at most), using :func:`otpagent.ratelimit.gcra`. Returns the wait:
+        granted when ``<= max_wait`` (the slot is reserved; act after that many seconds; 0.0
+        with the default), refused otherwise (nothing taken; seconds until it would be allowed).
         """
 
     def get_state(self, key: str) -> str | None:

@@ -9,18 +9,22 @@ from __future__ import annotations
 __all__ = ["gcra"]
 
 
-def gcra(tat: float | None, now: float, interval: float, burst: int, cost: int = 1) -> tuple[float, float]:
+def gcra(tat: float | None, now: float, interval: float, burst: int, cost: int = 1,
+         max_wait: float = 0.0) -> tuple[float, float]:
     """Decide one request against a bucket.
 
     ``interval`` is seconds per token (1 / rate); ``burst`` is how many tokens may be taken at
-    once. Returns ``(new_tat, retry_after)``: ``retry_after`` is 0.0 when allowed (store
-    ``new_tat``), otherwise seconds until the request would be allowed (keep the old TAT).
+    once. Returns ``(new_tat, wait)``. The request is granted when ``wait <= max_wait``: store
+    ``new_tat``; the caller may act after ``wait`` seconds (0.0 with the default ``max_wait``).
+    Otherwise it is refused, ``new_tat`` is the unchanged TAT and ``wait`` says how long until
+    it would be allowed. Reserving a slot a little ahead (``max_wait`` > 0) spares callers the
+    thundering herd of everyone retrying at the same instant when a bucket is empty.
     """
     if interval <= 0:
         return (tat or now), 0.0
     base = now if tat is None or tat < now else tat
     new_tat = base + interval * cost
-    allow_at = new_tat - interval * max(burst, 1)
-    if allow_at <= now:
-        return new_tat, 0.0
-    return (tat if tat is not None else now), allow_at - now
+    wait = new_tat - interval * max(burst, 1) - now
+    if wait <= max_wait:
+        return new_tat, max(0.0, wait)
+    return (tat if tat is not None else now), wait

@@ -8,7 +8,9 @@ from typing import Any
 
 from otpagent.model import Attempt, Event, Message, MessageType, Outcome, Priority, Status
 
-__all__ = ["MESSAGE_COLUMNS", "attempt_from_row", "event_from_row", "message_from_row", "message_to_row"]
+__all__ = [
+    "MESSAGE_COLUMNS", "attempt_from_row", "event_from_row", "message_from_row", "message_to_row", "queued_event",
+]
 
 MESSAGE_COLUMNS = (
     "id", "message_type", "priority", "body", "subject", "phone_number", "email", "user_id",
@@ -84,6 +86,12 @@ def attempt_from_row(r: Mapping[str, Any]) -> Attempt:
 def event_from_row(r: Mapping[str, Any]) -> Event:
     return Event(type=r["type"], message_id=r["message_id"], at=r["at"],
                  data=json.loads(r["data"]) if r["data"] else {}, id=r["id"])
+
+
+def queued_event(m: Message, now: float) -> Event:
+    """The event every backend records with a newly enqueued message (``queued``/``scheduled``)."""
+    return Event(type=m.status.value, message_id=m.id, at=now,
+                 data={"priority": m.priority.name, "message_type": m.message_type.value})
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:

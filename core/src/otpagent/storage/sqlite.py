@@ -44,6 +44,7 @@ from otpagent.storage.rows import (
     message_from_row,
     message_to_row,
     percentile,
+    queued_event,
 )
 from otpagent.storage.sqlite_schema import migrate
 
@@ -182,8 +183,7 @@ class SqliteStorage:
                         # The key expired: free it for the new message.
                         conn.execute("UPDATE messages SET idempotency_key = NULL WHERE id = ?", (existing["id"],))
                 conn.execute(_INSERT_MESSAGE, message_to_row(m, item.fingerprint))
-                self._insert_event(conn, Event(type=m.status.value, message_id=m.id, at=now,
-                                               data={"priority": m.priority.name, "type": m.message_type.value}))
+                self._insert_event(conn, queued_event(m, now))
                 results.append(EnqueueResult(message_id=m.id, created=True))
         return results
 
@@ -301,8 +301,7 @@ class SqliteStorage:
             )
             m = message.message
             conn.execute(_INSERT_MESSAGE, message_to_row(m, message.fingerprint))
-            self._insert_event(conn, Event(type=m.status.value, message_id=m.id, at=now,
-                                           data={"priority": m.priority.name, "type": m.message_type.value}))
+            self._insert_event(conn, queued_event(m, now))
         return OtpIssueOutcome.ISSUED, 0.0
 
     def verify_otp(
@@ -349,11 +348,12 @@ class SqliteStorage:
             return OtpVerifyOutcome.INVALID
 
     # -- shared state --------------------------------------------------------------------------
-    def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1) -> float:
+    def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1,
+                max_wait: float = 0.0) -> float:
         with self._write() as conn:
             row = conn.execute("SELECT tat FROM rate_limits WHERE key = ?", (key,)).fetchone()
-            new_tat, wait = gcra(row["tat"] if row else None, now, interval, burst, cost)
-            if wait == 0.0:
+            new_tat, wait = gcra(row["tat"] if row else None, now, interval, burst, cost, max_wait)
+            if wait <= max_wait:
                 conn.execute("INSERT INTO rate_limits (key, tat) VALUES (?, ?) "
                              "ON CONFLICT(key) DO UPDATE SET tat = excluded.tat", (key, new_tat))
         return wait

@@ -20,7 +20,8 @@ __all__ = ["acquire", "cleanup", "costs_by_day", "put_state", "remember_event_id
 _CLAIMABLE = ["queued", "scheduled", "retrying"]
 
 
-def acquire(conn: Conn, key: str, interval: float, burst: int, now: float, cost: int) -> float:
+def acquire(conn: Conn, key: str, interval: float, burst: int, now: float, cost: int,
+            max_wait: float = 0.0) -> float:
     """One GCRA decision under the bucket's row lock (the upsert creates and locks it)."""
     row = conn.execute(
         "INSERT INTO rate_limits AS r (key, tat) VALUES (%s, 0) "
@@ -28,8 +29,8 @@ def acquire(conn: Conn, key: str, interval: float, burst: int, now: float, cost:
         (key,),
     ).fetchone()
     assert row is not None
-    new_tat, wait = gcra(row["tat"] or None, now, interval, burst, cost)
-    if wait == 0.0:
+    new_tat, wait = gcra(row["tat"] or None, now, interval, burst, cost, max_wait)
+    if wait <= max_wait:
         conn.execute("UPDATE rate_limits SET tat = %s WHERE key = %s", (new_tat, key))
     return wait
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hmac
 
 from otpagent.protocols import NewMessage, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
-from otpagent.storage.rows import message_to_row
+from otpagent.storage.rows import message_to_row, queued_event
 from otpagent_postgres.connection import Conn
-from otpagent_postgres.queue import _INSERT_MESSAGE, insert_event, notify_enqueued, queued_event
+from otpagent_postgres.queue import _INSERT_MESSAGE, insert_event, notify_enqueued
 
 __all__ = ["issue_otp", "verify_otp"]
 

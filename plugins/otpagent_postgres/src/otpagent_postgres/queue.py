@@ -13,7 +13,14 @@ from typing import Any
 
 from otpagent.model import Attempt, Event, Message, Status
 from otpagent.protocols import EnqueueResult, IdempotencyConflict, MessageUpdate, NewMessage
-from otpagent.storage.rows import ATTEMPT_COLUMNS, MESSAGE_COLUMNS, attempt_to_row, message_from_row, message_to_row
+from otpagent.storage.rows import (
+    ATTEMPT_COLUMNS,
+    MESSAGE_COLUMNS,
+    attempt_to_row,
+    message_from_row,
+    message_to_row,
+    queued_event,
+)
 from otpagent_postgres.connection import Conn
 
 __all__ = ["claim_due", "enqueue", "insert_attempt", "insert_event", "notify_enqueued", "update_message"]
@@ -47,11 +54,6 @@ def _event_row(event: Event) -> tuple[Any, ...]:
 
 def insert_event(conn: Conn, event: Event) -> None:
     conn.execute(_INSERT_EVENT, _event_row(event))
-
-
-def queued_event(m: Message, now: float) -> Event:
-    return Event(type=m.status.value, message_id=m.id, at=now,
-                 data={"priority": m.priority.name, "type": m.message_type.value})
 
 
 def notify_enqueued(conn: Conn, schema: str) -> None:

@@ -142,8 +142,9 @@ class PostgresStorage:
             lockout_seconds=lockout_seconds, now=now))
 
     # -- shared state --------------------------------------------------------------------------
-    def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1) -> float:
-        return self._db.run(lambda conn, _u: housekeeping.acquire(conn, key, interval, burst, now, cost))
+    def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1,
+                max_wait: float = 0.0) -> float:
+        return self._db.run(lambda conn, _u: housekeeping.acquire(conn, key, interval, burst, now, cost, max_wait))
 
     def get_state(self, key: str) -> str | None:
         row = self._one("SELECT value FROM state WHERE key = %s", (key,))
