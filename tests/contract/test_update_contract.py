@@ -93,7 +93,7 @@ def test_events_are_recorded_with_an_applied_update_in_order(storage: StorageBac
 
     stored = storage.get_events(mid)
     assert [(e.type, dict(e.data)) for e in stored] == [
-        ("queued", {"priority": "MEDIUM", "type": "notification"}),
+        ("queued", {"priority": "MEDIUM", "message_type": "notification"}),
         ("attempt", {"channel": "SMS"}),
         ("sent", {"provider_message_id": "SM1"}),
     ]

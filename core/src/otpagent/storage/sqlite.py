@@ -9,7 +9,6 @@ survives a process crash but may lose the last commits on power loss, for more t
 
 from __future__ import annotations
 
-import hmac
 import json
 import random
 import sqlite3
@@ -34,7 +33,7 @@ from otpagent.protocols import (
     PluginContext,
     StorageStats,
 )
-from otpagent.ratelimit import gcra
+from otpagent.storage import sqlrules
 from otpagent.storage.rows import (
     ATTEMPT_COLUMNS,
     MESSAGE_COLUMNS,
@@ -226,7 +225,7 @@ class SqliteStorage:
         with self._write() as conn:
             if attempt is not None:
                 conn.execute(_INSERT_ATTEMPT, attempt_to_row(attempt))
-            applied = _apply_update(conn, update, now)
+            applied = sqlrules.message_update(_Tx(conn), update, now)
             if applied:
                 for event in events:
                     self._insert_event(conn, event)
@@ -281,82 +280,27 @@ class SqliteStorage:
         self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int, now: float
     ) -> tuple[OtpIssueOutcome, float]:
         with self._write() as conn:
-            recent = conn.execute(
-                "SELECT created_at FROM otps WHERE recipient = ? AND created_at > ? ORDER BY created_at",
-                (otp.recipient, now - 3600.0),
-            ).fetchall()
-            if recent and now - recent[-1]["created_at"] < cooldown_seconds:
-                return OtpIssueOutcome.COOLDOWN, recent[-1]["created_at"] + cooldown_seconds - now
-            if len(recent) >= max_per_hour:
-                return OtpIssueOutcome.HOURLY_LIMIT, recent[-max_per_hour]["created_at"] + 3600.0 - now
-            conn.execute(
-                "UPDATE otps SET invalidated_at = ? WHERE recipient = ? AND purpose = ? "
-                "AND consumed_at IS NULL AND invalidated_at IS NULL",
-                (now, otp.recipient, otp.purpose),
-            )
-            conn.execute(
-                "INSERT INTO otps (id, recipient, purpose, code_hash, created_at, expires_at, message_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (otp.id, otp.recipient, otp.purpose, otp.code_hash, otp.created_at, otp.expires_at, otp.message_id),
-            )
-            m = message.message
-            conn.execute(_INSERT_MESSAGE, message_to_row(m, message.fingerprint))
-            self._insert_event(conn, queued_event(m, now))
-        return OtpIssueOutcome.ISSUED, 0.0
+            outcome = sqlrules.issue_otp(_Tx(conn), otp, cooldown_seconds=cooldown_seconds,
+                                         max_per_hour=max_per_hour, now=now)
+            if outcome[0] is OtpIssueOutcome.ISSUED:
+                m = message.message
+                conn.execute(_INSERT_MESSAGE, message_to_row(m, message.fingerprint))
+                self._insert_event(conn, queued_event(m, now))
+        return outcome
 
     def verify_otp(
         self, recipient: str, purpose: str, candidate_hash: bytes, *, max_failures: int,
         lockout_seconds: float, now: float,
     ) -> OtpVerifyOutcome:
         with self._write() as conn:
-            fail = conn.execute("SELECT failures, first_failure_at FROM otp_failures WHERE recipient = ?",
-                                (recipient,)).fetchone()
-            failures = 0
-            if fail is not None:
-                if now - fail["first_failure_at"] >= lockout_seconds:
-                    conn.execute("DELETE FROM otp_failures WHERE recipient = ?", (recipient,))
-                else:
-                    failures = fail["failures"]
-            if failures >= max_failures:
-                return OtpVerifyOutcome.LOCKED
-            row = conn.execute(
-                "SELECT id, code_hash, expires_at FROM otps WHERE recipient = ? AND purpose = ? "
-                "AND consumed_at IS NULL AND invalidated_at IS NULL ORDER BY created_at DESC LIMIT 1",
-                (recipient, purpose),
-            ).fetchone()
-            stored = bytes(row["code_hash"]) if row is not None else b"\0" * len(candidate_hash)
-            # Compare even when there is no code, so timing does not tell whether one exists.
-            matches = hmac.compare_digest(stored, candidate_hash) and row is not None
-            if matches and row["expires_at"] > now:
-                conn.execute("UPDATE otps SET consumed_at = ? WHERE id = ?", (now, row["id"]))
-                conn.execute("DELETE FROM otp_failures WHERE recipient = ?", (recipient,))
-                return OtpVerifyOutcome.VERIFIED
-            if matches:
-                # The right code, too late: say so (only someone holding the code learns it).
-                return OtpVerifyOutcome.EXPIRED
-            # The try that reaches the limit restarts the window, so a lockout always lasts
-            # ``lockout_seconds`` from the moment it starts (not from the first failure).
-            conn.execute(
-                "INSERT INTO otp_failures (recipient, failures, first_failure_at) VALUES (?, 1, ?) "
-                "ON CONFLICT(recipient) DO UPDATE SET failures = failures + 1, "
-                "first_failure_at = CASE WHEN failures + 1 >= ? THEN excluded.first_failure_at "
-                "ELSE first_failure_at END",
-                (recipient, now, max_failures),
-            )
-            if failures + 1 >= max_failures:
-                return OtpVerifyOutcome.TOO_MANY_ATTEMPTS
-            return OtpVerifyOutcome.INVALID
+            return sqlrules.verify_otp(_Tx(conn), recipient, purpose, candidate_hash, max_failures=max_failures,
+                                       lockout_seconds=lockout_seconds, now=now)
 
     # -- shared state --------------------------------------------------------------------------
     def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1,
                 max_wait: float = 0.0) -> float:
         with self._write() as conn:
-            row = conn.execute("SELECT tat FROM rate_limits WHERE key = ?", (key,)).fetchone()
-            new_tat, wait = gcra(row["tat"] if row else None, now, interval, burst, cost, max_wait)
-            if wait <= max_wait:
-                conn.execute("INSERT INTO rate_limits (key, tat) VALUES (?, ?) "
-                             "ON CONFLICT(key) DO UPDATE SET tat = excluded.tat", (key, new_tat))
-        return wait
+            return sqlrules.acquire(_Tx(conn), key, interval, burst, now, cost, max_wait)
 
     def get_state(self, key: str) -> str | None:
         row = self._conn().execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
@@ -474,34 +418,18 @@ def _leased(m: Message, owner: str, until: float, now: float) -> Message:
     return attrs.evolve(m, status=Status.SENDING, lease_owner=owner, lease_expires_at=until, updated_at=now)
 
 
-def _apply_update(conn: sqlite3.Connection, u: MessageUpdate, now: float) -> bool:
-    sets = ["status = ?", "updated_at = ?"]
-    params: list[Any] = [u.status.value, now]
-    for column, value in (
-        ("due_at", u.due_at), ("route_index", u.route_index), ("channel_attempts", u.channel_attempts),
-        ("attempt_count", u.attempt_count), ("channel", u.channel),
-        ("provider_message_id", u.provider_message_id), ("last_error", u.last_error),
-    ):
-        if value is not None:
-            sets.append(f"{column} = ?")
-            params.append(value)
-    if u.route is not None:
-        sets.append("route = ?")
-        params.append(json.dumps(list(u.route)))
-    if u.add_cost:
-        sets.append("cost = cost + ?")
-        params.append(u.add_cost)
-    if u.clear_secret:
-        sets.append("secret = NULL")
-    if not u.keep_lease:
-        sets.append("lease_owner = NULL, lease_expires_at = NULL")
-    where = ["id = ?"]
-    params.append(u.message_id)
-    if u.expected_statuses is not None:
-        where.append(f"status IN ({','.join('?' * len(u.expected_statuses))})")
-        params.extend(s.value for s in u.expected_statuses)
-    if u.expected_owner is not None:
-        where.append("lease_owner = ?")
-        params.append(u.expected_owner)
-    cur = conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE {' AND '.join(where)}", params)
-    return cur.rowcount == 1
+class _Tx:
+    """:class:`~otpagent.storage.sqlrules.Tx` over a SQLite connection (``?`` is native)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(sql, params).rowcount

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -94,3 +94,22 @@ class Database:
 
     def close(self) -> None:
         self.pool.close()
+
+
+class PgTx:
+    """:class:`otpagent.storage.sqlrules.Tx` on an open psycopg transaction (``?`` -> ``%s``).
+
+    The shared SQL never contains a literal ``?`` or ``%``, so the swap is exact.
+    """
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        return self.conn.execute(sql.replace("?", "%s").encode(), params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return self.conn.execute(sql.replace("?", "%s").encode(), params).fetchall()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(sql.replace("?", "%s").encode(), params).rowcount

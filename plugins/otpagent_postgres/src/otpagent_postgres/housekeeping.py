@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from otpagent.protocols import ChannelStats, StorageStats
-from otpagent.ratelimit import gcra
+from otpagent.storage import sqlrules
 from otpagent.storage.rows import percentile
-from otpagent_postgres.connection import Conn
+from otpagent_postgres.connection import Conn, PgTx
 from otpagent_postgres.schema import FINISHED_STATUSES
 
 __all__ = ["acquire", "cleanup", "costs_by_day", "put_state", "remember_event_id", "states_with_prefix", "stats",
@@ -23,16 +23,7 @@ _CLAIMABLE = ["queued", "scheduled", "retrying"]
 def acquire(conn: Conn, key: str, interval: float, burst: int, now: float, cost: int,
             max_wait: float = 0.0) -> float:
     """One GCRA decision under the bucket's row lock (the upsert creates and locks it)."""
-    row = conn.execute(
-        "INSERT INTO rate_limits AS r (key, tat) VALUES (%s, 0) "
-        "ON CONFLICT (key) DO UPDATE SET tat = r.tat RETURNING tat",
-        (key,),
-    ).fetchone()
-    assert row is not None
-    new_tat, wait = gcra(row["tat"] or None, now, interval, burst, cost, max_wait)
-    if wait <= max_wait:
-        conn.execute("UPDATE rate_limits SET tat = %s WHERE key = %s", (new_tat, key))
-    return wait
+    return sqlrules.acquire(PgTx(conn), key, interval, burst, now, cost, max_wait)
 
 
 def put_state(conn: Conn, key: str, value: str, only_if_absent: bool) -> str:

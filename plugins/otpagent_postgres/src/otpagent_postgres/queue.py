@@ -13,6 +13,7 @@ from typing import Any
 
 from otpagent.model import Attempt, Event, Message, Status
 from otpagent.protocols import EnqueueResult, IdempotencyConflict, MessageUpdate, NewMessage
+from otpagent.storage import sqlrules
 from otpagent.storage.rows import (
     ATTEMPT_COLUMNS,
     MESSAGE_COLUMNS,
@@ -21,7 +22,7 @@ from otpagent.storage.rows import (
     message_to_row,
     queued_event,
 )
-from otpagent_postgres.connection import Conn
+from otpagent_postgres.connection import Conn, PgTx
 
 __all__ = ["claim_due", "enqueue", "insert_attempt", "insert_event", "notify_enqueued", "update_message"]
 
@@ -146,36 +147,7 @@ def update_message(
             return True
     if attempt is not None:
         insert_attempt(conn, attempt, uncertain)
-    sets = ["status = %s", "updated_at = %s"]
-    params: list[Any] = [u.status.value, now]
-    for column, value in (
-        ("due_at", u.due_at), ("route_index", u.route_index), ("channel_attempts", u.channel_attempts),
-        ("attempt_count", u.attempt_count), ("channel", u.channel),
-        ("provider_message_id", u.provider_message_id), ("last_error", u.last_error),
-    ):
-        if value is not None:
-            sets.append(f"{column} = %s")
-            params.append(value)
-    if u.route is not None:
-        sets.append("route = %s")
-        params.append(json.dumps(list(u.route)))
-    if u.add_cost:
-        sets.append("cost = cost + %s")
-        params.append(u.add_cost)
-    if u.clear_secret:
-        sets.append("secret = NULL")
-    if not u.keep_lease:
-        sets.append("lease_owner = NULL, lease_expires_at = NULL")
-    where = ["id = %s"]
-    params.append(u.message_id)
-    if u.expected_statuses is not None:
-        where.append("status = ANY(%s)")
-        params.append([s.value for s in u.expected_statuses])
-    if u.expected_owner is not None:
-        where.append("lease_owner = %s")
-        params.append(u.expected_owner)
-    cur = conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE {' AND '.join(where)}".encode(), params)
-    applied = cur.rowcount == 1
+    applied = sqlrules.message_update(PgTx(conn), u, now)
     if applied:
         for event in events:
             insert_event(conn, event)

@@ -1,0 +1,143 @@
+"""The rules every SQL backend applies inside its transactions, written once.
+
+OTP issuing and verification, the conditional message update and the GCRA bucket are policy,
+not plumbing: SQLite and PostgreSQL must behave the same to the letter, so both run these
+functions. The SQL uses ``?`` placeholders and syntax both dialects accept (``INSERT ... AS``,
+``ON CONFLICT``); a backend passes a :class:`Tx` that adapts placeholders and runs statements
+on its open transaction, holding whatever lock makes the read-modify-write atomic.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from otpagent.protocols import MessageUpdate, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
+from otpagent.ratelimit import gcra
+
+__all__ = ["Row", "Tx", "acquire", "issue_otp", "message_update", "verify_otp"]
+
+
+class Row(Protocol):
+    """A result row read by column name (``sqlite3.Row``, psycopg's dict rows)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+class Tx(Protocol):
+    """Statements on an open transaction, with ``?`` placeholders."""
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """The first row, or None."""
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]:
+        """Every row."""
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute; the number of rows changed."""
+
+
+def issue_otp(tx: Tx, otp: OtpRecord, *, cooldown_seconds: float, max_per_hour: int,
+              now: float) -> tuple[OtpIssueOutcome, float]:
+    """Enforce the resend cooldown and the hourly cap; on success invalidate the recipient's
+    active codes for the purpose and store the new one. The caller enqueues the message in the
+    same transaction when the outcome is ISSUED.
+    """
+    recent = tx.all("SELECT created_at FROM otps WHERE recipient = ? AND created_at > ? ORDER BY created_at",
+                    (otp.recipient, now - 3600.0))
+    if recent and now - recent[-1]["created_at"] < cooldown_seconds:
+        return OtpIssueOutcome.COOLDOWN, recent[-1]["created_at"] + cooldown_seconds - now
+    if len(recent) >= max_per_hour:
+        return OtpIssueOutcome.HOURLY_LIMIT, recent[-max_per_hour]["created_at"] + 3600.0 - now
+    tx.run("UPDATE otps SET invalidated_at = ? WHERE recipient = ? AND purpose = ? "
+           "AND consumed_at IS NULL AND invalidated_at IS NULL", (now, otp.recipient, otp.purpose))
+    tx.run("INSERT INTO otps (id, recipient, purpose, code_hash, created_at, expires_at, message_id) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)",
+           (otp.id, otp.recipient, otp.purpose, otp.code_hash, otp.created_at, otp.expires_at, otp.message_id))
+    return OtpIssueOutcome.ISSUED, 0.0
+
+
+def verify_otp(tx: Tx, recipient: str, purpose: str, candidate_hash: bytes, *, max_failures: int,
+               lockout_seconds: float, now: float) -> OtpVerifyOutcome:
+    """The verification rules of ``StorageBackend.verify_otp`` (see its docstring)."""
+    fail = tx.one("SELECT failures, first_failure_at FROM otp_failures WHERE recipient = ?", (recipient,))
+    failures = 0
+    if fail is not None:
+        if now - fail["first_failure_at"] >= lockout_seconds:
+            tx.run("DELETE FROM otp_failures WHERE recipient = ?", (recipient,))
+        else:
+            failures = fail["failures"]
+    if failures >= max_failures:
+        return OtpVerifyOutcome.LOCKED
+    row = tx.one("SELECT id, code_hash, expires_at FROM otps WHERE recipient = ? AND purpose = ? "
+                 "AND consumed_at IS NULL AND invalidated_at IS NULL ORDER BY created_at DESC LIMIT 1",
+                 (recipient, purpose))
+    stored = bytes(row["code_hash"]) if row is not None else b"\0" * len(candidate_hash)
+    # Compare even when there is no code, so timing does not tell whether one exists.
+    matches = hmac.compare_digest(stored, candidate_hash) and row is not None
+    if matches and row is not None and row["expires_at"] > now:
+        tx.run("UPDATE otps SET consumed_at = ? WHERE id = ?", (now, row["id"]))
+        tx.run("DELETE FROM otp_failures WHERE recipient = ?", (recipient,))
+        return OtpVerifyOutcome.VERIFIED
+    if matches:
+        # The right code, too late: say so (only someone holding the code learns it).
+        return OtpVerifyOutcome.EXPIRED
+    # The try that reaches the limit restarts the window, so a lockout always lasts
+    # ``lockout_seconds`` from the moment it starts (not from the first failure).
+    tx.run("INSERT INTO otp_failures AS f (recipient, failures, first_failure_at) VALUES (?, 1, ?) "
+           "ON CONFLICT (recipient) DO UPDATE SET failures = f.failures + 1, "
+           "first_failure_at = CASE WHEN f.failures + 1 >= ? THEN excluded.first_failure_at "
+           "ELSE f.first_failure_at END", (recipient, now, max_failures))
+    if failures + 1 >= max_failures:
+        return OtpVerifyOutcome.TOO_MANY_ATTEMPTS
+    return OtpVerifyOutcome.INVALID
+
+
+def message_update(tx: Tx, u: MessageUpdate, now: float) -> bool:
+    """Apply a conditional :class:`MessageUpdate`; True when its conditions held."""
+    sets = ["status = ?", "updated_at = ?"]
+    params: list[Any] = [u.status.value, now]
+    for column, value in (
+        ("due_at", u.due_at), ("route_index", u.route_index), ("channel_attempts", u.channel_attempts),
+        ("attempt_count", u.attempt_count), ("channel", u.channel),
+        ("provider_message_id", u.provider_message_id), ("last_error", u.last_error),
+    ):
+        if value is not None:
+            sets.append(f"{column} = ?")
+            params.append(value)
+    if u.route is not None:
+        sets.append("route = ?")
+        params.append(json.dumps(list(u.route)))
+    if u.add_cost:
+        sets.append("cost = cost + ?")
+        params.append(u.add_cost)
+    if u.clear_secret:
+        sets.append("secret = NULL")
+    if not u.keep_lease:
+        sets.append("lease_owner = NULL, lease_expires_at = NULL")
+    where = ["id = ?"]
+    params.append(u.message_id)
+    if u.expected_statuses is not None:
+        if not u.expected_statuses:
+            return False
+        where.append(f"status IN ({', '.join('?' * len(u.expected_statuses))})")
+        params.extend(s.value for s in sorted(u.expected_statuses))
+    if u.expected_owner is not None:
+        where.append("lease_owner = ?")
+        params.append(u.expected_owner)
+    return tx.run(f"UPDATE messages SET {', '.join(sets)} WHERE {' AND '.join(where)}", params) == 1
+
+
+def acquire(tx: Tx, key: str, interval: float, burst: int, now: float, cost: int, max_wait: float) -> float:
+    """One GCRA decision on bucket ``key``; the caller holds the bucket's lock (SQLite: the
+    write lock; PostgreSQL: the row lock taken by the upsert below).
+    """
+    row = tx.one("INSERT INTO rate_limits AS r (key, tat) VALUES (?, 0) "
+                 "ON CONFLICT (key) DO UPDATE SET tat = r.tat RETURNING tat", (key,))
+    tat = row["tat"] if row is not None and row["tat"] else None
+    new_tat, wait = gcra(tat, now, interval, burst, cost, max_wait)
+    if wait <= max_wait:
+        tx.run("UPDATE rate_limits SET tat = ? WHERE key = ?", (new_tat, key))
+    return wait
