@@ -17,6 +17,7 @@ from otpagent.errors import ConfigError
 from otpagent.plugins import build_registry
 from otpagent.protocols import PluginContext
 from otpagent_postgres.plugin import create_postgres_storage
+from otpagent_postgres.schema import SCHEMA_VERSION
 from tests.contract.backends import PG_DSN
 
 pytestmark = pytest.mark.postgres
@@ -89,7 +90,7 @@ def test_workers_starting_at_once_migrate_exactly_once(pg_schema: str, open_stor
         t.join(60)
 
     assert errors == []
-    assert _versions(pg_schema) == [1]
+    assert _versions(pg_schema) == list(range(1, SCHEMA_VERSION + 1))
 
 
 def test_reopening_a_migrated_schema_changes_nothing(pg_schema: str, open_store: Any) -> None:
@@ -97,8 +98,8 @@ def test_reopening_a_migrated_schema_changes_nothing(pg_schema: str, open_store:
 
     store = open_store()
 
-    assert store.schema_version == 1
-    assert _versions(pg_schema) == [1]
+    assert store.schema_version == SCHEMA_VERSION
+    assert _versions(pg_schema) == list(range(1, SCHEMA_VERSION + 1))
 
 
 def test_a_schema_from_a_newer_release_is_refused(pg_schema: str, open_store: Any, tmp_path: Path) -> None:
@@ -149,5 +150,5 @@ def test_db_migrate_on_the_command_line_reports_the_version(pg_schema: str, tmp_
                           env=env, timeout=60, check=False)
 
     assert done.returncode == 0, done.stderr
-    assert f"schema '{pg_schema}' at version 1" in done.stdout
-    assert _versions(pg_schema) == [1]
+    assert f"schema '{pg_schema}' at version {SCHEMA_VERSION}" in done.stdout
+    assert _versions(pg_schema) == list(range(1, SCHEMA_VERSION + 1))

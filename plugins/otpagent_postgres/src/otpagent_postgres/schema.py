@@ -124,6 +124,42 @@ _MIGRATIONS: list[str] = [
     );
     CREATE INDEX seen_events_at ON seen_events (seen_at);
     """,
+    # 2: the webhook outbox. ``events.xid`` is the id of the transaction that wrote the event:
+    # ids are taken at insert time and transactions commit out of order, so the outbox's cursor
+    # is a commit horizon over ``(xid, id)``, not an id (see ``outbox.py``). Existing rows get
+    # the migrating transaction's id (ADD COLUMN with a volatile default rewrites the table once).
+    """
+    ALTER TABLE events ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+    CREATE INDEX events_xid ON events (xid, id);
+    CREATE TABLE webhook_cursors (
+        endpoint TEXT PRIMARY KEY,
+        xid xid8 NOT NULL,
+        event_id BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE webhook_deliveries (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        endpoint TEXT NOT NULL,
+        event_id BIGINT,
+        webhook_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        last_error TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        cycle_started_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        delivered_at DOUBLE PRECISION,
+        lease_owner TEXT,
+        lease_expires_at DOUBLE PRECISION
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint, next_attempt_at, id)
+        WHERE status = 'pending';
+    CREATE INDEX webhook_deliveries_recent ON webhook_deliveries (endpoint, id);
+    CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (updated_at)
+        WHERE status IN ('delivered', 'dead');
+    """,
 ]
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -8,6 +8,7 @@ operation retries across connection loss (see :mod:`otpagent_postgres.connection
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from otpagent_postgres import housekeeping, queue
 from otpagent_postgres import otp as otp_sql
 from otpagent_postgres.connection import Conn, Database
 from otpagent_postgres.notify import WorkListener
+from otpagent_postgres.outbox import PostgresWebhookOutbox
 from otpagent_postgres.schema import migrate
 
 __all__ = ["PostgresStorage"]
@@ -53,6 +55,8 @@ class PostgresStorage:
             self._db.close()
             raise
         self._listener = WorkListener(lambda: self._db.connect(autocommit=True), schema)
+        self._outbox: PostgresWebhookOutbox | None = None
+        self._outbox_lock = threading.Lock()
 
     # -- queue ---------------------------------------------------------------------------------
     def enqueue(self, items: Sequence[NewMessage], now: float) -> list[EnqueueResult]:
@@ -164,6 +168,14 @@ class PostgresStorage:
 
     def remember_event_id(self, source: str, event_id: str, now: float) -> bool:
         return self._db.run(lambda conn, _u: housekeeping.remember_event_id(conn, source, event_id, now))
+
+    # -- webhooks ------------------------------------------------------------------------------
+    def webhook_outbox(self) -> PostgresWebhookOutbox:
+        """The durable outbox for ``webhook`` sinks (found by ``otpagent.sinks.webhook_outbox.outbox_for``)."""
+        with self._outbox_lock:
+            if self._outbox is None:
+                self._outbox = PostgresWebhookOutbox(self._db, batch_size=self.cleanup_batch_size)
+            return self._outbox
 
     # -- metrics and housekeeping --------------------------------------------------------------
     def stats(self, now: float) -> StorageStats:
