@@ -49,7 +49,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy, strict on the core."""
     install_packages(session, "mypy>=1.10", *TEST_DEPS)
-    session.run("mypy", "core/src", *[f"{p}/src" for p in (*PLUGINS, *EXAMPLES)])
+    session.run("mypy", "core/src", *[f"{p}/src" for p in (*PLUGINS, *EXAMPLES)], "bench")
 
 
 @nox.session

@@ -194,7 +194,7 @@ def p95(values: list[float]) -> float:
 
 def run(messages: int = 3000, seed: int = 11) -> list[dict[str, Any]]:
     outage = (int(messages * 0.4), int(messages * 0.6))
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="otpagent-routing-") as tmp:
         def adaptive(clock: SimClock) -> RoutingStrategy:
             storage = SqliteStorage(Path(tmp) / f"adaptive-{seed}.db", synchronous="normal")
