@@ -117,3 +117,20 @@ def test_a_key_just_inside_the_day_still_holds(storage: StorageBackend) -> None:
     (result,) = storage.enqueue([new(idempotency_key="order-1", fingerprint="fp-a")], T0 + DAY - 1)
 
     assert (result.message_id, result.created) == (first.message.id, False)
+
+
+def test_a_key_repeated_within_one_batch_makes_one_message(storage: StorageBackend) -> None:
+    first = new(idempotency_key="dup", fingerprint="f1")
+    again = new(idempotency_key="dup", fingerprint="f1")
+
+    results = storage.enqueue([first, again], T0)
+
+    assert results[0].created and not results[1].created
+    assert results[1].message_id == results[0].message_id
+
+
+def test_a_key_reused_with_another_body_within_one_batch_writes_nothing(storage: StorageBackend) -> None:
+    with pytest.raises(IdempotencyConflict):
+        storage.enqueue([new(idempotency_key="dup", fingerprint="f1"), new(idempotency_key="dup", fingerprint="f2")],
+                        T0)
+    assert storage.stats(T0).total == 0

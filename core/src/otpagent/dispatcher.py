@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import attrs
+
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import AgentConfig, ChannelConfig
 from otpagent.events import EventBus
@@ -32,6 +34,7 @@ from otpagent.model import (
     Status,
 )
 from otpagent.protocols import Channel, MessageUpdate, RouteOutcome, RoutingStrategy, StorageBackend
+from otpagent.recipients import country_of
 from otpagent.routing.planner import RoutePlanner, Unroutable
 
 __all__ = ["Dispatcher", "backoff_delay"]
@@ -77,6 +80,7 @@ class Dispatcher:
         self._claimer: threading.Thread | None = None
         self._housekeeper: threading.Thread | None = None
         self.counters: dict[str, int] = {"sent": 0, "failed": 0, "retried": 0, "fallbacks": 0, "expired": 0}
+        self._pauses: dict[str, tuple[float, float]] = {}  # channel -> (read at, paused until)
         self._counter_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -169,12 +173,9 @@ class Dispatcher:
             if isinstance(route, Unroutable):
                 self._finish(message, Status.FAILED, str(route), now)
                 return
+            # The route is stored with this step's outcome (see _update), not in a write of its
+            # own: if the worker dies before that, the message is planned again when reclaimed.
             message = _with_route(message, tuple(route))
-            if not self.storage.update_message(
-                MessageUpdate(message_id=message.id, status=Status.SENDING, route=message.route, route_index=0,
-                              expected_owner=self.worker_id, keep_lease=True), now,
-            ):
-                return
         channel_name = message.current_channel
         if channel_name is None:
             self._finish(message, Status.FAILED, message.last_error or "every channel failed", now)
@@ -206,14 +207,31 @@ class Dispatcher:
         """Seconds before this send may go: within ``_MAX_RESERVE`` the slot is ours (wait,
         then send); beyond it, nothing was taken (put the message back until then).
         """
-        paused = self.storage.get_state(f"pause:{channel_name}")
-        if paused is not None and float(paused) > now:
-            return max(float(paused) - now, _MAX_RESERVE + 0.001)
+        paused_until = self._paused_until(channel_name, now)
+        if paused_until > now:
+            return max(paused_until - now, _MAX_RESERVE + 0.001)
         limit = self.channel_configs[channel_name].rate_limit
         if limit is None:
             return 0.0
         return self.storage.acquire(f"channel:{channel_name}", 1.0 / limit.per_second, limit.burst, now,
                                     max_wait=_MAX_RESERVE)
+
+    def _paused_until(self, channel_name: str, now: float) -> float:
+        """A provider-requested pause of the channel (shared state, re-read every half second)."""
+        with self._counter_lock:
+            cached = self._pauses.get(channel_name)
+        if cached is not None and now - cached[0] < 0.5:
+            return cached[1]
+        raw = self.storage.get_state(f"pause:{channel_name}")
+        until = float(raw) if raw else 0.0
+        with self._counter_lock:
+            self._pauses[channel_name] = (now, until)
+        return until
+
+    def _pause(self, channel_name: str, until: float, now: float) -> None:
+        self.storage.put_state(f"pause:{channel_name}", repr(until))
+        with self._counter_lock:
+            self._pauses[channel_name] = (now, until)
 
     def _record(self, message: Message, channel_name: str, result: SendResult, started: float, finished: float) -> None:
         number = message.attempt_count + 1
@@ -248,7 +266,7 @@ class Dispatcher:
         error = f"{channel_name}: {result.reason or 'failed'}" + (f" [{result.code}]" if result.code else "")
         if result.outcome is Outcome.TRANSIENT:
             if result.retry_after:
-                self.storage.put_state(f"pause:{channel_name}", repr(now + result.retry_after))
+                self._pause(channel_name, now + result.retry_after, now)
             tries = message.channel_attempts + 1
             budget = (message.max_retries + 1) if message.max_retries is not None else self.config.retry.max_attempts
             if tries < budget:
@@ -301,6 +319,8 @@ class Dispatcher:
 
     def _update(self, message: Message, update: MessageUpdate, now: float, *, attempt: Attempt | None = None,
                 events: Sequence[Event] = ()) -> bool:
+        if update.route is None and message.route:
+            update = attrs.evolve(update, route=message.route)
         applied = self.storage.update_message(update, now, attempt=attempt, events=events)
         if applied:
             self.bus.publish(events)
@@ -310,8 +330,6 @@ class Dispatcher:
 
     def _observe(self, message: Message, channel: str, result: SendResult, seconds: float, cost: float) -> None:
         status = Status.SENT if result.ok else Status.FAILED
-        from otpagent.recipients import country_of
-
         try:
             self.strategy.observe(RouteOutcome(
                 message_id=message.id, channel=channel, priority=message.priority, status=status,
@@ -341,8 +359,6 @@ class Dispatcher:
 
 
 def _with_route(message: Message, route: tuple[str, ...]) -> Message:
-    import attrs
-
     return attrs.evolve(message, route=route, route_index=0)
 
 

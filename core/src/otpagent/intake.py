@@ -24,6 +24,7 @@ from otpagent.protocols import NewMessage
 __all__ = ["load_json_requests", "new_message_id", "parse_request", "parse_requests", "to_new_message"]
 
 _FIELDS = {f.name for f in attrs.fields(MessageRequest)}
+_CONVERTERS = {f.name: f.converter for f in attrs.fields(MessageRequest)}
 
 
 def new_message_id() -> str:
@@ -37,6 +38,12 @@ def parse_request(data: MessageRequest | Mapping[str, Any], index: int | None = 
         return data
     if not isinstance(data, Mapping):
         raise InvalidRequest([FieldError("<entry>", f"must be an object, got {type(data).__name__}", index)])
+    unknown = [k for k in data if k not in _FIELDS]
+    if not unknown:
+        try:  # the common case: valid, every converter runs once
+            return MessageRequest(**data)
+        except InvalidRequest:
+            pass  # run each converter alone below, to report every bad field at once
     errors: list[FieldError] = []
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
@@ -45,7 +52,7 @@ def parse_request(data: MessageRequest | Mapping[str, Any], index: int | None = 
             continue
         kwargs[key] = value
         # Run each field's converter alone so one entry reports all of its bad fields at once.
-        converter: Any = attrs.fields_dict(MessageRequest)[key].converter
+        converter: Any = _CONVERTERS[key]
         if converter is not None and value is not None:
             try:
                 converter(value)

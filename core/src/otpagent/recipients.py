@@ -6,6 +6,8 @@ a send to the wrong person or a cryptic provider error later.
 
 from __future__ import annotations
 
+import functools
+
 import email_validator
 import phonenumbers
 
@@ -22,6 +24,7 @@ _PARSE_REASONS = {
 }
 
 
+@functools.lru_cache(maxsize=65536)
 def normalise_phone(value: str, field: str = "phone_number") -> str:
     """Return ``value`` in E.164 (``+447700900123``) or raise naming the number and why.
 
@@ -42,6 +45,7 @@ def normalise_phone(value: str, field: str = "phone_number") -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+@functools.lru_cache(maxsize=65536)
 def country_of(e164: str) -> str | None:
     """ISO 3166 region code of an E.164 number (``GB``), or None when unknown."""
     try:

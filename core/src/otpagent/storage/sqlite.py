@@ -19,6 +19,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from otpagent.errors import ConfigError
 from otpagent.model import CLAIMABLE_STATUSES, Attempt, Event, Message, Status
 from otpagent.protocols import (
@@ -59,6 +61,12 @@ _INSERT_ATTEMPT = (
     f"VALUES ({', '.join(':' + c for c in ATTEMPT_COLUMNS)})"
 )
 _CLAIMABLE = tuple(s.value for s in CLAIMABLE_STATUSES)
+# The statuses are literals, not parameters: only then can SQLite prove the query matches the
+# partial index and walk it in claim order, stopping at LIMIT, whatever the queue's size.
+_CLAIMABLE_SQL = "'queued', 'scheduled', 'retrying'"  # exactly as in the messages_ready index
+assert set(_CLAIMABLE) == {"queued", "scheduled", "retrying"}
+_READY = (f"SELECT * FROM messages INDEXED BY messages_ready WHERE status IN ({_CLAIMABLE_SQL}) "
+          "AND due_at <= ? ORDER BY priority DESC, due_at, seq LIMIT ?")
 
 
 def create_sqlite_storage(settings: Mapping[str, Any], context: PluginContext) -> SqliteStorage:
@@ -92,6 +100,8 @@ class SqliteStorage:
         self._busy_timeout = busy_timeout
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._pending: list[_PendingUpdate] = []
+        self._pending_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
@@ -165,10 +175,19 @@ class SqliteStorage:
     # -- queue ---------------------------------------------------------------------------------
     def enqueue(self, items: Sequence[NewMessage], now: float) -> list[EnqueueResult]:
         results: list[EnqueueResult] = []
+        fresh: list[NewMessage] = []
+        in_batch: dict[str, NewMessage] = {}  # keys first used earlier in this same batch
         with self._write() as conn:
             for index, item in enumerate(items):
                 m = item.message
+                if m.idempotency_key is not None and m.idempotency_key in in_batch:
+                    first = in_batch[m.idempotency_key]
+                    if first.fingerprint != item.fingerprint:
+                        raise IdempotencyConflict(m.idempotency_key, index)
+                    results.append(EnqueueResult(message_id=first.message.id, created=False))
+                    continue
                 if m.idempotency_key is not None:
+                    in_batch[m.idempotency_key] = item
                     existing = conn.execute(
                         "SELECT id, fingerprint, created_at FROM messages WHERE idempotency_key = ?",
                         (m.idempotency_key,),
@@ -181,9 +200,10 @@ class SqliteStorage:
                             continue
                         # The key expired: free it for the new message.
                         conn.execute("UPDATE messages SET idempotency_key = NULL WHERE id = ?", (existing["id"],))
-                conn.execute(_INSERT_MESSAGE, message_to_row(m, item.fingerprint))
-                self._insert_event(conn, queued_event(m, now))
+                fresh.append(item)
                 results.append(EnqueueResult(message_id=m.id, created=True))
+            conn.executemany(_INSERT_MESSAGE, [message_to_row(i.message, i.fingerprint) for i in fresh])
+            conn.executemany(_INSERT_EVENT, [_event_row(queued_event(i.message, now)) for i in fresh])
         return results
 
     def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
@@ -197,11 +217,7 @@ class SqliteStorage:
                 "ORDER BY priority DESC, due_at, seq LIMIT ?",
                 (now, limit),
             ).fetchall()
-            rows += conn.execute(
-                f"SELECT * FROM messages WHERE status IN ({','.join('?' * len(_CLAIMABLE))}) "
-                "AND due_at <= ? ORDER BY priority DESC, due_at, seq LIMIT ?",
-                (*_CLAIMABLE, now, limit),
-            ).fetchall()
+            rows += conn.execute(_READY, (now, limit)).fetchall()
             if not rows:
                 return []
             rows.sort(key=lambda r: (-r["priority"], r["due_at"], r["seq"]))
@@ -222,14 +238,52 @@ class SqliteStorage:
         self, update: MessageUpdate, now: float, *, attempt: Attempt | None = None,
         events: Sequence[Event] = (),
     ) -> bool:
-        with self._write() as conn:
-            if attempt is not None:
-                conn.execute(_INSERT_ATTEMPT, attempt_to_row(attempt))
-            applied = sqlrules.message_update(_Tx(conn), update, now)
-            if applied:
-                for event in events:
-                    self._insert_event(conn, event)
-        return applied
+        """Group commit: outcomes from many worker threads share one transaction (one fsync).
+
+        Each caller queues its update, then takes the write lock; whoever gets it first commits
+        every queued update, each under its own savepoint, and the others find theirs done.
+        """
+        op = _PendingUpdate(update, now, attempt, tuple(events))
+        with self._pending_lock:
+            self._pending.append(op)
+        conn = self._conn()
+        with self._write_lock:
+            if not op.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit_updates(conn, batch)
+        if op.error is not None:
+            raise op.error
+        return op.applied
+
+    def _commit_updates(self, conn: sqlite3.Connection, batch: list[_PendingUpdate]) -> None:
+        try:
+            self._begin_immediate(conn)
+            try:
+                for op in batch:
+                    conn.execute("SAVEPOINT outcome")
+                    try:
+                        if op.attempt is not None:
+                            conn.execute(_INSERT_ATTEMPT, attempt_to_row(op.attempt))
+                        op.applied = sqlrules.message_update(_Tx(conn), op.update, op.now)
+                        if op.applied:
+                            for event in op.events:
+                                self._insert_event(conn, event)
+                    except sqlite3.Error as exc:  # only this outcome is lost; its caller hears why
+                        conn.execute("ROLLBACK TO outcome")
+                        op.applied, op.error = False, exc
+                    conn.execute("RELEASE outcome")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except BaseException as exc:
+            for op in batch:
+                op.applied, op.error = False, op.error or exc
+        finally:
+            for op in batch:
+                op.done = True
 
     def get_message(self, message_id: str) -> Message | None:
         row = self._conn().execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
@@ -333,8 +387,7 @@ class SqliteStorage:
         by_status = {r[0]: r[1] for r in conn.execute("SELECT status, COUNT(*) FROM messages GROUP BY status")}
         queue_size = sum(by_status.get(s, 0) for s in (*_CLAIMABLE, "sending"))
         oldest = conn.execute(
-            f"SELECT MIN(due_at) FROM messages WHERE status IN ({','.join('?' * len(_CLAIMABLE))}) AND due_at <= ?",
-            (*_CLAIMABLE, now),
+            f"SELECT MIN(due_at) FROM messages WHERE status IN ({_CLAIMABLE_SQL}) AND due_at <= ?", (now,)
         ).fetchone()[0]
         channels: dict[str, ChannelStats] = {}
         for r in conn.execute(
@@ -408,14 +461,31 @@ class SqliteStorage:
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
     def _insert_event(conn: sqlite3.Connection, event: Event) -> None:
-        conn.execute("INSERT INTO events (message_id, type, at, data) VALUES (?, ?, ?, ?)",
-                     (event.message_id, event.type, event.at, json.dumps(dict(event.data)) if event.data else None))
+        conn.execute(_INSERT_EVENT, _event_row(event))
+
+
+_INSERT_EVENT = "INSERT INTO events (message_id, type, at, data) VALUES (?, ?, ?, ?)"
+
+
+def _event_row(event: Event) -> tuple[Any, ...]:
+    return event.message_id, event.type, event.at, json.dumps(dict(event.data)) if event.data else None
 
 
 def _leased(m: Message, owner: str, until: float, now: float) -> Message:
-    import attrs
-
     return attrs.evolve(m, status=Status.SENDING, lease_owner=owner, lease_expires_at=until, updated_at=now)
+
+
+@attrs.define
+class _PendingUpdate:
+    """One worker's outcome waiting for the next group commit."""
+
+    update: MessageUpdate
+    now: float
+    attempt: Attempt | None
+    events: tuple[Event, ...]
+    done: bool = False
+    applied: bool = False
+    error: BaseException | None = None
 
 
 class _Tx:

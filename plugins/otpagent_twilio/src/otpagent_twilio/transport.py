@@ -13,10 +13,14 @@ from __future__ import annotations
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
+from requests.adapters import HTTPAdapter
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 
-__all__ = ["BaseUrlHttpClient"]
+__all__ = ["POOL_SIZE", "BaseUrlHttpClient"]
+
+#: Keep-alive connections kept per host: enough for a few hundred concurrent workers.
+POOL_SIZE = 256
 
 
 class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK ships no stubs
@@ -24,6 +28,12 @@ class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK ship
 
     def __init__(self, base_url: str, timeout: float) -> None:
         super().__init__(pool_connections=True, timeout=timeout)
+        # requests keeps 10 connections per host by default; with more worker threads than that,
+        # every extra send would open (and close) a TCP+TLS connection of its own.
+        if self.session is not None:
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+            self.session.mount("https://", adapter)
+            self.session.mount("http://", adapter)
         parts = urlsplit(base_url)
         self._scheme = parts.scheme
         self._netloc = parts.netloc
