@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otpagent.storage.rows import percentile as storage_percentile
+
 __all__ = [
     "Context",
     "Row",
@@ -146,10 +148,10 @@ def rate(count: int, seconds: float) -> float:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..1) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q * len(ordered) + 0.5)))
-    return ordered[rank - 1]
+    """Nearest-rank percentile (``q`` in 0..1) of a non-empty list (the core's own definition)."""
+    value = storage_percentile(sorted(values), q)
+    assert value is not None, "percentile of an empty list"
+    return value
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:

@@ -315,19 +315,7 @@ class SqliteStorage:
         self, provider_message_id: str, status: Status, allowed_from: frozenset[Status | None], now: float
     ) -> bool:
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT id, delivery_status FROM delivery_reports WHERE provider_message_id = ? "
-                "ORDER BY id DESC LIMIT 1",
-                (provider_message_id,),
-            ).fetchone()
-            if row is None:
-                return False
-            current = Status(row["delivery_status"]) if row["delivery_status"] else None
-            if current not in allowed_from:
-                return False
-            conn.execute("UPDATE delivery_reports SET delivery_status = ?, status_updated_at = ? WHERE id = ?",
-                         (status.value, now, row["id"]))
-        return True
+            return sqlrules.set_attempt_delivery_status(_Tx(conn), provider_message_id, status, allowed_from, now)
 
     # -- OTP -----------------------------------------------------------------------------------
     def issue_otp(

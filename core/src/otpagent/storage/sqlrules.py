@@ -14,10 +14,11 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from otpagent.model import Status
 from otpagent.protocols import MessageUpdate, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
 from otpagent.ratelimit import gcra
 
-__all__ = ["Row", "Tx", "acquire", "issue_otp", "message_update", "verify_otp"]
+__all__ = ["Row", "Tx", "acquire", "issue_otp", "message_update", "set_attempt_delivery_status", "verify_otp"]
 
 
 class Row(Protocol):
@@ -141,3 +142,21 @@ def acquire(tx: Tx, key: str, interval: float, burst: int, now: float, cost: int
     if wait <= max_wait:
         tx.run("UPDATE rate_limits SET tat = ? WHERE key = ?", (new_tat, key))
     return wait
+
+
+def set_attempt_delivery_status(tx: Tx, provider_message_id: str, status: Status,
+                                allowed_from: frozenset[Status | None], now: float, *, lock: str = "") -> bool:
+    """Move the provider's attempt to ``status`` if its current one is in ``allowed_from``.
+
+    ``lock`` is appended to the read (PostgreSQL: ``" FOR UPDATE"``; SQLite holds the write lock).
+    """
+    row = tx.one("SELECT id, delivery_status FROM delivery_reports WHERE provider_message_id = ? "
+                 f"ORDER BY id DESC LIMIT 1{lock}", (provider_message_id,))
+    if row is None:
+        return False
+    current = Status(row["delivery_status"]) if row["delivery_status"] else None
+    if current not in allowed_from:
+        return False
+    tx.run("UPDATE delivery_reports SET delivery_status = ?, status_updated_at = ? WHERE id = ?",
+           (status.value, now, row["id"]))
+    return True

@@ -157,16 +157,5 @@ def update_message(
 def set_attempt_delivery_status(
     conn: Conn, provider_message_id: str, status: Status, allowed_from: frozenset[Status | None], now: float
 ) -> bool:
-    row = conn.execute(
-        "SELECT id, delivery_status FROM delivery_reports WHERE provider_message_id = %s "
-        "ORDER BY id DESC LIMIT 1 FOR UPDATE",
-        (provider_message_id,),
-    ).fetchone()
-    if row is None:
-        return False
-    current = Status(row["delivery_status"]) if row["delivery_status"] else None
-    if current not in allowed_from:
-        return False
-    conn.execute("UPDATE delivery_reports SET delivery_status = %s, status_updated_at = %s WHERE id = %s",
-                 (status.value, now, row["id"]))
-    return True
+    return sqlrules.set_attempt_delivery_status(PgTx(conn), provider_message_id, status, allowed_from, now,
+                                                lock=" FOR UPDATE")
