@@ -45,7 +45,10 @@ class Outbox:
     def entries(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
+        # A line being appended right now may be read half-written: only newline-terminated
+        # lines are complete (the text after the last newline is dropped).
+        complete = self.path.read_text(encoding="utf-8").split("\n")[:-1]
+        return [json.loads(line) for line in complete if line]
 
     def for_message(self, message_id: str) -> list[dict[str, Any]]:
         return [e for e in self.entries() if e["message_id"] == message_id]

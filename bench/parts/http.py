@@ -113,7 +113,7 @@ def api_pairs(tmp: Path, count: int, budget: float, *, workers: bool = True) -> 
                             codes[ids[message_id]] = secret
                 return len(codes) >= len(ids)
             if outbox.exists():
-                for line in outbox.read_text().splitlines():
+                for line in outbox.read_text().split("\n")[:-1]:  # complete lines only
                     entry = json.loads(line)
                     match = _CODE.search(entry["body"])
                     if entry["message_id"] in ids and match:

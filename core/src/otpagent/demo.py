@@ -49,7 +49,8 @@ def demo_config(workdir: Path) -> dict[str, object]:
 def _read_code(outbox: Path, message_id: str, deadline: float) -> str | None:
     while time.monotonic() < deadline:
         if outbox.exists():
-            for line in outbox.read_text(encoding="utf-8").splitlines():
+            # Only newline-terminated lines are complete: one may be mid-append right now.
+            for line in outbox.read_text(encoding="utf-8").split("\n")[:-1]:
                 entry = json.loads(line)
                 if entry["message_id"] == message_id:
                     return "".join(ch for ch in entry["body"].split("code is ")[1][:10] if ch.isdigit())
