@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 
 from otpagent import MessageRequest, Priority, SendResult, Status
 from otpagent.circuit import BreakerSettings, CircuitBreakers
@@ -184,7 +185,11 @@ def test_a_channel_over_its_daily_budget_is_skipped_with_an_event(make_agent, ou
     assert agent.get_delivery_report(later).channel == "spare"
     assert wait_for(lambda: any(e.type == "budget_exhausted" and e.data["channel"] == "pricey" for e in seen),
                     timeout=5), "the event reaches sinks (asynchronously)"
-    assert json.loads(json.dumps(agent.get_metrics()))["channels"]["pricey"]["cost"] == 2.0
+    metrics = json.loads(json.dumps(agent.get_metrics()))
+    assert metrics["channels"]["pricey"]["cost"] == 2.0
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert metrics["cost_by_day"]["pricey"] == {today: 2.0}
+    assert metrics["cost_by_day"]["spare"] == {today: 0.1}
 
 
 def test_circuit_state_is_visible_in_metrics(make_agent):

@@ -40,6 +40,10 @@ def collect_metrics(agent: IntelligentOTPAgent) -> dict[str, Any]:
             "p50_latency_ms": cs.p50_latency_ms if cs else None,
             "p95_latency_ms": cs.p95_latency_ms if cs else None,
         }
+    # Spend per channel per UTC day, for the last week (the budget check reads today's).
+    week_start = now - (now % 86400.0) - 6 * 86400.0
+    costs_by_day = {ch: {day: round(cost, 6) for day, cost in sorted(days.items())}
+                    for ch, days in agent.storage.costs_by_day(week_start).items()}
     counters = dict(agent.dispatcher.counters)
     return {
         "queue_size": stats.queue_size,
@@ -66,4 +70,5 @@ def collect_metrics(agent: IntelligentOTPAgent) -> dict[str, Any]:
         },
         "channels": channels,
         "total_cost": round(sum(c["cost"] for c in channels.values()), 6),
+        "cost_by_day": costs_by_day,
     }
