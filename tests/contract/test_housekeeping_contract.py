@@ -41,6 +41,20 @@ def test_stats_count_statuses_queue_and_channels(storage: StorageBackend) -> Non
     assert stats.oldest_due_age_seconds is None
 
 
+def test_channel_stats_cover_only_the_recent_window(storage: StorageBackend) -> None:
+    from otpagent.protocols import STATS_WINDOW_SECONDS
+
+    old, recent = new(), new()
+    storage.enqueue([old, recent], T0)
+    for n, (m, at) in enumerate(((old, T0), (recent, T0 + STATS_WINDOW_SECONDS)), start=1):
+        storage.update_message(MessageUpdate(message_id=m.message.id, status=Status.SENT), at,
+                               attempt=make_attempt(m.message.id, number=n, now=at, cost=1.0))
+
+    later = storage.stats(T0 + STATS_WINDOW_SECONDS + 10).channels["SMS"]
+
+    assert (later.attempts, later.cost) == (1, 1.0), "the attempt from a day and more ago is out of the window"
+
+
 def test_stats_report_how_long_the_oldest_due_message_has_waited(storage: StorageBackend) -> None:
     storage.enqueue([new(now=T0 - 40), new()], T0)
 

@@ -17,6 +17,7 @@ import attrs
 from otpagent.model import Attempt, Envelope, Event, Message, Priority, SendResult, Status
 
 __all__ = [
+    "STATS_WINDOW_SECONDS",
     "Channel",
     "ChannelInfo",
     "ChannelStats",
@@ -146,6 +147,9 @@ class EventSink(Protocol):
 
 # --------------------------------------------------------------------------------------------
 # Storage
+
+#: Per-channel statistics cover the attempts that finished in this many seconds before ``now``.
+STATS_WINDOW_SECONDS = 24 * 3600.0
 
 
 class IdempotencyConflict(Exception):
@@ -349,7 +353,10 @@ class StorageBackend(Protocol):
         """Cost of attempts finished since ``since``, by channel and UTC day (``YYYY-MM-DD``)."""
 
     def stats(self, now: float) -> StorageStats:
-        """Counts by status, queue size, per-channel performance."""
+        """Counts by status, queue size, and per-channel performance over the attempts that
+        finished in the last :data:`STATS_WINDOW_SECONDS` (recent behaviour is what routing and
+        dashboards need, and the cost stays bounded however long the history is).
+        """
 
     def cleanup(self, older_than: float, now: float) -> Mapping[str, int]:
         """Delete finished messages (with their attempts and events), used OTPs and seen event

@@ -24,6 +24,7 @@ import attrs
 from otpagent.errors import ConfigError
 from otpagent.model import CLAIMABLE_STATUSES, Attempt, Event, Message, Status
 from otpagent.protocols import (
+    STATS_WINDOW_SECONDS,
     ChannelStats,
     EnqueueResult,
     IdempotencyConflict,
@@ -378,18 +379,19 @@ class SqliteStorage:
             f"SELECT MIN(due_at) FROM messages WHERE status IN ({_CLAIMABLE_SQL}) AND due_at <= ?", (now,)
         ).fetchone()[0]
         channels: dict[str, ChannelStats] = {}
+        since = now - STATS_WINDOW_SECONDS
         for r in conn.execute(
             "SELECT channel, COUNT(*) AS attempts, "
             "SUM(outcome = 'accepted') AS accepted, SUM(outcome = 'transient') AS transient, "
             "SUM(outcome = 'permanent') AS permanent, "
             "SUM(delivery_status IN ('delivered', 'read')) AS delivered, "
             "SUM(delivery_status IN ('undelivered', 'failed')) AS undelivered, SUM(cost) AS cost "
-            "FROM delivery_reports GROUP BY channel"
+            "FROM delivery_reports WHERE finished_at >= ? GROUP BY channel", (since,)
         ):
             latencies = sorted(
                 row[0] for row in conn.execute(
                     "SELECT (finished_at - started_at) * 1000.0 FROM delivery_reports WHERE channel = ? "
-                    "ORDER BY id DESC LIMIT 1000", (r["channel"],))
+                    "AND finished_at >= ? ORDER BY id DESC LIMIT 1000", (r["channel"], since))
             )
             channels[r["channel"]] = ChannelStats(
                 attempts=r["attempts"], accepted=r["accepted"] or 0, transient=r["transient"] or 0,

@@ -101,6 +101,10 @@ _MIGRATIONS: list[str] = [
     CREATE TABLE seen_events (source TEXT NOT NULL, event_id TEXT NOT NULL, seen_at REAL NOT NULL,
                               PRIMARY KEY (source, event_id));
     """,
+    # 2: per-channel statistics read a recent window of attempts, not the whole history.
+    """
+    CREATE INDEX delivery_reports_finished ON delivery_reports(finished_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(_MIGRATIONS)

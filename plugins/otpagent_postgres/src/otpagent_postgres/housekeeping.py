@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from otpagent.protocols import ChannelStats, StorageStats
+from otpagent.protocols import STATS_WINDOW_SECONDS, ChannelStats, StorageStats
 from otpagent.storage import sqlrules
 from otpagent.storage.rows import percentile
 from otpagent_postgres.connection import Conn, PgTx
@@ -90,11 +90,12 @@ def stats(conn: Conn, now: float) -> StorageStats:
         "COUNT(*) FILTER (WHERE outcome = 'permanent') AS permanent, "
         "COUNT(*) FILTER (WHERE delivery_status IN ('delivered', 'read')) AS delivered, "
         "COUNT(*) FILTER (WHERE delivery_status IN ('undelivered', 'failed')) AS undelivered, "
-        "COALESCE(SUM(cost), 0) AS cost FROM delivery_reports GROUP BY channel"
+        "COALESCE(SUM(cost), 0) AS cost FROM delivery_reports WHERE finished_at >= %s GROUP BY channel",
+        (now - STATS_WINDOW_SECONDS,),
     ).fetchall():
         latencies = sorted(row["ms"] for row in conn.execute(
             "SELECT (finished_at - started_at) * 1000.0 AS ms FROM delivery_reports WHERE channel = %s "
-            "ORDER BY id DESC LIMIT 1000", (r["channel"],)))
+            "AND finished_at >= %s ORDER BY id DESC LIMIT 1000", (r["channel"], now - STATS_WINDOW_SECONDS)))
         channels[r["channel"]] = ChannelStats(
             attempts=r["attempts"], accepted=r["accepted"], transient=r["transient"], permanent=r["permanent"],
             delivered=r["delivered"], undelivered=r["undelivered"], cost=float(r["cost"]),

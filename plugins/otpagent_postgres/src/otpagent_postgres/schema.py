@@ -160,6 +160,10 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (updated_at)
         WHERE status IN ('delivered', 'dead');
     """,
+    # 3: per-channel statistics read a recent window of attempts, not the whole history.
+    """
+    CREATE INDEX delivery_reports_finished ON delivery_reports (finished_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(_MIGRATIONS)
