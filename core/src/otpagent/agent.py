@@ -338,8 +338,7 @@ class IntelligentOTPAgent:
         if status in (Status.UNDELIVERED, Status.FAILED):
             error = f"{attempt.channel}: {status.value}" + (f" [{error_code}]" if error_code else "") + \
                     (f" {error_message}" if error_message else "")
-            nxt = next((i for i in range(message.route_index + 1, len(message.route))
-                        if self.planner.is_available(message.route[i])), None)
+            nxt = self.planner.next_channel(message)
             if nxt is not None and not (message.expires_at is not None and now >= message.expires_at):
                 update = MessageUpdate(message_id=message.id, status=Status.RETRYING, due_at=now, route_index=nxt,
                                        channel_attempts=0, last_error=error, expected_statuses=after_send)

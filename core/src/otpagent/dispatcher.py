@@ -28,7 +28,6 @@ from otpagent.model import (
     Event,
     FailureScope,
     Message,
-    MessageType,
     Outcome,
     SendResult,
     Status,
@@ -292,10 +291,8 @@ class Dispatcher:
     def _fall_back(self, message: Message, error: str, now: float, *, attempt: Attempt | None,
                    first_events: Sequence[Event] = (), attempt_count: int | None = None) -> None:
         """Move to the next usable channel of the route, or fail when there is none."""
-        index = message.route_index + 1
-        while index < len(message.route) and not self.planner.is_available(message.route[index]):
-            index += 1
-        if index >= len(message.route):
+        index = self.planner.next_channel(message)
+        if index is None:
             self._finish(message, Status.FAILED, error, now, attempt=attempt, first_events=first_events,
                          attempt_count=attempt_count)
             return
@@ -361,6 +358,3 @@ class Dispatcher:
 def _with_route(message: Message, route: tuple[str, ...]) -> Message:
     return attrs.evolve(message, route=route, route_index=0)
 
-
-def is_otp(message: Message) -> bool:
-    return message.message_type is MessageType.OTP

@@ -116,6 +116,11 @@ class RoutePlanner:
     def is_available(self, name: str) -> bool:
         return self.unavailable_reason(name) is None
 
+    def next_channel(self, message: Message) -> int | None:
+        """Index of the first usable channel after the current one in the message's route."""
+        return next((i for i in range(message.route_index + 1, len(message.route))
+                     if self.is_available(message.route[i])), None)
+
     def unavailable_reason(self, name: str) -> str | None:
         """Why the channel must be skipped right now (disabled, circuit open, budget spent)."""
         cfg = self.configs.get(name)
