@@ -47,6 +47,8 @@ def test_original_shape_maps_channel_names_to_default_plugins():
         ({"channels": {"PIGEON": {}}}, "channels.PIGEON.plugin"),
         ({"sinks": {"plugin": "log"}}, "sinks"),
         ({"colour": "blue"}, "colour"),
+        ({"otp": {"global_per_minute": "lots"}}, "otp.global_per_minute"),
+        ({"otp": {"secret": "short"}}, "otp.secret"),
     ],
 )
 def test_validation_errors_name_the_key_path(config, path):

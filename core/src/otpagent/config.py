@@ -203,6 +203,12 @@ def parse_config(
     for tag, template in otp.messages.items():
         _check(isinstance(template, str) and "{code}" in template, f"otp.messages.{tag}",
                "must be a string containing the {code} placeholder")
+    for key in ("per_country_per_minute", "global_per_minute"):
+        value = getattr(otp, key)
+        if value is not None:
+            _int(value, f"otp.{key}", 1)
+    if otp.secret is not None and (not isinstance(otp.secret, str) or len(otp.secret) < 16):
+        raise ConfigError("otp.secret", "must be a string of at least 16 characters")
     otp = attrs.evolve(otp, allowed_countries=tuple(c.upper() for c in otp.allowed_countries))
     cleanup = _build(CleanupConfig, _section(data, "cleanup", {}), "cleanup")
     _check(cleanup.retain_days >= 0, "cleanup.retain_days", "must not be negative")
