@@ -1,8 +1,10 @@
 """The embedded storage backend: one SQLite file in WAL mode.
 
-Every write is one ``BEGIN IMMEDIATE`` transaction, so claims, attempts, OTP checks and
+Every write runs in a ``BEGIN IMMEDIATE`` transaction, so claims, attempts, OTP checks and
 rate-limit buckets are atomic across threads *and* processes. Within a process, writers queue
-on a lock before asking SQLite, because SQLite's own busy handler sleeps in coarse steps.
+on a lock before asking SQLite, because SQLite's own busy handler sleeps in coarse steps, and
+short writes from concurrent threads are group-committed: each under its own savepoint, all in
+one transaction, so they share one fsync (``SqliteStorage._grouped``).
 Durability: ``synchronous=FULL`` by default (a commit survives power loss); ``"normal"``
 survives a process crash but may lose the last commits on power loss, for more throughput.
 """
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -51,6 +53,8 @@ from otpagent.storage.rows import (
 from otpagent.storage.sqlite_schema import migrate
 
 __all__ = ["SqliteStorage", "create_sqlite_storage"]
+
+_T = TypeVar("_T")
 
 IDEMPOTENCY_WINDOW = 24 * 3600.0
 _INSERT_MESSAGE = (
@@ -101,7 +105,7 @@ class SqliteStorage:
         self._busy_timeout = busy_timeout
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        self._pending: list[_PendingUpdate] = []
+        self._pending: list[_PendingWrite[Any]] = []
         self._pending_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -124,6 +128,7 @@ class SqliteStorage:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA temp_store=MEMORY")  # savepoints' statement journals stay in memory
             # From now on a short built-in busy timeout covers rare reader waits; writers wait in
             # _begin_immediate's loop, which polls often and fairly instead of SQLite's 1..100 ms
             # sleep ladder (under which two busy processes starve each other).
@@ -143,6 +148,70 @@ class SqliteStorage:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            conn.execute("COMMIT")
+
+    def _grouped(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` in a write transaction shared with every other thread's queued work.
+
+        Group commit: each caller queues its work, then takes the write lock; whoever gets it
+        first runs every queued piece, each under its own savepoint, and commits them together,
+        so concurrent callers (API requests, workers recording outcomes, the claimer) share one
+        fsync instead of queueing for one each. A piece that raises is rolled back alone and
+        its caller gets the exception; a failed commit fails every piece of the group.
+        """
+        op: _PendingWrite[_T] = _PendingWrite(work)
+        with self._pending_lock:
+            self._pending.append(op)
+        conn = self._conn()
+        with self._write_lock:
+            if not op.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit_group(conn, batch)
+        if op.error is not None:
+            raise op.error
+        return op.result  # type: ignore[return-value]  # set whenever error is None
+
+    def _commit_group(self, conn: sqlite3.Connection, batch: list[_PendingWrite[Any]]) -> None:
+        try:
+            self._begin_immediate(conn)
+            try:
+                if len(batch) == 1:  # alone: no savepoint (it costs a statement journal per page)
+                    self._run_alone(conn, batch[0])
+                    return
+                for op in batch:
+                    conn.execute("SAVEPOINT piece")
+                    try:
+                        op.result = op.work(conn)
+                    except Exception as exc:  # only this piece is lost; its caller hears why
+                        conn.execute("ROLLBACK TO piece")
+                        op.error = exc
+                    conn.execute("RELEASE piece")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except BaseException as exc:
+            for op in batch:
+                if op.error is None:
+                    op.result = None
+                    op.error = exc if isinstance(exc, Exception) else RuntimeError(
+                        f"the write was abandoned: {type(exc).__name__} in the committing thread")
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for op in batch:
+                op.done = True
+
+    @staticmethod
+    def _run_alone(conn: sqlite3.Connection, op: _PendingWrite[Any]) -> None:
+        try:
+            op.result = op.work(conn)
+        except Exception as exc:
+            conn.execute("ROLLBACK")
+            op.error = exc
+        else:
             conn.execute("COMMIT")
 
     def _begin_immediate(self, conn: sqlite3.Connection) -> None:
@@ -175,116 +244,83 @@ class SqliteStorage:
 
     # -- queue ---------------------------------------------------------------------------------
     def enqueue(self, items: Sequence[NewMessage], now: float) -> list[EnqueueResult]:
+        return self._grouped(lambda conn: self._enqueue(conn, items, now))
+
+    def _enqueue(self, conn: sqlite3.Connection, items: Sequence[NewMessage], now: float) -> list[EnqueueResult]:
         results: list[EnqueueResult] = []
         fresh: list[NewMessage] = []
         in_batch: dict[str, NewMessage] = {}  # keys first used earlier in this same batch
-        with self._write() as conn:
-            for index, item in enumerate(items):
-                m = item.message
-                if m.idempotency_key is not None and m.idempotency_key in in_batch:
-                    first = in_batch[m.idempotency_key]
-                    if first.fingerprint != item.fingerprint:
-                        raise IdempotencyConflict(m.idempotency_key, index)
-                    results.append(EnqueueResult(message_id=first.message.id, created=False))
-                    continue
-                if m.idempotency_key is not None:
-                    in_batch[m.idempotency_key] = item
-                    existing = conn.execute(
-                        "SELECT id, fingerprint, created_at FROM messages WHERE idempotency_key = ?",
-                        (m.idempotency_key,),
-                    ).fetchone()
-                    if existing is not None:
-                        if existing["created_at"] >= now - IDEMPOTENCY_WINDOW:
-                            if existing["fingerprint"] != item.fingerprint:
-                                raise IdempotencyConflict(m.idempotency_key, index)
-                            results.append(EnqueueResult(message_id=existing["id"], created=False))
-                            continue
-                        # The key expired: free it for the new message.
-                        conn.execute("UPDATE messages SET idempotency_key = NULL WHERE id = ?", (existing["id"],))
-                fresh.append(item)
-                results.append(EnqueueResult(message_id=m.id, created=True))
-            conn.executemany(_INSERT_MESSAGE, [message_to_row(i.message, i.fingerprint) for i in fresh])
-            conn.executemany(_INSERT_EVENT, [_event_row(queued_event(i.message, now)) for i in fresh])
+        for index, item in enumerate(items):
+            m = item.message
+            if m.idempotency_key is not None and m.idempotency_key in in_batch:
+                first = in_batch[m.idempotency_key]
+                if first.fingerprint != item.fingerprint:
+                    raise IdempotencyConflict(m.idempotency_key, index)
+                results.append(EnqueueResult(message_id=first.message.id, created=False))
+                continue
+            if m.idempotency_key is not None:
+                in_batch[m.idempotency_key] = item
+                existing = conn.execute(
+                    "SELECT id, fingerprint, created_at FROM messages WHERE idempotency_key = ?",
+                    (m.idempotency_key,),
+                ).fetchone()
+                if existing is not None:
+                    if existing["created_at"] >= now - IDEMPOTENCY_WINDOW:
+                        if existing["fingerprint"] != item.fingerprint:
+                            raise IdempotencyConflict(m.idempotency_key, index)
+                        results.append(EnqueueResult(message_id=existing["id"], created=False))
+                        continue
+                    # The key expired: free it for the new message.
+                    conn.execute("UPDATE messages SET idempotency_key = NULL WHERE id = ?", (existing["id"],))
+            fresh.append(item)
+            results.append(EnqueueResult(message_id=m.id, created=True))
+        conn.executemany(_INSERT_MESSAGE, [message_to_row(i.message, i.fingerprint) for i in fresh])
+        conn.executemany(_INSERT_EVENT, [_event_row(queued_event(i.message, now)) for i in fresh])
         return results
 
     def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
         if limit <= 0:
             return []
-        with self._write() as conn:
-            # Two index-friendly queries (expired leases, ready messages), each up to ``limit``,
-            # merged so that an expired lease never jumps ahead of higher-priority work.
-            rows = conn.execute(
-                "SELECT * FROM messages WHERE status = 'sending' AND lease_expires_at <= ? "
-                "ORDER BY priority DESC, due_at, seq LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            rows += conn.execute(_READY, (now, limit)).fetchall()
-            if not rows:
-                return []
-            rows.sort(key=lambda r: (-r["priority"], r["due_at"], r["seq"]))
-            rows = rows[:limit]
-            lease_until = now + lease_seconds
-            conn.executemany(
-                "UPDATE messages SET status = 'sending', lease_owner = ?, lease_expires_at = ?, updated_at = ? "
-                "WHERE id = ?",
-                [(worker_id, lease_until, now, r["id"]) for r in rows],
-            )
-        claimed = []
-        for r in rows:
-            m = message_from_row(r)
-            claimed.append(_leased(m, worker_id, lease_until, now))
-        return claimed
+        rows, lease_until = self._grouped(lambda conn: self._claim(conn, worker_id, limit, lease_seconds, now))
+        return [_leased(message_from_row(r), worker_id, lease_until, now) for r in rows]
+
+    @staticmethod
+    def _claim(conn: sqlite3.Connection, worker_id: str, limit: int, lease_seconds: float,
+               now: float) -> tuple[list[Any], float]:
+        # Two index-friendly queries (expired leases, ready messages), each up to ``limit``,
+        # merged so that an expired lease never jumps ahead of higher-priority work.
+        rows = conn.execute(
+            "SELECT * FROM messages WHERE status = 'sending' AND lease_expires_at <= ? "
+            "ORDER BY priority DESC, due_at, seq LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        rows += conn.execute(_READY, (now, limit)).fetchall()
+        lease_until = now + lease_seconds
+        if not rows:
+            return [], lease_until
+        rows.sort(key=lambda r: (-r["priority"], r["due_at"], r["seq"]))
+        rows = rows[:limit]
+        conn.executemany(
+            "UPDATE messages SET status = 'sending', lease_owner = ?, lease_expires_at = ?, updated_at = ? "
+            "WHERE id = ?",
+            [(worker_id, lease_until, now, r["id"]) for r in rows],
+        )
+        return rows, lease_until
 
     def update_message(
         self, update: MessageUpdate, now: float, *, attempt: Attempt | None = None,
         events: Sequence[Event] = (),
     ) -> bool:
-        """Group commit: outcomes from many worker threads share one transaction (one fsync).
+        def work(conn: sqlite3.Connection) -> bool:
+            if attempt is not None:
+                conn.execute(_INSERT_ATTEMPT, attempt_to_row(attempt))
+            applied = sqlrules.message_update(_Tx(conn), update, now)
+            if applied:
+                for event in events:
+                    self._insert_event(conn, event)
+            return applied
 
-        Each caller queues its update, then takes the write lock; whoever gets it first commits
-        every queued update, each under its own savepoint, and the others find theirs done.
-        """
-        op = _PendingUpdate(update, now, attempt, tuple(events))
-        with self._pending_lock:
-            self._pending.append(op)
-        conn = self._conn()
-        with self._write_lock:
-            if not op.done:
-                with self._pending_lock:
-                    batch, self._pending = self._pending, []
-                self._commit_updates(conn, batch)
-        if op.error is not None:
-            raise op.error
-        return op.applied
-
-    def _commit_updates(self, conn: sqlite3.Connection, batch: list[_PendingUpdate]) -> None:
-        try:
-            self._begin_immediate(conn)
-            try:
-                for op in batch:
-                    conn.execute("SAVEPOINT outcome")
-                    try:
-                        if op.attempt is not None:
-                            conn.execute(_INSERT_ATTEMPT, attempt_to_row(op.attempt))
-                        op.applied = sqlrules.message_update(_Tx(conn), op.update, op.now)
-                        if op.applied:
-                            for event in op.events:
-                                self._insert_event(conn, event)
-                    except sqlite3.Error as exc:  # only this outcome is lost; its caller hears why
-                        conn.execute("ROLLBACK TO outcome")
-                        op.applied, op.error = False, exc
-                    conn.execute("RELEASE outcome")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except BaseException as exc:
-            for op in batch:
-                op.applied, op.error = False, op.error or exc
-        finally:
-            for op in batch:
-                op.done = True
+        return self._grouped(work)
 
     def get_message(self, message_id: str) -> Message | None:
         row = self._conn().execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
@@ -315,55 +351,56 @@ class SqliteStorage:
     def set_attempt_delivery_status(
         self, provider_message_id: str, status: Status, allowed_from: frozenset[Status | None], now: float
     ) -> bool:
-        with self._write() as conn:
-            return sqlrules.set_attempt_delivery_status(_Tx(conn), provider_message_id, status, allowed_from, now)
+        return self._grouped(lambda conn: sqlrules.set_attempt_delivery_status(
+            _Tx(conn), provider_message_id, status, allowed_from, now))
 
     # -- OTP -----------------------------------------------------------------------------------
     def issue_otp(
         self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int, now: float
     ) -> tuple[OtpIssueOutcome, float]:
-        with self._write() as conn:
+        def work(conn: sqlite3.Connection) -> tuple[OtpIssueOutcome, float]:
             outcome = sqlrules.issue_otp(_Tx(conn), otp, cooldown_seconds=cooldown_seconds,
                                          max_per_hour=max_per_hour, now=now)
             if outcome[0] is OtpIssueOutcome.ISSUED:
                 m = message.message
                 conn.execute(_INSERT_MESSAGE, message_to_row(m, message.fingerprint))
                 self._insert_event(conn, queued_event(m, now))
-        return outcome
+            return outcome
+
+        return self._grouped(work)
 
     def verify_otp(
         self, recipient: str, purpose: str, candidate_hash: bytes, *, max_failures: int,
         lockout_seconds: float, now: float,
     ) -> OtpVerifyOutcome:
-        with self._write() as conn:
-            return sqlrules.verify_otp(_Tx(conn), recipient, purpose, candidate_hash, max_failures=max_failures,
-                                       lockout_seconds=lockout_seconds, now=now)
+        return self._grouped(lambda conn: sqlrules.verify_otp(
+            _Tx(conn), recipient, purpose, candidate_hash, max_failures=max_failures, lockout_seconds=lockout_seconds,
+            now=now))
 
     # -- shared state --------------------------------------------------------------------------
     def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1,
                 max_wait: float = 0.0) -> float:
-        with self._write() as conn:
-            return sqlrules.acquire(_Tx(conn), key, interval, burst, now, cost, max_wait)
+        return self._grouped(lambda conn: sqlrules.acquire(_Tx(conn), key, interval, burst, now, cost, max_wait))
 
     def get_state(self, key: str) -> str | None:
         row = self._conn().execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row["value"])
 
     def put_state(self, key: str, value: str, *, only_if_absent: bool = False) -> str:
-        with self._write() as conn:
+        def work(conn: sqlite3.Connection) -> str:
             if only_if_absent:
                 conn.execute("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING", (key, value))
             else:
                 conn.execute("INSERT INTO state (key, value) VALUES (?, ?) "
                              "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
-            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        return str(row["value"])
+            return str(conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()["value"])
+
+        return self._grouped(work)
 
     def remember_event_id(self, source: str, event_id: str, now: float) -> bool:
-        with self._write() as conn:
-            cur = conn.execute("INSERT INTO seen_events (source, event_id, seen_at) VALUES (?, ?, ?) "
-                               "ON CONFLICT DO NOTHING", (source, event_id, now))
-            return cur.rowcount == 1
+        return self._grouped(lambda conn: conn.execute(
+            "INSERT INTO seen_events (source, event_id, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            (source, event_id, now)).rowcount == 1)
 
     # -- metrics and housekeeping --------------------------------------------------------------
     def redact_expired_secrets(self, now: float) -> int:
@@ -427,12 +464,14 @@ class SqliteStorage:
 
     # -- routing and cost ----------------------------------------------------------------------
     def update_state(self, key: str, update: Callable[[str | None], str]) -> str:
-        with self._write() as conn:
+        def work(conn: sqlite3.Connection) -> str:
             row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
             value = update(None if row is None else str(row["value"]))
             conn.execute("INSERT INTO state (key, value) VALUES (?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
-        return value
+            return value
+
+        return self._grouped(work)
 
     def states_with_prefix(self, prefix: str) -> dict[str, str]:
         rows = self._conn().execute("SELECT key, value FROM state WHERE key >= ? AND key < ?",
@@ -465,17 +504,16 @@ def _leased(m: Message, owner: str, until: float, now: float) -> Message:
     return attrs.evolve(m, status=Status.SENDING, lease_owner=owner, lease_expires_at=until, updated_at=now)
 
 
-@attrs.define
-class _PendingUpdate:
-    """One worker's outcome waiting for the next group commit."""
+class _PendingWrite(Generic[_T]):
+    """One thread's write waiting for the next group commit."""
 
-    update: MessageUpdate
-    now: float
-    attempt: Attempt | None
-    events: tuple[Event, ...]
-    done: bool = False
-    applied: bool = False
-    error: BaseException | None = None
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[sqlite3.Connection], _T]) -> None:
+        self.work = work
+        self.done = False
+        self.result: _T | None = None
+        self.error: BaseException | None = None
 
 
 class _Tx:
