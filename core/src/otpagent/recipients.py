@@ -24,7 +24,6 @@ _PARSE_REASONS = {
 }
 
 
-@functools.lru_cache(maxsize=65536)
 def normalise_phone(value: str, field: str = "phone_number") -> str:
     """Return ``value`` in E.164 (``+447700900123``) or raise naming the number and why.
 
@@ -34,31 +33,43 @@ def normalise_phone(value: str, field: str = "phone_number") -> str:
     """
     if not isinstance(value, str):
         raise InvalidRequest.single(field, f"must be a string, got {type(value).__name__}")
-    raw = value.strip()
-    try:
-        parsed = phonenumbers.parse(raw, None)
-    except phonenumbers.NumberParseException as exc:
-        reason = _PARSE_REASONS.get(exc.error_type, str(exc))
-        raise InvalidRequest.single(field, f"{value!r} is not a valid phone number: {reason}") from None
-    if not phonenumbers.is_possible_number(parsed):
-        raise InvalidRequest.single(field, f"{value!r} is not a valid phone number: wrong length for its country")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    e164 = _e164_or_reason(value.strip())
+    if not e164.startswith("+"):
+        raise InvalidRequest.single(field, f"{value!r} is not a valid phone number: {e164}")
+    return e164
 
 
 @functools.lru_cache(maxsize=65536)
 def country_of(e164: str) -> str | None:
     """ISO 3166 region code of an E.164 number (``GB``), or None when unknown."""
     try:
-        parsed = phonenumbers.parse(e164, None)
+        number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return None
-    region = phonenumbers.region_code_for_number(parsed)
+    region = phonenumbers.region_code_for_number(number)
     if region and region != "ZZ":
         return str(region)
     # Unallocated or test ranges still belong to a country: fall back to the calling code's
     # main region (+44 -> GB), which is what allow-lists and pumping limits care about.
-    main = phonenumbers.region_code_for_country_code(parsed.country_code or 0)
+    main = phonenumbers.region_code_for_country_code(number.country_code or 0)
     return None if main in (None, "ZZ") else str(main)
+
+
+@functools.lru_cache(maxsize=65536)
+def _e164_or_reason(raw: str) -> str:
+    """The E.164 form of ``raw`` (starts with ``+``), or why it is not a possible number.
+
+    Cached by the text alone, so every look at a number during a request (the request itself,
+    the abuse limits' recipient key, verification) parses it once: parsing is the dearest step
+    of taking a message in.
+    """
+    try:
+        number = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException as exc:
+        return _PARSE_REASONS.get(exc.error_type, str(exc))
+    if not phonenumbers.is_possible_number(number):
+        return "wrong length for its country"
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
 def normalise_email(value: str, field: str = "email") -> str:
