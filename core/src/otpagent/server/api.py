@@ -50,15 +50,18 @@ async def send_otp(request: Request) -> Response:
     async def work(service: Service, key_id: str, data: Any) -> Response:
         body = validated(data, OTP_SEND)
         recipient = body.get("phone_number") or body.get("email")
-        await run_in_threadpool(check_limits, service.agent.storage, service.settings.limits, "otp_send",
-                                key_id=key_id, client_ip=service.client_ip(request), recipient=recipient,
-                                clock=service.agent.clock)
-        message_id = await run_in_threadpool(
-            lambda: service.agent.send_otp(
+        client_ip = service.client_ip(request)
+
+        def issue() -> str:  # one thread-pool hop for the abuse limits and the work
+            check_limits(service.agent.storage, service.settings.limits, "otp_send", key_id=key_id,
+                         client_ip=client_ip, recipient=recipient, clock=service.agent.clock)
+            return service.agent.send_otp(
                 body.get("phone_number"), email=body.get("email"), user_id=body.get("user_id"),
                 channels=body.get("channels"), purpose=body.get("purpose", "login"),
                 priority=body.get("priority", "HIGH"), preferred_channel=body.get("preferred_channel"),
-                ttl_seconds=body.get("ttl_seconds"), locale=body.get("locale")))
+                ttl_seconds=body.get("ttl_seconds"), locale=body.get("locale"))
+
+        message_id = await run_in_threadpool(issue)
         return JSONResponse({"message_id": message_id, "status": "queued"}, status_code=202,
                             headers={"Location": f"/v1/messages/{message_id}"})
 
@@ -70,11 +73,14 @@ async def verify_otp(request: Request) -> Response:
 
     async def work(service: Service, key_id: str, data: Any) -> Response:
         body = validated(data, OTP_VERIFY)
-        await run_in_threadpool(check_limits, service.agent.storage, service.settings.limits, "otp_verify",
-                                key_id=key_id, client_ip=service.client_ip(request), recipient=body["recipient"],
-                                clock=service.agent.clock)
-        ok, reason = await run_in_threadpool(
-            lambda: service.agent.verify_otp(body["recipient"], body["code"], purpose=body.get("purpose", "login")))
+        client_ip = service.client_ip(request)
+
+        def verify() -> tuple[bool, str]:  # one thread-pool hop for the abuse limits and the check
+            check_limits(service.agent.storage, service.settings.limits, "otp_verify", key_id=key_id,
+                         client_ip=client_ip, recipient=body["recipient"], clock=service.agent.clock)
+            return service.agent.verify_otp(body["recipient"], body["code"], purpose=body.get("purpose", "login"))
+
+        ok, reason = await run_in_threadpool(verify)
         return JSONResponse({"verified": ok, "reason": reason})
 
     return await _post(request, work)
