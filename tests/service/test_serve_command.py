@@ -65,3 +65,43 @@ def test_serve_without_workers_leaves_the_queue_to_otpagent_run(tmp_path: Path) 
 
     assert ready["checks"]["workers"] == "external"
     assert metrics["queue_size"] == 1
+
+
+def _children(pid: int) -> list[str]:
+    """The command lines of ``pid``'s child processes."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if ppid == pid:
+                    found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def test_serve_with_several_processes_shares_the_port_and_the_queue(tmp_path: Path) -> None:
+    process, base = start(tmp_path, "--processes", "2")
+    try:
+        servers = [c for c in _children(process.pid) if "spawn_main" in c and "resource_tracker" not in c]
+        assert len(servers) == 2, servers
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        ids = []
+        for i in range(30):  # a new connection each time: the kernel spreads them over both processes
+            response = httpx.post(f"{base}/v1/messages", json={"email": f"a{i}@example.com", "content": "hi"},
+                                  headers=headers)
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["message_id"])
+
+        def all_sent() -> bool:
+            return all(httpx.get(f"{base}/v1/messages/{i}", headers=headers).json()["status"] == "sent" for i in ids)
+
+        assert wait_for(all_sent, timeout=20, interval=0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+
+    assert process.returncode == 0, err
+    assert "2 processes" in err and "stopped" in err
+    assert not _children(process.pid)

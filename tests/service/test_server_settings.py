@@ -22,6 +22,8 @@ from tests.service.conftest import service_config
     ({"max_body_bytes": 10}, "server.max_body_bytes"),
     ({"port": 70000}, "server.port"),
     ({"cors": True}, "server.cors"),
+    ({"processes": 0}, "server.processes"),
+    ({"processes": "4"}, "server.processes"),
 ])
 def test_bad_server_settings_name_the_key(section: dict[str, Any], path: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -40,8 +40,12 @@ __all__ = ["create_app"]
 log = get_logger("otpagent.server")
 
 
-def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = None) -> Starlette:
-    """The ASGI app serving ``agent``; ``settings`` default to the agent's ``server`` section."""
+def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = None, *,
+               owns_agent: bool = False) -> Starlette:
+    """The ASGI app serving ``agent``; ``settings`` default to the agent's ``server`` section.
+
+    With ``owns_agent`` the app closes the agent when its lifespan ends (one app per process).
+    """
     settings = settings or parse_server_settings(agent.config.server)
     if not settings.key_digests:
         raise ConfigError("server.api_keys", "set at least one API key (plain, or \"sha256:<hex digest>\")")
@@ -72,6 +76,8 @@ def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = Non
         finally:
             if settings.run_workers:
                 await run_in_threadpool(agent.stop_processing)
+            if owns_agent:
+                await run_in_threadpool(agent.close)
 
     handler: Any = handle_exception
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={

@@ -6,10 +6,12 @@ Starlette and uvicorn are imported inside ``serve`` only, so the rest of the CLI
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -29,27 +31,39 @@ def _agent(ctx: click.Context) -> Any:
 @click.option("--host", help="Address to listen on (default: server.host, else 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default: server.port, else 8080).")
 @click.option("--no-workers", is_flag=True, help="Serve the API only; run the workers with `otpagent run`.")
+@click.option("--processes", type=click.IntRange(1, 64),
+              help="Server processes sharing the port, each with its own workers (default: server.processes, else 1).")
 @click.pass_context
 @friendly_errors
-def serve(ctx: click.Context, host: str | None, port: int | None, no_workers: bool) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, no_workers: bool, processes: int | None) -> None:
     """Run the HTTP service: REST API, dashboard, /metrics, provider callbacks (and the workers)."""
     import uvicorn
 
     from otpagent.server import create_app, parse_server_settings
+    from otpagent.server.process import CONFIG_ENV, WORKERS_ENV
 
     with _agent(ctx) as agent:
         settings = parse_server_settings(agent.config.server, run_workers=not no_workers)
-        app = create_app(agent, settings)
         bind_host, bind_port = host or settings.host, settings.port if port is None else port
+        count = processes or settings.processes
+        app: Any = create_app(agent, settings) if count == 1 else "otpagent.server.process:app_from_environment"
+        if count > 1:  # each process builds its own agent; this one only checked the config
+            agent.close()
+            config = (ctx.find_root().obj or {}).get("config")
+            if config:
+                os.environ[CONFIG_ENV] = str(Path(config).resolve())
+            os.environ[WORKERS_ENV] = "0" if no_workers else "1"
         click.echo(f"otpagent serving on http://{bind_host}:{bind_port} "
-                   f"({'API only' if no_workers else 'with workers'}); Ctrl-C to stop", err=True)
+                   f"({'API only' if no_workers else 'with workers'}"
+                   f"{f', {count} processes' if count > 1 else ''}); Ctrl-C to stop", err=True)
         # uvicorn re-raises the signal that stopped it once it is done; with these handlers in
         # place that ends here, so the agent below is closed (sinks flushed) before we exit 0.
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: None)
-        uvicorn.run(app, host=bind_host, port=bind_port, proxy_headers=True,
-                    forwarded_allow_ips=settings.trusted_proxies, server_header=False, lifespan="on", access_log=False,
-                    timeout_graceful_shutdown=10, log_level="warning")
+        uvicorn.run(app, host=bind_host, port=bind_port, proxy_headers=True, factory=count > 1,
+                    workers=count if count > 1 else None, forwarded_allow_ips=settings.trusted_proxies,
+                    server_header=False, lifespan="on", access_log=False, timeout_graceful_shutdown=10,
+                    log_level="warning")
         click.echo("stopping: finishing in-flight sends...", err=True)
     click.echo("stopped", err=True)
 

@@ -18,7 +18,7 @@ from otpagent.errors import ConfigError
 __all__ = ["LIMIT_NAMES", "Limit", "ServerSettings", "parse_server_settings"]
 
 _KNOWN = ("host", "port", "public_url", "api_keys", "public_metrics", "public_health", "limits",
-          "max_body_bytes", "trusted_proxies", "dashboard_refresh_seconds")
+          "max_body_bytes", "trusted_proxies", "dashboard_refresh_seconds", "processes")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 #: Abuse limits on the OTP endpoints: action x scope, each ``{"per_minute": N, "burst": M}`` or null.
@@ -56,6 +56,7 @@ class ServerSettings:
     trusted_proxies: str = "127.0.0.1"
     dashboard_refresh_seconds: float = 1.0
     run_workers: bool = True
+    processes: int = 1
 
 
 def parse_server_settings(section: Mapping[str, Any], *, run_workers: bool = True) -> ServerSettings:
@@ -75,6 +76,9 @@ def parse_server_settings(section: Mapping[str, Any], *, run_workers: bool = Tru
     refresh = section.get("dashboard_refresh_seconds", 1.0)
     if isinstance(refresh, bool) or not isinstance(refresh, int | float) or not 0.2 <= refresh <= 60:
         raise ConfigError("server.dashboard_refresh_seconds", "must be a number from 0.2 to 60")
+    processes = section.get("processes", 1)
+    if isinstance(processes, bool) or not isinstance(processes, int) or not 1 <= processes <= 64:
+        raise ConfigError("server.processes", "must be an integer from 1 to 64 (processes sharing the port)")
     proxies = section.get("trusted_proxies", "127.0.0.1")
     if isinstance(proxies, list) and all(isinstance(p, str) for p in proxies):
         proxies = ",".join(proxies)
@@ -84,7 +88,7 @@ def parse_server_settings(section: Mapping[str, Any], *, run_workers: bool = Tru
         host=host, port=port, key_digests=_key_digests(section.get("api_keys", [])),
         public_metrics=_flag(section, "public_metrics", False), public_health=_flag(section, "public_health", True),
         limits=_limits(section.get("limits", {})), max_body_bytes=max_body, trusted_proxies=proxies,
-        dashboard_refresh_seconds=float(refresh), run_workers=run_workers,
+        dashboard_refresh_seconds=float(refresh), run_workers=run_workers, processes=processes,
     )
 
 

@@ -1,0 +1,35 @@
+"""The app factory each process of ``otpagent serve --processes N`` builds its service with.
+
+uvicorn starts N processes that share the listening socket; each imports this module and
+calls :func:`app_from_environment`, which reads the config path and the worker choice that
+``serve`` put in the environment. Each process owns its agent and closes it when uvicorn
+ends the app's lifespan. They share only the storage backend: SQLite's file locks and
+PostgreSQL's ``SKIP LOCKED`` claims already make the queue safe for several processes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+
+from otpagent.agent import IntelligentOTPAgent
+from otpagent.server.app import create_app
+from otpagent.server.settings import parse_server_settings
+
+__all__ = ["CONFIG_ENV", "WORKERS_ENV", "app_from_environment"]
+
+CONFIG_ENV = "OTPAGENT_CONFIG"
+WORKERS_ENV = "OTPAGENT_SERVE_WORKERS"
+
+
+def app_from_environment() -> Starlette:
+    """A service app on its own agent (config from ``OTPAGENT_CONFIG``, workers unless
+    ``OTPAGENT_SERVE_WORKERS=0``)."""
+    agent = IntelligentOTPAgent(os.environ.get(CONFIG_ENV) or None)
+    try:
+        settings = parse_server_settings(agent.config.server, run_workers=os.environ.get(WORKERS_ENV, "1") != "0")
+        return create_app(agent, settings, owns_agent=True)
+    except BaseException:
+        agent.close()
+        raise
