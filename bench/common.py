@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -141,6 +142,44 @@ def agent_config(db: Path | None, *, channels: dict[str, Any] | None = None, wor
 def phone(i: int) -> str:
     """A distinct, valid UK mobile number per ``i`` (Ofcom's drama range and its neighbours)."""
     return f"+4477{i % 100_000_000:08d}"
+
+
+_unused = [20_000_000]
+
+
+def fresh_phones(count: int) -> list[str]:
+    """``count`` numbers no earlier call in this process returned.
+
+    Every round of a figure takes new recipients, as traffic to many people does: a round
+    that reused the previous round's numbers would find them in the agent's parse caches and
+    measure less work than a real first send.
+    """
+    start = _unused[0]
+    _unused[0] += count
+    return [phone(start + i) for i in range(count)]
+
+
+def in_threads(threads: int, work: Callable[[int], int]) -> tuple[int, float]:
+    """Run ``work(index)`` in ``threads`` threads at once; (sum of what they return, seconds)."""
+    done = [0] * threads
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            done[index] = work(index)
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            errors.append(exc)
+
+    pool = [threading.Thread(target=run, args=(i,), name=f"bench-caller-{i}") for i in range(threads)]
+    start = time.perf_counter()
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    seconds = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return sum(done), seconds
 
 
 def rate(count: int, seconds: float) -> float:

@@ -19,11 +19,23 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.common import in_threads
 from otpagent.storage.rows import MESSAGE_COLUMNS
 from otpagent.storage.sqlite_schema import migrate
 
-__all__ = ["INSERT", "claim_ack_loop", "connect", "fill", "insert_batches", "insert_single", "message_row",
-           "message_rows", "otp_pairs"]
+__all__ = [
+    "INSERT",
+    "claim_ack_loop",
+    "connect",
+    "fill",
+    "insert_batches",
+    "insert_single",
+    "insert_single_threads",
+    "message_row",
+    "message_rows",
+    "otp_pairs",
+    "otp_pairs_threads",
+]
 
 INSERT = f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES ({', '.join('?' * len(MESSAGE_COLUMNS))})"
 _BODY = "Security alert: a new sign-in to your account. If this was not you, reset your password."
@@ -73,6 +85,20 @@ def insert_single(path: Path, count: int, budget: float, sync: str = "FULL") -> 
         return done, time.perf_counter() - start
     finally:
         conn.close()
+
+
+def insert_single_threads(path: Path, count: int, budget: float, threads: int) -> tuple[int, float]:
+    """:func:`insert_single` from ``threads`` threads at once, each on its own connection
+    (SQLite's own locking between them, as separate callers of bare ``sqlite3`` would have).
+    """
+    connect(path).close()  # migrate once, before the threads race to
+    return in_threads(threads, lambda _i: insert_single(path, count // threads, budget)[0])
+
+
+def otp_pairs_threads(path: Path, recipients: Sequence[str], budget: float, threads: int) -> tuple[int, float]:
+    """:func:`otp_pairs` from ``threads`` threads at once, each on its own share of recipients."""
+    connect(path).close()
+    return in_threads(threads, lambda i: otp_pairs(path, recipients[i::threads], budget)[0])
 
 
 def insert_batches(path: Path, count: int, batch: int, budget: float, sync: str = "FULL") -> tuple[int, float]:

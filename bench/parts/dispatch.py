@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import rawsql
-from bench.common import Context, Row, agent_config, phone, rate, wait_for
+from bench.common import Context, Row, agent_config, fresh_phones, rate, wait_for
 
 CONTENT = "Your parcel arrives today between 10:00 and 12:00."
 
 
-def requests(start: int, count: int, channels: list[str] | None = None) -> list[dict[str, Any]]:
+def requests(count: int, channels: list[str] | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for i in range(start, start + count):
-        item: dict[str, Any] = {"phone_number": phone(i), "message_type": "notification", "content": CONTENT,
+    for number in fresh_phones(count):
+        item: dict[str, Any] = {"phone_number": number, "message_type": "notification", "content": CONTENT,
                                 "priority": "HIGH"}
         if channels:
             item["channels"] = channels
@@ -30,7 +30,7 @@ def requests(start: int, count: int, channels: list[str] | None = None) -> list[
 
 def fill(agent: Any, count: int, channels: list[str] | None = None) -> None:
     for start in range(0, count, 500):
-        agent.send_bulk_messages(requests(start, min(500, count - start), channels))
+        agent.send_bulk_messages(requests(min(500, count - start), channels))
 
 
 def drain(agent: Any, count: int, budget: float) -> tuple[int, float]:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench import rawsql
-from bench.common import Context, Row, agent_config, console_channel, percentile, phone, wait_for
+from bench.common import Context, Row, agent_config, console_channel, fresh_phones, percentile, phone, wait_for
 from bench.parts.dispatch import CONTENT, measure_agent
 
 
@@ -32,8 +32,8 @@ def steady(tmp: Path, per_second: float, seconds: float) -> tuple[list[float], i
         agent.start_processing()
         agent.send_message({"phone_number": phone(0), "message_type": "alert", "content": CONTENT})  # warm up
         wait_for(lambda: agent.dispatcher.counters["sent"] >= 1, 10)
-        requests = [{"phone_number": phone(i), "message_type": "alert", "content": CONTENT, "priority": "HIGH"}
-                    for i in range(1, count + 1)]
+        requests = [{"phone_number": number, "message_type": "alert", "content": CONTENT, "priority": "HIGH"}
+                    for number in fresh_phones(count)]
         start = time.perf_counter()
         for i, request in enumerate(requests):
             due = start + i / per_second

@@ -91,7 +91,7 @@ def fleet(tmp: Path, schema: str, processes: int, count: int, budget: float) -> 
             ready = wait_for(lambda: all("running" in p.read_text(errors="replace") for p in logs), 60, 0.05)
             if not ready:
                 raise RuntimeError("workers did not start: " + logs[0].read_text(errors="replace")[-500:])
-            batch = requests(0, count)
+            batch = requests(count)
             start = time.perf_counter()
             producer.send_bulk_messages(batch)
             deadline = start + budget
@@ -120,7 +120,7 @@ def raw_fleet(schema: str, processes: int, count: int, budget: float) -> tuple[i
 
     with IntelligentOTPAgent(pg_config(schema, pool=2)) as producer:
         for start in range(0, count, 2000):
-            producer.send_bulk_messages(requests(start, min(2000, count - start)))
+            producer.send_bulk_messages(requests(min(2000, count - start)))
     go = time.time() + 1.5
     procs = [subprocess.Popen([sys.executable, "-m", "bench.parts.postgres", "raw", schema, str(go), str(budget)],
                               stdout=subprocess.PIPE, text=True, env=child_env()) for _ in range(processes)]
