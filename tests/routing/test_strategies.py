@@ -181,3 +181,19 @@ def test_unknown_adaptive_setting_is_named(make_agent):
 
 def test_plugin_context_has_a_clock():
     assert callable(PluginContext(config_dir=".").clock)
+
+
+def test_the_country_is_looked_up_only_for_strategies_that_learn_by_it():
+    from otpagent.routing.planner import outcome_country
+
+    class Custom:  # a third-party strategy that says nothing gets the country
+        def plan(self, envelope, candidates):
+            return [c.name for c in candidates]
+
+        def observe(self, outcome):
+            pass
+
+    assert outcome_country(PriorityStrategy(), "+447700900123") is None
+    assert outcome_country(Custom(), "+447700900123") == "GB"
+    assert outcome_country(Custom(), "+12025550123") == "US"
+    assert outcome_country(Custom(), None) is None

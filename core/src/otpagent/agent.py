@@ -49,8 +49,7 @@ from otpagent.protocols import (
     RoutingStrategy,
     StorageBackend,
 )
-from otpagent.recipients import country_of
-from otpagent.routing.planner import RoutePlanner
+from otpagent.routing.planner import RoutePlanner, outcome_country
 from otpagent.storage.rows import queued_event
 
 __all__ = ["IntelligentOTPAgent"]
@@ -357,7 +356,7 @@ class IntelligentOTPAgent:
             with contextlib.suppress(Exception):
                 self.strategy.observe(RouteOutcome(
                     message_id=message.id, channel=attempt.channel, priority=message.priority, status=status,
-                    country=country_of(message.phone_number) if message.phone_number else None, callback=True))
+                    country=outcome_country(self.strategy, message.phone_number), callback=True))
         return applied or changed
 
 

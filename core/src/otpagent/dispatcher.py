@@ -33,8 +33,7 @@ from otpagent.model import (
     Status,
 )
 from otpagent.protocols import Channel, MessageUpdate, RouteOutcome, RoutingStrategy, StorageBackend
-from otpagent.recipients import country_of
-from otpagent.routing.planner import RoutePlanner, Unroutable
+from otpagent.routing.planner import RoutePlanner, Unroutable, outcome_country
 
 __all__ = ["Dispatcher", "backoff_delay"]
 
@@ -330,8 +329,7 @@ class Dispatcher:
         try:
             self.strategy.observe(RouteOutcome(
                 message_id=message.id, channel=channel, priority=message.priority, status=status,
-                country=country_of(message.phone_number) if message.phone_number else None,
-                latency_ms=seconds * 1000.0, cost=cost,
+                country=outcome_country(self.strategy, message.phone_number), latency_ms=seconds * 1000.0, cost=cost,
             ))
         except Exception:
             log.exception("strategy_observe_failed", channel=channel)

@@ -122,7 +122,12 @@ class RouteOutcome:
 
 
 class RoutingStrategy(Protocol):
-    """Chooses the channels for a message: first choice, then fallbacks in order."""
+    """Chooses the channels for a message: first choice, then fallbacks in order.
+
+    A strategy may set ``observes_country = False`` when its ``observe`` ignores
+    ``RouteOutcome.country``: finding a number's country costs about as much as parsing it,
+    once per send, so the dispatcher then leaves it None. Without the attribute it is filled.
+    """
 
     def plan(self, envelope: Envelope, candidates: Sequence[ChannelInfo]) -> list[str]:
         """Order (a subset of) ``candidates`` by name; every candidate can reach the recipient."""

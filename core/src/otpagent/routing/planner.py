@@ -17,8 +17,9 @@ from otpagent.circuit import CircuitBreakers
 from otpagent.config import ChannelConfig
 from otpagent.model import Envelope, Event, Message, MessageType
 from otpagent.protocols import Channel, ChannelInfo, ChannelStats, RoutingStrategy, StorageBackend
+from otpagent.recipients import country_of
 
-__all__ = ["RoutePlanner", "Unroutable"]
+__all__ = ["RoutePlanner", "Unroutable", "outcome_country"]
 
 #: Kind names as the original product wrote them in ``preferred_channel``.
 _KIND_ALIASES = {"sms": "sms", "whatsapp": "whatsapp", "call": "voice", "voice": "voice", "email": "email"}
@@ -167,3 +168,11 @@ def _prefer(route: Sequence[str], preferred: str, channels: Mapping[str, Channel
     kind = _KIND_ALIASES.get(wanted.lower())
     first = [n for n in route if n == wanted] or [n for n in route if kind and channels[n].kind == kind][:1]
     return first + [n for n in route if n not in first]
+
+
+def outcome_country(strategy: RoutingStrategy, phone_number: str | None) -> str | None:
+    """The country to report in a :class:`RouteOutcome`: found only for strategies that learn
+    per country (``observes_country``, default True), since it costs a lookup per send."""
+    if phone_number is None or not getattr(strategy, "observes_country", True):
+        return None
+    return country_of(phone_number)

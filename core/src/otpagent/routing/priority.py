@@ -41,6 +41,8 @@ def kind_rank(priority: Priority, kind: str) -> int:
 class PriorityStrategy:
     """Orders candidates by the kind map for the message's priority."""
 
+    observes_country = False
+
     def __init__(self, *, load_balance: bool = True, rng: random.Random | None = None) -> None:
         self.load_balance = load_balance
         self._rng = rng or random.Random()

@@ -26,6 +26,8 @@ def reliability(info: ChannelInfo) -> float:
 
 
 class CheapestStrategy:
+    observes_country = False
+
     def plan(self, envelope: Envelope, candidates: Sequence[ChannelInfo]) -> list[str]:
         ranked = sorted(candidates, key=lambda c: (c.cost, kind_rank(envelope.priority, c.kind), -c.weight, c.name))
         return [c.name for c in ranked]
@@ -35,6 +37,8 @@ class CheapestStrategy:
 
 
 class MostReliableStrategy:
+    observes_country = False
+
     def plan(self, envelope: Envelope, candidates: Sequence[ChannelInfo]) -> list[str]:
         ranked = sorted(candidates, key=lambda c: (-reliability(c), kind_rank(envelope.priority, c.kind), c.cost))
         return [c.name for c in ranked]

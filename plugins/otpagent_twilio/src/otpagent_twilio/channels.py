@@ -89,6 +89,8 @@ class TwilioChannel:
 
     def unit_price(self, envelope: Envelope) -> float:
         """The configured price for the envelope's destination country, else the channel's."""
+        if not self.settings.country_costs:  # finding the country costs a parse: only when priced by it
+            return self.settings.cost
         country = country_of(envelope.phone_number) if envelope.phone_number else None
         if country is not None and country in self.settings.country_costs:
             return self.settings.country_costs[country]

@@ -4,8 +4,10 @@ The Twilio SDK builds absolute ``https://api.twilio.com/...`` URLs and hands the
 ``HttpClient``; passing our own subclass through the supported ``http_client=`` argument is how we
 send them to a regional edge, a proxy or a local fake without patching the SDK. The SDK's default
 client waits forever, which would let one stuck call outlive a worker's lease, so the timeout is
-mandatory here. The SDK's exceptions drop the response headers, so the last response of each
-thread is kept to read ``Retry-After`` and Twilio's own error message from.
+mandatory here. Proxy and CA-bundle settings are read from the environment (``HTTPS_PROXY``,
+``NO_PROXY``, ``REQUESTS_CA_BUNDLE``) once, when the client is made. The SDK's exceptions drop
+the response headers, so the last response of each thread is kept to read ``Retry-After`` and
+Twilio's own error message from.
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK ship
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
             self.session.mount("https://", adapter)
             self.session.mount("http://", adapter)
+            # requests reads the proxy and CA-bundle variables from the environment on every
+            # request (a walk over all of os.environ: a quarter of a send's CPU here). Every
+            # request goes to base_url, so read them once, for it, and stop looking.
+            found = self.session.merge_environment_settings(base_url, {}, None, None, None)
+            self.proxy = dict(found["proxies"])
+            self.session.verify = found["verify"]
+            self.session.trust_env = False
         parts = urlsplit(base_url)
         self._scheme = parts.scheme
         self._netloc = parts.netloc
