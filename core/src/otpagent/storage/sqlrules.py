@@ -98,6 +98,14 @@ def verify_otp(tx: Tx, recipient: str, purpose: str, candidate_hash: bytes, *, m
 
 def message_update(tx: Tx, u: MessageUpdate, now: float) -> bool:
     """Apply a conditional :class:`MessageUpdate`; True when its conditions held."""
+    statement = message_update_statement(u, now)
+    return statement is not None and tx.run(*statement) == 1
+
+
+def message_update_statement(u: MessageUpdate, now: float) -> tuple[str, list[Any]] | None:
+    """The conditional ``UPDATE messages`` of ``u`` with its parameters (``?`` placeholders),
+    or None when its conditions cannot hold (no expected status at all).
+    """
     sets = ["status = ?", "updated_at = ?"]
     params: list[Any] = [u.status.value, now]
     for column, value in (
@@ -122,13 +130,13 @@ def message_update(tx: Tx, u: MessageUpdate, now: float) -> bool:
     params.append(u.message_id)
     if u.expected_statuses is not None:
         if not u.expected_statuses:
-            return False
+            return None
         where.append(f"status IN ({', '.join('?' * len(u.expected_statuses))})")
         params.extend(s.value for s in sorted(u.expected_statuses))
     if u.expected_owner is not None:
         where.append("lease_owner = ?")
         params.append(u.expected_owner)
-    return tx.run(f"UPDATE messages SET {', '.join(sets)} WHERE {' AND '.join(where)}", params) == 1
+    return f"UPDATE messages SET {', '.join(sets)} WHERE {' AND '.join(where)}", params
 
 
 def acquire(tx: Tx, key: str, interval: float, burst: int, now: float, cost: int, max_wait: float) -> float:

@@ -65,8 +65,14 @@ class Database:
         kwargs = {**self._kwargs, **overrides}
         return psycopg.connect(self.dsn, **kwargs)
 
-    def run(self, work: Work[T]) -> T:
-        """Run ``work`` in one transaction, retrying on connection loss with bounded backoff."""
+    def run(self, work: Work[T], *, one_statement: bool = False) -> T:
+        """Run ``work`` in one transaction, retrying on connection loss with bounded backoff.
+
+        With ``one_statement`` the work promises a single statement on a first try: it then runs
+        in autocommit, so the statement is its own transaction and costs one round trip instead
+        of three (BEGIN, the statement, COMMIT). A retry after an uncertain commit runs in a
+        transaction as usual, since its checks take more than one statement.
+        """
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.05
         uncertain = False
@@ -76,6 +82,9 @@ class Database:
                 # The pool's context rolls back on an exception and returns the connection
                 # (or discards it when broken).
                 with self.pool.connection() as conn:
+                    if one_statement and not uncertain:
+                        committing = True  # the statement commits as it runs
+                        return self._autocommit(conn, work)
                     result = work(conn, uncertain)
                     committing = True
                     conn.commit()
@@ -91,6 +100,15 @@ class Database:
                 # the next try gets a fresh connection instead of failing once per stale one.
                 with contextlib.suppress(Exception):
                     self.pool.check()
+
+    @staticmethod
+    def _autocommit(conn: Conn, work: Work[T]) -> T:
+        conn.autocommit = True
+        try:
+            return work(conn, False)
+        finally:
+            if not conn.broken:
+                conn.autocommit = False  # the pool hands it on expecting transactions
 
     def close(self) -> None:
         self.pool.close()

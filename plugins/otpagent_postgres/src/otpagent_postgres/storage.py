@@ -74,7 +74,8 @@ class PostgresStorage:
     def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
         if limit <= 0:
             return []
-        return self._db.run(lambda conn, _u: queue.claim_due(conn, worker_id, limit, lease_seconds, now))
+        return self._db.run(lambda conn, _u: queue.claim_due(conn, worker_id, limit, lease_seconds, now),
+                            one_statement=True)
 
     def wait_for_work(self, timeout: float) -> None:
         """Block until a message is enqueued anywhere in the fleet, or ``timeout`` seconds pass.
@@ -88,7 +89,7 @@ class PostgresStorage:
         self, update: MessageUpdate, now: float, *, attempt: Attempt | None = None, events: Sequence[Event] = (),
     ) -> bool:
         return self._db.run(lambda conn, uncertain: queue.update_message(conn, update, now, attempt, events,
-                                                                         uncertain))
+                                                                         uncertain), one_statement=True)
 
     def get_message(self, message_id: str) -> Message | None:
         row = self._one("SELECT * FROM messages WHERE id = %s", (message_id,))
