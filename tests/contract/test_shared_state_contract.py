@@ -100,3 +100,16 @@ def test_a_provider_event_id_is_seen_once_per_source(storage: StorageBackend) ->
     assert storage.remember_event_id("sendgrid", "evt-1", T0) is True
     assert storage.remember_event_id("sendgrid", "evt-1", T0 + 1) is False
     assert storage.remember_event_id("twilio", "evt-1", T0 + 1) is True
+
+
+def test_acquire_all_takes_a_token_from_every_bucket_or_from_none(storage: StorageBackend) -> None:
+    take_all = storage.acquire_all  # type: ignore[attr-defined]  # optional; both built-ins have it
+    buckets = [("key", 1.0, 2), ("recipient", 10.0, 1)]
+
+    assert take_all(buckets, T0) == [0.0, 0.0]
+    waits = take_all(buckets, T0)
+
+    assert waits[0] == 0.0 and waits[1] == pytest.approx(10.0), "in the order given"
+    assert storage.acquire("key", 1.0, 2, T0) == 0.0, "the refused call took no token from 'key'"
+    assert storage.acquire("key", 1.0, 2, T0) == pytest.approx(1.0)
+    assert take_all([("recipient", 10.0, 1), ("key", 1.0, 2)], T0 + 10.0) == [0.0, 0.0]

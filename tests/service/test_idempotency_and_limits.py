@@ -110,6 +110,23 @@ def test_otp_sends_are_limited_per_client_address(make_server: Callable[..., Liv
     assert answers == [202, 202, 429]
 
 
+def test_a_request_refused_by_one_limit_does_not_use_up_the_others(
+        make_server: Callable[..., LiveServer]) -> None:
+    live = make_server(limits={"otp_verify_per_key": {"per_minute": 1, "burst": 2},
+                               "otp_verify_per_recipient": {"per_minute": 1, "burst": 1},
+                               "otp_verify_per_ip": None})
+    with live.client() as api:
+        first = api.post("/v1/otp/verify", json={"recipient": "+447700900110", "code": "000000"})
+        refused = api.post("/v1/otp/verify", json={"recipient": "+447700900110", "code": "000000"})
+        other = api.post("/v1/otp/verify", json={"recipient": "+447700900111", "code": "000000"})
+        spent = api.post("/v1/otp/verify", json={"recipient": "+447700900112", "code": "000000"})
+
+    assert (first.status_code, refused.status_code) == (200, 429)
+    assert "per recipient" in refused.json()["detail"]
+    assert other.status_code == 200, "the refused request took none of the key's two tokens"
+    assert spent.status_code == 429 and "per key" in spent.json()["detail"]
+
+
 def test_limits_apply_per_api_key(make_server: Callable[..., LiveServer]) -> None:
     live = make_server(limits={"otp_verify_per_key": {"per_minute": 1, "burst": 1}, "otp_verify_per_ip": None})
     body = {"recipient": "a@example.com", "code": "1"}

@@ -326,6 +326,11 @@ class StorageBackend(Protocol):
         seconds, ``burst`` at most), using :func:`otpagent.ratelimit.gcra`. Returns the wait:
         granted when ``<= max_wait`` (the slot is reserved; act after that many seconds; 0.0
         with the default), refused otherwise (nothing taken; seconds until it would be allowed).
+
+        Backends may also offer ``acquire_all(buckets, now) -> list[float]``: one token from
+        each ``(key, interval, burst)`` or from none, in one write (see
+        :func:`otpagent.storage.sqlrules.acquire_all`). The API's abuse limits use it when
+        present and fall back to one ``acquire`` per bucket.
         """
 
     def get_state(self, key: str) -> str | None:

@@ -22,17 +22,41 @@ __all__ = ["check_limits"]
 
 def check_limits(storage: StorageBackend, limits: Mapping[str, Limit | None], action: str, *, key_id: str,
                  client_ip: str, recipient: str | None, clock: Callable[[], float]) -> None:
-    """Take one token from each bucket of ``action`` (``otp_send``/``otp_verify``); 429 when empty."""
+    """Take one token from each bucket of ``action`` (``otp_send``/``otp_verify``); 429 when empty.
+
+    All buckets are taken in one write, and only together: a request refused for one limit
+    (say, its recipient's) does not use up the caller's other allowances.
+    """
     subjects = {"per_key": key_id, "per_ip": client_ip, "per_recipient": _recipient_key(recipient)}
+    scopes: list[str] = []
+    buckets: list[tuple[str, float, int]] = []
     for scope, subject in subjects.items():
         limit = limits.get(f"{action}_{scope}")
-        if limit is None or subject is None:
-            continue
-        wait = storage.acquire(f"api:{action}:{scope}:{subject}", limit.interval, limit.burst, clock())
-        if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise Problem(429, f"too many requests ({action.replace('_', ' ')} {scope.replace('_', ' ')}); "
-                               f"retry after {seconds} s", headers={"Retry-After": str(seconds)})
+        if limit is not None and subject is not None:
+            scopes.append(scope)
+            buckets.append((f"api:{action}:{scope}:{subject}", limit.interval, limit.burst))
+    if not buckets:
+        return
+    waits = _take_all(storage, buckets, clock())
+    if max(waits) > 0:
+        longest = max(range(len(waits)), key=lambda i: waits[i])
+        scope, seconds = scopes[longest], max(1, math.ceil(waits[longest]))
+        raise Problem(429, f"too many requests ({action.replace('_', ' ')} {scope.replace('_', ' ')}); "
+                           f"retry after {seconds} s", headers={"Retry-After": str(seconds)})
+
+
+def _take_all(storage: StorageBackend, buckets: list[tuple[str, float, int]], now: float) -> list[float]:
+    """``storage.acquire_all`` where the backend has it; else bucket by bucket (stopping at the
+    first refusal, whose earlier buckets keep their tokens)."""
+    take_all = getattr(storage, "acquire_all", None)
+    if take_all is not None:
+        return list(take_all(buckets, now))
+    waits = [0.0] * len(buckets)
+    for i, (key, interval, burst) in enumerate(buckets):
+        waits[i] = storage.acquire(key, interval, burst, now)
+        if waits[i] > 0:
+            break
+    return waits
 
 
 def _recipient_key(recipient: str | None) -> str | None:

@@ -382,6 +382,9 @@ class SqliteStorage:
                 max_wait: float = 0.0) -> float:
         return self._grouped(lambda conn: sqlrules.acquire(_Tx(conn), key, interval, burst, now, cost, max_wait))
 
+    def acquire_all(self, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
+        return self._grouped(lambda conn: sqlrules.acquire_all(_Tx(conn), buckets, now))
+
     def get_state(self, key: str) -> str | None:
         row = self._conn().execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row["value"])

@@ -152,6 +152,29 @@ def acquire(tx: Tx, key: str, interval: float, burst: int, now: float, cost: int
     return wait
 
 
+def acquire_all(tx: Tx, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
+    """One token from every bucket ``(key, interval, burst)`` (distinct keys), or from none.
+
+    Returns each bucket's wait in the order given: all 0.0 when granted (every token taken);
+    otherwise nothing is taken and a positive wait marks each bucket that had no token. Rows
+    are locked in key order, so concurrent callers never wait on each other in a cycle.
+    """
+    order = sorted(range(len(buckets)), key=lambda i: buckets[i][0])
+    waits = [0.0] * len(buckets)
+    new_tats: dict[str, float] = {}
+    for i in order:
+        key, interval, burst = buckets[i]
+        row = tx.one("INSERT INTO rate_limits AS r (key, tat) VALUES (?, 0) "
+                     "ON CONFLICT (key) DO UPDATE SET tat = r.tat RETURNING tat", (key,))
+        tat = row["tat"] if row is not None and row["tat"] else None
+        new_tats[key], waits[i] = gcra(tat, now, interval, burst)
+    if max(waits, default=0.0) > 0:
+        return [max(0.0, w) for w in waits]
+    for key, new_tat in new_tats.items():
+        tx.run("UPDATE rate_limits SET tat = ? WHERE key = ?", (new_tat, key))
+    return waits
+
+
 def set_attempt_delivery_status(tx: Tx, provider_message_id: str, status: Status,
                                 allowed_from: frozenset[Status | None], now: float, *, lock: str = "") -> bool:
     """Move the provider's attempt to ``status`` if its current one is in ``allowed_from``.

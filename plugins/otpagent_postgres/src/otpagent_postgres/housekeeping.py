@@ -6,7 +6,7 @@ it never holds locks on the hot tables for long while workers keep claiming.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from otpagent.protocols import STATS_WINDOW_SECONDS, ChannelStats, StorageStats
 from otpagent.storage import sqlrules
@@ -24,6 +24,11 @@ def acquire(conn: Conn, key: str, interval: float, burst: int, now: float, cost:
             max_wait: float = 0.0) -> float:
     """One GCRA decision under the bucket's row lock (the upsert creates and locks it)."""
     return sqlrules.acquire(PgTx(conn), key, interval, burst, now, cost, max_wait)
+
+
+def acquire_all(conn: Conn, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
+    """One token from each bucket or from none, under the buckets' row locks (taken in key order)."""
+    return sqlrules.acquire_all(PgTx(conn), buckets, now)
 
 
 def put_state(conn: Conn, key: str, value: str, only_if_absent: bool) -> str:

@@ -151,6 +151,9 @@ class PostgresStorage:
                 max_wait: float = 0.0) -> float:
         return self._db.run(lambda conn, _u: housekeeping.acquire(conn, key, interval, burst, now, cost, max_wait))
 
+    def acquire_all(self, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
+        return self._db.run(lambda conn, _u: housekeeping.acquire_all(conn, buckets, now))
+
     def get_state(self, key: str) -> str | None:
         row = self._one("SELECT value FROM state WHERE key = %s", (key,))
         return None if row is None else str(row["value"])
