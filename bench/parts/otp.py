@@ -33,11 +33,7 @@ def agent_pairs(tmp: Path, count: int, budget: float) -> tuple[float, int, int]:
                 break
             ids.append(agent.send_otp(recipient))
         issue_seconds = time.perf_counter() - start
-        codes = []
-        for message_id in ids:
-            message = agent.storage.get_message(message_id)
-            assert message is not None and message.secret, "a queued OTP holds its code until sent"
-            codes.append(message.secret)
+        codes = [_secret(agent, message_id) for message_id in ids]
         verified = 0
         start = time.perf_counter()
         for recipient, code in zip(recipients, codes, strict=False):

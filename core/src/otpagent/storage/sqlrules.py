@@ -143,13 +143,21 @@ def acquire(tx: Tx, key: str, interval: float, burst: int, now: float, cost: int
     """One GCRA decision on bucket ``key``; the caller holds the bucket's lock (SQLite: the
     write lock; PostgreSQL: the row lock taken by the upsert below).
     """
+    new_tat, wait = gcra(_locked_tat(tx, key), now, interval, burst, cost, max_wait)
+    if wait <= max_wait:
+        _store_tat(tx, key, new_tat)
+    return wait
+
+
+def _locked_tat(tx: Tx, key: str) -> float | None:
+    """The bucket's theoretical arrival time (None when fresh), its row created and locked."""
     row = tx.one("INSERT INTO rate_limits AS r (key, tat) VALUES (?, 0) "
                  "ON CONFLICT (key) DO UPDATE SET tat = r.tat RETURNING tat", (key,))
-    tat = row["tat"] if row is not None and row["tat"] else None
-    new_tat, wait = gcra(tat, now, interval, burst, cost, max_wait)
-    if wait <= max_wait:
-        tx.run("UPDATE rate_limits SET tat = ? WHERE key = ?", (new_tat, key))
-    return wait
+    return float(row["tat"]) if row is not None and row["tat"] else None
+
+
+def _store_tat(tx: Tx, key: str, tat: float) -> None:
+    tx.run("UPDATE rate_limits SET tat = ? WHERE key = ?", (tat, key))
 
 
 def acquire_all(tx: Tx, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
@@ -164,14 +172,11 @@ def acquire_all(tx: Tx, buckets: Sequence[tuple[str, float, int]], now: float) -
     new_tats: dict[str, float] = {}
     for i in order:
         key, interval, burst = buckets[i]
-        row = tx.one("INSERT INTO rate_limits AS r (key, tat) VALUES (?, 0) "
-                     "ON CONFLICT (key) DO UPDATE SET tat = r.tat RETURNING tat", (key,))
-        tat = row["tat"] if row is not None and row["tat"] else None
-        new_tats[key], waits[i] = gcra(tat, now, interval, burst)
-    if max(waits, default=0.0) > 0:
-        return [max(0.0, w) for w in waits]
+        new_tats[key], waits[i] = gcra(_locked_tat(tx, key), now, interval, burst)
+    if max(waits, default=0.0) > 0:  # a granted bucket's wait is 0.0, a refused one's positive
+        return waits
     for key, new_tat in new_tats.items():
-        tx.run("UPDATE rate_limits SET tat = ? WHERE key = ?", (new_tat, key))
+        _store_tat(tx, key, new_tat)
     return waits
 
 
