@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from otpagent import fields
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import AgentConfig, ChannelConfig, load_config, parse_config
 from otpagent.dispatcher import Dispatcher
@@ -62,9 +63,10 @@ ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | AgentConfig | None
 class IntelligentOTPAgent:
     """Send OTPs, alerts, notifications and reminders; verify codes; report on delivery.
 
-    ``IntelligentOTPAgent()`` runs on the embedded default (SQLite file ``otpagent.db`` in the
-    working directory, console channels). Pass a ``config.json`` path or an equivalent dict for
-    anything else. Use it as a context manager to stop workers and close connections on exit.
+    ``IntelligentOTPAgent()`` looks for its config in this order: ``$OTPAGENT_CONFIG``, then
+    ``./config.json``, else the embedded default (SQLite file ``otpagent.db`` in the working
+    directory, console channels); it logs which one it used. Pass a ``config.json`` path or an
+    equivalent dict to choose explicitly. Use it as a context manager to stop workers and close connections on exit.
     """
 
     def __init__(self, config: ConfigSource = None, *, clock: Callable[[], float] = time.time,
@@ -248,6 +250,10 @@ class IntelligentOTPAgent:
         """``(True, "verified")`` once for the right code; otherwise ``(False, reason)`` where
         reason is ``invalid``, ``expired``, ``locked`` or ``too_many_attempts``.
         """
+        for field, value, limit in (("recipient", recipient, 320), ("code", code, 32), ("purpose", purpose, 64)):
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidRequest.single(field, f"must be a non-empty string, got {type(value).__name__}")
+            fields.text(field, value, limit=limit)
         ok, reason = self.otp.verify(recipient, purpose, code, self.clock())
         self.bus.publish([Event(type="otp_verified" if ok else "otp_rejected", message_id=None,
                                 data={"reason": reason, "purpose": purpose})])
@@ -365,12 +371,7 @@ def _load(config: ConfigSource) -> AgentConfig:
         return config
     if isinstance(config, Mapping):
         return parse_config(config, base_dir=Path.cwd())
-    if config is None:
-        env_path = os.environ.get("OTPAGENT_CONFIG")
-        if env_path:
-            return load_config(env_path)
-        return load_config(None)
-    if isinstance(config, str | os.PathLike):
+    if config is None or isinstance(config, str | os.PathLike):
         return load_config(config)
     raise ConfigError("", f"config must be a path, a mapping or None, got {type(config).__name__}")
 

@@ -54,7 +54,8 @@ def _configure_logging(level: str) -> None:
 
 @click.group()
 @click.option("--config", "-c", "config", type=click.Path(dir_okay=False), envvar="OTPAGENT_CONFIG",
-              help="config.json to use (default: the embedded SQLite + console setup). Env: OTPAGENT_CONFIG.")
+              help="config.json to use (default: $OTPAGENT_CONFIG, else ./config.json, else the embedded "
+                   "SQLite + console setup).")
 @click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Level of otpagent's own log lines (stderr).")
 @click.version_option(package_name="otpagent")

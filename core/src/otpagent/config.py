@@ -19,6 +19,8 @@ import attrs
 
 from otpagent.circuit import BreakerSettings
 from otpagent.errors import ConfigError
+from otpagent.logs import get_logger
+from otpagent.redact import MASK, redacted_repr
 
 __all__ = [
     "COMMON_CHANNEL_KEYS",
@@ -28,6 +30,7 @@ __all__ = [
     "OtpConfig",
     "RetryConfig",
     "load_config",
+    "locate_config",
     "parse_config",
 ]
 
@@ -44,6 +47,8 @@ DEFAULT_CHANNEL_PLUGINS = {
 COMMON_CHANNEL_KEYS = frozenset({
     "plugin", "kind", "enabled", "cost", "cost_per_message", "weight", "rate_limit", "daily_budget", "api_config",
 })
+
+log = get_logger("otpagent.config")
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -63,7 +68,7 @@ class ChannelConfig:
     cost: float | None
     weight: float
     rate_limit: RateLimitConfig | None
-    settings: Mapping[str, Any]
+    settings: Mapping[str, Any] = attrs.field(repr=redacted_repr)
     daily_budget: float | None = None
 
 
@@ -90,7 +95,7 @@ class OtpConfig:
     #: Per-locale bodies (BCP 47 tag -> template); ``send_otp(locale=...)`` picks the exact tag,
     #: then its language ("pt-BR" -> "pt"), then ``message``.
     messages: Mapping[str, str] = attrs.field(factory=dict)
-    secret: str | None = None
+    secret: str | None = attrs.field(default=None, repr=lambda v: "None" if v is None else repr(MASK))
 
     def template_for(self, locale: str | None) -> str:
         if locale:
@@ -118,7 +123,7 @@ class CleanupConfig:
 
 @attrs.frozen
 class AgentConfig:
-    storage: Mapping[str, Any]
+    storage: Mapping[str, Any] = attrs.field(repr=redacted_repr)
     routing: Mapping[str, Any]
     channels: tuple[ChannelConfig, ...]
     otp: OtpConfig
@@ -126,10 +131,10 @@ class AgentConfig:
     dispatcher: DispatcherConfig
     cleanup: CleanupConfig
     circuit: BreakerSettings
-    sinks: tuple[Mapping[str, Any], ...]
-    server: Mapping[str, Any]
+    sinks: tuple[Mapping[str, Any], ...] = attrs.field(repr=redacted_repr)
+    server: Mapping[str, Any] = attrs.field(repr=redacted_repr)
     base_dir: Path
-    raw: Mapping[str, Any]
+    raw: Mapping[str, Any] = attrs.field(repr=False)  # as written: every secret in clear
 
     @property
     def storage_backend(self) -> str:
@@ -141,11 +146,28 @@ class AgentConfig:
         return str(url).rstrip("/") if url else None
 
 
+def locate_config(path: str | os.PathLike[str] | None = None, *,
+                  environ: Mapping[str, str] | None = None) -> tuple[Path | None, str]:
+    """Which config file to use, and why: ``path`` when given, else ``$OTPAGENT_CONFIG``, else
+    ``./config.json`` when it exists, else None (the embedded default: SQLite + console)."""
+    env = os.environ if environ is None else environ
+    if path is not None:
+        return Path(path), "argument"
+    if env.get("OTPAGENT_CONFIG"):
+        return Path(env["OTPAGENT_CONFIG"]), "OTPAGENT_CONFIG"
+    local = Path.cwd() / "config.json"
+    if local.is_file():
+        return local, "./config.json"
+    return None, "embedded default"
+
+
 def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> AgentConfig:
-    """Read ``path`` (JSON) and validate it; ``None`` gives the embedded default."""
-    if path is None:
+    """Read and validate the config file found by :func:`locate_config` (``path`` first; with
+    nothing found, the embedded default). Logs which one was used."""
+    file, source = locate_config(path, environ=environ)
+    log.info("config_loaded", source=source, path=str(file) if file else None)
+    if file is None:
         return parse_config({}, base_dir=Path.cwd(), environ=environ)
-    file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:

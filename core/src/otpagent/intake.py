@@ -95,6 +95,8 @@ def load_json_requests(path: str | os.PathLike[str]) -> list[MessageRequest]:
         raise InvalidRequest.single(
             "file", f"{file.name}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:
+        raise InvalidRequest.single("file", f"{file.name}: the JSON document is nested too deeply") from None
     if isinstance(data, Mapping) and isinstance(data.get("messages"), list):
         data = data["messages"]
     if not isinstance(data, list):

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 
+from otpagent import fields
 from otpagent.errors import InvalidRequest
-from otpagent.recipients import normalise_email, normalise_phone
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -149,100 +149,12 @@ class FailureScope(enum.StrEnum):
     CHANNEL = "channel"
 
 
-def _to_timestamp(value: datetime | float | int | str | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise InvalidRequest.single("scheduled_for", "expected a datetime, an ISO 8601 string or epoch seconds")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidRequest.single("scheduled_for", f"not an ISO 8601 date-time: {value!r}") from None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.timestamp()
-    raise InvalidRequest.single("scheduled_for", f"expected a datetime, got {type(value).__name__}")
-
-
-def _opt_phone(value: str | None) -> str | None:
-    return None if value is None or value == "" else normalise_phone(value)
-
-
-def _opt_email(value: str | None) -> str | None:
-    return None if value is None or value == "" else normalise_email(value)
-
-
-def _channels(value: Sequence[str] | str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = [value]
-    out = tuple(str(v) for v in value)
-    if not out or any(not v for v in out):
-        raise InvalidRequest.single("channels", "must be a non-empty list of channel names")
-    return out
-
-
-def _metadata(value: Mapping[str, Any] | None) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidRequest.single("metadata", "must be a JSON object")
-    return dict(value)
-
-
 def _message_type(value: MessageType | str) -> MessageType:
     return MessageType.parse(value)
 
 
 def _priority(value: Priority | str | int) -> Priority:
     return Priority.parse(value)
-
-
-def _text(field: str, limit: int, value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest.single(field, f"must be a string, got {type(value).__name__}")
-    if len(value) > limit:
-        raise InvalidRequest.single(field, f"too long ({len(value)} > {limit} characters)")
-    return value
-
-
-def _content(value: object) -> str | None:
-    return _text("content", 100_000, value)
-
-
-def _subject(value: object) -> str | None:
-    return _text("subject", 998, value)
-
-
-def _user_id(value: object) -> str | None:
-    return _text("user_id", 256, value)
-
-
-def _idempotency_key(value: object) -> str | None:
-    return _text("idempotency_key", 255, value)
-
-
-def _preferred_channel(value: object) -> str | None:
-    return _text("preferred_channel", 64, value)
-
-
-def _callback_url(value: object) -> str | None:
-    return _text("callback_url", 2048, value)
-
-
-def _max_retries(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-        raise InvalidRequest.single("max_retries", f"must be an integer from 0 to 100, got {value!r}")
-    return value
 
 
 @attrs.frozen(kw_only=True)
@@ -256,20 +168,20 @@ class MessageRequest:
     product) only moves it to the front. ``max_retries`` overrides the retry budget per channel.
     """
 
-    phone_number: str | None = attrs.field(default=None, converter=_opt_phone)
-    email: str | None = attrs.field(default=None, converter=_opt_email)
+    phone_number: str | None = attrs.field(default=None, converter=fields.optional_phone)
+    email: str | None = attrs.field(default=None, converter=fields.optional_email)
     message_type: MessageType = attrs.field(default=MessageType.NOTIFICATION, converter=_message_type)
-    content: str | None = attrs.field(default=None, converter=_content)
-    subject: str | None = attrs.field(default=None, converter=_subject)
+    content: str | None = attrs.field(default=None, converter=fields.content)
+    subject: str | None = attrs.field(default=None, converter=fields.subject)
     priority: Priority = attrs.field(default=Priority.MEDIUM, converter=_priority)
-    scheduled_for: float | None = attrs.field(default=None, converter=_to_timestamp)
-    user_id: str | None = attrs.field(default=None, converter=_user_id)
-    idempotency_key: str | None = attrs.field(default=None, converter=_idempotency_key)
-    channels: tuple[str, ...] | None = attrs.field(default=None, converter=_channels)
-    preferred_channel: str | None = attrs.field(default=None, converter=_preferred_channel)
-    max_retries: int | None = attrs.field(default=None, converter=_max_retries)
-    callback_url: str | None = attrs.field(default=None, converter=_callback_url)
-    metadata: dict[str, Any] = attrs.field(factory=dict, converter=_metadata)
+    scheduled_for: float | None = attrs.field(default=None, converter=fields.scheduled_for)
+    user_id: str | None = attrs.field(default=None, converter=fields.user_id)
+    idempotency_key: str | None = attrs.field(default=None, converter=fields.idempotency_key)
+    channels: tuple[str, ...] | None = attrs.field(default=None, converter=fields.channels)
+    preferred_channel: str | None = attrs.field(default=None, converter=fields.preferred_channel)
+    max_retries: int | None = attrs.field(default=None, converter=fields.max_retries)
+    callback_url: str | None = attrs.field(default=None, converter=fields.callback_url)
+    metadata: dict[str, Any] = attrs.field(factory=dict, converter=fields.metadata)
 
     def __attrs_post_init__(self) -> None:
         if self.phone_number is None and self.email is None:

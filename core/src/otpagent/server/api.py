@@ -162,6 +162,13 @@ async def cancel_message(request: Request) -> Response:
     raise Problem(409, f"the message can no longer be cancelled (status {message.status.value})")
 
 
+async def message_resource(request: Request) -> Response:
+    """GET or DELETE /v1/messages/{id}."""
+    if request.method == "DELETE":
+        return await cancel_message(request)
+    return await get_message(request)
+
+
 async def get_metrics(request: Request) -> Response:
     """GET /v1/metrics: the figures of ``agent.get_metrics()``."""
     service = service_of(request)
@@ -175,7 +182,7 @@ def api_routes() -> list[Route]:
         Route("/v1/otp", send_otp, methods=["POST"]),
         Route("/v1/otp/verify", verify_otp, methods=["POST"]),
         Route("/v1/messages", send_messages, methods=["POST"]),
-        Route("/v1/messages/{message_id}", get_message, methods=["GET"]),
-        Route("/v1/messages/{message_id}", cancel_message, methods=["DELETE"]),
+        # One route per path, so a 405 (for OPTIONS, PUT...) lists every method in ``Allow``.
+        Route("/v1/messages/{message_id}", message_resource, methods=["GET", "DELETE"]),
         Route("/v1/metrics", get_metrics, methods=["GET"]),
     ]

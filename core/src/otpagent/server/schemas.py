@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from otpagent.fields import MAX_CHANNELS, MAX_LENGTH, MAX_METADATA_KEYS, MAX_RETRIES
+
 __all__ = ["COMPONENTS", "MAX_BATCH", "MESSAGES_BODY", "MESSAGE_REQUEST", "OTP_SEND", "OTP_VERIFY"]
 
 MAX_BATCH = 1000
@@ -19,10 +21,16 @@ def _opt(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "type": [*types, "null"]}
 
 
-_PHONE = {"type": "string", "minLength": 1, "maxLength": 32, "description": "E.164 phone number, e.g. +447700900123"}
-_EMAIL = {"type": "string", "minLength": 3, "maxLength": 254, "description": "Email address"}
-_CHANNELS = {"type": "array", "minItems": 1, "maxItems": 16,
-             "items": {"type": "string", "minLength": 1, "maxLength": 64},
+# The patterns are what a request must look like before the engine parses it: an international
+# number (``+``, a country code, digits and the usual separators) and one ``@`` with a dotted
+# domain. The engine then checks the number against its country's plan and the address fully.
+_PHONE = {"type": "string", "minLength": 8, "maxLength": MAX_LENGTH["phone_number"],
+          "pattern": r"^\s*\+[1-9][0-9]*([ ().-]*[0-9]+)+\s*$",
+          "description": "International phone number (E.164), e.g. +447700900123"}
+_EMAIL = {"type": "string", "minLength": 6, "maxLength": MAX_LENGTH["email"],
+          "pattern": r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$", "description": "Email address"}
+_CHANNELS = {"type": "array", "minItems": 1, "maxItems": MAX_CHANNELS,
+             "items": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH["channel"]},
              "description": "Only these channels, in this order of preference"}
 _PRIORITY = {"type": "string", "enum": ["LOW", "MEDIUM", "HIGH", "CRITICAL"]}
 
@@ -35,17 +43,17 @@ MESSAGE_REQUEST: dict[str, Any] = {
         "email": _opt(_EMAIL),
         "message_type": {"type": "string", "enum": ["alert", "notification", "reminder"],
                          "description": "OTPs go through POST /v1/otp (the service makes the code)"},
-        "content": {"type": "string", "minLength": 1, "maxLength": 100_000},
-        "subject": _opt({"type": "string", "maxLength": 998}),
+        "content": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH["content"], "pattern": r"\S"},
+        "subject": _opt({"type": "string", "maxLength": MAX_LENGTH["subject"], "pattern": r"^[^\r\n]*$"}),
         "priority": _PRIORITY,
         "scheduled_for": _opt({**_DATE_TIME, "description": "Send later (RFC 3339 date-time)"}),
-        "user_id": _opt({"type": "string", "maxLength": 256}),
-        "idempotency_key": _opt({"type": "string", "minLength": 1, "maxLength": 255}),
+        "user_id": _opt({"type": "string", "maxLength": MAX_LENGTH["user_id"]}),
+        "idempotency_key": _opt({"type": "string", "minLength": 1, "maxLength": MAX_LENGTH["idempotency_key"]}),
         "channels": _opt(_CHANNELS),
-        "preferred_channel": _opt({"type": "string", "minLength": 1, "maxLength": 64}),
-        "max_retries": _opt({"type": "integer", "minimum": 0, "maximum": 100}),
-        "callback_url": _opt({"type": "string", "maxLength": 2048}),
-        "metadata": _opt({"type": "object", "maxProperties": 50}),
+        "preferred_channel": _opt({"type": "string", "minLength": 1, "maxLength": MAX_LENGTH["preferred_channel"]}),
+        "max_retries": _opt({"type": "integer", "minimum": 0, "maximum": MAX_RETRIES}),
+        "callback_url": _opt({"type": "string", "maxLength": MAX_LENGTH["callback_url"]}),
+        "metadata": _opt({"type": "object", "maxProperties": MAX_METADATA_KEYS}),
     },
     "required": ["content"],
 }
@@ -66,10 +74,10 @@ OTP_SEND: dict[str, Any] = {
         "phone_number": _opt(_PHONE),
         "email": _opt(_EMAIL),
         "channels": _opt(_CHANNELS),
-        "preferred_channel": _opt({"type": "string", "minLength": 1, "maxLength": 64,
+        "preferred_channel": _opt({"type": "string", "minLength": 1, "maxLength": MAX_LENGTH["preferred_channel"],
                                    "description": "A channel name or kind (sms, whatsapp, voice, email)"}),
         "purpose": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^[A-Za-z0-9_.:-]+$"},
-        "user_id": _opt({"type": "string", "maxLength": 256}),
+        "user_id": _opt({"type": "string", "maxLength": MAX_LENGTH["user_id"]}),
         "priority": _PRIORITY,
         "ttl_seconds": {"type": "integer", "minimum": 30, "maximum": 600},
         "locale": _opt({"type": "string", "maxLength": 35, "pattern": r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$",

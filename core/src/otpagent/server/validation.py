@@ -72,6 +72,10 @@ def _one_of(value: Any, options: list[Mapping[str, Any]], path: str, index: int 
 
 def _string(value: str, schema: Mapping[str, Any], path: str, index: int | None) -> list[SchemaError]:
     errors = []
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: JSON can carry it, nothing else can
+        return [SchemaError(path, f"is not valid Unicode text (unpaired surrogate at position {exc.start})", index)]
     if "minLength" in schema and len(value) < schema["minLength"]:
         errors.append(SchemaError(path, f"must be at least {schema['minLength']} characters", index))
     if "maxLength" in schema and len(value) > schema["maxLength"]:

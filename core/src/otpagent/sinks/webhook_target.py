@@ -2,7 +2,8 @@
 
 A webhook URL is operator configuration, but it can still point the agent at internal services
 (a metadata endpoint, an admin port on localhost). Unless ``allow_private`` is set, a target
-whose address is loopback, private, link-local, multicast, reserved or unspecified is refused,
+whose address is not globally routable (loopback, private, link-local, shared address space,
+multicast, reserved, documentation ranges...) is refused,
 both when the config is read (a literal address) and before every send (what DNS says now).
 Redirects are never followed, so a public URL cannot bounce a request inward.
 """
@@ -25,8 +26,10 @@ class TargetRefused(Exception):
 def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    return (address.is_loopback or address.is_private or address.is_link_local or address.is_multicast
-            or address.is_reserved or address.is_unspecified)
+    # Only globally routable unicast addresses: ``is_global`` also excludes the shared address
+    # space (100.64.0.0/10, where one cloud's metadata service lives), benchmarking, documentation
+    # and other special-purpose ranges that the older flags miss.
+    return not address.is_global or address.is_multicast
 
 
 def check_url(url: str, *, allow_private: bool, path: str) -> str:
@@ -42,7 +45,8 @@ def check_url(url: str, *, allow_private: bool, path: str) -> str:
         except ValueError:
             literal = None
         if literal is not None and _forbidden(literal):
-            raise ConfigError(path, "points at a private, loopback or link-local address "
+            raise ConfigError(path, "points at an address that is not globally routable (private, loopback, "
+                                    "link-local, shared or reserved) "
                                     "(set allow_private: true if that is intended)")
         if parts.hostname.lower() in ("localhost", "localhost.localdomain") or parts.hostname.endswith(".localhost"):
             raise ConfigError(path, "points at localhost (set allow_private: true if that is intended)")

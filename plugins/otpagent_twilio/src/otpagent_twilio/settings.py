@@ -64,9 +64,9 @@ class TwilioSettings:
     name: str
     kind: str
     account_sid: str
-    auth_token: str | None
+    auth_token: str | None = attrs.field(repr=False)
     api_key: str | None
-    api_secret: str | None
+    api_secret: str | None = attrs.field(repr=False)
     sender: str | None
     messaging_service_sid: str | None
     base_url: str
