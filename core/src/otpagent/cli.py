@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from otpagent.errors import InvalidRequest, OtpagentError
+from otpagent.logs import configure_cli_logging
 
 __all__ = ["cli", "main"]
 
@@ -45,18 +46,12 @@ def _agent(ctx: click.Context) -> Any:
     return IntelligentOTPAgent(ctx.obj.get("config"))
 
 
-def _configure_logging(level: str) -> None:
-    import logging
-
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-
-
 @click.group()
 @click.option("--config", "-c", "config", type=click.Path(dir_okay=False), envvar="OTPAGENT_CONFIG",
               help="config.json to use (default: $OTPAGENT_CONFIG, else ./config.json, else the embedded "
                    "SQLite + console setup).")
-@click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]),
+@click.option("--log-level", default="warning",
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
               help="Level of otpagent's own log lines (stderr).")
 @click.version_option(package_name="otpagent")
 @click.pass_context
@@ -64,7 +59,7 @@ def cli(ctx: click.Context, config: str | None, log_level: str) -> None:
     """otpagent: deliver OTPs, alerts, notifications and reminders with routing and fallback."""
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
-    _configure_logging(log_level)
+    configure_cli_logging(log_level)
 
 
 @cli.command()

@@ -57,11 +57,23 @@ class EventBus:
             if item is _STOP:
                 return
             assert isinstance(item, Event)
-            for sink in self.sinks:
-                try:
-                    sink.emit(item)
-                except Exception:  # a sink must never break dispatch
-                    log.exception("event_sink_failed", sink=type(sink).__name__, event_type=item.type)
+            self._deliver(item)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, Event):
+                self._deliver(item)
+
+    def _deliver(self, event: Event) -> None:
+        for sink in self.sinks:
+            try:
+                sink.emit(event)
+            except Exception:  # a sink must never break dispatch
+                log.exception("event_sink_failed", sink=type(sink).__name__, event_type=event.type)
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued (up to ``timeout``), then close the sinks."""
@@ -70,6 +82,8 @@ class EventBus:
         if thread is not None:
             self._queue.put(_STOP)
             thread.join(timeout)
+        else:  # never started (a one-shot command): deliver what was published, here
+            self._drain()
         for sink in self.sinks:
             try:
                 sink.close()

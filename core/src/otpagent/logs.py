@@ -1,17 +1,20 @@
 """otpagent's own log lines: structlog key-value events, emitted through stdlib ``logging``.
 
 A library must not print: routing through ``logging.getLogger("otpagent...")`` leaves the
-embedding application in charge of levels and handlers (the CLI sets them from --log-level).
+embedding application in charge of levels and handlers. The command line (and ``serve``) call
+:func:`configure_cli_logging`, which renders to stderr: otpagent's own lines at ``--log-level``,
+event lines (logger ``otpagent.events``) at whatever level each ``log`` sink asks for.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import structlog
 
-__all__ = ["get_logger"]
+__all__ = ["configure_cli_logging", "get_logger"]
 
 _PROCESSORS: list[Any] = [
     structlog.processors.format_exc_info,
@@ -23,3 +26,11 @@ def get_logger(name: str) -> Any:
     """A structlog logger bound to the stdlib logger ``name``."""
     return structlog.wrap_logger(logging.getLogger(name), processors=_PROCESSORS,
                                  wrapper_class=structlog.stdlib.BoundLogger)
+
+
+def configure_cli_logging(level: str) -> None:
+    """Log to stderr for a command-line process: ``level`` (any case) for otpagent's own lines;
+    the ``log`` sinks' own thresholds for event lines."""
+    logging.basicConfig(level=getattr(logging, level.strip().upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("otpagent.events").setLevel(logging.DEBUG)  # each log sink filters for itself

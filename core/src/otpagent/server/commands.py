@@ -40,7 +40,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_workers: bo
     import uvicorn
 
     from otpagent.server import create_app, parse_server_settings
-    from otpagent.server.process import CONFIG_ENV, WORKERS_ENV
+    from otpagent.server.process import CONFIG_ENV, LOG_LEVEL_ENV, WORKERS_ENV
 
     with _agent(ctx) as agent:
         settings = parse_server_settings(agent.config.server, run_workers=not no_workers)
@@ -53,6 +53,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_workers: bo
             if config:
                 os.environ[CONFIG_ENV] = str(Path(config).resolve())
             os.environ[WORKERS_ENV] = "0" if no_workers else "1"
+            os.environ[LOG_LEVEL_ENV] = str(ctx.find_root().params.get("log_level") or "warning")
         click.echo(f"otpagent serving on http://{bind_host}:{bind_port} "
                    f"({'API only' if no_workers else 'with workers'}"
                    f"{f', {count} processes' if count > 1 else ''}); Ctrl-C to stop", err=True)

@@ -14,18 +14,21 @@ import os
 from starlette.applications import Starlette
 
 from otpagent.agent import IntelligentOTPAgent
+from otpagent.logs import configure_cli_logging
 from otpagent.server.app import create_app
 from otpagent.server.settings import parse_server_settings
 
-__all__ = ["CONFIG_ENV", "WORKERS_ENV", "app_from_environment"]
+__all__ = ["CONFIG_ENV", "LOG_LEVEL_ENV", "WORKERS_ENV", "app_from_environment"]
 
 CONFIG_ENV = "OTPAGENT_CONFIG"
 WORKERS_ENV = "OTPAGENT_SERVE_WORKERS"
+LOG_LEVEL_ENV = "OTPAGENT_LOG_LEVEL"
 
 
 def app_from_environment() -> Starlette:
     """A service app on its own agent (config from ``OTPAGENT_CONFIG``, workers unless
-    ``OTPAGENT_SERVE_WORKERS=0``)."""
+    ``OTPAGENT_SERVE_WORKERS=0``), logging as ``serve`` was told to."""
+    configure_cli_logging(os.environ.get(LOG_LEVEL_ENV, "warning"))
     agent = IntelligentOTPAgent(os.environ.get(CONFIG_ENV) or None)
     try:
         settings = parse_server_settings(agent.config.server, run_workers=os.environ.get(WORKERS_ENV, "1") != "0")

@@ -1,52 +1,86 @@
-"""The ``log`` event sink: one structured log line per event (structlog; JSON or console).
+"""The ``log`` event sink: one log line per event, through the standard ``logging`` module.
 
-Events never carry OTP codes or credentials, so they are safe to log as they are.
+Embedded in an application, the lines go to the logger ``otpagent.events`` and from there
+wherever the application's logging sends them: its handlers, levels and formatters apply, and
+nothing is printed behind its back. The CLI and ``otpagent serve`` install their own handler
+(see :func:`otpagent.logs.configure_cli_logging`).
+
+Each event type logs at the level its news deserves: problems (``failed``, ``undelivered``,
+``expired``, a circuit opening, a spent budget) at WARNING, progress at INFO, each ``attempt``
+at DEBUG. The sink's ``level`` is its threshold (case-insensitive): ``"warning"`` logs only the
+problems. The line is ``key=value`` pairs (``format: "console"``) or one JSON object
+(``format: "json"``); the event's fields are also attached to the record as
+``record.otpagent_event`` for structured handlers.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import sys
 from collections.abc import Mapping
-from typing import Any, TextIO
-
-import structlog
+from typing import Any
 
 from otpagent.errors import ConfigError
 from otpagent.model import Event
 from otpagent.protocols import PluginContext
 
-__all__ = ["LogSink", "create_log_sink"]
+__all__ = ["EVENT_LEVELS", "LogSink", "create_log_sink", "parse_level"]
+
+LOGGER_NAME = "otpagent.events"
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+#: The level each event type is logged at (unlisted types: INFO).
+EVENT_LEVELS: Mapping[str, int] = {
+    "attempt": logging.DEBUG,
+    "failed": logging.WARNING,
+    "undelivered": logging.WARNING,
+    "expired": logging.WARNING,
+    "circuit_opened": logging.WARNING,
+    "budget_exhausted": logging.WARNING,
+    "otp_rejected": logging.INFO,
+}
+
+
+def parse_level(value: object, path: str) -> int:
+    """A level name (``debug``, ``info``, ``warning``, ``error``; any case) as a logging level."""
+    if isinstance(value, str) and value.strip().lower() in _LEVELS:
+        return _LEVELS[value.strip().lower()]
+    raise ConfigError(path, f"must be one of debug, info, warning, error (any case), got {value!r}")
 
 
 class LogSink:
-    """Writes events with their own processor chain, independent of the app's logging setup."""
+    """Logs each event to ``otpagent.events`` at its level, if at or above the sink's threshold."""
 
-    def __init__(self, *, fmt: str = "console", stream: TextIO | None = None, level: str = "info") -> None:
-        renderer: Any = (
-            structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
-        )
-        self._logger = structlog.wrap_logger(
-            structlog.PrintLogger(stream or sys.stderr),
-            processors=[structlog.processors.TimeStamper(fmt="iso", utc=True), renderer],
-        )
-        self._level = getattr(logging, level.upper())
+    def __init__(self, *, fmt: str = "console", level: int = logging.INFO,
+                 logger: logging.Logger | None = None) -> None:
+        self._json = fmt == "json"
+        self._threshold = level
+        self._logger = logger or logging.getLogger(LOGGER_NAME)
 
     def emit(self, event: Event) -> None:
-        if self._level > logging.INFO:
+        level = EVENT_LEVELS.get(event.type, logging.INFO)
+        if level < self._threshold or not self._logger.isEnabledFor(level):
             return
-        self._logger.info(f"message_{event.type}", message_id=event.message_id, **dict(event.data))
+        fields: dict[str, Any] = {"event": f"message_{event.type}", "message_id": event.message_id,
+                                  **dict(event.data)}
+        self._logger.log(level, self._render(fields), extra={"otpagent_event": fields})
+
+    def _render(self, fields: Mapping[str, Any]) -> str:
+        if self._json:
+            return json.dumps(fields, default=str, sort_keys=True)
+        head = fields["event"]
+        rest = " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
+                        for k, v in sorted(fields.items()) if k != "event" and v is not None)
+        return f"{head} {rest}" if rest else str(head)
 
     def close(self) -> None:
-        """Nothing to flush: PrintLogger writes through."""
+        """Nothing to flush: the logging handlers own their streams."""
 
 
 def create_log_sink(settings: Mapping[str, Any], context: PluginContext) -> LogSink:
+    for key in settings:
+        if key not in ("plugin", "format", "level"):
+            raise ConfigError(f"sinks[].{key}", "unknown key for the log sink (expected format, level)")
     fmt = settings.get("format", "console")
-    if fmt not in ("console", "json"):
+    if not isinstance(fmt, str) or fmt.strip().lower() not in ("console", "json"):
         raise ConfigError("sinks[].format", f"must be 'console' or 'json', got {fmt!r}")
-    level = settings.get("level", "info")
-    if level not in ("debug", "info", "warning", "error"):
-        raise ConfigError("sinks[].level", "must be debug, info, warning or error")
-    stream = settings.get("stream")
-    return LogSink(fmt=fmt, level=level, stream=stream if hasattr(stream, "write") else None)
+    return LogSink(fmt=fmt.strip().lower(), level=parse_level(settings.get("level", "info"), "sinks[].level"))
