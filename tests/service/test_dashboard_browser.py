@@ -85,3 +85,45 @@ def test_the_dashboard_shows_live_figures_as_messages_are_sent(live: LiveServer,
     assert "••" in page.inner_text("#recent")  # recipients are masked
     assert page.locator("#recent .attempt.accepted").count() == 6
     assert external == []
+
+
+def test_the_api_explorer_runs_a_request_under_the_same_csp(live: LiveServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    external: list[str] = []
+    violations: list[str] = []
+    page.on("request", lambda r: external.append(r.url) if not r.url.startswith(live.base_url) else None)
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+
+    response = page.goto(f"{live.base_url}/docs")
+
+    assert response.headers["content-security-policy"].startswith("default-src 'none'; script-src 'self'")
+    expect(page.locator(".opblock-summary-path[data-path='/v1/metrics']")).to_have_count(1, timeout=20_000)
+    page.click("button.authorize")
+    page.fill(".auth-container input[type=text], .auth-container input[type=password]", API_KEY)
+    page.click(".auth-btn-wrapper button.authorize")
+    page.click(".btn-done")
+    operation = page.locator(".opblock-get:has(.opblock-summary-path[data-path='/v1/metrics'])")
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.execute").click()
+    expect(operation.locator(".live-responses-table tbody .response-col_status").first).to_have_text("200",
+                                                                                            timeout=15_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "api-explorer.png"), full_page=False)
+
+    assert '"queue_size"' in operation.locator(".live-responses-table").inner_text()
+    assert violations == []
+    assert external == []
+
+
+def test_explorer_assets_are_cached_and_revalidated(live: LiveServer) -> None:
+    with httpx.Client(base_url=live.base_url) as client:
+        first = client.get("/docs/assets/swagger-ui-bundle.js")
+        again = client.get("/docs/assets/swagger-ui-bundle.js", headers={"If-None-Match": first.headers["etag"]})
+        missing = client.get("/docs/assets/../../agent.py")
+
+    assert first.status_code == 200 and first.headers["content-type"].startswith("text/javascript")
+    assert len(first.content) > 1_000_000
+    assert again.status_code == 304
+    assert missing.status_code == 404

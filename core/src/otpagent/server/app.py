@@ -17,14 +17,15 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otpagent.errors import ConfigError, InvalidRequest, RateLimited
 from otpagent.logs import get_logger
 from otpagent.server.api import api_routes
-from otpagent.server.dashboard import CSP, asset, dashboard_routes
+from otpagent.server.dashboard import dashboard_routes
+from otpagent.server.explorer import explorer_routes
 from otpagent.server.health import health_routes
 from otpagent.server.openapi import openapi_document
 from otpagent.server.problems import Problem, handle_exception, problem_response
@@ -56,14 +57,11 @@ def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = Non
     async def openapi(_request: Request) -> Response:
         return Response(json.dumps(document), media_type="application/json")
 
-    async def docs(_request: Request) -> Response:
-        return HTMLResponse(asset("docs.html"), headers={"Content-Security-Policy": CSP})
-
     routes: list[BaseRoute] = [
         *api_routes(), *health_routes(), *dashboard_routes(),
         Route("/metrics", prometheus_metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
+        *explorer_routes(),
     ]
     for route in agent.registry.http_routes:
         routes.append(Route(route.path, _plugin_endpoint(route.endpoint, agent), methods=list(route.methods)))
