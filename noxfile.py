@@ -17,7 +17,7 @@ nox.options.error_on_missing_interpreters = False
 ROOT = Path(__file__).parent
 PLUGINS = sorted(str(p.parent) for p in ROOT.glob("plugins/otpagent_*/pyproject.toml"))
 EXAMPLES = sorted(str(p.parent) for p in ROOT.glob("docs/examples/*/pyproject.toml"))
-PACKAGES = ["./core", *PLUGINS, *EXAMPLES]
+PACKAGES = ["./core[all]", *PLUGINS, *EXAMPLES]
 TEST_DEPS = [
     "pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27", "starlette>=0.37", "uvicorn>=0.29", "jsonschema>=4.21",
     "cryptography>=42", "schemathesis>=4.0", "playwright>=1.45",  # browser: Debian's /usr/bin/chromium
@@ -55,7 +55,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """The main job on the embedded default: SQLite queue + console channels."""
-    session.install("-e", "./core", "-e", "./plugins/otpagent_console")
+    session.install("-e", "./core[cli]", "-e", "./plugins/otpagent_console")
     session.run("otpagent", "demo", *session.posargs)
 
 

@@ -35,6 +35,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "memory": ("bench.parts.memory", "figure 9: worker RSS with 10k, 100k and 1M queued messages"),
     "http": ("bench.parts.http", "figure 10: HTTP API POST /v1/otp + verify over loopback"),
     "routing": ("bench.parts.routing", "routing simulation (bench/routing.py, when present)"),
+    "import": ("bench.parts.importtime", "figure 11: import time of the library with its plugins"),
 }
 OPTIONAL: set[str] = set()  # parts whose module may be absent (routing checks for itself)
 ROOT = Path(__file__).resolve().parent.parent

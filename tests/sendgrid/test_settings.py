@@ -107,5 +107,6 @@ def test_the_package_registers_its_plugin_through_the_otpagent_entry_point_group
     module.otpagent_register_channels(register=registered.__setitem__)
     module.otpagent_register_http_routes(
         register=lambda path, endpoint, methods=("POST",): routes.append((path, methods)))
-    assert registered == {"sendgrid-email": create_sendgrid_channel}
+    assert list(registered) == ["sendgrid-email"]
+    assert registered["sendgrid-email"] is module.create_sendgrid_channel  # imports the SDK only when called
     assert routes == [("/callbacks/sendgrid/events", ("POST",))]

@@ -184,9 +184,12 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 @friendly_errors
 def load(ctx: click.Context, file: str) -> None:
     """Queue every message of a JSON FILE (validated whole first: all or nothing)."""
+    from otpagent.extras import require
+    from otpagent.intake import load_json_requests
+
+    require("cli", "otpagent load's progress bar")
     from rich.progress import Progress
 
-    from otpagent.intake import load_json_requests
     from otpagent.model import MessageType
 
     requests = load_json_requests(file)

@@ -12,20 +12,33 @@ import logging
 import sys
 from typing import Any
 
-import structlog
-
 __all__ = ["configure_cli_logging", "get_logger"]
 
-_PROCESSORS: list[Any] = [
-    structlog.processors.format_exc_info,
-    structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
-]
+
+class _Logger:
+    """A structlog logger over the stdlib logger ``name``, built on first use: structlog is
+    among the dearest imports, and importing otpagent should not pay for it up front."""
+
+    __slots__ = ("_logger", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._logger is None:
+            import structlog
+
+            processors: list[Any] = [structlog.processors.format_exc_info,
+                                     structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True)]
+            self._logger = structlog.wrap_logger(logging.getLogger(self._name), processors=processors,
+                                                 wrapper_class=structlog.stdlib.BoundLogger)
+        return getattr(self._logger, attr)
 
 
 def get_logger(name: str) -> Any:
-    """A structlog logger bound to the stdlib logger ``name``."""
-    return structlog.wrap_logger(logging.getLogger(name), processors=_PROCESSORS,
-                                 wrapper_class=structlog.stdlib.BoundLogger)
+    """A structlog logger bound to the stdlib logger ``name`` (``log.info("event", key=value)``)."""
+    return _Logger(name)
 
 
 def configure_cli_logging(level: str) -> None:

@@ -7,21 +7,31 @@ a send to the wrong person or a cryptic provider error later.
 from __future__ import annotations
 
 import functools
-
-import email_validator
-import phonenumbers
+from typing import Any
 
 from otpagent.errors import InvalidRequest
 
 __all__ = ["country_of", "normalise_email", "normalise_phone"]
 
-_PARSE_REASONS = {
-    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown or missing country code (use +<country code>)",
-    phonenumbers.NumberParseException.NOT_A_NUMBER: "not a phone number",
-    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short after the international prefix",
-    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
-    phonenumbers.NumberParseException.TOO_LONG: "too long",
-}
+def _parse_reason(phonenumbers: Any, exc: Any) -> str:
+    """Why phonenumbers could not parse a number, in words a caller can act on."""
+    error = phonenumbers.NumberParseException
+    reasons = {
+        error.INVALID_COUNTRY_CODE: "unknown or missing country code (use +<country code>)",
+        error.NOT_A_NUMBER: "not a phone number",
+        error.TOO_SHORT_AFTER_IDD: "too short after the international prefix",
+        error.TOO_SHORT_NSN: "too short",
+        error.TOO_LONG: "too long",
+    }
+    return reasons.get(exc.error_type, str(exc))
+
+
+def _phonenumbers() -> Any:
+    """The phonenumbers module, imported on first use: its metadata makes it one of the
+    dearest imports, and a process that never parses a number should not pay for it."""
+    import phonenumbers
+
+    return phonenumbers
 
 
 def normalise_phone(value: str, field: str = "phone_number") -> str:
@@ -42,6 +52,7 @@ def normalise_phone(value: str, field: str = "phone_number") -> str:
 @functools.lru_cache(maxsize=65536)
 def country_of(e164: str) -> str | None:
     """ISO 3166 region code of an E.164 number (``GB``), or None when unknown."""
+    phonenumbers = _phonenumbers()
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
@@ -63,10 +74,11 @@ def _e164_or_reason(raw: str) -> str:
     the abuse limits' recipient key, verification) parses it once: parsing is the dearest step
     of taking a message in.
     """
+    phonenumbers = _phonenumbers()
     try:
         number = phonenumbers.parse(raw, None)
     except phonenumbers.NumberParseException as exc:
-        return _PARSE_REASONS.get(exc.error_type, str(exc))
+        return _parse_reason(phonenumbers, exc)
     if not phonenumbers.is_possible_number(number):
         return "wrong length for its country"
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
@@ -76,6 +88,8 @@ def normalise_email(value: str, field: str = "email") -> str:
     """Return the normalised address or raise naming it and the reason (syntax only, no DNS)."""
     if not isinstance(value, str):
         raise InvalidRequest.single(field, f"must be a string, got {type(value).__name__}")
+    import email_validator  # on first use (it compiles its grammar on import)
+
     try:
         info = email_validator.validate_email(value.strip(), check_deliverability=False)
     except email_validator.EmailNotValidError as exc:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
+from otpagent.extras import require
 from otpagent.model import DeliveryReport
+
+require("cli", "otpagent's terminal tables")  # before rich: say which extra to install, not ImportError
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
 
 __all__ = ["print_metrics", "print_report", "reports_table"]
 

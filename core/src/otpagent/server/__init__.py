@@ -17,6 +17,9 @@ __all__ = ["ServerSettings", "create_app", "parse_server_settings"]
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
+        from otpagent.extras import require
+
+        require("server", "otpagent.server.create_app")
         from otpagent.server.app import create_app
 
         return create_app

@@ -37,6 +37,9 @@ def _agent(ctx: click.Context) -> Any:
 @friendly_errors
 def serve(ctx: click.Context, host: str | None, port: int | None, no_workers: bool, processes: int | None) -> None:
     """Run the HTTP service: REST API, dashboard, /metrics, provider callbacks (and the workers)."""
+    from otpagent.extras import require
+
+    require("server", "otpagent serve")
     import uvicorn
 
     from otpagent.server import create_app, parse_server_settings

@@ -14,6 +14,13 @@ from otpagent.protocols import PluginContext
 
 
 def _create_webhook_sink(settings: Mapping[str, Any], context: PluginContext) -> Any:
+    from otpagent.errors import ConfigError
+    from otpagent.extras import MissingExtra, require
+
+    try:
+        require("webhooks", "the webhook sink")
+    except MissingExtra as exc:
+        raise ConfigError("sinks[].plugin", str(exc)) from None
     from otpagent.sinks.webhook import create_webhook_sink
 
     return create_webhook_sink(settings, context)

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
-
-import psycopg
-import psycopg_pool
+from typing import TYPE_CHECKING, Any
 
 from otpagent.errors import ConfigError
 from otpagent.hookspecs import hookimpl
 from otpagent.protocols import PluginContext
-from otpagent_postgres.schema import SchemaTooNew
-from otpagent_postgres.storage import PostgresStorage
+
+if TYPE_CHECKING:
+    from otpagent_postgres.storage import PostgresStorage
 
 __all__ = ["create_postgres_storage", "otpagent_register_storage_backends"]
 
@@ -52,6 +50,12 @@ def create_postgres_storage(settings: Mapping[str, Any], context: PluginContext)
     max_size = _positive_int(settings, "pool_max_size", max(10, min_size))
     if max_size < min_size:
         raise ConfigError("storage.pool_max_size", "must be at least pool_min_size")
+    import psycopg  # here, not at start-up: psycopg is heavy and this plugin loads everywhere
+    import psycopg_pool
+
+    from otpagent_postgres.schema import SchemaTooNew
+    from otpagent_postgres.storage import PostgresStorage
+
     try:
         return PostgresStorage(
             dsn, schema=schema, pool_min_size=min_size, pool_max_size=max_size,

@@ -32,12 +32,12 @@ from starlette.responses import JSONResponse, Response
 from otpagent.model import Status
 from otpagent_sendgrid.channel import SendGridEmailChannel
 from otpagent_sendgrid.compose import MESSAGE_ID_ARG
+from otpagent_sendgrid.plugin import WEBHOOK_PATH
 
 __all__ = ["EVENT_STATUS", "TOLERANCE_SECONDS", "WEBHOOK_PATH", "BatchSummary", "apply_events", "receive_events"]
 
 log = structlog.get_logger("otpagent_sendgrid.webhook")
 
-WEBHOOK_PATH = "/callbacks/sendgrid/events"
 TOLERANCE_SECONDS = 300
 MAX_BODY_BYTES = 5 * 1024 * 1024
 EVENT_SOURCE = "sendgrid"

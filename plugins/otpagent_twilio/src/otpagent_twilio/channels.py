@@ -26,6 +26,7 @@ from otpagent.model import Envelope, SendResult
 from otpagent.protocols import ChannelSpec
 from otpagent.recipients import country_of
 from otpagent_twilio.classify import classify_error
+from otpagent_twilio.plugin import CALLBACK_ROUTE
 from otpagent_twilio.segments import count_segments
 from otpagent_twilio.settings import Template, TwilioSettings, parse_settings
 from otpagent_twilio.transport import BaseUrlHttpClient
@@ -44,7 +45,6 @@ __all__ = [
 ]
 
 #: The status-callback route, mounted by the server; ``{channel}`` is the channel's config name.
-CALLBACK_ROUTE = "/callbacks/twilio/{channel}"
 #: Call progress events we ask for; busy, no-answer, failed and canceled arrive as "completed".
 CALL_EVENTS = ["initiated", "ringing", "answered", "completed"]
 #: Twilio's limit on the ``Twiml`` parameter of a call.

@@ -1,17 +1,41 @@
-"""Registers the Twilio channels and the status-callback route (entry point ``otpagent.twilio``)."""
+"""Registers the Twilio channels and the status-callback route (entry point ``otpagent.twilio``).
+
+Loaded at every otpagent start-up, so it imports nothing heavy: each factory and the callback
+endpoint import the Twilio SDK and Starlette when first used.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from otpagent.hookspecs import hookimpl
-from otpagent_twilio.callbacks import twilio_status_callback
-from otpagent_twilio.channels import (
-    CALLBACK_ROUTE,
-    create_sms_channel,
-    create_voice_channel,
-    create_whatsapp_channel,
-)
+
+#: Where Twilio posts status callbacks (``{channel}``: the channel's name in config.json).
+CALLBACK_ROUTE = "/callbacks/twilio/{channel}"
+
+
+def create_sms_channel(spec: Any) -> Any:
+    from otpagent_twilio.channels import create_sms_channel
+
+    return create_sms_channel(spec)
+
+
+def create_whatsapp_channel(spec: Any) -> Any:
+    from otpagent_twilio.channels import create_whatsapp_channel
+
+    return create_whatsapp_channel(spec)
+
+
+def create_voice_channel(spec: Any) -> Any:
+    from otpagent_twilio.channels import create_voice_channel
+
+    return create_voice_channel(spec)
+
+
+async def twilio_status_callback(request: Any, agent: Any) -> Any:
+    from otpagent_twilio.callbacks import twilio_status_callback
+
+    return await twilio_status_callback(request, agent)
 
 
 @hookimpl
