@@ -16,7 +16,7 @@ import pytest
 
 from otpagent.protocols import IdempotencyConflict
 from otpagent.storage.sqlite import SqliteStorage, _PendingWrite
-from tests.contract.conftest import T0, issue, new
+from otpagent.testing import T0, issue, new
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,9 +13,9 @@ import pytest
 
 from otpagent.model import Status
 from otpagent.protocols import MessageUpdate
+from otpagent.testing import T0, make_attempt, new
 from otpagent_postgres.queue import CLAIM_READY
 from tests.contract.backends import PG_DSN
-from tests.contract.conftest import T0, make_attempt, new
 from tests.postgres.conftest import terminate_backends
 from tests.postgres.proxy import PgProxy
 

@@ -11,7 +11,6 @@ survives a process crash but may lose the last commits on power loss, for more t
 
 from __future__ import annotations
 
-import json
 import random
 import sqlite3
 import threading
@@ -24,10 +23,10 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from otpagent.errors import ConfigError
-from otpagent.model import CLAIMABLE_STATUSES, Attempt, Event, Message, Status
+from otpagent.model import Attempt, Event, Message, Status
 from otpagent.protocols import (
-    STATS_WINDOW_SECONDS,
-    ChannelStats,
+    IDEMPOTENCY_WINDOW_SECONDS,
+    Capability,
     EnqueueResult,
     IdempotencyConflict,
     MessageUpdate,
@@ -36,27 +35,27 @@ from otpagent.protocols import (
     OtpRecord,
     OtpVerifyOutcome,
     PluginContext,
+    ProviderEvent,
+    ProviderEventResult,
     StorageStats,
 )
-from otpagent.storage import sqlrules
+from otpagent.storage import sqlreads, sqlrules
 from otpagent.storage.rows import (
     ATTEMPT_COLUMNS,
     MESSAGE_COLUMNS,
-    attempt_from_row,
     attempt_to_row,
-    event_from_row,
+    event_to_row,
     message_from_row,
     message_to_row,
-    percentile,
     queued_event,
 )
+from otpagent.storage.sqlite_outbox import SqliteWebhookOutbox
 from otpagent.storage.sqlite_schema import migrate
 
 __all__ = ["SqliteStorage", "create_sqlite_storage"]
 
 _T = TypeVar("_T")
 
-IDEMPOTENCY_WINDOW = 24 * 3600.0
 _INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in MESSAGE_COLUMNS)})"
@@ -65,12 +64,9 @@ _INSERT_ATTEMPT = (
     f"INSERT INTO delivery_reports ({', '.join(ATTEMPT_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in ATTEMPT_COLUMNS)})"
 )
-_CLAIMABLE = tuple(s.value for s in CLAIMABLE_STATUSES)
 # The statuses are literals, not parameters: only then can SQLite prove the query matches the
 # partial index and walk it in claim order, stopping at LIMIT, whatever the queue's size.
-_CLAIMABLE_SQL = "'queued', 'scheduled', 'retrying'"  # exactly as in the messages_ready index
-assert set(_CLAIMABLE) == {"queued", "scheduled", "retrying"}
-_READY = (f"SELECT * FROM messages INDEXED BY messages_ready WHERE status IN ({_CLAIMABLE_SQL}) "
+_READY = (f"SELECT * FROM messages INDEXED BY messages_ready WHERE status IN ({sqlrules.CLAIMABLE_SQL}) "
           "AND due_at <= ? ORDER BY priority DESC, due_at, seq LIMIT ?")
 
 
@@ -95,9 +91,12 @@ def create_sqlite_storage(settings: Mapping[str, Any], context: PluginContext) -
 
 
 class SqliteStorage:
-    """A :class:`~otpagent.protocols.StorageBackend` on one SQLite file."""
+    """A :class:`~otpagent.protocols.StorageBackend` on one SQLite file, with every capability
+    but the work wake-up (an idle worker polls; in-process enqueues wake it at once).
+    """
 
     name = "sqlite"
+    capabilities = frozenset(Capability) - {Capability.WORK_WAKEUP}
 
     def __init__(self, path: str | Path, *, synchronous: str = "full", busy_timeout: float = 30.0) -> None:
         self.path = Path(path)
@@ -110,6 +109,8 @@ class SqliteStorage:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
+        self._outbox: SqliteWebhookOutbox | None = None
+        self._outbox_lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             migrate(self._conn(), begin=self._begin_immediate)
@@ -117,6 +118,11 @@ class SqliteStorage:
             raise ConfigError("storage.path", f"cannot open SQLite database {str(self.path)!r}: {exc}") from None
 
     # -- connections ---------------------------------------------------------------------------
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, for reads outside a transaction (writes go through
+        :meth:`transaction`)."""
+        return self._conn()
+
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
@@ -139,7 +145,13 @@ class SqliteStorage:
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection inside ``BEGIN IMMEDIATE`` (the database's write lock,
+        across processes), committed when the block ends and rolled back when it raises.
+
+        For writes of more than one statement that must be atomic (the webhook outbox). It is
+        not group-committed: short, frequent writes go through the backend's own methods.
+        """
         conn = self._conn()
         with self._write_lock:
             self._begin_immediate(conn)
@@ -265,7 +277,7 @@ class SqliteStorage:
                     (m.idempotency_key,),
                 ).fetchone()
                 if existing is not None:
-                    if existing["created_at"] >= now - IDEMPOTENCY_WINDOW:
+                    if existing["created_at"] >= now - IDEMPOTENCY_WINDOW_SECONDS:
                         if existing["fingerprint"] != item.fingerprint:
                             raise IdempotencyConflict(m.idempotency_key, index)
                         results.append(EnqueueResult(message_id=existing["id"], created=False))
@@ -275,7 +287,7 @@ class SqliteStorage:
             fresh.append(item)
             results.append(EnqueueResult(message_id=m.id, created=True))
         conn.executemany(_INSERT_MESSAGE, [message_to_row(i.message, i.fingerprint) for i in fresh])
-        conn.executemany(_INSERT_EVENT, [_event_row(queued_event(i.message, now)) for i in fresh])
+        conn.executemany(sqlrules.INSERT_EVENT, [event_to_row(queued_event(i.message, now)) for i in fresh])
         return results
 
     def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
@@ -307,6 +319,10 @@ class SqliteStorage:
         )
         return rows, lease_until
 
+    def renew_leases(self, worker_id: str, lease_seconds: float, now: float) -> int:
+        return self._grouped(lambda conn: conn.execute(sqlrules.RENEW_LEASES,
+                                                       (now + lease_seconds, worker_id)).rowcount)
+
     def update_message(
         self, update: MessageUpdate, now: float, *, attempt: Attempt | None = None,
         events: Sequence[Event] = (),
@@ -316,43 +332,32 @@ class SqliteStorage:
                 conn.execute(_INSERT_ATTEMPT, attempt_to_row(attempt))
             applied = sqlrules.message_update(_Tx(conn), update, now)
             if applied:
-                for event in events:
-                    self._insert_event(conn, event)
+                conn.executemany(sqlrules.INSERT_EVENT, [event_to_row(e) for e in events])
             return applied
 
         return self._grouped(work)
 
     def get_message(self, message_id: str) -> Message | None:
-        row = self._conn().execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
-        return message_from_row(row) if row else None
+        return sqlreads.get_message(_Tx(self._conn()), message_id)
 
     def get_attempts(self, message_id: str) -> list[Attempt]:
-        rows = self._conn().execute(
-            "SELECT * FROM delivery_reports WHERE message_id = ? ORDER BY number, id", (message_id,)
-        ).fetchall()
-        return [attempt_from_row(r) for r in rows]
+        return sqlreads.get_attempts(_Tx(self._conn()), message_id)
 
     def get_events(self, message_id: str) -> list[Event]:
-        rows = self._conn().execute("SELECT * FROM events WHERE message_id = ? ORDER BY id", (message_id,)).fetchall()
-        return [event_from_row(r) for r in rows]
+        return sqlreads.get_events(_Tx(self._conn()), message_id)
 
     def recent_messages(self, limit: int) -> list[Message]:
-        rows = self._conn().execute("SELECT * FROM messages ORDER BY updated_at DESC, seq DESC LIMIT ?",
-                                    (limit,)).fetchall()
-        return [message_from_row(r) for r in rows]
+        return sqlreads.recent_messages(_Tx(self._conn()), limit)
 
     def find_by_provider_id(self, provider_message_id: str) -> Attempt | None:
-        row = self._conn().execute(
-            "SELECT * FROM delivery_reports WHERE provider_message_id = ? ORDER BY id DESC LIMIT 1",
-            (provider_message_id,),
-        ).fetchone()
-        return attempt_from_row(row) if row else None
+        return sqlreads.find_by_provider_id(_Tx(self._conn()), provider_message_id)
 
-    def set_attempt_delivery_status(
-        self, provider_message_id: str, status: Status, allowed_from: frozenset[Status | None], now: float
-    ) -> bool:
-        return self._grouped(lambda conn: sqlrules.set_attempt_delivery_status(
-            _Tx(conn), provider_message_id, status, allowed_from, now))
+    def apply_provider_event(
+        self, event: ProviderEvent, *, allowed_from: frozenset[Status | None], update: MessageUpdate | None,
+        events: Sequence[Event], now: float,
+    ) -> ProviderEventResult:
+        return self._grouped(lambda conn: sqlrules.apply_provider_event(
+            _Tx(conn), event, allowed_from=allowed_from, update=update, events=events, now=now))
 
     # -- OTP -----------------------------------------------------------------------------------
     def issue_otp(
@@ -364,7 +369,7 @@ class SqliteStorage:
             if outcome[0] is OtpIssueOutcome.ISSUED:
                 m = message.message
                 conn.execute(_INSERT_MESSAGE, message_to_row(m, message.fingerprint))
-                self._insert_event(conn, queued_event(m, now))
+                conn.execute(sqlrules.INSERT_EVENT, event_to_row(queued_event(m, now)))
             return outcome
 
         return self._grouped(work)
@@ -400,59 +405,22 @@ class SqliteStorage:
 
         return self._grouped(work)
 
-    def remember_event_id(self, source: str, event_id: str, now: float) -> bool:
-        return self._grouped(lambda conn: conn.execute(
-            "INSERT INTO seen_events (source, event_id, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            (source, event_id, now)).rowcount == 1)
-
     # -- metrics and housekeeping --------------------------------------------------------------
     def redact_expired_secrets(self, now: float) -> int:
-        with self._write() as conn:
+        with self.transaction() as conn:
             return conn.execute("UPDATE messages SET secret = NULL WHERE secret IS NOT NULL AND expires_at < ?",
                                 (now,)).rowcount
 
     def stats(self, now: float) -> StorageStats:
-        conn = self._conn()
-        by_status = {r[0]: r[1] for r in conn.execute("SELECT status, COUNT(*) FROM messages GROUP BY status")}
-        queue_size = sum(by_status.get(s, 0) for s in (*_CLAIMABLE, "sending"))
-        oldest = conn.execute(
-            f"SELECT MIN(due_at) FROM messages WHERE status IN ({_CLAIMABLE_SQL}) AND due_at <= ?", (now,)
-        ).fetchone()[0]
-        channels: dict[str, ChannelStats] = {}
-        since = now - STATS_WINDOW_SECONDS
-        for r in conn.execute(
-            "SELECT channel, COUNT(*) AS attempts, "
-            "SUM(outcome = 'accepted') AS accepted, SUM(outcome = 'transient') AS transient, "
-            "SUM(outcome = 'permanent') AS permanent, "
-            "SUM(delivery_status IN ('delivered', 'read')) AS delivered, "
-            "SUM(delivery_status IN ('undelivered', 'failed')) AS undelivered, SUM(cost) AS cost "
-            "FROM delivery_reports WHERE finished_at >= ? GROUP BY channel", (since,)
-        ):
-            latencies = sorted(
-                row[0] for row in conn.execute(
-                    "SELECT (finished_at - started_at) * 1000.0 FROM delivery_reports WHERE channel = ? "
-                    "AND finished_at >= ? ORDER BY id DESC LIMIT 1000", (r["channel"], since))
-            )
-            channels[r["channel"]] = ChannelStats(
-                attempts=r["attempts"], accepted=r["accepted"] or 0, transient=r["transient"] or 0,
-                permanent=r["permanent"] or 0, delivered=r["delivered"] or 0,
-                undelivered=r["undelivered"] or 0, cost=r["cost"] or 0.0,
-                p50_latency_ms=percentile(latencies, 0.50), p95_latency_ms=percentile(latencies, 0.95),
-            )
-        return StorageStats(
-            total=sum(by_status.values()), queue_size=queue_size, by_status=by_status, channels=channels,
-            oldest_due_age_seconds=None if oldest is None else max(0.0, now - oldest),
-        )
+        return sqlreads.stats(_Tx(self._conn()), now)
 
     def cleanup(self, older_than: float, now: float) -> Mapping[str, int]:
-        finished = ("sent", "delivered", "read", "undelivered", "failed", "cancelled", "expired")
-        marks = ",".join("?" * len(finished))
         counts: dict[str, int] = {}
-        with self._write() as conn:
+        with self.transaction() as conn:
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (id TEXT PRIMARY KEY)")
             conn.execute("DELETE FROM doomed")
-            conn.execute(f"INSERT INTO doomed SELECT id FROM messages WHERE status IN ({marks}) AND updated_at < ?",
-                         (*finished, older_than))
+            conn.execute(f"INSERT INTO doomed SELECT id FROM messages WHERE status IN ({sqlrules.FINISHED_SQL}) "
+                         "AND updated_at < ?", (older_than,))
             counts["delivery_reports"] = conn.execute(
                 "DELETE FROM delivery_reports WHERE message_id IN (SELECT id FROM doomed)").rowcount
             counts["events"] = conn.execute(
@@ -490,17 +458,13 @@ class SqliteStorage:
             out.setdefault(str(r["channel"]), {})[str(r["day"])] = float(r["cost"] or 0.0)
         return out
 
-    # -- helpers -------------------------------------------------------------------------------
-    @staticmethod
-    def _insert_event(conn: sqlite3.Connection, event: Event) -> None:
-        conn.execute(_INSERT_EVENT, _event_row(event))
-
-
-_INSERT_EVENT = "INSERT INTO events (message_id, type, at, data) VALUES (?, ?, ?, ?)"
-
-
-def _event_row(event: Event) -> tuple[Any, ...]:
-    return event.message_id, event.type, event.at, json.dumps(dict(event.data)) if event.data else None
+    # -- webhooks ------------------------------------------------------------------------------
+    def webhook_outbox(self) -> SqliteWebhookOutbox:
+        """The durable outbox for ``webhook`` sinks, in this database (created on first use)."""
+        with self._outbox_lock:
+            if self._outbox is None:
+                self._outbox = SqliteWebhookOutbox(self)
+            return self._outbox
 
 
 def _leased(m: Message, owner: str, until: float, now: float) -> Message:
