@@ -109,3 +109,23 @@ def test_the_package_registers_its_plugin_through_the_otpagent_entry_point_group
         register=lambda path, endpoint, methods=("POST",): routes.append((path, methods)))
     assert registered == {"sendgrid-email": create_sendgrid_channel}
     assert routes == [("/callbacks/sendgrid/events", ("POST",))]
+
+
+def test_an_event_webhook_key_needs_a_store_that_applies_provider_events(signer):
+    import attrs
+
+    from otpagent.protocols import Capability
+    from otpagent.testing import InMemoryStorage
+
+    class NoProviderEvents(InMemoryStorage):
+        name = "acme"
+        capabilities = InMemoryStorage.capabilities - {Capability.PROVIDER_EVENTS}
+
+    spec = channel_spec(_with({"webhook_public_key": signer.public_key}))
+    spec = attrs.evolve(spec, context=attrs.evolve(spec.context, storage=NoProviderEvents()))
+
+    with pytest.raises(ConfigError) as caught:
+        create_sendgrid_channel(spec)
+
+    assert caught.value.path == "channels.EMAIL.api_config.webhook_public_key"
+    assert "'acme' does not provide the provider events capability" in caught.value.reason
