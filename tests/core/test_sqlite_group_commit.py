@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from otpagent.protocols import IdempotencyConflict
-from otpagent.storage.sqlite import SqliteStorage, _PendingWrite
+from otpagent.storage.sqlite import SqliteStorage
+from otpagent.storage.sqlite_writer import _PendingWrite
 from otpagent.testing import T0, issue, new
 
 pytestmark = pytest.mark.timeout(60)

@@ -1,24 +1,20 @@
 """The embedded storage backend: one SQLite file in WAL mode.
 
 Every write runs in a ``BEGIN IMMEDIATE`` transaction, so claims, attempts, OTP checks and
-rate-limit buckets are atomic across threads *and* processes. Within a process, writers queue
-on a lock before asking SQLite, because SQLite's own busy handler sleeps in coarse steps, and
-short writes from concurrent threads are group-committed: each under its own savepoint, all in
-one transaction, so they share one fsync (``SqliteStorage._grouped``).
+rate-limit buckets are atomic across threads *and* processes; concurrent writes of one process
+are group-committed (see :mod:`otpagent.storage.sqlite_writer`). The rules and the reads are the
+ones PostgreSQL runs too (:mod:`~otpagent.storage.sqlrules`, :mod:`~otpagent.storage.sqlreads`).
 Durability: ``synchronous=FULL`` by default (a commit survives power loss); ``"normal"``
 survives a process crash but may lose the last commits on power loss, for more throughput.
 """
 
 from __future__ import annotations
 
-import random
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import attrs
 
@@ -51,10 +47,9 @@ from otpagent.storage.rows import (
 )
 from otpagent.storage.sqlite_outbox import SqliteWebhookOutbox
 from otpagent.storage.sqlite_schema import migrate
+from otpagent.storage.sqlite_writer import SqliteTx, SqliteWriter
 
 __all__ = ["SqliteStorage", "create_sqlite_storage"]
-
-_T = TypeVar("_T")
 
 _INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
@@ -90,7 +85,7 @@ def create_sqlite_storage(settings: Mapping[str, Any], context: PluginContext) -
     return SqliteStorage(path, synchronous=sync, busy_timeout=float(timeout))
 
 
-class SqliteStorage:
+class SqliteStorage(SqliteWriter):
     """A :class:`~otpagent.protocols.StorageBackend` on one SQLite file, with every capability
     but the work wake-up (an idle worker polls; in-process enqueues wake it at once).
     """
@@ -99,16 +94,7 @@ class SqliteStorage:
     capabilities = frozenset(Capability) - {Capability.WORK_WAKEUP}
 
     def __init__(self, path: str | Path, *, synchronous: str = "full", busy_timeout: float = 30.0) -> None:
-        self.path = Path(path)
-        self._synchronous = synchronous.upper()
-        self._busy_timeout = busy_timeout
-        self._local = threading.local()
-        self._write_lock = threading.Lock()
-        self._pending: list[_PendingWrite[Any]] = []
-        self._pending_lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
-        self._closed = False
+        super().__init__(path, synchronous=synchronous, busy_timeout=busy_timeout)
         self._outbox: SqliteWebhookOutbox | None = None
         self._outbox_lock = threading.Lock()
         try:
@@ -116,143 +102,6 @@ class SqliteStorage:
             migrate(self._conn(), begin=self._begin_immediate)
         except sqlite3.Error as exc:
             raise ConfigError("storage.path", f"cannot open SQLite database {str(self.path)!r}: {exc}") from None
-
-    # -- connections ---------------------------------------------------------------------------
-    def connection(self) -> sqlite3.Connection:
-        """This thread's connection, for reads outside a transaction (writes go through
-        :meth:`transaction`)."""
-        return self._conn()
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._closed:
-                raise RuntimeError("storage is closed")
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA temp_store=MEMORY")  # savepoints' statement journals stay in memory
-            # From now on a short built-in busy timeout covers rare reader waits; writers wait in
-            # _begin_immediate's loop, which polls often and fairly instead of SQLite's 1..100 ms
-            # sleep ladder (under which two busy processes starve each other).
-            conn.execute("PRAGMA busy_timeout = 5")
-            self._local.conn = conn
-            with self._connections_lock:
-                self._connections.append(conn)
-        return conn
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection inside ``BEGIN IMMEDIATE`` (the database's write lock,
-        across processes), committed when the block ends and rolled back when it raises.
-
-        For writes of more than one statement that must be atomic (the webhook outbox). It is
-        not group-committed: short, frequent writes go through the backend's own methods.
-        """
-        conn = self._conn()
-        with self._write_lock:
-            self._begin_immediate(conn)
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def _grouped(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``work`` in a write transaction shared with every other thread's queued work.
-
-        Group commit: each caller queues its work, then takes the write lock; whoever gets it
-        first runs every queued piece, each under its own savepoint, and commits them together,
-        so concurrent callers (API requests, workers recording outcomes, the claimer) share one
-        fsync instead of queueing for one each. A piece that raises is rolled back alone and
-        its caller gets the exception; a failed commit fails every piece of the group.
-        """
-        op: _PendingWrite[_T] = _PendingWrite(work)
-        with self._pending_lock:
-            self._pending.append(op)
-        conn = self._conn()
-        with self._write_lock:
-            if not op.done:
-                with self._pending_lock:
-                    batch, self._pending = self._pending, []
-                self._commit_group(conn, batch)
-        if op.error is not None:
-            raise op.error
-        return op.result  # type: ignore[return-value]  # set whenever error is None
-
-    def _commit_group(self, conn: sqlite3.Connection, batch: list[_PendingWrite[Any]]) -> None:
-        try:
-            self._begin_immediate(conn)
-            try:
-                if len(batch) == 1:  # alone: no savepoint (it costs a statement journal per page)
-                    self._run_alone(conn, batch[0])
-                    return
-                for op in batch:
-                    conn.execute("SAVEPOINT piece")
-                    try:
-                        op.result = op.work(conn)
-                    except Exception as exc:  # only this piece is lost; its caller hears why
-                        conn.execute("ROLLBACK TO piece")
-                        op.error = exc
-                    conn.execute("RELEASE piece")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except BaseException as exc:
-            for op in batch:
-                if op.error is None:
-                    op.result = None
-                    op.error = exc if isinstance(exc, Exception) else RuntimeError(
-                        f"the write was abandoned: {type(exc).__name__} in the committing thread")
-            if not isinstance(exc, Exception):
-                raise
-        finally:
-            for op in batch:
-                op.done = True
-
-    @staticmethod
-    def _run_alone(conn: sqlite3.Connection, op: _PendingWrite[Any]) -> None:
-        try:
-            op.result = op.work(conn)
-        except Exception as exc:
-            conn.execute("ROLLBACK")
-            op.error = exc
-        else:
-            conn.execute("COMMIT")
-
-    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
-        """Take the database write lock, waiting up to the busy timeout for other processes."""
-        deadline = time.monotonic() + self._busy_timeout
-        pause = 0.0002
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise
-            time.sleep(random.uniform(0, pause))
-            pause = min(pause * 2, 0.004)
-
-    def close(self) -> None:
-        self._closed = True
-        with self._connections_lock:
-            for conn in self._connections:
-                with suppress(sqlite3.Error):
-                    conn.close()
-            self._connections.clear()
-        self._local = threading.local()
-
-    def ping(self) -> None:
-        self._conn().execute("SELECT 1").fetchone()
 
     # -- queue ---------------------------------------------------------------------------------
     def enqueue(self, items: Sequence[NewMessage], now: float) -> list[EnqueueResult]:
@@ -330,7 +179,7 @@ class SqliteStorage:
         def work(conn: sqlite3.Connection) -> bool:
             if attempt is not None:
                 conn.execute(_INSERT_ATTEMPT, attempt_to_row(attempt))
-            applied = sqlrules.message_update(_Tx(conn), update, now)
+            applied = sqlrules.message_update(SqliteTx(conn), update, now)
             if applied:
                 conn.executemany(sqlrules.INSERT_EVENT, [event_to_row(e) for e in events])
             return applied
@@ -338,33 +187,33 @@ class SqliteStorage:
         return self._grouped(work)
 
     def get_message(self, message_id: str) -> Message | None:
-        return sqlreads.get_message(_Tx(self._conn()), message_id)
+        return sqlreads.get_message(SqliteTx(self._conn()), message_id)
 
     def get_attempts(self, message_id: str) -> list[Attempt]:
-        return sqlreads.get_attempts(_Tx(self._conn()), message_id)
+        return sqlreads.get_attempts(SqliteTx(self._conn()), message_id)
 
     def get_events(self, message_id: str) -> list[Event]:
-        return sqlreads.get_events(_Tx(self._conn()), message_id)
+        return sqlreads.get_events(SqliteTx(self._conn()), message_id)
 
     def recent_messages(self, limit: int) -> list[Message]:
-        return sqlreads.recent_messages(_Tx(self._conn()), limit)
+        return sqlreads.recent_messages(SqliteTx(self._conn()), limit)
 
     def find_by_provider_id(self, provider_message_id: str) -> Attempt | None:
-        return sqlreads.find_by_provider_id(_Tx(self._conn()), provider_message_id)
+        return sqlreads.find_by_provider_id(SqliteTx(self._conn()), provider_message_id)
 
     def apply_provider_event(
         self, event: ProviderEvent, *, allowed_from: frozenset[Status | None], update: MessageUpdate | None,
         events: Sequence[Event], now: float,
     ) -> ProviderEventResult:
         return self._grouped(lambda conn: sqlrules.apply_provider_event(
-            _Tx(conn), event, allowed_from=allowed_from, update=update, events=events, now=now))
+            SqliteTx(conn), event, allowed_from=allowed_from, update=update, events=events, now=now))
 
     # -- OTP -----------------------------------------------------------------------------------
     def issue_otp(
         self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int, now: float
     ) -> tuple[OtpIssueOutcome, float]:
         def work(conn: sqlite3.Connection) -> tuple[OtpIssueOutcome, float]:
-            outcome = sqlrules.issue_otp(_Tx(conn), otp, cooldown_seconds=cooldown_seconds,
+            outcome = sqlrules.issue_otp(SqliteTx(conn), otp, cooldown_seconds=cooldown_seconds,
                                          max_per_hour=max_per_hour, now=now)
             if outcome[0] is OtpIssueOutcome.ISSUED:
                 m = message.message
@@ -379,16 +228,16 @@ class SqliteStorage:
         lockout_seconds: float, now: float,
     ) -> OtpVerifyOutcome:
         return self._grouped(lambda conn: sqlrules.verify_otp(
-            _Tx(conn), recipient, purpose, candidate_hash, max_failures=max_failures, lockout_seconds=lockout_seconds,
-            now=now))
+            SqliteTx(conn), recipient, purpose, candidate_hash, max_failures=max_failures,
+            lockout_seconds=lockout_seconds, now=now))
 
     # -- shared state --------------------------------------------------------------------------
     def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1,
                 max_wait: float = 0.0) -> float:
-        return self._grouped(lambda conn: sqlrules.acquire(_Tx(conn), key, interval, burst, now, cost, max_wait))
+        return self._grouped(lambda conn: sqlrules.acquire(SqliteTx(conn), key, interval, burst, now, cost, max_wait))
 
     def acquire_all(self, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
-        return self._grouped(lambda conn: sqlrules.acquire_all(_Tx(conn), buckets, now))
+        return self._grouped(lambda conn: sqlrules.acquire_all(SqliteTx(conn), buckets, now))
 
     def get_state(self, key: str) -> str | None:
         row = self._conn().execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
@@ -412,7 +261,7 @@ class SqliteStorage:
                                 (now,)).rowcount
 
     def stats(self, now: float) -> StorageStats:
-        return sqlreads.stats(_Tx(self._conn()), now)
+        return sqlreads.stats(SqliteTx(self._conn()), now)
 
     def cleanup(self, older_than: float, now: float) -> Mapping[str, int]:
         counts: dict[str, int] = {}
@@ -469,32 +318,3 @@ class SqliteStorage:
 
 def _leased(m: Message, owner: str, until: float, now: float) -> Message:
     return attrs.evolve(m, status=Status.SENDING, lease_owner=owner, lease_expires_at=until, updated_at=now)
-
-
-class _PendingWrite(Generic[_T]):
-    """One thread's write waiting for the next group commit."""
-
-    __slots__ = ("done", "error", "result", "work")
-
-    def __init__(self, work: Callable[[sqlite3.Connection], _T]) -> None:
-        self.work = work
-        self.done = False
-        self.result: _T | None = None
-        self.error: BaseException | None = None
-
-
-class _Tx:
-    """:class:`~otpagent.storage.sqlrules.Tx` over a SQLite connection (``?`` is native)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
-        return row
-
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(sql, params).fetchall()
-
-    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return self.conn.execute(sql, params).rowcount

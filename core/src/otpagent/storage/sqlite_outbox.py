@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from otpagent.protocols import Delivery, DeliveryStatus, event_payload
-
-if TYPE_CHECKING:
-    from otpagent.storage.sqlite import SqliteStorage
+from otpagent.storage.sqlite_writer import SqliteWriter
 
 __all__ = ["SqliteWebhookOutbox"]
 
@@ -49,7 +47,7 @@ class SqliteWebhookOutbox:
     """A :class:`~otpagent.protocols.WebhookOutbox` in the agent's SQLite file (get it with
     :meth:`SqliteStorage.webhook_outbox`)."""
 
-    def __init__(self, storage: SqliteStorage) -> None:
+    def __init__(self, storage: SqliteWriter) -> None:
         self.storage = storage
         with storage.transaction() as conn:
             for statement in _SCHEMA.split(";"):
