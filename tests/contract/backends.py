@@ -1,8 +1,7 @@
-"""How the contract suite opens each storage backend, in this process or in a child process.
+"""The PostgreSQL test server: how tests reach it, and what happens when it is not there.
 
-A :class:`StoreSpec` is a picklable recipe (backend name + settings), so the multi-process tests
-can hand it to a spawned child that opens its own connection to the very same store.
-PostgreSQL tests each get their own schema, created on open and dropped at teardown.
+Each PostgreSQL test gets its own schema, created on open and dropped at teardown. In CI
+(``CI=true``) an unreachable server FAILS the PostgreSQL tests; elsewhere it skips them.
 """
 
 from __future__ import annotations
@@ -14,10 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 
-from otpagent.protocols import PluginContext, StorageBackend
+from otpagent.testing import FactoryOpener
 
 PG_DSN = os.environ.get("OTPAGENT_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -64,30 +62,9 @@ def drop_schema(schema: str) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-@attrs.frozen
-class StoreSpec:
-    """Everything needed to open one store again, from any process."""
+def postgres_opener(schema: str, tmp_path: Path, **settings: Any) -> FactoryOpener:
+    """Opens PostgresStorage on ``schema`` of the test server (picklable for child processes)."""
+    from otpagent_postgres.plugin import create_postgres_storage
 
-    backend: str
-    settings: Mapping[str, Any]
-    config_dir: str
-
-    def open(self) -> StorageBackend:
-        context = PluginContext(config_dir=Path(self.config_dir))
-        if self.backend == "sqlite":
-            from otpagent.storage.sqlite import create_sqlite_storage
-
-            return create_sqlite_storage(self.settings, context)
-        if self.backend == "postgres":
-            from otpagent_postgres.plugin import create_postgres_storage
-
-            return create_postgres_storage(self.settings, context)
-        raise ValueError(f"unknown backend {self.backend!r}")
-
-
-def make_spec(backend: str, tmp_path: Path) -> StoreSpec:
-    if backend == "sqlite":
-        return StoreSpec("sqlite", {"backend": "sqlite", "path": str(tmp_path / "contract.db")}, str(tmp_path))
-    settings = {"backend": "postgres", "dsn": PG_DSN, "schema": new_schema_name(), "pool_min_size": 1,
-                "pool_max_size": 20}
-    return StoreSpec("postgres", settings, str(tmp_path))
+    section: Mapping[str, Any] = {"backend": "postgres", "dsn": PG_DSN, "schema": schema, **settings}
+    return FactoryOpener(create_postgres_storage, section, str(tmp_path))

@@ -93,7 +93,7 @@ def test_builtins_register_through_the_same_hooks():
     rows = {r["name"]: r for r in describe_plugins()}
     assert rows["otpagent.builtins"]["registers"] == {
         "routing_strategies": ["adaptive", "cheapest", "most-reliable", "priority"],
-        "storage_backends": ["sqlite"], "event_sinks": ["log"],
+        "storage_backends": ["memory", "sqlite"], "event_sinks": ["log"],
     }
     assert rows["console"]["registers"] == {"channels": ["console"]}
 

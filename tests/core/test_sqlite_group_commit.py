@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from otpagent.protocols import IdempotencyConflict
-from otpagent.storage.sqlite import SqliteStorage, _PendingWrite
-from tests.contract.conftest import T0, issue, new
+from otpagent.storage.sqlite import SqliteStorage
+from otpagent.storage.sqlite_writer import _PendingWrite
+from otpagent.testing import T0, issue, new
 
 pytestmark = pytest.mark.timeout(60)
 

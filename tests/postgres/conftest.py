@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.contract.backends import PG_DSN, StoreSpec, drop_schema, in_ci, new_schema_name, require_postgres
+from tests.contract.backends import PG_DSN, drop_schema, in_ci, new_schema_name, postgres_opener, require_postgres
 
 try:
     import otpagent_postgres  # noqa: F401
@@ -35,8 +35,7 @@ def open_store(pg_schema: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     opened: list[Any] = []
 
     def open_(**settings: Any) -> Any:
-        spec = StoreSpec("postgres", {"dsn": PG_DSN, "schema": pg_schema, **settings}, str(tmp_path))
-        store = spec.open()
+        store = postgres_opener(pg_schema, tmp_path, **settings)()
         opened.append(store)
         return store
 

@@ -13,9 +13,9 @@ import pytest
 
 from otpagent.model import Status
 from otpagent.protocols import MessageUpdate
+from otpagent.testing import T0, make_attempt, new
 from otpagent_postgres.queue import CLAIM_READY
 from tests.contract.backends import PG_DSN
-from tests.contract.conftest import T0, make_attempt, new
 from tests.postgres.conftest import terminate_backends
 from tests.postgres.proxy import PgProxy
 
@@ -196,3 +196,37 @@ def test_a_write_during_a_database_outage_lands_when_it_returns(open_store: Any,
     assert out.get("result") is True, out
     assert store.get_message(item.message.id).status is Status.SENT
     assert len(store.get_attempts(item.message.id)) == 1
+
+
+def test_a_provider_event_retried_after_an_uncertain_commit_reports_what_the_first_try_did(open_store: Any) -> None:
+    from otpagent.model import Event
+    from otpagent.protocols import ProviderEvent, ProviderEventOutcome, ProviderEventResult
+    from otpagent.storage import sqlrules
+    from otpagent_postgres.connection import PgTx
+
+    store = open_store()
+    item = new()
+    store.enqueue([item], T0)
+    mid = item.message.id
+    store.update_message(MessageUpdate(message_id=mid, status=Status.SENT, provider_message_id="SM1"), T0,
+                         attempt=make_attempt(mid, provider_message_id="SM1"))
+    event = ProviderEvent(source="twilio", event_id="e1", provider_message_id="SM1", status=Status.DELIVERED)
+    update = MessageUpdate(message_id=mid, status=Status.DELIVERED, expected_statuses=frozenset({Status.SENT}))
+    allowed: frozenset[Status | None] = frozenset({None, Status.SENT})
+    events = [Event(type="delivered", message_id=mid, at=T0 + 5)]
+
+    def retry_after_uncertain_commit(now: float) -> ProviderEventResult:
+        """What Database.run does when the first COMMIT's outcome was unknown."""
+        return store._db.run(lambda conn, _u: sqlrules.apply_provider_event(
+            PgTx(conn), event, allowed_from=allowed, update=update, events=events, now=now, lock=" FOR UPDATE",
+            uncertain=True))
+
+    not_committed = retry_after_uncertain_commit(T0 + 5)  # the first try never landed: apply now
+    committed = retry_after_uncertain_commit(T0 + 5)  # it landed: report it, do not redo it
+    provider_retry = store.apply_provider_event(event, allowed_from=allowed, update=update, events=events,
+                                                now=T0 + 60)
+
+    assert not_committed == committed == ProviderEventResult(outcome=ProviderEventOutcome.APPLIED,
+                                                             message_updated=True)
+    assert provider_retry.outcome is ProviderEventOutcome.REPLAY
+    assert [e.type for e in store.get_events(mid)].count("delivered") == 1

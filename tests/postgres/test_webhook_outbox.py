@@ -1,12 +1,12 @@
-"""The webhook outbox on PostgreSQL: out-of-order commits, concurrent pumps, leases, the
-delivery lifecycle and the migration of an existing database (the sink end to end is in
+"""The webhook outbox on PostgreSQL beyond the contract (``otpagent.testing.contract.webhook_outbox``,
+run for every backend): out-of-order commits, concurrent pumps while transactions commit,
+connection loss and the migration of an existing database (the sink end to end is in
 ``test_webhook_sink.py``)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -104,20 +104,6 @@ def test_a_rolled_back_event_never_blocks_later_ones(outbox: PostgresWebhookOutb
     assert delivered_event_ids(outbox) == [kept]
 
 
-def test_a_new_endpoint_starts_from_now(outbox: PostgresWebhookOutbox, pg_schema: str) -> None:
-    with connect(pg_schema) as conn:
-        insert_event(conn)
-    settle(pg_schema)
-    outbox.ensure_endpoint("later", T0)
-    with connect(pg_schema) as conn:
-        fresh = insert_event(conn)
-    settle(pg_schema)
-
-    outbox.pull("later", None, T0)
-
-    assert [d.webhook_id for d in outbox.list(endpoint="later")] == [f"evt_{fresh}"]
-
-
 def test_pulls_page_through_a_transaction_bigger_than_a_batch(outbox: PostgresWebhookOutbox,
                                                              pg_schema: str) -> None:
     with connect(pg_schema) as conn:
@@ -190,68 +176,7 @@ def test_a_cursor_ahead_of_the_cluster_stops_the_pump_loudly(outbox: PostgresWeb
         outbox.pull("app", None, T0)
 
 
-# -- claims and the delivery lifecycle ---------------------------------------------------------
-def test_two_senders_never_claim_the_same_delivery(outbox: PostgresWebhookOutbox, pg_schema: str) -> None:
-    with connect(pg_schema) as conn:
-        for _ in range(30):
-            insert_event(conn)
-    settle(pg_schema)
-    outbox.pull("app", None, T0)
-    claimed: dict[str, list[int]] = {}
-    barrier = threading.Barrier(3)
-
-    def claim(owner: str) -> None:
-        barrier.wait(10)
-        claimed[owner] = [d.id for d in outbox.claim("app", owner, 60.0, T0, limit=10)]
-
-    threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-
-    every = [i for ids in claimed.values() for i in ids]
-    assert len(every) == len(set(every)) == 30
-    assert outbox.claim("app", "late", 60.0, T0) == []
-    assert len(outbox.claim("app", "late", 60.0, T0 + 61)) == 20  # expired leases are taken over
-
-
-def test_a_delivery_goes_through_retry_dead_letter_revival_and_purge(outbox: PostgresWebhookOutbox) -> None:
-    delivery_id = outbox.add("app", "otp_verified", {"type": "otp.verified", "data": {}}, T0)
-
-    (first,) = outbox.claim("app", "w", 60.0, T0)
-    retried = outbox.schedule_retry(first.id, "w", "HTTP 500", T0 + 10, T0)
-    not_due = outbox.claim("app", "w", 60.0, T0 + 5)
-    (second,) = outbox.claim("app", "w", 60.0, T0 + 10)
-    stolen = outbox.mark_dead(second.id, "someone-else", "x", T0 + 10)
-    dead = outbox.mark_dead(second.id, "w", "HTTP 500", T0 + 10)
-    revived = outbox.retry_dead(T0 + 20, ids=[delivery_id])
-    (third,) = outbox.claim("app", "w", 60.0, T0 + 20)
-    outbox.release([third.id], "w")
-    (fourth,) = outbox.claim("app", "w2", 60.0, T0 + 20)
-    delivered = outbox.mark_delivered(fourth.id, "w2", T0 + 21)
-    kept = outbox.purge(T0)
-    purged = outbox.purge(T0 + 22)
-
-    assert first.webhook_id == f"whd_{delivery_id}" == fourth.webhook_id
-    assert (retried, not_due, stolen, dead, revived, delivered) == (True, [], False, True, 1, True)
-    assert (third.attempts, third.cycle_started_at, third.last_error) == (2, T0 + 20, "HTTP 500")
-    assert (kept, purged, outbox.list()) == (0, 1, [])
-
-
-def test_replay_queues_stored_events_again_under_the_same_webhook_id(outbox: PostgresWebhookOutbox,
-                                                                     pg_schema: str) -> None:
-    with connect(pg_schema) as conn:
-        queued, sent = insert_event(conn, "queued"), insert_event(conn, "sent")
-    settle(pg_schema)
-    outbox.pull("app", None, T0)
-
-    replayed = outbox.replay("app", {"sent"}, T0 - 1, T0 + 1)
-
-    assert replayed == 1
-    assert Counter(d.webhook_id for d in outbox.list()) == {f"evt_{queued}": 1, f"evt_{sent}": 2}
-
-
+# -- connection loss and migration ------------------------------------------------------------
 def test_the_outbox_carries_on_after_every_connection_is_terminated(outbox: PostgresWebhookOutbox,
                                                                     pg_schema: str) -> None:
     with connect(pg_schema) as conn:

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from otpagent import IntelligentOTPAgent
 from otpagent.cli import _register_plugin_commands, cli
+from otpagent.protocols import DeliveryStatus
 from otpagent.sinks.webhook import WebhookSink
-from otpagent.sinks.webhook_outbox import DeliveryStatus, outbox_for
 from tests.conftest import wait_for
 from tests.contract.backends import PG_DSN
 from tests.service.conftest import LiveServer, service_config
@@ -81,7 +81,7 @@ def test_webhooks_survive_receiver_downtime_and_an_agent_restart(
     with IntelligentOTPAgent(config) as first:
         first.start_processing()
         sent_id = first.send_message({"email": "a@example.com", "content": "before the restart"})
-        outbox = outbox_for(first.storage, "sinks")
+        outbox = first.storage.webhook_outbox()
         assert wait_for(lambda: any(d.attempts >= 2 for d in outbox.list(endpoint="app")), timeout=15)
         failing = outbox.list(endpoint="app")
     # While no webhook pump runs at all, another process queues a message.
@@ -91,7 +91,7 @@ def test_webhooks_survive_receiver_downtime_and_an_agent_restart(
     receiver = Receiver(SECRET, port).start()
     try:
         live = make_server(config)  # a new agent on the same database
-        outbox = outbox_for(live.agent.storage, "sinks")
+        outbox = live.agent.storage.webhook_outbox()
         expected = {("message.sent", sent_id), ("message.queued", sent_id), ("message.queued", queued_id),
                     ("message.sent", queued_id)}
         assert wait_for(lambda: all(receiver.of_type(t, m) for t, m in expected), timeout=15), receiver.dump()
@@ -117,7 +117,7 @@ def test_dead_letters_are_listed_and_retried_from_the_cli(tmp_path: Path, pg_sch
         with IntelligentOTPAgent(config) as agent:
             agent.start_processing()
             message_id = agent.send_message({"email": "a@example.com", "content": "hi"})
-            outbox = outbox_for(agent.storage, "sinks")
+            outbox = agent.storage.webhook_outbox()
             assert wait_for(lambda: [d.status for d in outbox.list(endpoint="app")] == [DeliveryStatus.DEAD],
                             timeout=15)
         _register_plugin_commands()

@@ -183,8 +183,8 @@ def test_plugin_context_has_a_clock():
     assert callable(PluginContext(config_dir=".").clock)
 
 
-def test_the_country_is_looked_up_only_for_strategies_that_learn_by_it():
-    from otpagent.routing.planner import outcome_country
+def test_the_country_is_looked_up_only_for_strategies_that_learn_by_it(make_agent):
+    from otpagent.protocols import observes_country
 
     class Custom:  # a third-party strategy that says nothing gets the country
         def plan(self, envelope, candidates):
@@ -193,7 +193,11 @@ def test_the_country_is_looked_up_only_for_strategies_that_learn_by_it():
         def observe(self, outcome):
             pass
 
-    assert outcome_country(PriorityStrategy(), "+447700900123") is None
-    assert outcome_country(Custom(), "+447700900123") == "GB"
-    assert outcome_country(Custom(), "+12025550123") == "US"
-    assert outcome_country(Custom(), None) is None
+    assert observes_country(PriorityStrategy()) is False
+    assert observes_country(Custom()) is True
+    planner = make_agent().planner  # the built-in priority strategy: no country
+    assert planner.outcome_country("+447700900123") is None
+    custom = make_agent(routing={"strategy": "adaptive"}).planner
+    assert custom.outcome_country("+447700900123") == "GB"
+    assert custom.outcome_country("+12025550123") == "US"
+    assert custom.outcome_country(None) is None

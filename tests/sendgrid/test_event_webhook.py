@@ -1,6 +1,6 @@
 """The signed Event Webhook receiver: verification, the ±300 s window, replays, event mapping.
 
-These tests use a small stand-in for the agent that records ``apply_provider_status`` calls; the
+These tests use a small stand-in for the agent that records ``record_provider_event`` calls; the
 end-to-end tests in test_agent_end_to_end.py run the same route against the real agent.
 """
 
@@ -14,6 +14,7 @@ import attrs
 import pytest
 
 from otpagent.model import Attempt, Outcome, Status
+from otpagent.protocols import ProviderEvent, ProviderEventOutcome, ProviderEventResult
 from tests.sendgrid.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, EventSigner, event
 from tests.sendgrid.webhook_app import post_events
 
@@ -24,13 +25,6 @@ MESSAGE_ID = "msg_01"
 class StubStorage:
     def __init__(self, attempts: list[Attempt]) -> None:
         self.attempts = attempts
-        self.seen: set[tuple[str, str]] = set()
-
-    def remember_event_id(self, source: str, event_id: str, now: float) -> bool:
-        if (source, event_id) in self.seen:
-            return False
-        self.seen.add((source, event_id))
-        return True
 
     def find_by_provider_id(self, provider_message_id: str) -> Attempt | None:
         return next((a for a in self.attempts if a.provider_message_id == provider_message_id), None)
@@ -44,11 +38,14 @@ class StubAgent:
     channels: dict[str, Any]
     storage: StubStorage
     applied: list[tuple[str, Status, str | None, str | None]] = attrs.Factory(list)
+    seen: set[tuple[str, str]] = attrs.Factory(set)
 
-    def apply_provider_status(self, provider_message_id: str, status: Status, *, error_code: str | None = None,
-                              error_message: str | None = None) -> bool:
-        self.applied.append((provider_message_id, status, error_code, error_message))
-        return True
+    def record_provider_event(self, event: ProviderEvent) -> ProviderEventResult:
+        if (event.source, event.event_id) in self.seen:
+            return ProviderEventResult(outcome=ProviderEventOutcome.REPLAY)
+        self.seen.add((event.source, event.event_id))
+        self.applied.append((event.provider_message_id, event.status, event.error_code, event.error_message))
+        return ProviderEventResult(outcome=ProviderEventOutcome.APPLIED, message_updated=True)
 
 
 @pytest.fixture

@@ -110,3 +110,23 @@ def test_the_package_registers_its_plugin_through_the_otpagent_entry_point_group
     assert list(registered) == ["sendgrid-email"]
     assert registered["sendgrid-email"] is module.create_sendgrid_channel  # imports the SDK only when called
     assert routes == [("/callbacks/sendgrid/events", ("POST",))]
+
+
+def test_an_event_webhook_key_needs_a_store_that_applies_provider_events(signer):
+    import attrs
+
+    from otpagent.protocols import Capability
+    from otpagent.testing import InMemoryStorage
+
+    class NoProviderEvents(InMemoryStorage):
+        name = "acme"
+        capabilities = InMemoryStorage.capabilities - {Capability.PROVIDER_EVENTS}
+
+    spec = channel_spec(_with({"webhook_public_key": signer.public_key}))
+    spec = attrs.evolve(spec, context=attrs.evolve(spec.context, storage=NoProviderEvents()))
+
+    with pytest.raises(ConfigError) as caught:
+        create_sendgrid_channel(spec)
+
+    assert caught.value.path == "channels.EMAIL.api_config.webhook_public_key"
+    assert "'acme' does not provide the provider events capability" in caught.value.reason

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from otpagent import IntelligentOTPAgent
 from otpagent.cli import _register_plugin_commands, cli
 from otpagent.errors import ConfigError
+from otpagent.protocols import Capability, DeliveryStatus
 from otpagent.sinks.webhook import WebhookSink
-from otpagent.sinks.webhook_outbox import DeliveryStatus, outbox_for
 from otpagent.sinks.webhook_target import TargetRefused, check_resolved
 from tests.conftest import Outbox, wait_for
 from tests.service.conftest import LiveServer, service_config
@@ -70,7 +70,7 @@ def test_deliveries_survive_the_receiver_being_down(make_server: Callable[..., L
     config = service_config(tmp_path)
     config["sinks"] = [sink(down.url, events=["sent"])]
     live = make_server(config)
-    outbox = outbox_for(live.agent.storage, "sinks")
+    outbox = live.agent.storage.webhook_outbox()
 
     with live.client() as api:
         message_id = api.post("/v1/messages", json={"email": "a@example.com", "content": "hi"}).json()["message_id"]
@@ -123,7 +123,7 @@ def test_dead_letters_are_listed_and_retried_from_the_cli(tmp_path: Path, receiv
         agent.start_processing()
         webhook_sink(agent).start()
         message_id = agent.send_message({"email": "a@example.com", "content": "hi"})
-        outbox = outbox_for(agent.storage, "sinks")
+        outbox = agent.storage.webhook_outbox()
         assert wait_for(lambda: [d.status for d in outbox.list(endpoint="app")] == [DeliveryStatus.DEAD], timeout=10)
     _register_plugin_commands()
     runner = CliRunner()
@@ -204,9 +204,15 @@ def test_a_bad_secret_is_a_config_error(tmp_path: Path) -> None:
         IntelligentOTPAgent(config)
 
 
-def test_backends_without_an_outbox_are_refused_by_name() -> None:
-    class Elsewhere:
-        name = "elsewhere"
+def test_backends_without_an_outbox_are_refused_by_name(tmp_path: Path) -> None:
+    from otpagent.protocols import PluginContext
+    from otpagent.sinks.webhook import create_webhook_sink
+    from otpagent.testing import InMemoryStorage
 
-    with pytest.raises(ConfigError, match="elsewhere"):
-        outbox_for(Elsewhere(), "sinks[0].plugin")  # type: ignore[arg-type]
+    class Elsewhere(InMemoryStorage):
+        name = "elsewhere"
+        capabilities = InMemoryStorage.capabilities - {Capability.WEBHOOK_OUTBOXES}
+
+    context = PluginContext(config_dir=tmp_path, storage=Elsewhere())
+    with pytest.raises(ConfigError, match="'elsewhere' does not provide the webhook outbox capability"):
+        create_webhook_sink(sink("https://hooks.example.com/x"), context)

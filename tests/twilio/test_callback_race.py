@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from otpagent.model import Status
+from otpagent.protocols import ProviderEvent, ProviderEventOutcome, ProviderEventResult
 from otpagent_twilio.callbacks import CALL_STATUSES, MESSAGE_STATUSES
 from tests.twilio.conftest import AppClient, TwilioCallbacks, callback_app, envelope
 
@@ -17,17 +18,10 @@ class SlowStorage:
 
     known_after: int
     lookups: int = 0
-    seen: set[tuple[str, str]] = attrs.Factory(set)
 
     def find_by_provider_id(self, sid: str) -> object | None:
         self.lookups += 1
         return object() if self.lookups >= self.known_after else None
-
-    def remember_event_id(self, source: str, event_id: str, now: float) -> bool:
-        if (source, event_id) in self.seen:
-            return False
-        self.seen.add((source, event_id))
-        return True
 
 
 @attrs.define
@@ -36,11 +30,12 @@ class ScriptedAgent:
     storage: SlowStorage
     registry: Any
     applied: list[tuple[str, Status, str | None]] = attrs.Factory(list)
+    events: list[ProviderEvent] = attrs.Factory(list)
 
-    def apply_provider_status(self, sid: str, status: Status, *, error_code: str | None = None,
-                              error_message: str | None = None) -> bool:
-        self.applied.append((sid, status, error_code))
-        return True
+    def record_provider_event(self, event: ProviderEvent) -> ProviderEventResult:
+        self.events.append(event)
+        self.applied.append((event.provider_message_id, event.status, event.error_code))
+        return ProviderEventResult(outcome=ProviderEventOutcome.APPLIED, message_updated=True)
 
 
 def _agent(channel: Any, known_after: int) -> ScriptedAgent:
@@ -69,7 +64,7 @@ def test_a_forged_callback_never_reaches_the_agent(fake, make_channel) -> None: 
     response = TwilioCallbacks(fake, AppClient(callback_app(agent))).post(sid, "failed", token="guess")
 
     assert response.status_code == 403
-    assert agent.applied == [] and agent.storage.lookups == 0 and agent.storage.seen == set()
+    assert agent.applied == [] and agent.storage.lookups == 0 and agent.events == []
 
 
 def test_twilios_error_code_and_message_are_passed_on(fake, make_channel) -> None:  # type: ignore[no-untyped-def]

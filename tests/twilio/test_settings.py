@@ -128,3 +128,26 @@ def test_the_documented_example_configuration_builds_all_three_channels(fake, tm
         kinds = {name: channel.kind for name, channel in agent.channels.items()}
 
     assert kinds == {"SMS": "sms", "WHATSAPP": "whatsapp", "CALL": "voice"}
+
+
+def test_callbacks_at_a_base_url_of_the_channels_own_need_a_store_that_applies_provider_events() -> None:
+    import attrs
+
+    from otpagent.protocols import Capability
+    from otpagent.testing import InMemoryStorage
+
+    class NoProviderEvents(InMemoryStorage):
+        name = "acme"
+        capabilities = InMemoryStorage.capabilities - {Capability.PROVIDER_EVENTS}
+
+    api = {**GOOD, "callback_base_url": "https://callbacks.example"}
+    spec = channel_spec("sms", api, public_url=None)
+    spec = attrs.evolve(spec, context=attrs.evolve(spec.context, storage=NoProviderEvents()))
+
+    with pytest.raises(ConfigError) as caught:
+        create_sms_channel(spec)
+    quiet = {**api, "status_callback": False}  # no callbacks asked for: no need
+    create_sms_channel(attrs.evolve(spec, api_config=quiet, settings={**spec.settings, "api_config": quiet})).close()
+
+    assert caught.value.path == "channels.SMS.api_config.callback_base_url"
+    assert "'acme' does not provide the provider events capability" in caught.value.reason

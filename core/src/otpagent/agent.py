@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
@@ -24,7 +23,6 @@ from otpagent.intake import load_json_requests, new_message_id, parse_request, p
 from otpagent.logs import get_logger
 from otpagent.metrics import collect_metrics
 from otpagent.model import (
-    PROGRESS_RANK,
     DeliveryReport,
     Event,
     MessageRequest,
@@ -46,11 +44,14 @@ from otpagent.protocols import (
     OtpIssueOutcome,
     OtpRecord,
     PluginContext,
-    RouteOutcome,
+    ProviderEvent,
+    ProviderEventResult,
     RoutingStrategy,
     StorageBackend,
 )
-from otpagent.routing.planner import RoutePlanner, outcome_country
+from otpagent.provider_events import record_provider_event
+from otpagent.routing.planner import RoutePlanner
+from otpagent.storage.capabilities import AgentCapabilities, check_capabilities
 from otpagent.storage.rows import queued_event
 
 __all__ = ["IntelligentOTPAgent"]
@@ -79,6 +80,8 @@ class IntelligentOTPAgent:
         backend = self.registry.lookup("storage_backends", self.config.storage_backend, "storage.backend")
         self.storage: StorageBackend = backend.factory(self.config.storage, context)
         try:
+            #: The backend's capabilities, checked against what this configuration needs.
+            self.capabilities: AgentCapabilities = check_capabilities(self.storage, self.config)
             context = attrs.evolve(context, storage=self.storage)
             self.channel_configs: dict[str, ChannelConfig] = {c.name: c for c in self.config.channels}
             self.channels: dict[str, Channel] = {}
@@ -95,17 +98,21 @@ class IntelligentOTPAgent:
                 except ConfigError as exc:  # a factory cannot know its place in the list
                     raise ConfigError(exc.path.replace("sinks[]", f"sinks[{i}]", 1), exc.reason) from None
             self.bus = EventBus(sinks)
-            self.otp = OtpPolicy(self.storage, self.config.otp)
+            caps = self.capabilities
+            #: The OTP policy; None when ``otp.enabled`` is false.
+            self.otp: OtpPolicy | None = None
+            if self.config.otp.enabled and caps.otp_store is not None:
+                self.otp = OtpPolicy(caps.otp_store, caps.shared_state, caps.rate_limits, self.config.otp)
             worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-            self.breakers = CircuitBreakers(self.storage, self.config.circuit, worker_id=worker_id,
+            self.breakers = CircuitBreakers(caps.shared_state, self.config.circuit, worker_id=worker_id,
                                             on_change=lambda e: self.bus.publish([e]))
             self.planner = RoutePlanner(
                 channels=self.channels, configs=self.channel_configs, strategy=self.strategy,
-                breakers=self.breakers, storage=self.storage, voice_otp_enabled=self.config.otp.voice_enabled,
+                breakers=self.breakers, storage=caps.housekeeping, voice_otp_enabled=self.config.otp.voice_enabled,
                 clock=clock, on_event=lambda e: self.bus.publish([e]),
             )
             self.dispatcher = Dispatcher(
-                config=self.config, storage=self.storage, channels=self.channels,
+                config=self.config, storage=self.storage, capabilities=caps, channels=self.channels,
                 channel_configs=self.channel_configs, planner=self.planner, strategy=self.strategy,
                 breakers=self.breakers, bus=self.bus, clock=clock, worker_id=worker_id,
             )
@@ -215,6 +222,7 @@ class IntelligentOTPAgent:
         Raises :class:`RateLimited` during the resend cooldown or over the hourly cap, and
         :class:`InvalidRequest` for a bad recipient or a country outside the allow-list.
         """
+        otp = self._otp_policy()
         cfg = self.config.otp
         ttl = min(float(ttl_seconds or cfg.ttl_seconds), 600.0)
         request = parse_request({
@@ -223,7 +231,7 @@ class IntelligentOTPAgent:
             "callback_url": callback_url, "metadata": {"purpose": purpose, **({"locale": locale} if locale else {})},
         })
         now = self.clock()
-        self.otp.admit(request.phone_number, now)
+        otp.admit(request.phone_number, now)
         minutes = max(1, round(ttl / 60))
         body = cfg.template_for(locale).replace("{minutes}", str(minutes))
         code = generate_code(cfg.length)
@@ -234,10 +242,10 @@ class IntelligentOTPAgent:
             raise InvalidRequest(errors)
         recipient = request.phone_number or (request.email or "").lower()
         record = OtpRecord(id=item.message.id, recipient=recipient, purpose=purpose,
-                           code_hash=self.otp.code_hash(recipient, purpose, code), created_at=now,
+                           code_hash=otp.code_hash(recipient, purpose, code), created_at=now,
                            expires_at=now + ttl, message_id=item.message.id)
-        outcome, wait = self.storage.issue_otp(record, item, cooldown_seconds=cfg.resend_cooldown_seconds,
-                                               max_per_hour=cfg.max_per_hour, now=now)
+        outcome, wait = otp.store.issue_otp(record, item, cooldown_seconds=cfg.resend_cooldown_seconds,
+                                            max_per_hour=cfg.max_per_hour, now=now)
         if outcome is OtpIssueOutcome.COOLDOWN:
             raise RateLimited("resend cooldown", wait)
         if outcome is OtpIssueOutcome.HOURLY_LIMIT:
@@ -254,10 +262,16 @@ class IntelligentOTPAgent:
             if not isinstance(value, str) or not value.strip():
                 raise InvalidRequest.single(field, f"must be a non-empty string, got {type(value).__name__}")
             fields.text(field, value, limit=limit)
-        ok, reason = self.otp.verify(recipient, purpose, code, self.clock())
+        ok, reason = self._otp_policy().verify(recipient, purpose, code, self.clock())
         self.bus.publish([Event(type="otp_verified" if ok else "otp_rejected", message_id=None,
                                 data={"reason": reason, "purpose": purpose})])
         return ok, reason
+
+    def _otp_policy(self) -> OtpPolicy:
+        if self.otp is None:
+            raise ConfigError("otp.enabled", "OTPs are turned off in this configuration (otp.enabled is false), "
+                                             "so codes can be neither sent nor verified")
+        return self.otp
 
     def cancel_message(self, message_id: str) -> bool:
         """Cancel a message that has not been handed to a provider yet."""
@@ -309,7 +323,7 @@ class IntelligentOTPAgent:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            stats = self.storage.stats(self.clock())
+            stats = self.capabilities.housekeeping.stats(self.clock())
             busy = sum(stats.by_status.get(s, 0) for s in ("queued", "retrying", "sending"))
             if self.dispatcher.inflight == 0 and busy == 0 and stats.oldest_due_age_seconds is None:
                 return True
@@ -317,53 +331,15 @@ class IntelligentOTPAgent:
         return False
 
     # -- provider callbacks --------------------------------------------------------------------
-    def apply_provider_status(self, provider_message_id: str, status: Status, *, error_code: str | None = None,
-                              error_message: str | None = None) -> bool:
-        """Apply a provider's delivery report, idempotently and in order.
+    def record_provider_event(self, event: ProviderEvent) -> ProviderEventResult:
+        """Apply a provider's status report, idempotently and in order, in one transaction.
 
         A status may only move a message forward (a late ``sent`` never overwrites
         ``delivered``); ``undelivered``/``failed`` for the message's current attempt sends it on
-        to the next channel of its route, or ends it when there is none.
+        to the next channel of its route, or ends it when there is none. A repeated event id is
+        a REPLAY; if the write fails, nothing is remembered and the provider's retry applies it.
         """
-        now = self.clock()
-        attempt = self.storage.find_by_provider_id(provider_message_id)
-        if attempt is None:
-            return False
-        rank = PROGRESS_RANK.get(status)
-        if rank is None:
-            return False
-        lower = frozenset(s for s, r in PROGRESS_RANK.items() if r < rank)
-        changed = self.storage.set_attempt_delivery_status(provider_message_id, status, lower | {None}, now)
-        message = self.storage.get_message(attempt.message_id)
-        if message is None or message.provider_message_id != provider_message_id or not changed:
-            return changed
-        data = {"channel": attempt.channel, "provider_message_id": provider_message_id, "error_code": error_code}
-        events = [Event(type=status.value, message_id=message.id, at=now, data=data)]
-        after_send = frozenset(s for s in (Status.SENT, Status.DELIVERED) if PROGRESS_RANK[s] < rank)
-        if status in (Status.UNDELIVERED, Status.FAILED):
-            error = f"{attempt.channel}: {status.value}" + (f" [{error_code}]" if error_code else "") + \
-                    (f" {error_message}" if error_message else "")
-            nxt = self.planner.next_channel(message)
-            if nxt is not None and not (message.expires_at is not None and now >= message.expires_at):
-                update = MessageUpdate(message_id=message.id, status=Status.RETRYING, due_at=now, route_index=nxt,
-                                       channel_attempts=0, last_error=error, expected_statuses=after_send)
-                events.append(Event(type="fallback", message_id=message.id, at=now,
-                                    data={"from": attempt.channel, "to": message.route[nxt], "reason": error}))
-            else:
-                update = MessageUpdate(message_id=message.id, status=status, last_error=error, clear_secret=True,
-                                       expected_statuses=after_send)
-        else:
-            update = MessageUpdate(message_id=message.id, status=status, expected_statuses=after_send,
-                                   clear_secret=status in (Status.DELIVERED, Status.READ))
-        applied = self.storage.update_message(update, now, events=events)
-        if applied:
-            self.bus.publish(events)
-            self.dispatcher.notify()
-            with contextlib.suppress(Exception):
-                self.strategy.observe(RouteOutcome(
-                    message_id=message.id, channel=attempt.channel, priority=message.priority, status=status,
-                    country=outcome_country(self.strategy, message.phone_number), callback=True))
-        return applied or changed
+        return record_provider_event(self, event)
 
 
 def _load(config: ConfigSource) -> AgentConfig:

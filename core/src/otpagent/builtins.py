@@ -10,11 +10,13 @@ from otpagent.routing.priority import create_priority_strategy
 from otpagent.routing.simple import create_cheapest, create_most_reliable
 from otpagent.sinks.log import create_log_sink
 from otpagent.storage.sqlite import create_sqlite_storage
+from otpagent.testing.memory import create_memory_storage
 
 
 @hookimpl
 def otpagent_register_storage_backends(register: Any) -> None:
     register("sqlite", create_sqlite_storage)
+    register("memory", create_memory_storage)
 
 
 @hookimpl

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from otpagent.model import Event
-from otpagent.protocols import StorageBackend
+from otpagent.protocols import SharedState
 
 __all__ = ["BreakerSettings", "CircuitBreakers"]
 
@@ -41,10 +41,10 @@ def _decode(raw: str | None) -> dict[str, Any]:
 class CircuitBreakers:
     """Shared reads are cached for ``cache_seconds`` to keep routing off the database."""
 
-    def __init__(self, storage: StorageBackend, settings: BreakerSettings | None = None, *,
+    def __init__(self, state: SharedState, settings: BreakerSettings | None = None, *,
                  cache_seconds: float = 0.5, on_change: Callable[[Event], None] | None = None,
                  worker_id: str = "") -> None:
-        self.storage = storage
+        self.shared = state
         self.settings = settings or BreakerSettings()
         self.cache_seconds = cache_seconds
         self.on_change = on_change
@@ -60,7 +60,7 @@ class CircuitBreakers:
             cached = self._cache.get(channel)
             if cached is not None and not fresh and now - cached[0] < self.cache_seconds:
                 return cached[1]
-        value = _decode(self.storage.get_state(f"circuit:{channel}"))
+        value = _decode(self.shared.get_state(f"circuit:{channel}"))
         with self._lock:
             self._cache[channel] = (now, value)
         return value
@@ -104,7 +104,7 @@ class CircuitBreakers:
             return json.dumps({**current, "state": "half_open", "probe_owner": self.worker_id,
                                "probe_until": now + self.settings.probe_timeout_seconds})
 
-        value = self.storage.update_state(f"circuit:{channel}", claim_probe)
+        value = self.shared.update_state(f"circuit:{channel}", claim_probe)
         self._remember(channel, now, json.loads(value))
         return won[0]
 
@@ -134,7 +134,7 @@ class CircuitBreakers:
 
     def trip(self, channel: str, now: float, reason: str) -> None:
         value = {"state": "open", "open_until": now + self.settings.open_seconds, "reason": reason, "opened_at": now}
-        self.storage.put_state(f"circuit:{channel}", json.dumps(value))
+        self.shared.put_state(f"circuit:{channel}", json.dumps(value))
         self._remember(channel, now, value)
         with self._lock:
             self._consecutive[channel] = 0
@@ -143,7 +143,7 @@ class CircuitBreakers:
 
     def _close(self, channel: str, now: float) -> None:
         value = {"state": "closed"}
-        self.storage.put_state(f"circuit:{channel}", json.dumps(value))
+        self.shared.put_state(f"circuit:{channel}", json.dumps(value))
         self._remember(channel, now, value)
         self._announce("circuit_closed", channel, now, "a send succeeded")
 

@@ -215,7 +215,7 @@ def cleanup(ctx: click.Context, older_than_days: float | None) -> None:
     with _agent(ctx) as agent:
         days = agent.config.cleanup.retain_days if older_than_days is None else older_than_days
         now = time.time()
-        counts = agent.storage.cleanup(now - days * 86400.0, now)
+        counts = agent.capabilities.housekeeping.cleanup(now - days * 86400.0, now)
     click.echo(", ".join(f"{table}: {n}" for table, n in counts.items()) + f" (older than {days:g} days)")
 
 

@@ -81,6 +81,9 @@ class RetryConfig:
 
 @attrs.frozen
 class OtpConfig:
+    #: False runs the agent without OTPs (``send_otp``/``verify_otp`` refuse), so a storage
+    #: backend without the OTP store capability will do.
+    enabled: bool = True
     length: int = 6
     ttl_seconds: float = 300.0
     max_attempts: int = 5

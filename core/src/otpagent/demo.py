@@ -92,7 +92,7 @@ def run_demo(*, keep: bool = False) -> None:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             idle = agent.wait_until_idle(timeout=0.5)
-            if idle and agent.storage.stats(time.time()).by_status.get("scheduled", 0) == 0:
+            if idle and agent.capabilities.housekeeping.stats(time.time()).by_status.get("scheduled", 0) == 0:
                 break
         reports = [agent.get_delivery_report(i) for i in [otp_id, *ids]]
         console.print(reports_table([r for r in reports if r is not None]))

@@ -33,7 +33,8 @@ from otpagent.model import (
     Status,
 )
 from otpagent.protocols import Channel, MessageUpdate, RouteOutcome, RoutingStrategy, StorageBackend
-from otpagent.routing.planner import RoutePlanner, Unroutable, outcome_country
+from otpagent.routing.planner import RoutePlanner, Unroutable
+from otpagent.storage.capabilities import AgentCapabilities
 
 __all__ = ["Dispatcher", "backoff_delay"]
 
@@ -54,12 +55,14 @@ class Dispatcher:
     """Works the queue until stopped. Thread-safe; one per agent."""
 
     def __init__(
-        self, *, config: AgentConfig, storage: StorageBackend, channels: Mapping[str, Channel],
+        self, *, config: AgentConfig, storage: StorageBackend, capabilities: AgentCapabilities,
+        channels: Mapping[str, Channel],
         channel_configs: Mapping[str, ChannelConfig], planner: RoutePlanner, strategy: RoutingStrategy,
         breakers: CircuitBreakers, bus: EventBus, clock: Callable[[], float] = time.time, worker_id: str = "",
     ) -> None:
         self.config = config
         self.storage = storage
+        self.capabilities = capabilities
         self.channels = channels
         self.channel_configs = channel_configs
         self.planner = planner
@@ -121,7 +124,7 @@ class Dispatcher:
     def _claim_loop(self) -> None:
         poll = self.config.dispatcher.poll_interval_seconds
         lease = self.config.dispatcher.lease_seconds
-        wait_for_work = getattr(self.storage, "wait_for_work", None)
+        wakeup = self.capabilities.wakeup
         while not self._stopping.is_set():
             if not self._slots.acquire(timeout=poll):
                 continue
@@ -143,8 +146,8 @@ class Dispatcher:
                 assert self._executor is not None
                 self._executor.submit(self._work, message)
             if not messages:
-                if wait_for_work is not None and not self._wake.is_set():
-                    wait_for_work(poll)
+                if wakeup is not None and not self._wake.is_set():
+                    wakeup.wait_for_work(poll)
                 else:
                     self._wake.wait(poll)
 
@@ -211,7 +214,9 @@ class Dispatcher:
         limit = self.channel_configs[channel_name].rate_limit
         if limit is None:
             return 0.0
-        return self.storage.acquire(f"channel:{channel_name}", 1.0 / limit.per_second, limit.burst, now,
+        rate_limits = self.capabilities.rate_limits
+        assert rate_limits is not None, "checked when the agent was built (channels.<name>.rate_limit)"
+        return rate_limits.acquire(f"channel:{channel_name}", 1.0 / limit.per_second, limit.burst, now,
                                     max_wait=_MAX_RESERVE)
 
     def _paused_until(self, channel_name: str, now: float) -> float:
@@ -220,14 +225,14 @@ class Dispatcher:
             cached = self._pauses.get(channel_name)
         if cached is not None and now - cached[0] < 0.5:
             return cached[1]
-        raw = self.storage.get_state(f"pause:{channel_name}")
+        raw = self.capabilities.shared_state.get_state(f"pause:{channel_name}")
         until = float(raw) if raw else 0.0
         with self._counter_lock:
             self._pauses[channel_name] = (now, until)
         return until
 
     def _pause(self, channel_name: str, until: float, now: float) -> None:
-        self.storage.put_state(f"pause:{channel_name}", repr(until))
+        self.capabilities.shared_state.put_state(f"pause:{channel_name}", repr(until))
         with self._counter_lock:
             self._pauses[channel_name] = (now, until)
 
@@ -329,7 +334,7 @@ class Dispatcher:
         try:
             self.strategy.observe(RouteOutcome(
                 message_id=message.id, channel=channel, priority=message.priority, status=status,
-                country=outcome_country(self.strategy, message.phone_number), latency_ms=seconds * 1000.0, cost=cost,
+                country=self.planner.outcome_country(message.phone_number), latency_ms=seconds * 1000.0, cost=cost,
             ))
         except Exception:
             log.exception("strategy_observe_failed", channel=channel)
@@ -345,9 +350,10 @@ class Dispatcher:
         while not self._stopping.wait(5.0):
             now = self.clock()
             try:
-                self.storage.redact_expired_secrets(now)
+                if self.capabilities.otp_store is not None:
+                    self.capabilities.otp_store.redact_expired_secrets(now)
                 if now >= next_cleanup:
-                    self.storage.cleanup(now - self.config.cleanup.retain_days * 86400.0, now)
+                    self.capabilities.housekeeping.cleanup(now - self.config.cleanup.retain_days * 86400.0, now)
                     next_cleanup = now + interval
             except Exception:
                 log.exception("housekeeping_failed")

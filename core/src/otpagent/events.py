@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from otpagent.logs import get_logger
 from otpagent.model import Event
-from otpagent.protocols import EventSink
+from otpagent.protocols import EventSink, sink_start
 
 __all__ = ["EventBus"]
 
@@ -24,23 +24,34 @@ _STOP = object()
 class EventBus:
     def __init__(self, sinks: Sequence[EventSink], capacity: int = 100_000) -> None:
         self.sinks = list(sinks)
+        # Each sink's optional ``start`` is read once, here (see EventSink).
+        self._starters = [start for sink in self.sinks if (start := sink_start(sink)) is not None]
         self.dropped = 0
         self._queue: queue.Queue[object] = queue.Queue(maxsize=capacity)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    def add_sink(self, sink: EventSink) -> None:
+        """Add a sink after the bus was built (the service's latency tap); once only."""
+        with self._lock:
+            if sink in self.sinks:
+                return
+            self.sinks.append(sink)
+            start = sink_start(sink)
+            if start is not None:
+                self._starters.append(start)
+
     def start(self) -> None:
         """Start delivering; sinks with a ``start()`` of their own (durable ones that resume
-        pending work after a restart) are started too.
+        pending work after a restart) are started too, on every call (``start`` is idempotent).
         """
         with self._lock:
             if self._thread is None and self.sinks:
                 self._thread = threading.Thread(target=self._run, name="otpagent-events", daemon=True)
                 self._thread.start()
-                for sink in self.sinks:
-                    start = getattr(sink, "start", None)
-                    if callable(start):
-                        start()
+            starters = list(self._starters)
+        for start in starters:
+            start()
 
     def publish(self, events: Sequence[Event]) -> None:
         if not self.sinks:

@@ -40,7 +40,11 @@ def otpagent_register_storage_backends(register: Any) -> None:
     """Register storage backends: ``register("sqlite", factory)``.
 
     ``factory(settings: Mapping, context: PluginContext) -> StorageBackend``; ``settings`` is
-    the ``storage`` config section. The backend must pass the storage contract suite.
+    the ``storage`` config section (raise ``ConfigError("storage.<key>", reason)`` for a bad
+    one). The backend implements the required core and declares in ``capabilities`` the optional
+    protocols it also implements (``otpagent.protocols.capabilities``); the agent checks those
+    its configuration needs when it is built. It must pass the storage contract suite,
+    installed with the core: subclass ``otpagent.testing.StorageContract`` (docs/storage.md).
     """
 
 

@@ -15,7 +15,7 @@ _FAILED = ("failed", "undelivered", "expired")
 
 def collect_metrics(agent: IntelligentOTPAgent) -> dict[str, Any]:
     now = agent.clock()
-    stats = agent.storage.stats(now)
+    stats = agent.capabilities.housekeeping.stats(now)
     by_status = dict(stats.by_status)
     succeeded = sum(by_status.get(s, 0) for s in _SUCCEEDED)
     failed = sum(by_status.get(s, 0) for s in _FAILED)
@@ -43,7 +43,7 @@ def collect_metrics(agent: IntelligentOTPAgent) -> dict[str, Any]:
     # Spend per channel per UTC day, for the last week (the budget check reads today's).
     week_start = now - (now % 86400.0) - 6 * 86400.0
     costs_by_day = {ch: {day: round(cost, 6) for day, cost in sorted(days.items())}
-                    for ch, days in agent.storage.costs_by_day(week_start).items()}
+                    for ch, days in agent.capabilities.housekeeping.costs_by_day(week_start).items()}
     counters = dict(agent.dispatcher.counters)
     return {
         "queue_size": stats.queue_size,

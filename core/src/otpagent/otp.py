@@ -12,8 +12,8 @@ import hmac
 import secrets
 
 from otpagent.config import OtpConfig
-from otpagent.errors import InvalidRequest, RateLimited
-from otpagent.protocols import OtpVerifyOutcome, StorageBackend
+from otpagent.errors import ConfigError, InvalidRequest, RateLimited
+from otpagent.protocols import OtpStore, OtpVerifyOutcome, RateLimits, SharedState
 from otpagent.recipients import country_of, normalise_email, normalise_phone
 
 __all__ = ["OtpPolicy", "generate_code", "normalise_recipient"]
@@ -38,12 +38,18 @@ def normalise_recipient(recipient: str) -> str:
 
 
 class OtpPolicy:
-    """Applies the configured limits; the storage backend does the atomic parts."""
+    """Applies the configured limits; the storage backend does the atomic parts.
 
-    def __init__(self, storage: StorageBackend, config: OtpConfig) -> None:
-        self.storage = storage
+    ``rate_limits`` may be None only when no velocity limit is configured
+    (``otp.per_country_per_minute``, ``otp.global_per_minute``).
+    """
+
+    def __init__(self, store: OtpStore, state: SharedState, rate_limits: RateLimits | None,
+                 config: OtpConfig) -> None:
+        self.store = store
+        self.rate_limits = rate_limits
         self.config = config
-        key = config.secret or storage.put_state(_SERVER_KEY_STATE, secrets.token_hex(32), only_if_absent=True)
+        key = config.secret or state.put_state(_SERVER_KEY_STATE, secrets.token_hex(32), only_if_absent=True)
         self._key = key.encode()
 
     def code_hash(self, recipient: str, purpose: str, code: str) -> bytes:
@@ -62,12 +68,14 @@ class OtpPolicy:
                 "phone_number", f"OTPs to {country or 'this number'!s} are not allowed (otp.allowed_countries)"
             )
         limits = (
-            (f"otp:country:{country}", self.config.per_country_per_minute),
-            ("otp:global", self.config.global_per_minute),
+            ("otp.per_country_per_minute", f"otp:country:{country}", self.config.per_country_per_minute),
+            ("otp.global_per_minute", "otp:global", self.config.global_per_minute),
         )
-        for key, per_minute in limits:
+        for path, key, per_minute in limits:
             if per_minute:
-                wait = self.storage.acquire(key, 60.0 / per_minute, max(1, per_minute // 4), now)
+                if self.rate_limits is None:  # the agent's capability check rules this out
+                    raise ConfigError(path, "needs a storage backend with the rate limit capability")
+                wait = self.rate_limits.acquire(key, 60.0 / per_minute, max(1, per_minute // 4), now)
                 if wait:
                     raise RateLimited(key.split(":")[1] + " velocity limit", wait)
 
@@ -82,7 +90,7 @@ class OtpPolicy:
         except InvalidRequest:
             return False, OtpVerifyOutcome.INVALID.value
         candidate = "".join(code.split()) if isinstance(code, str) else ""
-        outcome = self.storage.verify_otp(
+        outcome = self.store.verify_otp(
             key, purpose, self.code_hash(key, purpose, candidate),
             max_failures=self.config.max_attempts, lockout_seconds=self.config.lockout_seconds, now=now,
         )

@@ -33,8 +33,9 @@ import attrs
 
 from otpagent.errors import ConfigError
 from otpagent.model import Envelope, MessageType, Priority, Status
-from otpagent.protocols import ChannelInfo, PluginContext, RouteOutcome, StorageBackend
+from otpagent.protocols import Capability, ChannelInfo, PluginContext, RouteOutcome, SharedState
 from otpagent.recipients import country_of
+from otpagent.storage.capabilities import require
 
 __all__ = ["AdaptiveSettings", "AdaptiveStrategy", "Posterior", "create_adaptive_strategy"]
 
@@ -101,7 +102,7 @@ class _Pending:
 
 
 class AdaptiveStrategy:
-    def __init__(self, storage: StorageBackend, settings: AdaptiveSettings | None = None, *,
+    def __init__(self, storage: SharedState, settings: AdaptiveSettings | None = None, *,
                  clock: Callable[[], float], rng: random.Random | None = None) -> None:
         self.storage = storage
         self.settings = settings or AdaptiveSettings()
@@ -219,4 +220,6 @@ def create_adaptive_strategy(settings: Mapping[str, Any], context: PluginContext
     s = AdaptiveSettings(**kwargs)
     if not 0 < s.decay <= 1:
         raise ConfigError("routing.decay", "must be in (0, 1]")
-    return AdaptiveStrategy(context.storage, s, clock=context.clock)
+    state = require(context.storage, Capability.SHARED_STATE, config_path="routing.strategy",
+                    needed_by="adaptive routing (it shares what it learns through the store)")
+    return AdaptiveStrategy(state, s, clock=context.clock)

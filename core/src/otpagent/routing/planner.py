@@ -16,10 +16,10 @@ import attrs
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import ChannelConfig
 from otpagent.model import Envelope, Event, Message, MessageType
-from otpagent.protocols import Channel, ChannelInfo, ChannelStats, RoutingStrategy, StorageBackend
+from otpagent.protocols import Channel, ChannelInfo, ChannelStats, Housekeeping, RoutingStrategy, observes_country
 from otpagent.recipients import country_of
 
-__all__ = ["RoutePlanner", "Unroutable", "outcome_country"]
+__all__ = ["RoutePlanner", "Unroutable"]
 
 #: Kind names as the original product wrote them in ``preferred_channel``.
 _KIND_ALIASES = {"sms": "sms", "whatsapp": "whatsapp", "call": "voice", "voice": "voice", "email": "email"}
@@ -38,13 +38,14 @@ class Unroutable:
 class RoutePlanner:
     def __init__(
         self, *, channels: Mapping[str, Channel], configs: Mapping[str, ChannelConfig], strategy: RoutingStrategy,
-        breakers: CircuitBreakers, storage: StorageBackend, voice_otp_enabled: bool,
+        breakers: CircuitBreakers, storage: Housekeeping, voice_otp_enabled: bool,
         clock: Callable[[], float] = time.time, stats_ttl: float = 5.0,
         on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self.channels = channels
         self.configs = configs
         self.strategy = strategy
+        self._observes_country = observes_country(strategy)  # read once: it is optional
         self.breakers = breakers
         self.storage = storage
         self.voice_otp_enabled = voice_otp_enabled
@@ -108,6 +109,13 @@ class RoutePlanner:
             route = _prefer(route, message.preferred_channel, self.channels)
         return route or Unroutable({n: "the routing strategy chose no channel" for n in usable})
 
+    def outcome_country(self, phone_number: str | None) -> str | None:
+        """The country to report in a :class:`RouteOutcome`: found only for strategies that
+        learn per country (``observes_country``, default True), since it costs a lookup per send."""
+        if phone_number is None or not self._observes_country:
+            return None
+        return country_of(phone_number)
+
     def _cost(self, name: str, envelope: Envelope) -> float:
         try:
             return float(self.channels[name].estimate_cost(envelope))
@@ -168,11 +176,3 @@ def _prefer(route: Sequence[str], preferred: str, channels: Mapping[str, Channel
     kind = _KIND_ALIASES.get(wanted.lower())
     first = [n for n in route if n == wanted] or [n for n in route if kind and channels[n].kind == kind][:1]
     return first + [n for n in route if n not in first]
-
-
-def outcome_country(strategy: RoutingStrategy, phone_number: str | None) -> str | None:
-    """The country to report in a :class:`RouteOutcome`: found only for strategies that learn
-    per country (``observes_country``, default True), since it costs a lookup per send."""
-    if phone_number is None or not getattr(strategy, "observes_country", True):
-        return None
-    return country_of(phone_number)

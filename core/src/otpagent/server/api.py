@@ -40,8 +40,8 @@ async def _post(request: Request, work: Callable[[Service, str, Any], Awaitable[
         return await work(service, key_id, parse_json(raw))
 
     return await with_idempotency(
-        service.agent.storage, request.headers.get("idempotency-key"), key_id=key_id, method=request.method,
-        path=request.url.path, body=raw, now=service.agent.clock(), handler=run)
+        service.agent.capabilities.shared_state, request.headers.get("idempotency-key"), key_id=key_id,
+        method=request.method, path=request.url.path, body=raw, now=service.agent.clock(), handler=run)
 
 
 async def send_otp(request: Request) -> Response:
@@ -53,7 +53,7 @@ async def send_otp(request: Request) -> Response:
         client_ip = service.client_ip(request)
 
         def issue() -> str:  # one thread-pool hop for the abuse limits and the work
-            check_limits(service.agent.storage, service.settings.limits, "otp_send", key_id=key_id,
+            check_limits(service.rate_limits, service.settings.limits, "otp_send", key_id=key_id,
                          client_ip=client_ip, recipient=recipient, clock=service.agent.clock)
             return service.agent.send_otp(
                 body.get("phone_number"), email=body.get("email"), user_id=body.get("user_id"),
@@ -76,7 +76,7 @@ async def verify_otp(request: Request) -> Response:
         client_ip = service.client_ip(request)
 
         def verify() -> tuple[bool, str]:  # one thread-pool hop for the abuse limits and the check
-            check_limits(service.agent.storage, service.settings.limits, "otp_verify", key_id=key_id,
+            check_limits(service.rate_limits, service.settings.limits, "otp_verify", key_id=key_id,
                          client_ip=client_ip, recipient=body["recipient"], clock=service.agent.clock)
             return service.agent.verify_otp(body["recipient"], body["code"], purpose=body.get("purpose", "login"))
 

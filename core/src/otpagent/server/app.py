@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otpagent.errors import ConfigError, InvalidRequest, RateLimited
 from otpagent.logs import get_logger
+from otpagent.protocols import Capability
 from otpagent.server.api import api_routes
 from otpagent.server.dashboard import dashboard_routes
 from otpagent.server.explorer import explorer_routes
@@ -32,6 +33,7 @@ from otpagent.server.problems import Problem, handle_exception, problem_response
 from otpagent.server.prometheus import build_registry, prometheus_metrics
 from otpagent.server.service import Service
 from otpagent.server.settings import ServerSettings, parse_server_settings
+from otpagent.storage.capabilities import require
 
 if TYPE_CHECKING:
     from otpagent.agent import IntelligentOTPAgent
@@ -50,8 +52,12 @@ def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = Non
     settings = settings or parse_server_settings(agent.config.server)
     if not settings.key_digests:
         raise ConfigError("server.api_keys", "set at least one API key (plain, or \"sha256:<hex digest>\")")
+    rate_limits = None
+    if any(limit is not None for limit in settings.limits.values()):
+        rate_limits = require(agent.storage, Capability.RATE_LIMITS, config_path="server.limits",
+                              needed_by="the service's abuse limits on the OTP endpoints")
     registry, tap = build_registry(agent)
-    service = Service(agent=agent, settings=settings, tap=tap)
+    service = Service(agent=agent, settings=settings, tap=tap, rate_limits=rate_limits)
     document = openapi_document(settings)
 
     async def openapi(_request: Request) -> Response:
@@ -90,13 +96,8 @@ def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = Non
 
 def _start(agent: IntelligentOTPAgent, service: Service) -> None:
     """Attach the latency tap, start the bus, the sinks' pumps and (if wanted) the workers."""
-    if service.tap not in agent.bus.sinks:
-        agent.bus.sinks.append(service.tap)
+    agent.bus.add_sink(service.tap)
     agent.bus.start()
-    for sink in agent.bus.sinks:
-        start = getattr(sink, "start", None)
-        if callable(start):
-            start()
     if service.settings.run_workers:
         agent.start_processing()
 

@@ -78,9 +78,12 @@ def webhooks() -> None:
 
 
 def _outbox(agent: Any) -> Any:
-    from otpagent.sinks.webhook_outbox import outbox_for
+    from otpagent.protocols import Capability
+    from otpagent.storage.capabilities import require
 
-    return outbox_for(agent.storage, "sinks[].plugin")
+    outboxes = require(agent.storage, Capability.WEBHOOK_OUTBOXES, config_path="storage.backend",
+                       needed_by="`otpagent webhooks`")
+    return outboxes.webhook_outbox()
 
 
 def _sinks(agent: Any, endpoint: str | None) -> list[Any]:
@@ -101,7 +104,7 @@ def _sinks(agent: Any, endpoint: str | None) -> list[Any]:
 @friendly_errors
 def list_deliveries(ctx: click.Context, status: str | None, endpoint: str | None, limit: int, as_json: bool) -> None:
     """Show recent deliveries, newest first."""
-    from otpagent.sinks.webhook_outbox import DeliveryStatus
+    from otpagent.protocols import DeliveryStatus
 
     with _agent(ctx) as agent:
         rows = _outbox(agent).list(endpoint=endpoint, status=DeliveryStatus(status) if status else None, limit=limit)

@@ -18,16 +18,16 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from otpagent.protocols import StorageBackend
+from otpagent.protocols import IDEMPOTENCY_WINDOW_SECONDS, SharedState
 from otpagent.server.problems import Problem
 
 __all__ = ["KEY_WINDOW_SECONDS", "with_idempotency"]
 
-KEY_WINDOW_SECONDS = 24 * 3600.0
+KEY_WINDOW_SECONDS = IDEMPOTENCY_WINDOW_SECONDS
 _MAX_KEY = 255
 
 
-async def with_idempotency(storage: StorageBackend, header: str | None, *, key_id: str, method: str, path: str,
+async def with_idempotency(storage: SharedState, header: str | None, *, key_id: str, method: str, path: str,
                            body: bytes, now: float, handler: Callable[[], Awaitable[Response]]) -> Response:
     """Run ``handler`` once per idempotency key (or always, without a key)."""
     if header is None:
@@ -64,7 +64,7 @@ async def with_idempotency(storage: StorageBackend, header: str | None, *, key_i
 _CONFLICT = "urn:otpagent:problem:idempotency-conflict"
 
 
-def _claim(storage: StorageBackend, state_key: str, claim: dict[str, Any], now: float) -> dict[str, Any]:
+def _claim(storage: SharedState, state_key: str, claim: dict[str, Any], now: float) -> dict[str, Any]:
     """Store ``claim`` unless a live record exists; returns the record now in force."""
     value = json.dumps(claim)
     stored: dict[str, Any] = json.loads(storage.put_state(state_key, value, only_if_absent=True))
@@ -76,7 +76,7 @@ def _claim(storage: StorageBackend, state_key: str, claim: dict[str, Any], now: 
     return stored
 
 
-def _release(storage: StorageBackend, state_key: str, now: float) -> None:
+def _release(storage: SharedState, state_key: str, now: float) -> None:
     storage.put_state(state_key, json.dumps({"released": True, "token": "", "fingerprint": "", "created_at": now,
                                              "status": None}))
 

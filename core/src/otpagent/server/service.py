@@ -12,6 +12,7 @@ from otpagent.server.problems import Problem
 
 if TYPE_CHECKING:
     from otpagent.agent import IntelligentOTPAgent
+    from otpagent.protocols import RateLimits
     from otpagent.server.prometheus import AttemptLatencyTap
     from otpagent.server.settings import ServerSettings
 
@@ -25,6 +26,8 @@ class Service:
     agent: IntelligentOTPAgent
     settings: ServerSettings
     tap: AttemptLatencyTap
+    #: For the abuse limits; None only when ``server.limits`` sets none.
+    rate_limits: RateLimits | None = None
 
     def require_key(self, request: Request) -> str:
         """The caller's key id (first 16 hex digits of its digest); raises 401 without a valid key."""

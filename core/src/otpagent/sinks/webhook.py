@@ -25,10 +25,11 @@ from typing import Any
 from otpagent.errors import ConfigError
 from otpagent.logs import get_logger
 from otpagent.model import Event
-from otpagent.protocols import PluginContext
-from otpagent.sinks.webhook_outbox import Delivery, WebhookOutbox, backoff_delay, event_payload, outbox_for
+from otpagent.protocols import Capability, Delivery, PluginContext, WebhookOutbox, event_payload
+from otpagent.sinks.webhook_outbox import backoff_delay
 from otpagent.sinks.webhook_settings import WebhookSettings, parse_webhook_settings
 from otpagent.sinks.webhook_target import TargetRefused, check_resolved
+from otpagent.storage.capabilities import require
 
 __all__ = ["WebhookSink", "create_webhook_sink"]
 
@@ -164,4 +165,6 @@ def create_webhook_sink(settings: Mapping[str, Any], context: PluginContext) -> 
     parsed = parse_webhook_settings(settings, "sinks[].")
     if context.storage is None:
         raise ConfigError("sinks[].plugin", "the webhook sink needs the agent's storage")
-    return WebhookSink(parsed, outbox_for(context.storage, "sinks[].plugin"))
+    outboxes = require(context.storage, Capability.WEBHOOK_OUTBOXES, config_path="sinks[].plugin",
+                       needed_by="the webhook sink")
+    return WebhookSink(parsed, outboxes.webhook_outbox())

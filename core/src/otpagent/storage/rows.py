@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from otpagent.model import Attempt, Event, Message, MessageType, Outcome, Priority, Status
 
 __all__ = [
-    "MESSAGE_COLUMNS", "attempt_from_row", "event_from_row", "message_from_row", "message_to_row", "queued_event",
+    "ATTEMPT_COLUMNS",
+    "MESSAGE_COLUMNS",
+    "Row",
+    "attempt_from_row",
+    "attempt_to_row",
+    "event_from_row",
+    "event_to_row",
+    "message_from_row",
+    "message_to_row",
+    "percentile",
+    "queued_event",
 ]
+
+class Row(Protocol):
+    """A result row read by column name (``sqlite3.Row``, psycopg's dict rows, plain dicts)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
 
 MESSAGE_COLUMNS = (
     "id", "message_type", "priority", "body", "subject", "phone_number", "email", "user_id",
@@ -38,7 +53,7 @@ def message_to_row(m: Message, fingerprint: str | None) -> dict[str, Any]:
     }
 
 
-def message_from_row(r: Mapping[str, Any]) -> Message:
+def message_from_row(r: Row) -> Message:
     return Message(
         id=r["id"], message_type=MessageType(r["message_type"]), priority=Priority(r["priority"]),
         body=r["body"], subject=r["subject"], phone_number=r["phone_number"], email=r["email"],
@@ -72,7 +87,7 @@ def attempt_to_row(a: Attempt) -> dict[str, Any]:
     }
 
 
-def attempt_from_row(r: Mapping[str, Any]) -> Attempt:
+def attempt_from_row(r: Row) -> Attempt:
     return Attempt(
         message_id=r["message_id"], number=r["number"], channel=r["channel"], outcome=Outcome(r["outcome"]),
         started_at=r["started_at"], finished_at=r["finished_at"],
@@ -83,7 +98,12 @@ def attempt_from_row(r: Mapping[str, Any]) -> Attempt:
     )
 
 
-def event_from_row(r: Mapping[str, Any]) -> Event:
+def event_to_row(event: Event) -> tuple[Any, ...]:
+    """``(message_id, type, at, data)``: the columns of an inserted event, data as JSON text."""
+    return event.message_id, event.type, event.at, json.dumps(dict(event.data)) if event.data else None
+
+
+def event_from_row(r: Row) -> Event:
     return Event(type=r["type"], message_id=r["message_id"], at=r["at"],
                  data=json.loads(r["data"]) if r["data"] else {}, id=r["id"])
 

@@ -1,4 +1,4 @@
-"""The webhook outbox on the embedded SQLite backend (see ``sinks/webhook_outbox.py``).
+"""The webhook outbox on the embedded SQLite backend (the contract: ``protocols.WebhookOutbox``).
 
 Its tables live in the agent's database and are created on first use. Pulling events and
 advancing the endpoint's cursor happen in one ``BEGIN IMMEDIATE`` transaction, and SQLite
@@ -13,8 +13,8 @@ import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from otpagent.sinks.webhook_outbox import Delivery, DeliveryStatus, event_payload
-from otpagent.storage.sqlite import SqliteStorage
+from otpagent.protocols import Delivery, DeliveryStatus, event_payload
+from otpagent.storage.sqlite_writer import SqliteWriter
 
 __all__ = ["SqliteWebhookOutbox"]
 
@@ -44,27 +44,28 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_recent ON webhook_deliveries(endpo
 
 
 class SqliteWebhookOutbox:
-    """A :class:`~otpagent.sinks.webhook_outbox.WebhookOutbox` in the agent's SQLite file."""
+    """A :class:`~otpagent.protocols.WebhookOutbox` in the agent's SQLite file (get it with
+    :meth:`SqliteStorage.webhook_outbox`)."""
 
-    def __init__(self, storage: SqliteStorage) -> None:
+    def __init__(self, storage: SqliteWriter) -> None:
         self.storage = storage
-        with storage._write() as conn:
+        with storage.transaction() as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
 
     def ensure_endpoint(self, endpoint: str, now: float) -> None:
-        with self.storage._write() as conn:
+        with self.storage.transaction() as conn:
             conn.execute("INSERT OR IGNORE INTO webhook_cursors (endpoint, last_event_id) "
                          "SELECT ?, COALESCE(MAX(id), 0) FROM events", (endpoint,))
 
     def pull(self, endpoint: str, event_types: Collection[str] | None, now: float, limit: int = 500) -> int:
         # A read first: an idle pump must not take the database's write lock every poll.
-        if self.storage._conn().execute(
+        if self.storage.connection().execute(
                 "SELECT 1 FROM events WHERE id > (SELECT last_event_id FROM webhook_cursors WHERE endpoint = ?) "
                 "LIMIT 1", (endpoint,)).fetchone() is None:
             return 0
-        with self.storage._write() as conn:
+        with self.storage.transaction() as conn:
             row = conn.execute("SELECT last_event_id FROM webhook_cursors WHERE endpoint = ?", (endpoint,)).fetchone()
             if row is None:
                 return 0
@@ -79,7 +80,7 @@ class SqliteWebhookOutbox:
         return len(wanted)
 
     def add(self, endpoint: str, event_type: str, payload: Mapping[str, Any], now: float) -> int:
-        with self.storage._write() as conn:
+        with self.storage.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO webhook_deliveries (endpoint, event_id, webhook_id, event_type, payload, status, "
                 "next_attempt_at, created_at, cycle_started_at, updated_at) "
@@ -91,11 +92,11 @@ class SqliteWebhookOutbox:
         return delivery_id
 
     def claim(self, endpoint: str, owner: str, lease_seconds: float, now: float, limit: int = 20) -> list[Delivery]:
-        if self.storage._conn().execute(
+        if self.storage.connection().execute(
                 "SELECT 1 FROM webhook_deliveries WHERE endpoint = ? AND status = 'pending' AND next_attempt_at <= ? "
                 "LIMIT 1", (endpoint, now)).fetchone() is None:
             return []
-        with self.storage._write() as conn:
+        with self.storage.transaction() as conn:
             rows = conn.execute(
                 "SELECT * FROM webhook_deliveries WHERE endpoint = ? AND status = 'pending' AND next_attempt_at <= ? "
                 "AND (lease_expires_at IS NULL OR lease_expires_at <= ?) ORDER BY next_attempt_at, id LIMIT ?",
@@ -105,7 +106,7 @@ class SqliteWebhookOutbox:
         return [_delivery(r) for r in rows]
 
     def release(self, delivery_ids: Sequence[int], owner: str) -> None:
-        with self.storage._write() as conn:
+        with self.storage.transaction() as conn:
             conn.executemany("UPDATE webhook_deliveries SET lease_owner = NULL, lease_expires_at = NULL "
                              "WHERE id = ? AND lease_owner = ?", [(i, owner) for i in delivery_ids])
 
@@ -128,7 +129,7 @@ class SqliteWebhookOutbox:
         if status is not None:
             where.append("status = ?")
             params.append(status.value)
-        rows = self.storage._conn().execute(
+        rows = self.storage.connection().execute(
             f"SELECT * FROM webhook_deliveries WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
             (*params, limit)).fetchall()
         return [_delivery(r) for r in rows]
@@ -141,21 +142,21 @@ class SqliteWebhookOutbox:
         if ids:
             where.append(f"id IN ({','.join('?' * len(ids))})")
             params.extend(str(i) for i in ids)
-        with self.storage._write() as conn:
+        with self.storage.transaction() as conn:
             return conn.execute(
                 "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, cycle_started_at = ?, "
                 f"updated_at = ?, lease_owner = NULL, lease_expires_at = NULL WHERE {' AND '.join(where)}",
                 (now, now, now, *params)).rowcount
 
     def replay(self, endpoint: str, event_types: Collection[str] | None, since: float, now: float) -> int:
-        with self.storage._write() as conn:
+        with self.storage.transaction() as conn:
             events = conn.execute("SELECT * FROM events WHERE at >= ? ORDER BY id", (since,)).fetchall()
             wanted = [e for e in events if event_types is None or e["type"] in event_types]
             self._insert(conn, endpoint, wanted, now)
         return len(wanted)
 
     def purge(self, older_than: float) -> int:
-        with self.storage._write() as conn:
+        with self.storage.transaction() as conn:
             return conn.execute("DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'dead') "
                                 "AND updated_at < ?", (older_than,)).rowcount
 
@@ -170,7 +171,7 @@ class SqliteWebhookOutbox:
               now, now, now, now) for e in events])
 
     def _finish(self, delivery_id: int, owner: str, now: float, sets: str, params: tuple[Any, ...]) -> bool:
-        with self.storage._write() as conn:
+        with self.storage.transaction() as conn:
             return conn.execute(
                 f"UPDATE webhook_deliveries SET {sets}, attempts = attempts + 1, updated_at = ?, lease_owner = NULL, "
                 "lease_expires_at = NULL WHERE id = ? AND status = 'pending' AND lease_owner = ?",

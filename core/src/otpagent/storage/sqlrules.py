@@ -1,8 +1,9 @@
 """The rules every SQL backend applies inside its transactions, written once.
 
-OTP issuing and verification, the conditional message update and the GCRA bucket are policy,
-not plumbing: SQLite and PostgreSQL must behave the same to the letter, so both run these
-functions. The SQL uses ``?`` placeholders and syntax both dialects accept (``INSERT ... AS``,
+OTP issuing and verification, the conditional message update, the GCRA bucket, provider events
+and lease renewal are policy, not plumbing: SQLite and PostgreSQL must behave the same to the
+letter, so both run these functions and statements (the shared reads and statistics are in
+:mod:`otpagent.storage.sqlreads`). The SQL uses ``?`` placeholders and syntax both dialects accept (``INSERT ... AS``,
 ``ON CONFLICT``); a backend passes a :class:`Tx` that adapts placeholders and runs statements
 on its open transaction, holding whatever lock makes the read-modify-write atomic.
 """
@@ -14,17 +15,34 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from otpagent.model import Status
-from otpagent.protocols import MessageUpdate, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
+from otpagent.model import CLAIMABLE_STATUSES, Event, Status
+from otpagent.protocols import (
+    FINISHED_STATUSES,
+    MessageUpdate,
+    OtpIssueOutcome,
+    OtpRecord,
+    OtpVerifyOutcome,
+    ProviderEvent,
+    ProviderEventOutcome,
+    ProviderEventResult,
+)
 from otpagent.ratelimit import gcra
+from otpagent.storage.rows import Row, event_to_row
 
-__all__ = ["Row", "Tx", "acquire", "issue_otp", "message_update", "set_attempt_delivery_status", "verify_otp"]
+__all__ = [
+    "CLAIMABLE_SQL", "FINISHED_SQL", "INSERT_EVENT", "RENEW_LEASES", "Row", "Tx", "acquire", "acquire_all",
+    "apply_provider_event", "insert_event", "issue_otp", "message_update", "message_update_statement", "verify_otp",
+]
 
-
-class Row(Protocol):
-    """A result row read by column name (``sqlite3.Row``, psycopg's dict rows)."""
-
-    def __getitem__(self, key: str, /) -> Any: ...
+#: The claimable statuses as SQL literals, exactly as in both backends' ``messages_ready``
+#: partial index: literals (not parameters) let the planner prove a query matches the index.
+CLAIMABLE_SQL = "'queued', 'scheduled', 'retrying'"
+assert {s.strip("' ") for s in CLAIMABLE_SQL.split(",")} == {s.value for s in CLAIMABLE_STATUSES}
+#: The statuses ``cleanup`` may delete (the queue is done with them), as SQL literals.
+FINISHED_SQL = ", ".join(f"'{s.value}'" for s in sorted(FINISHED_STATUSES))
+#: A live worker's heartbeat: extend every lease it holds (parameters: new expiry, worker id).
+RENEW_LEASES = "UPDATE messages SET lease_expires_at = ? WHERE status = 'sending' AND lease_owner = ?"
+INSERT_EVENT = "INSERT INTO events (message_id, type, at, data) VALUES (?, ?, ?, ?)"
 
 
 class Tx(Protocol):
@@ -136,6 +154,9 @@ def message_update_statement(u: MessageUpdate, now: float) -> tuple[str, list[An
     if u.expected_owner is not None:
         where.append("lease_owner = ?")
         params.append(u.expected_owner)
+    if u.expected_provider_message_id is not None:
+        where.append("provider_message_id = ?")
+        params.append(u.expected_provider_message_id)
     return f"UPDATE messages SET {', '.join(sets)} WHERE {' AND '.join(where)}", params
 
 
@@ -180,19 +201,53 @@ def acquire_all(tx: Tx, buckets: Sequence[tuple[str, float, int]], now: float) -
     return waits
 
 
-def set_attempt_delivery_status(tx: Tx, provider_message_id: str, status: Status,
-                                allowed_from: frozenset[Status | None], now: float, *, lock: str = "") -> bool:
-    """Move the provider's attempt to ``status`` if its current one is in ``allowed_from``.
+def insert_event(tx: Tx, event: Event) -> None:
+    tx.run(INSERT_EVENT, event_to_row(event))
 
-    ``lock`` is appended to the read (PostgreSQL: ``" FOR UPDATE"``; SQLite holds the write lock).
+
+def apply_provider_event(tx: Tx, event: ProviderEvent, *, allowed_from: frozenset[Status | None],
+                         update: MessageUpdate | None, events: Sequence[Event], now: float, lock: str = "",
+                         uncertain: bool = False) -> ProviderEventResult:
+    """The rules of ``ProviderEvents.apply_provider_event``, run inside the caller's transaction
+    (which must roll back whole when this raises, so the event id is not remembered).
+
+    ``lock`` is appended to the attempt's read (PostgreSQL: ``" FOR UPDATE"``; SQLite holds the
+    write lock). ``uncertain``: an earlier try may have committed (see :func:`_committed_before`).
     """
-    row = tx.one("SELECT id, delivery_status FROM delivery_reports WHERE provider_message_id = ? "
-                 f"ORDER BY id DESC LIMIT 1{lock}", (provider_message_id,))
-    if row is None:
-        return False
-    current = Status(row["delivery_status"]) if row["delivery_status"] else None
+    attempt = tx.one("SELECT id, delivery_status FROM delivery_reports WHERE provider_message_id = ? "
+                     f"ORDER BY id DESC LIMIT 1{lock}", (event.provider_message_id,))
+    if attempt is None:
+        return ProviderEventResult(outcome=ProviderEventOutcome.UNKNOWN)
+    if uncertain and (earlier := _committed_before(tx, event, update, attempt["id"], now)) is not None:
+        return earlier
+    if tx.run("INSERT INTO seen_events (source, event_id, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+              (event.source, event.event_id, now)) == 0:
+        return ProviderEventResult(outcome=ProviderEventOutcome.REPLAY)
+    current = Status(attempt["delivery_status"]) if attempt["delivery_status"] else None
     if current not in allowed_from:
-        return False
+        return ProviderEventResult(outcome=ProviderEventOutcome.STALE)
     tx.run("UPDATE delivery_reports SET delivery_status = ?, status_updated_at = ? WHERE id = ?",
-           (status.value, now, row["id"]))
-    return True
+           (event.status.value, now, attempt["id"]))
+    updated = update is not None and message_update(tx, update, now)
+    if updated:
+        for e in events:
+            insert_event(tx, e)
+    return ProviderEventResult(outcome=ProviderEventOutcome.APPLIED, message_updated=updated)
+
+
+def _committed_before(tx: Tx, event: ProviderEvent, update: MessageUpdate | None, attempt_id: int,
+                      now: float) -> ProviderEventResult | None:
+    """What the first try did, when its commit went through after all (it stamped the event
+    id, the attempt and the message with ``now``); None when it did not commit.
+    """
+    seen = tx.one("SELECT seen_at FROM seen_events WHERE source = ? AND event_id = ?", (event.source, event.event_id))
+    if seen is None or seen["seen_at"] != now:
+        return None
+    moved = tx.one("SELECT 1 AS moved FROM delivery_reports WHERE id = ? AND delivery_status = ? "
+                   "AND status_updated_at = ?", (attempt_id, event.status.value, now))
+    if moved is None:
+        return ProviderEventResult(outcome=ProviderEventOutcome.STALE)
+    updated = update is not None and tx.one(
+        "SELECT 1 AS updated FROM messages WHERE id = ? AND status = ? AND updated_at = ?",
+        (update.message_id, update.status.value, now)) is not None
+    return ProviderEventResult(outcome=ProviderEventOutcome.APPLIED, message_updated=updated)

@@ -1,4 +1,4 @@
-"""Shared state (GCRA buckets, key/values, seen event ids), stats, and batched cleanup.
+"""Shared state (GCRA buckets, key/values), spend per day, and batched cleanup.
 
 Cleanup deletes in batches of ``batch_size`` rows, each batch its own short transaction, so
 it never holds locks on the hot tables for long while workers keep claiming.
@@ -8,16 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from otpagent.protocols import STATS_WINDOW_SECONDS, ChannelStats, StorageStats
 from otpagent.storage import sqlrules
-from otpagent.storage.rows import percentile
 from otpagent_postgres.connection import Conn, PgTx
-from otpagent_postgres.schema import FINISHED_STATUSES
 
-__all__ = ["acquire", "cleanup", "costs_by_day", "put_state", "remember_event_id", "states_with_prefix", "stats",
-           "update_state"]
-
-_CLAIMABLE = ["queued", "scheduled", "retrying"]
+__all__ = ["acquire", "acquire_all", "cleanup", "costs_by_day", "put_state", "states_with_prefix", "update_state"]
 
 
 def acquire(conn: Conn, key: str, interval: float, burst: int, now: float, cost: int,
@@ -71,47 +65,6 @@ def costs_by_day(conn: Conn, since: float) -> dict[str, dict[str, float]]:
     return out
 
 
-def remember_event_id(conn: Conn, source: str, event_id: str, now: float) -> bool:
-    row = conn.execute(
-        "INSERT INTO seen_events (source, event_id, seen_at) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
-        (source, event_id, now),
-    ).fetchone()
-    return row is not None
-
-
-def stats(conn: Conn, now: float) -> StorageStats:
-    by_status = {r["status"]: r["n"] for r in conn.execute(
-        "SELECT status, COUNT(*) AS n FROM messages GROUP BY status")}
-    queue_size = sum(by_status.get(s, 0) for s in (*_CLAIMABLE, "sending"))
-    oldest_row = conn.execute(
-        "SELECT MIN(due_at) AS oldest FROM messages WHERE status = ANY(%s) AND due_at <= %s", (_CLAIMABLE, now)
-    ).fetchone()
-    oldest = oldest_row["oldest"] if oldest_row else None
-    channels: dict[str, ChannelStats] = {}
-    for r in conn.execute(
-        "SELECT channel, COUNT(*) AS attempts, "
-        "COUNT(*) FILTER (WHERE outcome = 'accepted') AS accepted, "
-        "COUNT(*) FILTER (WHERE outcome = 'transient') AS transient, "
-        "COUNT(*) FILTER (WHERE outcome = 'permanent') AS permanent, "
-        "COUNT(*) FILTER (WHERE delivery_status IN ('delivered', 'read')) AS delivered, "
-        "COUNT(*) FILTER (WHERE delivery_status IN ('undelivered', 'failed')) AS undelivered, "
-        "COALESCE(SUM(cost), 0) AS cost FROM delivery_reports WHERE finished_at >= %s GROUP BY channel",
-        (now - STATS_WINDOW_SECONDS,),
-    ).fetchall():
-        latencies = sorted(row["ms"] for row in conn.execute(
-            "SELECT (finished_at - started_at) * 1000.0 AS ms FROM delivery_reports WHERE channel = %s "
-            "AND finished_at >= %s ORDER BY id DESC LIMIT 1000", (r["channel"], now - STATS_WINDOW_SECONDS)))
-        channels[r["channel"]] = ChannelStats(
-            attempts=r["attempts"], accepted=r["accepted"], transient=r["transient"], permanent=r["permanent"],
-            delivered=r["delivered"], undelivered=r["undelivered"], cost=float(r["cost"]),
-            p50_latency_ms=percentile(latencies, 0.50), p95_latency_ms=percentile(latencies, 0.95),
-        )
-    return StorageStats(
-        total=sum(by_status.values()), queue_size=queue_size, by_status=by_status, channels=channels,
-        oldest_due_age_seconds=None if oldest is None else max(0.0, now - oldest),
-    )
-
-
 Run = Callable[[Callable[[Conn, bool], tuple[int, ...]]], tuple[int, ...]]
 
 
@@ -122,13 +75,13 @@ def cleanup(run: Run, older_than: float, now: float, batch_size: int) -> Mapping
 
     def messages_batch(conn: Conn, _uncertain: bool) -> tuple[int, ...]:
         row = conn.execute(
-            "WITH doomed AS (SELECT id FROM messages WHERE status = ANY(%(finished)s) AND updated_at < %(t)s "
+            f"WITH doomed AS (SELECT id FROM messages WHERE status IN ({sqlrules.FINISHED_SQL}) AND updated_at < %(t)s "
             "  ORDER BY updated_at LIMIT %(n)s FOR UPDATE SKIP LOCKED), "
             "a AS (DELETE FROM delivery_reports WHERE message_id IN (SELECT id FROM doomed) RETURNING 1), "
             "e AS (DELETE FROM events WHERE message_id IN (SELECT id FROM doomed) RETURNING 1), "
             "m AS (DELETE FROM messages WHERE id IN (SELECT id FROM doomed) RETURNING 1) "
             "SELECT (SELECT COUNT(*) FROM a) AS a, (SELECT COUNT(*) FROM e) AS e, (SELECT COUNT(*) FROM m) AS m",
-            {"finished": list(FINISHED_STATUSES), "t": older_than, "n": batch_size},
+            {"t": older_than, "n": batch_size},
         ).fetchone()
         assert row is not None
         return row["a"], row["e"], row["m"]

@@ -1,4 +1,4 @@
-"""The webhook outbox on PostgreSQL (see ``otpagent.sinks.webhook_outbox``).
+"""The webhook outbox on PostgreSQL (the contract: ``otpagent.protocols.WebhookOutbox``).
 
 Why not a cursor over ``events.id`` as on SQLite: here an event's id is taken when it is
 inserted, but transactions commit in any order, so an event with a lower id can become visible
@@ -24,7 +24,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from otpagent.sinks.webhook_outbox import Delivery, DeliveryStatus, event_payload
+from otpagent.protocols import Delivery, DeliveryStatus, event_payload
 from otpagent_postgres.connection import Conn, Database
 
 __all__ = ["CursorAheadOfDatabase", "PostgresWebhookOutbox"]
@@ -77,7 +77,7 @@ _CLAIM = (
 
 
 class PostgresWebhookOutbox:
-    """A :class:`~otpagent.sinks.webhook_outbox.WebhookOutbox` in the storage's schema (migration 2)."""
+    """A :class:`~otpagent.protocols.WebhookOutbox` in the storage's schema (migration 2)."""
 
     def __init__(self, db: Database, *, batch_size: int = 1000) -> None:
         self._db = db
@@ -258,6 +258,6 @@ def _delivery(row: Mapping[str, Any]) -> Delivery:
 
 
 if TYPE_CHECKING:
-    from otpagent.sinks.webhook_outbox import WebhookOutbox
+    from otpagent.protocols import WebhookOutbox
 
     _conforms: WebhookOutbox = PostgresWebhookOutbox(Database("", "public"))  # mypy checks the protocol here

@@ -7,26 +7,26 @@ it must not do its work twice).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from otpagent.model import Attempt, Event, Message, Status
-from otpagent.protocols import EnqueueResult, IdempotencyConflict, MessageUpdate, NewMessage
+from otpagent.model import Attempt, Event, Message
+from otpagent.protocols import IDEMPOTENCY_WINDOW_SECONDS, EnqueueResult, IdempotencyConflict, MessageUpdate, NewMessage
 from otpagent.storage import sqlrules
 from otpagent.storage.rows import (
     ATTEMPT_COLUMNS,
     MESSAGE_COLUMNS,
     attempt_to_row,
+    event_to_row,
     message_from_row,
     message_to_row,
     queued_event,
 )
 from otpagent_postgres.connection import Conn, PgTx
 
-__all__ = ["claim_due", "enqueue", "insert_attempt", "insert_event", "notify_enqueued", "update_message"]
+__all__ = ["claim_due", "enqueue", "insert_attempt", "insert_event", "notify_enqueued", "renew_leases",
+           "update_message"]
 
-IDEMPOTENCY_WINDOW = 24 * 3600.0
 NOTIFY_CHANNEL = "otpagent_enqueued"
 _INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
@@ -36,7 +36,8 @@ _INSERT_ATTEMPT = (
     f"INSERT INTO delivery_reports ({', '.join(ATTEMPT_COLUMNS)}) "
     f"VALUES ({', '.join('%(' + c + ')s' for c in ATTEMPT_COLUMNS)})"
 ).encode()
-_INSERT_EVENT = b"INSERT INTO events (message_id, type, at, data) VALUES (%s, %s, %s, %s)"
+_INSERT_EVENT = sqlrules.INSERT_EVENT.replace("?", "%s").encode()
+_RENEW_LEASES = sqlrules.RENEW_LEASES.replace("?", "%s").encode()
 #: The two claim queries: each walks its partial index in claim order, so its cost stays flat
 #: however much finished history the table holds.
 CLAIM_READY = (
@@ -58,12 +59,8 @@ _CLAIM = (
 )
 
 
-def _event_row(event: Event) -> tuple[Any, ...]:
-    return (event.message_id, event.type, event.at, json.dumps(dict(event.data)) if event.data else None)
-
-
 def insert_event(conn: Conn, event: Event) -> None:
-    conn.execute(_INSERT_EVENT, _event_row(event))
+    conn.execute(_INSERT_EVENT, event_to_row(event))
 
 
 def notify_enqueued(conn: Conn, schema: str) -> None:
@@ -78,7 +75,7 @@ def enqueue(conn: Conn, items: Sequence[NewMessage], now: float, uncertain: bool
     if plain and not uncertain:
         with conn.cursor() as cur:
             cur.executemany(_INSERT_MESSAGE, [message_to_row(items[i].message, items[i].fingerprint) for i in plain])
-            cur.executemany(_INSERT_EVENT, [_event_row(queued_event(items[i].message, now)) for i in plain])
+            cur.executemany(_INSERT_EVENT, [event_to_row(queued_event(items[i].message, now)) for i in plain])
         for i in plain:
             results[i] = EnqueueResult(message_id=items[i].message.id, created=True)
     for index, item in enumerate(items):
@@ -108,7 +105,7 @@ def _enqueue_one(conn: Conn, item: NewMessage, index: int, now: float) -> Enqueu
             continue  # the holder of the key went away meanwhile: try again
         if existing["id"] == m.id:
             return EnqueueResult(message_id=m.id, created=True)
-        if existing["created_at"] >= now - IDEMPOTENCY_WINDOW:
+        if existing["created_at"] >= now - IDEMPOTENCY_WINDOW_SECONDS:
             if existing["fingerprint"] != item.fingerprint:
                 raise IdempotencyConflict(m.idempotency_key, index)
             return EnqueueResult(message_id=existing["id"], created=False)
@@ -125,6 +122,11 @@ def claim_due(conn: Conn, worker_id: str, limit: int, lease_seconds: float, now:
     rows = conn.execute(_CLAIM, params).fetchall()
     rows.sort(key=lambda r: (-r["priority"], r["due_at"], r["seq"]))
     return [message_from_row(r) for r in rows]
+
+
+def renew_leases(conn: Conn, worker_id: str, until: float) -> int:
+    """Extend every lease ``worker_id`` holds to ``until``: one statement (safe to redo)."""
+    return conn.execute(_RENEW_LEASES, (until, worker_id)).rowcount
 
 
 def insert_attempt(conn: Conn, attempt: Attempt, uncertain: bool) -> None:
@@ -185,12 +187,6 @@ def _update_statement(u: MessageUpdate, now: float, attempt: Attempt | None,
         parts.append(f"noted AS (INSERT INTO events (message_id, type, at, data) SELECT * FROM (VALUES {values}) "
                      "AS v WHERE EXISTS (SELECT 1 FROM applied))")
         for event in events:
-            params.extend(_event_row(event))
+            params.extend(event_to_row(event))
     return f"WITH {', '.join(parts)} SELECT count(*) AS n FROM applied".encode(), params
 
-
-def set_attempt_delivery_status(
-    conn: Conn, provider_message_id: str, status: Status, allowed_from: frozenset[Status | None], now: float
-) -> bool:
-    return sqlrules.set_attempt_delivery_status(PgTx(conn), provider_message_id, status, allowed_from, now,
-                                                lock=" FOR UPDATE")

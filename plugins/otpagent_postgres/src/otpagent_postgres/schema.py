@@ -14,14 +14,15 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-__all__ = ["FINISHED_STATUSES", "SCHEMA_VERSION", "SchemaTooNew", "migrate"]
+__all__ = ["SCHEMA_VERSION", "SchemaTooNew", "migrate"]
 
 
 class SchemaTooNew(RuntimeError):
     """The database was migrated by a newer otpagent-postgres than this one."""
 
-FINISHED_STATUSES = ("sent", "delivered", "read", "undelivered", "failed", "cancelled", "expired")
-_FINISHED = ", ".join(f"'{s}'" for s in FINISHED_STATUSES)
+# Migrations are history: this text stays as first applied (the statuses are
+# ``otpagent.protocols.FINISHED_STATUSES``; cleanup queries use ``sqlrules.FINISHED_SQL``).
+_FINISHED = "'sent', 'delivered', 'read', 'undelivered', 'failed', 'cancelled', 'expired'"
 
 # Timestamps are POSIX seconds in double precision, as in SQLite, so the row conversions in
 # ``otpagent.storage.rows`` serve both backends unchanged.

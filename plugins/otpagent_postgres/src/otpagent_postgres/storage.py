@@ -10,34 +10,40 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from otpagent.model import Attempt, Event, Message, Status
 from otpagent.protocols import (
+    Capability,
     EnqueueResult,
     MessageUpdate,
     NewMessage,
     OtpIssueOutcome,
     OtpRecord,
     OtpVerifyOutcome,
-    StorageBackend,
+    ProviderEvent,
+    ProviderEventResult,
     StorageStats,
 )
-from otpagent.storage.rows import attempt_from_row, event_from_row, message_from_row
+from otpagent.storage import sqlreads, sqlrules
 from otpagent_postgres import housekeeping, queue
 from otpagent_postgres import otp as otp_sql
-from otpagent_postgres.connection import Conn, Database
+from otpagent_postgres.connection import Conn, Database, PgTx
 from otpagent_postgres.notify import WorkListener
 from otpagent_postgres.outbox import PostgresWebhookOutbox
 from otpagent_postgres.schema import migrate
 
 __all__ = ["PostgresStorage"]
 
+T = TypeVar("T")
+
 
 class PostgresStorage:
-    """A storage backend on one PostgreSQL schema."""
+    """A storage backend on one PostgreSQL schema, with every capability (LISTEN/NOTIFY gives
+    the work wake-up)."""
 
     name = "postgres"
+    capabilities = frozenset(Capability)
 
     def __init__(
         self, dsn: str, *, schema: str = "public", pool_min_size: int = 1, pool_max_size: int = 10,
@@ -77,11 +83,13 @@ class PostgresStorage:
         return self._db.run(lambda conn, _u: queue.claim_due(conn, worker_id, limit, lease_seconds, now),
                             one_statement=True)
 
-    def wait_for_work(self, timeout: float) -> None:
-        """Block until a message is enqueued anywhere in the fleet, or ``timeout`` seconds pass.
+    def renew_leases(self, worker_id: str, lease_seconds: float, now: float) -> int:
+        return self._db.run(lambda conn, _u: queue.renew_leases(conn, worker_id, now + lease_seconds),
+                            one_statement=True)
 
-        Optional extension of the protocol: the dispatcher calls it when idle instead of
-        sleeping a poll interval, so new work is picked up within milliseconds.
+    def wait_for_work(self, timeout: float) -> None:
+        """Block until a message is enqueued anywhere in the fleet, or ``timeout`` seconds pass
+        (the work wake-up capability): an idle dispatcher picks up new work within milliseconds.
         """
         self._listener.wait(timeout)
 
@@ -92,31 +100,30 @@ class PostgresStorage:
                                                                          uncertain), one_statement=True)
 
     def get_message(self, message_id: str) -> Message | None:
-        row = self._one("SELECT * FROM messages WHERE id = %s", (message_id,))
-        return message_from_row(row) if row else None
+        return self._read(lambda tx: sqlreads.get_message(tx, message_id))
 
     def get_attempts(self, message_id: str) -> list[Attempt]:
-        rows = self._all("SELECT * FROM delivery_reports WHERE message_id = %s ORDER BY number, id", (message_id,))
-        return [attempt_from_row(r) for r in rows]
+        return self._read(lambda tx: sqlreads.get_attempts(tx, message_id))
 
     def get_events(self, message_id: str) -> list[Event]:
-        rows = self._all("SELECT * FROM events WHERE message_id = %s ORDER BY id", (message_id,))
-        return [event_from_row(r) for r in rows]
+        return self._read(lambda tx: sqlreads.get_events(tx, message_id))
 
     def recent_messages(self, limit: int) -> list[Message]:
-        rows = self._all("SELECT * FROM messages ORDER BY updated_at DESC, seq DESC LIMIT %s", (limit,))
-        return [message_from_row(r) for r in rows]
+        return self._read(lambda tx: sqlreads.recent_messages(tx, limit))
 
     def find_by_provider_id(self, provider_message_id: str) -> Attempt | None:
-        row = self._one("SELECT * FROM delivery_reports WHERE provider_message_id = %s ORDER BY id DESC LIMIT 1",
-                        (provider_message_id,))
-        return attempt_from_row(row) if row else None
+        return self._read(lambda tx: sqlreads.find_by_provider_id(tx, provider_message_id))
 
-    def set_attempt_delivery_status(
-        self, provider_message_id: str, status: Status, allowed_from: frozenset[Status | None], now: float
-    ) -> bool:
-        return self._db.run(lambda conn, _u: queue.set_attempt_delivery_status(
-            conn, provider_message_id, status, allowed_from, now))
+    def apply_provider_event(
+        self, event: ProviderEvent, *, allowed_from: frozenset[Status | None], update: MessageUpdate | None,
+        events: Sequence[Event], now: float,
+    ) -> ProviderEventResult:
+        """One transaction, the attempt's row locked (``FOR UPDATE``) so concurrent reports of
+        one message apply one after the other; a retry after an uncertain commit first checks
+        what the first try left."""
+        return self._db.run(lambda conn, uncertain: sqlrules.apply_provider_event(
+            PgTx(conn), event, allowed_from=allowed_from, update=update, events=events, now=now,
+            lock=" FOR UPDATE", uncertain=uncertain))
 
     def redact_expired_secrets(self, now: float) -> int:
         """Clear the OTP code of every message past its ``expires_at``, in batches."""
@@ -170,12 +177,9 @@ class PostgresStorage:
     def costs_by_day(self, since: float) -> dict[str, dict[str, float]]:
         return self._db.run(lambda conn, _u: housekeeping.costs_by_day(conn, since))
 
-    def remember_event_id(self, source: str, event_id: str, now: float) -> bool:
-        return self._db.run(lambda conn, _u: housekeeping.remember_event_id(conn, source, event_id, now))
-
     # -- webhooks ------------------------------------------------------------------------------
     def webhook_outbox(self) -> PostgresWebhookOutbox:
-        """The durable outbox for ``webhook`` sinks (found by ``otpagent.sinks.webhook_outbox.outbox_for``)."""
+        """The durable outbox for ``webhook`` sinks (the webhook outbox capability)."""
         with self._outbox_lock:
             if self._outbox is None:
                 self._outbox = PostgresWebhookOutbox(self._db, batch_size=self.cleanup_batch_size)
@@ -183,7 +187,7 @@ class PostgresStorage:
 
     # -- metrics and housekeeping --------------------------------------------------------------
     def stats(self, now: float) -> StorageStats:
-        return self._db.run(lambda conn, _u: housekeeping.stats(conn, now))
+        return self._db.run(lambda conn, _u: sqlreads.stats(PgTx(conn), now))
 
     def cleanup(self, older_than: float, now: float) -> Mapping[str, int]:
         return housekeeping.cleanup(self._db.run, older_than, now, self.cleanup_batch_size)
@@ -197,12 +201,33 @@ class PostgresStorage:
         self._db.close()
 
     # -- reads ---------------------------------------------------------------------------------
+    def _read(self, read: Callable[[PgTx], T]) -> T:
+        """One read statement, in autocommit (one round trip)."""
+        return self._db.run(lambda conn, _u: read(PgTx(conn)), one_statement=True)
+
     def _one(self, query: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
         return self._db.run(lambda conn, _u: conn.execute(query.encode(), params).fetchone())
 
-    def _all(self, query: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
-        return self._db.run(lambda conn, _u: conn.execute(query.encode(), params).fetchall())
-
 
 if TYPE_CHECKING:
-    _conforms: StorageBackend = PostgresStorage("")  # mypy checks the protocol here
+    from otpagent.protocols import (
+        Housekeeping,
+        OtpStore,
+        ProviderEvents,
+        RateLimits,
+        SharedState,
+        StorageBackend,
+        WebhookOutboxes,
+        WorkWakeup,
+    )
+
+    # mypy checks the core and every declared capability here.
+    _pg = PostgresStorage("")
+    _core: StorageBackend = _pg
+    _state: SharedState = _pg
+    _limits: RateLimits = _pg
+    _otp: OtpStore = _pg
+    _provider_events: ProviderEvents = _pg
+    _housekeeping: Housekeeping = _pg
+    _outboxes: WebhookOutboxes = _pg
+    _wakeup: WorkWakeup = _pg

@@ -20,7 +20,8 @@ import email_validator
 from otpagent.config import COMMON_CHANNEL_KEYS
 from otpagent.errors import ConfigError
 from otpagent.model import MessageType
-from otpagent.protocols import ChannelSpec
+from otpagent.protocols import Capability, ChannelSpec
+from otpagent.storage.capabilities import require
 from otpagent_sendgrid.templates import EmailTemplate, check_template
 
 __all__ = ["DEFAULT_BASE_URL", "SendGridSettings", "TypeSettings", "parse_settings"]
@@ -105,6 +106,10 @@ def parse_settings(spec: ChannelSpec) -> SendGridSettings:
     timeout = _timeout(*get("timeout_seconds"))
     sandbox_mode = _bool(*get("sandbox_mode"), default=False)
     public_key = _public_key(*get("webhook_public_key"))
+    if public_key is not None and spec.context.storage is not None:
+        # The Event Webhook is accepted once a key is set: the store must apply provider events.
+        require(spec.context.storage, Capability.PROVIDER_EVENTS, config_path=get("webhook_public_key")[1],
+                needed_by=f"the SendGrid Event Webhook of channel {spec.name}")
     tracking = _tracking(section.get("tracking"), f"{path}.tracking")
     types = _types(section, path)
     return SendGridSettings(

@@ -3,8 +3,10 @@
 SendGrid posts batches of events (a JSON array) signed with ECDSA over timestamp + raw body.
 A request is accepted only when the signature verifies under a configured ``webhook_public_key``
 (checked with the SDK's ``EventWebhook`` helper) and its timestamp is within ±300 s of our clock,
-so a captured request cannot be replayed later. Inside a batch each ``sg_event_id`` is applied at
-most once (``storage.remember_event_id``), because SendGrid retries batches it thinks failed.
+so a captured request cannot be replayed later. Each event goes to ``agent.record_provider_event``,
+which applies each ``sg_event_id`` at most once, in one transaction with its effect, because
+SendGrid retries batches it thinks failed (and a batch whose write failed is answered 500 with
+nothing remembered, so the retry applies it).
 
 An event finds its message by ``sg_message_id`` (its part before the first ``.`` is the
 ``X-Message-Id`` we recorded at send time), cross-checked with the ``otpagent_message_id``
@@ -30,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from otpagent.model import Status
+from otpagent.protocols import ProviderEvent, ProviderEventOutcome
 from otpagent_sendgrid.channel import SendGridEmailChannel
 from otpagent_sendgrid.compose import MESSAGE_ID_ARG
 from otpagent_sendgrid.plugin import WEBHOOK_PATH
@@ -122,10 +125,6 @@ def apply_events(agent: Any, events: Sequence[Mapping[str, Any]], now: float) ->
     summary = BatchSummary(received=len(events))
     channels = _sendgrid_channel_names(agent)
     for event in events:
-        event_id = event.get("sg_event_id")
-        if isinstance(event_id, str) and event_id and not agent.storage.remember_event_id(EVENT_SOURCE, event_id, now):
-            summary.duplicates += 1
-            continue
         name = event.get("event")
         status = EVENT_STATUS.get(name) if isinstance(name, str) else None
         provider_id = _provider_id(agent, event, channels) if status is not None else None
@@ -136,12 +135,31 @@ def apply_events(agent: Any, events: Sequence[Mapping[str, Any]], now: float) ->
         code, message = _details(name, event)
         if name in _NOTED and status is Status.DELIVERED:
             log.info("sendgrid_recipient_feedback", sendgrid_event=name, provider_message_id=provider_id)
-        changed = agent.apply_provider_status(provider_id, status, error_code=code, error_message=message)
-        if changed:
+        occurred_at = _occurred_at(event)
+        event_id = event.get("sg_event_id")
+        if not isinstance(event_id, str) or not event_id:  # SendGrid always sends one; be safe
+            event_id = f"{provider_id}:{name}:{occurred_at}"
+        result = agent.record_provider_event(ProviderEvent(
+            source=EVENT_SOURCE, event_id=event_id, provider_message_id=provider_id, status=status,
+            error_code=code, error_message=message, occurred_at=occurred_at))
+        outcome = result.outcome
+        if outcome is ProviderEventOutcome.APPLIED:
             summary.applied += 1
-        else:
+        elif outcome is ProviderEventOutcome.REPLAY:
+            summary.duplicates += 1
+        elif outcome is ProviderEventOutcome.STALE:
             summary.unchanged += 1
+        else:
+            summary.ignored += 1
     return summary
+
+
+def _occurred_at(event: Mapping[str, Any]) -> float | None:
+    """The event's own ``timestamp`` (UNIX seconds), when it has a usable one."""
+    value = event.get("timestamp")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def _provider_id(agent: Any, event: Mapping[str, Any], channels: frozenset[str]) -> str | None:

@@ -4,17 +4,19 @@ Every request must carry a valid ``X-Twilio-Signature`` (the SDK's ``RequestVali
 with the channel's auth token, over the URL Twilio requested: the public base URL, not whatever
 host a proxy forwarded to us). Anything else is refused with 403 before it is even parsed for
 meaning. Valid callbacks map Twilio's message and call statuses onto ours and go to
-``agent.apply_provider_status``, which applies them idempotently and in order and sends an
-undelivered message on to its next channel. A replayed callback (same idempotency token, or
-the same sid and status) changes nothing. A callback can beat our own record of the send (Twilio
-is fast, our commit is not instantaneous), so an unknown sid is looked up again for a short,
-bounded time before the request is answered 404.
+``agent.record_provider_event``, which de-duplicates and applies them in one transaction, in
+order, and sends an undelivered message on to its next channel. A replayed callback (same
+idempotency token, or the same sid and status) changes nothing; a callback whose write failed
+is answered 500 with nothing remembered, so Twilio's retry applies it. A callback can beat our
+own record of the send (Twilio is fast, our commit is not instantaneous), so an unknown sid is
+looked up again for a short, bounded time before the request is answered 404.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,6 +28,7 @@ from twilio.request_validator import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER
 
 from otpagent.logs import get_logger
 from otpagent.model import Status
+from otpagent.protocols import ProviderEvent, ProviderEventOutcome
 from otpagent_twilio.channels import TwilioChannel
 
 __all__ = ["CALL_STATUSES", "MESSAGE_STATUSES", "map_status", "twilio_status_callback"]
@@ -104,21 +107,32 @@ async def twilio_status_callback(request: Request, agent: Any) -> Response:
     if not await _wait_for_sid(agent, sid, channel.settings.callback_wait_seconds):
         return Response("unknown sid", status_code=404, media_type="text/plain")
 
-    event_id = request.headers.get("I-Twilio-Idempotency-Token") or f"{sid}:{raw_status}"
-    fresh = await run_in_threadpool(agent.storage.remember_event_id, "twilio", event_id, time.time())
-    if not fresh:
-        return _empty()  # a replay: already applied
-
     error_code = params.get("ErrorCode") or None
     error_message = params.get("ErrorMessage") or None
     if error_code and not error_message:
         error_message = f"Twilio error {error_code} ({raw_status})"
-    changed = await run_in_threadpool(
-        lambda: agent.apply_provider_status(sid, status, error_code=error_code, error_message=error_message)
-    )
+    event = ProviderEvent(
+        source="twilio", event_id=request.headers.get("I-Twilio-Idempotency-Token") or f"{sid}:{raw_status}",
+        provider_message_id=sid, status=status, error_code=error_code, error_message=error_message,
+        occurred_at=_timestamp(params))
+    result = await run_in_threadpool(agent.record_provider_event, event)
     log.debug("twilio_status_received", channel=name, sid=sid, twilio_status=raw_status, status=status.value,
-              error_code=error_code, changed=bool(changed))
+              error_code=error_code, outcome=result.outcome.value)
+    if result.outcome is ProviderEventOutcome.UNKNOWN:  # deleted meanwhile (cleanup)
+        return Response("unknown sid", status_code=404, media_type="text/plain")
     return _empty()
+
+
+def _timestamp(params: ImmutableMultiDict[str, str]) -> float | None:
+    """When the status happened, from the ``Timestamp`` some call callbacks carry (RFC 2822);
+    message callbacks carry none."""
+    raw = params.get("Timestamp")
+    if not raw:
+        return None
+    try:
+        return parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 async def _wait_for_sid(agent: Any, sid: str, wait_seconds: float) -> bool:

@@ -17,7 +17,8 @@ import attrs
 
 from otpagent.config import COMMON_CHANNEL_KEYS
 from otpagent.errors import ConfigError
-from otpagent.protocols import ChannelSpec
+from otpagent.protocols import Capability, ChannelSpec
+from otpagent.storage.capabilities import require
 
 __all__ = ["DEFAULT_BASE_URL", "Template", "TwilioSettings", "parse_settings"]
 
@@ -137,6 +138,10 @@ def parse_settings(spec: ChannelSpec, kind: str) -> TwilioSettings:
     status_callback = api.get("status_callback", True)
     if not isinstance(status_callback, bool):
         raise ConfigError(f"{api_path}.status_callback", "must be true or false")
+    if callback_base and status_callback and spec.context.storage is not None:
+        # Callbacks are asked for at this URL (``server.public_url`` is checked by the core).
+        require(spec.context.storage, Capability.PROVIDER_EVENTS, config_path=f"{api_path}.callback_base_url",
+                needed_by=f"Twilio status callbacks of channel {spec.name}")
 
     extra: dict[str, Any] = {}
     if kind == "whatsapp":

@@ -1,9 +1,7 @@
-"""Fixtures and test-data helpers for the storage contract suite.
+"""Test data for storage tests: messages, attempts, OTPs, at a fixed time (no pytest needed).
 
-Every test here takes the ``storage`` fixture and runs once per backend: ``sqlite`` always,
-``postgres`` when the ``otpagent-postgres`` plugin is installed and the server answers (in CI
-an unreachable server fails the PostgreSQL runs instead of skipping them). Time is driven
-explicitly through ``now`` arguments starting at :data:`T0`, never read from the clock.
+Time is driven explicitly through ``now`` arguments starting at :data:`T0`, never read from
+the clock, so expiry windows are exact.
 """
 
 from __future__ import annotations
@@ -11,42 +9,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from otpagent.model import Attempt, Message, MessageType, Outcome, Priority, Status
-from otpagent.protocols import NewMessage, OtpRecord, StorageBackend
-from tests.contract.backends import StoreSpec, drop_schema, make_spec, require_postgres
+from otpagent.protocols import NewMessage, OtpIssueOutcome, OtpRecord, OtpStore, OtpVerifyOutcome
+
+__all__ = ["T0", "code_hash", "issue", "make_attempt", "make_message", "new", "verify"]
 
 #: A fixed "now" for every test (2027-01-15), so expiry windows are exact.
 T0 = 1_800_000_000.0
-BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 _counter = itertools.count(1)
-
-
-@pytest.fixture(params=BACKENDS)
-def store_spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreSpec]:
-    """The recipe of a fresh, empty store of each backend (dropped after the test)."""
-    backend: str = request.param
-    if backend == "postgres":
-        require_postgres()
-    spec = make_spec(backend, tmp_path)
-    yield spec
-    if backend == "postgres":
-        drop_schema(spec.settings["schema"])
-
-
-@pytest.fixture
-def storage(store_spec: StoreSpec) -> Iterator[StorageBackend]:
-    """A fresh, empty store, closed after the test."""
-    store = store_spec.open()
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def make_message(
@@ -93,22 +65,23 @@ def code_hash(recipient: str, code: str) -> bytes:
 
 
 def issue(
-    storage: StorageBackend, recipient: str, code: str, *, now: float = T0, ttl: float = 300.0,
+    store: OtpStore, recipient: str, code: str, *, now: float = T0, ttl: float = 300.0,
     purpose: str = "login", cooldown: float = 30.0, max_per_hour: int = 5,
-) -> tuple[Any, float, Message]:
+) -> tuple[OtpIssueOutcome, float, Message]:
     """Issue an OTP through the store; returns (outcome, wait, the OTP message)."""
     message = make_message(message_type=MessageType.OTP, secret=code, phone_number=recipient, now=now,
                            priority=Priority.HIGH, expires_at=now + ttl)
     otp = OtpRecord(id=uuid.uuid4().hex, recipient=recipient, purpose=purpose, code_hash=code_hash(recipient, code),
                     created_at=now, expires_at=now + ttl, message_id=message.id)
-    outcome, wait = storage.issue_otp(otp, NewMessage(message=message, fingerprint=None),
-                                      cooldown_seconds=cooldown, max_per_hour=max_per_hour, now=now)
+    outcome, wait = store.issue_otp(otp, NewMessage(message=message, fingerprint=None),
+                                    cooldown_seconds=cooldown, max_per_hour=max_per_hour, now=now)
     return outcome, wait, message
 
 
 def verify(
-    storage: StorageBackend, recipient: str, code: str, *, now: float = T0, purpose: str = "login",
+    store: OtpStore, recipient: str, code: str, *, now: float = T0, purpose: str = "login",
     max_failures: int = 5, lockout: float = 900.0,
-) -> Any:
-    return storage.verify_otp(recipient, purpose, code_hash(recipient, code), max_failures=max_failures,
-                              lockout_seconds=lockout, now=now)
+) -> OtpVerifyOutcome:
+    """Verify ``code`` for ``recipient`` through the store (hashing it as :func:`issue` did)."""
+    return store.verify_otp(recipient, purpose, code_hash(recipient, code), max_failures=max_failures,
+                            lockout_seconds=lockout, now=now)

@@ -1,0 +1,185 @@
+"""Optional storage capabilities: small protocols a backend declares in ``capabilities``.
+
+A backend implements the required core (:class:`~otpagent.protocols.storage.StorageBackend`)
+plus whichever of these it can. When the agent is built, each capability its configuration
+needs is checked once (declared *and* structurally present, see
+:mod:`otpagent.storage.capabilities`); a missing one is a :class:`~otpagent.errors.ConfigError`
+naming the backend, the capability and the config key that needs it. Components then receive
+the typed capability, never a backend they would have to probe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from otpagent.model import Event, Status
+from otpagent.protocols.otp import OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
+from otpagent.protocols.provider_events import ProviderEvent, ProviderEventResult
+from otpagent.protocols.sinks import WebhookOutbox
+from otpagent.protocols.storage import MessageUpdate, NewMessage, StorageStats
+
+__all__ = ["Housekeeping", "OtpStore", "ProviderEvents", "RateLimits", "SharedState", "WebhookOutboxes",
+           "WorkWakeup"]
+
+
+@runtime_checkable
+class SharedState(Protocol):
+    """Small shared key/values: circuit breakers, provider ``Retry-After`` pauses, adaptive
+    routing's posteriors, the OTP server key, the API's idempotency records.
+
+    Needed by every configuration (config key ``circuit``: the breakers always run).
+    """
+
+    def get_state(self, key: str) -> str | None:
+        """A shared value, or None."""
+
+    def put_state(self, key: str, value: str, *, only_if_absent: bool = False) -> str:
+        """Store a shared value; with ``only_if_absent``, keep an existing one. Returns the
+        value now stored.
+        """
+
+    def update_state(self, key: str, update: Callable[[str | None], str]) -> str:
+        """Atomically replace a shared value with ``update(current)`` (``None`` when absent);
+        returns the new value. ``update`` must be quick and free of side effects: it runs
+        inside the transaction and may be re-run by backends that retry.
+        """
+
+    def states_with_prefix(self, prefix: str) -> dict[str, str]:
+        """Every shared value whose key starts with ``prefix`` (literally: no wildcards)."""
+
+
+@runtime_checkable
+class RateLimits(Protocol):
+    """GCRA token buckets that hold across every process sharing the store.
+
+    Needed when a channel has a ``rate_limit`` (``channels.<name>.rate_limit``), when
+    ``otp.per_country_per_minute`` or ``otp.global_per_minute`` is set, and by the service's
+    abuse limits (``server.limits``).
+    """
+
+    def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1,
+                max_wait: float = 0.0) -> float:
+        """Take ``cost`` tokens from bucket ``key`` (one token per ``interval`` seconds,
+        ``burst`` at most), by :func:`otpagent.ratelimit.gcra`. Returns the wait: granted when
+        ``<= max_wait`` (the slot is reserved; act after that many seconds; 0.0 with the
+        default), refused otherwise (nothing taken; seconds until it would be allowed).
+        """
+
+    def acquire_all(self, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
+        """One token from every bucket ``(key, interval, burst)`` (distinct keys), or from none,
+        in one transaction. Returns each bucket's wait in the order given: all 0.0 when granted;
+        otherwise nothing was taken and a positive wait marks each bucket that had no token.
+        """
+
+
+@runtime_checkable
+class OtpStore(Protocol):
+    """One-time codes: issue under resend limits, verify atomically, forget expired codes.
+
+    Needed unless ``otp.enabled`` is false.
+    """
+
+    def issue_otp(
+        self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int, now: float
+    ) -> tuple[OtpIssueOutcome, float]:
+        """In one transaction: enforce the resend cooldown and hourly cap for the recipient,
+        invalidate its active codes for the purpose, store ``otp`` and enqueue ``message``.
+        Returns the outcome and, when refused, seconds until a new code may be issued.
+        """
+
+    def verify_otp(
+        self, recipient: str, purpose: str, candidate_hash: bytes, *, max_failures: int,
+        lockout_seconds: float, now: float,
+    ) -> OtpVerifyOutcome:
+        """In one transaction: refuse when the recipient is locked out; compare the candidate
+        with the active code in constant time; consume it on a match before expiry (exactly one
+        concurrent verifier wins); EXPIRED only for the right code after expiry (so the answer
+        reveals nothing to someone without the code); otherwise count a failure against the
+        recipient (across codes) and answer INVALID, or TOO_MANY_ATTEMPTS on the failure that
+        reaches ``max_failures``. Failures count within ``lockout_seconds`` of the first; the one
+        that reaches ``max_failures`` starts the lockout, which lasts ``lockout_seconds`` (LOCKED).
+        """
+
+    def redact_expired_secrets(self, now: float) -> int:
+        """Clear the OTP code of every message whose ``expires_at`` has passed (whatever its
+        status); returns how many. Called every few seconds by each dispatcher.
+        """
+
+
+@runtime_checkable
+class ProviderEvents(Protocol):
+    """Provider status callbacks, de-duplicated and applied in one transaction.
+
+    Needed when provider callbacks are wired: ``server.public_url`` is set (Twilio channels
+    then ask for status callbacks); channel plugins that take callbacks through keys of their
+    own (Twilio's ``callback_base_url``, SendGrid's ``webhook_public_key``) check it too.
+    """
+
+    def apply_provider_event(
+        self, event: ProviderEvent, *, allowed_from: frozenset[Status | None], update: MessageUpdate | None,
+        events: Sequence[Event], now: float,
+    ) -> ProviderEventResult:
+        """In ONE transaction:
+
+        - no attempt has ``event.provider_message_id``: UNKNOWN, nothing is written (not even
+          the event id: the provider's retry may find the attempt);
+        - ``(event.source, event.event_id)`` was seen before: REPLAY, nothing else happens;
+        - otherwise remember it; if the latest attempt with that provider id has a delivery
+          status in ``allowed_from``, move it to ``event.status`` (APPLIED), else STALE;
+        - when APPLIED and ``update`` is given, apply it conditionally (as ``update_message``)
+          and insert ``events`` only if it applied (``message_updated``).
+
+        If anything raises, everything rolls back, the event id included, so the provider's
+        retry of the same event applies it.
+        """
+
+
+@runtime_checkable
+class Housekeeping(Protocol):
+    """Statistics for metrics, dashboards and routing, spend per day, and retention.
+
+    Needed by every configuration (config key ``cleanup``: the dispatcher deletes old records).
+    """
+
+    def stats(self, now: float) -> StorageStats:
+        """Counts by status, queue size, and per-channel performance over the attempts that
+        finished in the last :data:`~otpagent.protocols.storage.STATS_WINDOW_SECONDS` (recent
+        behaviour is what routing and dashboards need, and the cost stays bounded however long
+        the history is).
+        """
+
+    def costs_by_day(self, since: float) -> dict[str, dict[str, float]]:
+        """Cost of attempts finished since ``since``, by channel and UTC day (``YYYY-MM-DD``)."""
+
+    def cleanup(self, older_than: float, now: float) -> Mapping[str, int]:
+        """Delete finished messages (with their attempts and events), expired OTPs, seen
+        provider event ids and ownerless events older than ``older_than``, and rate-limit
+        buckets idle for an hour; returns rows deleted per table (``messages``,
+        ``delivery_reports``, ``events``, ``otps``, ``seen_events``).
+        """
+
+
+@runtime_checkable
+class WebhookOutboxes(Protocol):
+    """The durable outbox behind signed outgoing webhooks.
+
+    Needed by each ``webhook`` sink (``sinks[<i>].plugin``).
+    """
+
+    def webhook_outbox(self) -> WebhookOutbox:
+        """The store's outbox (the same object on every call is fine)."""
+
+
+@runtime_checkable
+class WorkWakeup(Protocol):
+    """Wake idle workers when work arrives anywhere, instead of at their next poll.
+
+    Optional: nothing in the configuration needs it; without it the dispatcher polls every
+    ``dispatcher.poll_interval_seconds``.
+    """
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Block until a message may have been enqueued (by any process), or ``timeout``
+        seconds pass. Spurious returns are fine; it must never raise for a lost connection.
+        """

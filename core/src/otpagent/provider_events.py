@@ -1,0 +1,113 @@
+"""A provider's status report, from callback to one atomic write and its live side effects.
+
+``IntelligentOTPAgent.record_provider_event`` lands here. The decision (which delivery statuses
+the report may move the attempt from, and what becomes of the message: delivered, or on to its
+next channel) is made from a read of the attempt and the message; the storage backend then
+applies it in ONE transaction together with remembering the event id, conditioned so that only
+the message's current attempt moves it. Only then are events published, the dispatcher woken
+and the routing strategy told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from otpagent.errors import ConfigError
+from otpagent.logs import get_logger
+from otpagent.model import PROGRESS_RANK, Attempt, Event, Message, Status
+from otpagent.protocols import (
+    Capability,
+    MessageUpdate,
+    ProviderEvent,
+    ProviderEventOutcome,
+    ProviderEventResult,
+    RouteOutcome,
+)
+from otpagent.storage.capabilities import describe
+
+if TYPE_CHECKING:
+    from otpagent.agent import IntelligentOTPAgent
+    from otpagent.routing.planner import RoutePlanner
+
+__all__ = ["allowed_from", "message_change", "record_provider_event"]
+
+log = get_logger("otpagent.callbacks")
+
+_FAILURES = (Status.UNDELIVERED, Status.FAILED)
+
+
+def allowed_from(status: Status) -> frozenset[Status | None]:
+    """The attempt delivery statuses a report of ``status`` may move on from: every status
+    ranked below it (and none yet). Nothing for a status providers do not report.
+    """
+    rank = PROGRESS_RANK.get(status)
+    if rank is None:
+        return frozenset()
+    return frozenset({None, *(s for s, r in PROGRESS_RANK.items() if r < rank)})
+
+
+def message_change(planner: RoutePlanner, message: Message, attempt: Attempt, event: ProviderEvent,
+                   now: float) -> tuple[MessageUpdate, list[Event]] | None:
+    """What the report does to the message, if it is about the message's current attempt:
+    forward to the reported status, or on undelivered/failed, fall back to the route's next
+    usable channel (or end the message when there is none).
+    """
+    rank = PROGRESS_RANK.get(event.status)
+    if rank is None or message.provider_message_id != event.provider_message_id:
+        return None
+    data: dict[str, object] = {"channel": attempt.channel, "provider_message_id": event.provider_message_id,
+                               "error_code": event.error_code}
+    if event.occurred_at is not None:
+        data["occurred_at"] = event.occurred_at
+    events = [Event(type=event.status.value, message_id=message.id, at=now, data=data)]
+    after_send = frozenset(s for s in (Status.SENT, Status.DELIVERED) if PROGRESS_RANK[s] < rank)
+    only_current = event.provider_message_id
+    if event.status not in _FAILURES:
+        return MessageUpdate(message_id=message.id, status=event.status, expected_statuses=after_send,
+                             expected_provider_message_id=only_current,
+                             clear_secret=event.status in (Status.DELIVERED, Status.READ)), events
+    error = f"{attempt.channel}: {event.status.value}" + (f" [{event.error_code}]" if event.error_code else "") + \
+            (f" {event.error_message}" if event.error_message else "")
+    nxt = planner.next_channel(message)
+    if nxt is None or (message.expires_at is not None and now >= message.expires_at):
+        return MessageUpdate(message_id=message.id, status=event.status, last_error=error, clear_secret=True,
+                             expected_statuses=after_send, expected_provider_message_id=only_current), events
+    events.append(Event(type="fallback", message_id=message.id, at=now,
+                        data={"from": attempt.channel, "to": message.route[nxt], "reason": error}))
+    return MessageUpdate(message_id=message.id, status=Status.RETRYING, due_at=now, route_index=nxt,
+                         channel_attempts=0, last_error=error, expected_statuses=after_send,
+                         expected_provider_message_id=only_current), events
+
+
+def record_provider_event(agent: IntelligentOTPAgent, event: ProviderEvent) -> ProviderEventResult:
+    """Decide, apply atomically (see ``ProviderEvents.apply_provider_event``), then publish."""
+    store = agent.capabilities.provider_events
+    if store is None:
+        raise ConfigError("server.public_url", f"the storage backend {agent.storage.name!r} does not provide "
+                                               f"{describe(Capability.PROVIDER_EVENTS)}, which provider status "
+                                               "callbacks need")
+    attempt = agent.storage.find_by_provider_id(event.provider_message_id)
+    if attempt is None:
+        return ProviderEventResult(outcome=ProviderEventOutcome.UNKNOWN)
+    now = agent.clock()
+    message = agent.storage.get_message(attempt.message_id)
+    change = message_change(agent.planner, message, attempt, event, now) if message is not None else None
+    update, events = change if change is not None else (None, [])
+    result = store.apply_provider_event(event, allowed_from=allowed_from(event.status), update=update,
+                                        events=events, now=now)
+    if result.message_updated and message is not None:
+        _announce(agent, message, attempt, event.status, events)
+    return result
+
+
+def _announce(agent: IntelligentOTPAgent, message: Message, attempt: Attempt, status: Status,
+              events: Sequence[Event]) -> None:
+    agent.bus.publish(events)
+    agent.dispatcher.notify()
+    try:
+        agent.strategy.observe(RouteOutcome(
+            message_id=message.id, channel=attempt.channel, priority=message.priority, status=status,
+            country=agent.planner.outcome_country(message.phone_number), callback=True))
+    except Exception:  # a strategy bug must not fail the provider's callback
+        log.exception("strategy_observe_failed", channel=attempt.channel)

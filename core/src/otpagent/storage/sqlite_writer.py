@@ -1,0 +1,205 @@
+"""The SQLite write path: a connection per thread, and group commit of concurrent writes.
+
+Every write runs in a ``BEGIN IMMEDIATE`` transaction, so it is atomic across threads *and*
+processes. Within a process, writers queue on a lock before asking SQLite, because SQLite's own
+busy handler sleeps in coarse steps, and short writes from concurrent threads are
+group-committed: each under its own savepoint, all in one transaction, so they share one fsync
+(:meth:`SqliteWriter._grouped`). :class:`~otpagent.storage.sqlite.SqliteStorage` builds on it.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+__all__ = ["SqliteTx", "SqliteWriter"]
+
+_T = TypeVar("_T")
+
+
+class SqliteWriter:
+    """Connections and transactions on one SQLite file in WAL mode."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "full", busy_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._pending: list[_PendingWrite[Any]] = []
+        self._pending_lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, for reads outside a transaction (writes go through
+        :meth:`transaction`)."""
+        return self._conn()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise RuntimeError("storage is closed")
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA temp_store=MEMORY")  # savepoints' statement journals stay in memory
+            # From now on a short built-in busy timeout covers rare reader waits; writers wait in
+            # _begin_immediate's loop, which polls often and fairly instead of SQLite's 1..100 ms
+            # sleep ladder (under which two busy processes starve each other).
+            conn.execute("PRAGMA busy_timeout = 5")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection inside ``BEGIN IMMEDIATE`` (the database's write lock,
+        across processes), committed when the block ends and rolled back when it raises.
+
+        For writes of more than one statement that must be atomic (the webhook outbox). It is
+        not group-committed: short, frequent writes go through the backend's own methods.
+        """
+        conn = self._conn()
+        with self._write_lock:
+            self._begin_immediate(conn)
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _grouped(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` in a write transaction shared with every other thread's queued work.
+
+        Group commit: each caller queues its work, then takes the write lock; whoever gets it
+        first runs every queued piece, each under its own savepoint, and commits them together,
+        so concurrent callers (API requests, workers recording outcomes, the claimer) share one
+        fsync instead of queueing for one each. A piece that raises is rolled back alone and
+        its caller gets the exception; a failed commit fails every piece of the group.
+        """
+        op: _PendingWrite[_T] = _PendingWrite(work)
+        with self._pending_lock:
+            self._pending.append(op)
+        conn = self._conn()
+        with self._write_lock:
+            if not op.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit_group(conn, batch)
+        if op.error is not None:
+            raise op.error
+        return op.result  # type: ignore[return-value]  # set whenever error is None
+
+    def _commit_group(self, conn: sqlite3.Connection, batch: list[_PendingWrite[Any]]) -> None:
+        try:
+            self._begin_immediate(conn)
+            try:
+                if len(batch) == 1:  # alone: no savepoint (it costs a statement journal per page)
+                    self._run_alone(conn, batch[0])
+                    return
+                for op in batch:
+                    conn.execute("SAVEPOINT piece")
+                    try:
+                        op.result = op.work(conn)
+                    except Exception as exc:  # only this piece is lost; its caller hears why
+                        conn.execute("ROLLBACK TO piece")
+                        op.error = exc
+                    conn.execute("RELEASE piece")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except BaseException as exc:
+            for op in batch:
+                if op.error is None:
+                    op.result = None
+                    op.error = exc if isinstance(exc, Exception) else RuntimeError(
+                        f"the write was abandoned: {type(exc).__name__} in the committing thread")
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for op in batch:
+                op.done = True
+
+    @staticmethod
+    def _run_alone(conn: sqlite3.Connection, op: _PendingWrite[Any]) -> None:
+        try:
+            op.result = op.work(conn)
+        except Exception as exc:
+            conn.execute("ROLLBACK")
+            op.error = exc
+        else:
+            conn.execute("COMMIT")
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """Take the database write lock, waiting up to the busy timeout for other processes."""
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.0002
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(random.uniform(0, pause))
+            pause = min(pause * 2, 0.004)
+
+    def close(self) -> None:
+        self._closed = True
+        with self._connections_lock:
+            for conn in self._connections:
+                with suppress(sqlite3.Error):
+                    conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def ping(self) -> None:
+        self._conn().execute("SELECT 1").fetchone()
+
+
+class _PendingWrite(Generic[_T]):
+    """One thread's write waiting for the next group commit."""
+
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[sqlite3.Connection], _T]) -> None:
+        self.work = work
+        self.done = False
+        self.result: _T | None = None
+        self.error: BaseException | None = None
+
+
+class SqliteTx:
+    """:class:`~otpagent.storage.sqlrules.Tx` over a SQLite connection (``?`` is native)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(sql, params).rowcount
+

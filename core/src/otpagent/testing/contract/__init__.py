@@ -1,0 +1,68 @@
+"""The storage contract suite: what every storage backend must do, as pytest test classes.
+
+Subclass :class:`StorageContract` in a test module and give it a ``store_opener`` fixture: a
+callable that opens a new handle on one fresh, empty store (picklable, because the
+cross-process tests hand it to spawned children)::
+
+    from otpagent.testing import FactoryOpener, StorageContract
+
+    class TestAcmeStorage(StorageContract):
+        @pytest.fixture
+        def store_opener(self, tmp_path):
+            return FactoryOpener(create_acme_storage, {"backend": "acme", "path": str(tmp_path / "db")})
+
+A backend whose store lives in one process sets ``shared_across_processes = False``; the
+capabilities a backend does not declare are not tested (and reported as not applicable). Each
+concern is a class of its own, so a suite may also combine only some of them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# Before the test modules are imported, so that their asserts explain failures as pytest's do.
+pytest.register_assert_rewrite(*(f"{__name__}.{module}" for module in (
+    "base", "capabilities", "claims", "concurrency", "enqueue", "housekeeping", "otp", "processes",
+    "provider_events", "rate_limits", "shared_state", "updates", "wakeup", "webhook_outbox")))
+
+from otpagent.testing.contract.base import ContractBase, claimed  # noqa: E402
+from otpagent.testing.contract.capabilities import CapabilityContract  # noqa: E402
+from otpagent.testing.contract.claims import ClaimContract  # noqa: E402
+from otpagent.testing.contract.concurrency import ConcurrencyContract  # noqa: E402
+from otpagent.testing.contract.enqueue import EnqueueContract  # noqa: E402
+from otpagent.testing.contract.housekeeping import HousekeepingContract  # noqa: E402
+from otpagent.testing.contract.otp import OtpStoreContract  # noqa: E402
+from otpagent.testing.contract.processes import CrossProcessContract  # noqa: E402
+from otpagent.testing.contract.provider_events import ProviderEventContract  # noqa: E402
+from otpagent.testing.contract.rate_limits import RateLimitContract  # noqa: E402
+from otpagent.testing.contract.shared_state import SharedStateContract  # noqa: E402
+from otpagent.testing.contract.updates import UpdateContract  # noqa: E402
+from otpagent.testing.contract.wakeup import WakeupContract  # noqa: E402
+from otpagent.testing.contract.webhook_outbox import WebhookOutboxContract  # noqa: E402
+
+__all__ = [
+    "CapabilityContract",
+    "ClaimContract",
+    "ConcurrencyContract",
+    "ContractBase",
+    "CrossProcessContract",
+    "EnqueueContract",
+    "HousekeepingContract",
+    "OtpStoreContract",
+    "ProviderEventContract",
+    "RateLimitContract",
+    "SharedStateContract",
+    "StorageContract",
+    "UpdateContract",
+    "WakeupContract",
+    "WebhookOutboxContract",
+    "claimed",
+]
+
+
+class StorageContract(
+    CapabilityContract, EnqueueContract, ClaimContract, UpdateContract, SharedStateContract, RateLimitContract,
+    OtpStoreContract, ProviderEventContract, HousekeepingContract, WebhookOutboxContract, WakeupContract,
+    ConcurrencyContract, CrossProcessContract,
+):
+    """The whole contract: the required core and every capability the backend declares."""
