@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import psycopg_pool
@@ -16,8 +16,12 @@ import psycopg_pool
 from otpagent.errors import ConfigError
 from otpagent.hookspecs import hookimpl
 from otpagent.protocols import PluginContext
+from otpagent.registration import RegisterStorageBackend
 from otpagent_postgres.schema import SchemaTooNew
 from otpagent_postgres.storage import PostgresStorage
+
+if TYPE_CHECKING:
+    import click
 
 __all__ = ["create_postgres_storage", "otpagent_register_storage_backends"]
 
@@ -29,7 +33,7 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 @hookimpl
-def otpagent_register_storage_backends(register: Any) -> None:
+def otpagent_register_storage_backends(register: RegisterStorageBackend) -> None:
     register("postgres", create_postgres_storage)
 
 
@@ -82,7 +86,7 @@ def _positive_number(settings: Mapping[str, Any], key: str, default: float) -> f
 
 
 @hookimpl
-def otpagent_register_commands(cli: Any) -> None:
+def otpagent_register_commands(cli: click.Group) -> None:
     from otpagent_postgres.commands import add_commands
 
     add_commands(cli)

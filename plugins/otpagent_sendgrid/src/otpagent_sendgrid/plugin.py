@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from otpagent.hookspecs import hookimpl
+from otpagent.registration import RegisterChannel, RegisterHttpRoute
 from otpagent_sendgrid.channel import create_sendgrid_channel
 from otpagent_sendgrid.webhook import WEBHOOK_PATH, receive_events
 
 
 @hookimpl
-def otpagent_register_channels(register: Any) -> None:
+def otpagent_register_channels(register: RegisterChannel) -> None:
     register("sendgrid-email", create_sendgrid_channel)
 
 
 @hookimpl
-def otpagent_register_http_routes(register: Any) -> None:
+def otpagent_register_http_routes(register: RegisterHttpRoute) -> None:
     register(WEBHOOK_PATH, receive_events, methods=("POST",))
