@@ -324,10 +324,14 @@ def demo(keep: bool) -> None:
     run_demo(keep=keep)
 
 
-def main() -> None:
+def _register_plugin_commands() -> None:
     from otpagent.plugin_loading import add_plugin_commands
 
     add_plugin_commands(cli)  # a plugin that raises here is reported like one that fails to import
+
+
+def main() -> None:
+    _register_plugin_commands()
     cli(prog_name="otpagent")
 
 

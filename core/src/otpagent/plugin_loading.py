@@ -168,10 +168,14 @@ def _load_one(pm: pluggy.PluginManager, state: _LoadState, origin: PluginOrigin,
     state.origins[origin.plugin] = origin
     try:
         plugin = load()
+    except (Exception, SystemExit) as exc:  # SystemExit: a module that calls sys.exit() on import
+        state.failures.append(LoadFailure.from_exception(origin, "importing", exc))
+        return
+    try:  # pluggy checks each hook implementation's arguments against the hook here
         pm.register(plugin, name=origin.plugin)
         failure = _unknown_hooks(pm, plugin, origin)
-    except (Exception, SystemExit) as exc:  # SystemExit: a module that calls sys.exit() on import
-        failure = LoadFailure.from_exception(origin, "importing", exc)
+    except Exception as exc:
+        failure = LoadFailure.from_exception(origin, "loading its hooks", exc)
     if failure is not None:
         if pm.get_plugin(origin.plugin) is not None:
             pm.unregister(name=origin.plugin)
@@ -189,10 +193,11 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: object, origin: PluginOrigi
     for name, _ in unknown:
         close = difflib.get_close_matches(name, known, n=1)
         hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
-    code = unknown[0][1].__code__
-    return LoadFailure(origin=origin, phase="importing", error_type="PluginValidationError",
+    code = getattr(unknown[0][1], "__code__", None)  # any callable may be marked as a hook implementation
+    where = f"{code.co_filename}:{code.co_firstlineno}" if code is not None else "?"
+    return LoadFailure(origin=origin, phase="loading its hooks", error_type="PluginValidationError",
                        message=f"implements {', '.join(hints)}, which is not an otpagent hook (see otpagent.hookspecs)",
-                       where=f"{code.co_filename}:{code.co_firstlineno}")
+                       where=where)
 
 
 def _allowed_plugins() -> set[str] | None:
@@ -248,7 +253,10 @@ def add_plugin_commands(cli: click.Group, pm: pluggy.PluginManager | None = None
     """Let each plugin add its commands; one that raises is recorded as a failure, not fatal."""
     pm = pm or get_plugin_manager()
     state = _STATES.setdefault(pm, _LoadState())
+    failed = {f.plugin for f in state.failures}
     for name, plugin in hook_implementers(pm, "otpagent_register_commands"):
+        if name in failed:  # already reported (commands are added again when the CLI is re-entered)
+            continue
         try:
             plugin_hook_caller(pm, "otpagent_register_commands", plugin)(cli=cli)
         except Exception as exc:

@@ -167,15 +167,18 @@ class _Contribution:
     origin: PluginOrigin
     entries: list[tuple[str, str, Callable[..., object]]] = attrs.Factory(list)
     routes: list[tuple[str, Callable[..., Any], tuple[str, ...]]] = attrs.Factory(list)
+    #: Names it tried to register with a bad factory: it is the plugin that provides them.
+    attempted: set[tuple[str, str]] = attrs.Factory(set)
 
     def names(self) -> frozenset[tuple[str, str]]:
-        return frozenset((kind, name) for kind, name, _ in self.entries)
+        return frozenset((kind, name) for kind, name, _ in self.entries) | self.attempted
 
     def register_for(self, kind: str) -> Callable[[str, Callable[..., object]], None]:
         def register(name: str, factory: Callable[..., object]) -> None:
             if not isinstance(name, str) or not name.strip():
                 raise TypeError(f"register() needs a non-empty name, got {name!r}")
             if not callable(factory):
+                self.attempted.add((kind, name))
                 raise TypeError(f"register({name!r}, factory) needs a callable factory, "
                                 f"got {type(factory).__name__}")
             self.entries.append((kind, name, factory))
