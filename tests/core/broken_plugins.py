@@ -1,9 +1,10 @@
 """Deliberately broken otpagent plugin packages, built and installed for real with pip.
 
-Each package is a real ``pyproject.toml`` (setuptools) and module declaring an ``otpagent``
-entry point; :func:`install_broken_plugins` installs them all into one directory with
-``pip install --target`` (no index, no build isolation: offline and a few seconds). A test puts
-that directory on ``PYTHONPATH`` and picks packages with ``OTPAGENT_LOAD_PLUGINS``.
+Each package is a real ``pyproject.toml`` (hatchling, like this repository's own packages) and
+module declaring an ``otpagent`` entry point; :func:`install_broken_plugins` installs them all
+into one directory with ``pip install --target`` (no index, no build isolation: offline, a few
+seconds). A test puts that directory on ``PYTHONPATH`` and picks packages with
+``OTPAGENT_LOAD_PLUGINS``.
 """
 
 from __future__ import annotations
@@ -102,8 +103,8 @@ def _write_package(root: Path, package: BrokenPackage) -> Path:
     (project / package.module).mkdir(parents=True)
     (project / "pyproject.toml").write_text(textwrap.dedent(f"""\
         [build-system]
-        requires = ["setuptools>=68"]
-        build-backend = "setuptools.build_meta"
+        requires = ["hatchling>=1.24"]
+        build-backend = "hatchling.build"
 
         [project]
         name = "{package.distribution}"
@@ -112,7 +113,7 @@ def _write_package(root: Path, package: BrokenPackage) -> Path:
         [project.entry-points.otpagent]
         {package.entry_point} = "{package.module}"
 
-        [tool.setuptools]
+        [tool.hatch.build.targets.wheel]
         packages = ["{package.module}"]
     """))
     (project / package.module / "__init__.py").write_text(textwrap.dedent(package.source))
