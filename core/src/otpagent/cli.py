@@ -266,8 +266,11 @@ def _print_plugin_table(rows: list[dict[str, Any]]) -> None:
         table.add_column(column)
     for row in rows:
         registers = "\n".join(f"{k}: {', '.join(v)}" for k, v in row["registers"].items()) or "-"
-        status = "[bold red]FAILED[/]" if row["status"] == "failed" else "[bold red]CLASH[/]" if row.get(
-            "clashes") else "ok"
+        status = "ok"
+        if row["status"] == "failed":
+            status = "[bold red]FAILED[/]"
+        elif row.get("clashes"):
+            status = "[bold red]CLASH[/]"
         table.add_row(escape(row["name"]), escape(row["package"]), row["version"], escape(registers), status)
     Console().print(table)
     failed = [r for r in rows if r["status"] == "failed"]
