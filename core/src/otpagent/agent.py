@@ -33,6 +33,7 @@ from otpagent.model import (
     to_datetime,
 )
 from otpagent.otp import OtpPolicy, generate_code
+from otpagent.plugin_checks import call_channel_factory, call_sink_factory, call_storage_factory, call_strategy_factory
 from otpagent.plugins import Registry, build_registry
 from otpagent.protocols import (
     Channel,
@@ -50,6 +51,7 @@ from otpagent.protocols import (
     StorageBackend,
 )
 from otpagent.provider_events import record_provider_event
+from otpagent.registration import PluginKind
 from otpagent.routing.planner import RoutePlanner
 from otpagent.storage.capabilities import AgentCapabilities, check_capabilities
 from otpagent.storage.rows import queued_event
@@ -78,7 +80,7 @@ class IntelligentOTPAgent:
         self._closed = False
         context = PluginContext(config_dir=self.config.base_dir, public_url=self.config.public_url, clock=clock)
         backend = self.registry.lookup("storage_backends", self.config.storage_backend, "storage.backend")
-        self.storage: StorageBackend = backend.factory(self.config.storage, context)
+        self.storage: StorageBackend = call_storage_factory(backend, "storage.backend", self.config.storage, context)
         try:
             #: The backend's capabilities, checked against what this configuration needs.
             self.capabilities: AgentCapabilities = check_capabilities(self.storage, self.config)
@@ -89,12 +91,13 @@ class IntelligentOTPAgent:
                 self.channels[cfg.name] = self._build_channel(cfg, context)
             strategy_name = str(self.config.routing.get("strategy", "priority"))
             strategy = self.registry.lookup("routing_strategies", strategy_name, "routing.strategy")
-            self.strategy: RoutingStrategy = strategy.factory(self.config.routing, context)
+            self.strategy: RoutingStrategy = call_strategy_factory(strategy, "routing.strategy", self.config.routing,
+                                                                   context)
             sinks: list[EventSink] = []
             for i, section in enumerate(self.config.sinks):
                 sink = self.registry.lookup("event_sinks", section["plugin"], f"sinks[{i}].plugin")
                 try:
-                    sinks.append(sink.factory(section, context))
+                    sinks.append(call_sink_factory(sink, f"sinks[{i}].plugin", section, context))
                 except ConfigError as exc:  # a factory cannot know its place in the list
                     raise ConfigError(exc.path.replace("sinks[]", f"sinks[{i}]", 1), exc.reason) from None
             self.bus = EventBus(sinks)
@@ -125,8 +128,15 @@ class IntelligentOTPAgent:
         api_config = cfg.settings.get("api_config", {})
         spec = ChannelSpec(name=cfg.name, plugin=cfg.plugin, kind=cfg.kind, settings=cfg.settings,
                            api_config=api_config, cost=cfg.cost, context=context)
-        channel: Channel = registered.factory(spec)
-        return channel
+        return call_channel_factory(registered, f"channels.{cfg.name}.plugin", spec)
+
+    def plugin_label(self, kind: PluginKind, name: str) -> str:
+        """Who registered the plugin ``name`` of ``kind`` (``"channels"``, ``"routing_strategies"``,
+        ``"storage_backends"``, ``"event_sinks"``), for errors and logs: ``acme-sms 1.0.2``,
+        ``otpagent (built-in)`` or ``<plugin> (registered in process)``. For a configured channel:
+        ``agent.plugin_label("channels", agent.channel_configs["SMS"].plugin)``.
+        """
+        return self.registry.label(kind, name)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start_processing(self) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from otpagent.hookspecs import hookimpl
+from otpagent.registration import RegisterEventSink, RegisterRoutingStrategy, RegisterStorageBackend
 from otpagent.routing.adaptive import create_adaptive_strategy
 from otpagent.routing.priority import create_priority_strategy
 from otpagent.routing.simple import create_cheapest, create_most_reliable
@@ -14,13 +13,13 @@ from otpagent.testing.memory import create_memory_storage
 
 
 @hookimpl
-def otpagent_register_storage_backends(register: Any) -> None:
+def otpagent_register_storage_backends(register: RegisterStorageBackend) -> None:
     register("sqlite", create_sqlite_storage)
     register("memory", create_memory_storage)
 
 
 @hookimpl
-def otpagent_register_routing_strategies(register: Any) -> None:
+def otpagent_register_routing_strategies(register: RegisterRoutingStrategy) -> None:
     register("priority", create_priority_strategy)
     register("cheapest", create_cheapest)
     register("most-reliable", create_most_reliable)
@@ -28,5 +27,5 @@ def otpagent_register_routing_strategies(register: Any) -> None:
 
 
 @hookimpl
-def otpagent_register_event_sinks(register: Any) -> None:
+def otpagent_register_event_sinks(register: RegisterEventSink) -> None:
     register("log", create_log_sink)

@@ -60,6 +60,20 @@ def cli(ctx: click.Context, config: str | None, log_level: str) -> None:
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
     configure_cli_logging(log_level)
+    if ctx.invoked_subcommand not in _REPORTS_PLUGIN_PROBLEMS:
+        _warn_about_broken_plugins()
+
+
+#: Commands that report broken plugins themselves instead of as warning lines.
+_REPORTS_PLUGIN_PROBLEMS = frozenset({"plugins", "config"})
+
+
+def _warn_about_broken_plugins() -> None:
+    """One warning line on stderr per plugin that failed and per name clash (through logging,
+    so ``--log-level error`` silences them); the command itself goes on."""
+    from otpagent.plugins import build_registry
+
+    build_registry(warn=True)
 
 
 @cli.command()
@@ -220,25 +234,55 @@ def cleanup(ctx: click.Context, older_than_days: float | None) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
-def plugins(as_json: bool) -> None:
-    """List installed plugins and what each registers."""
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@click.option("--check", is_flag=True, help="Exit with status 1 when a plugin failed to load or two plugins "
+                                            "register the same name.")
+def plugins(as_json: bool, check: bool) -> None:
+    """List installed plugins, what each registers, and which failed to load and why."""
     from otpagent.plugins import describe_plugins
 
     rows = describe_plugins()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
+    else:
+        _print_plugin_table(rows)
+    failed = sum(1 for row in rows if row["status"] == "failed")
+    clashes = {message for row in rows for message in row.get("clashes", ())}
+    if failed or clashes:
+        click.echo(f"{failed} plugin(s) failed to load, {len(clashes)} name clash(es)", err=True)
+        if check:
+            sys.exit(1)
+
+
+def _print_plugin_table(rows: list[dict[str, Any]]) -> None:
+    """The table, then each failure and clash in full on its own line (a table cell would wrap)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="otpagent plugins")
-    for column in ("plugin", "package", "version", "registers"):
+    for column in ("plugin", "package", "version", "registers", "status"):
         table.add_column(column)
     for row in rows:
         registers = "\n".join(f"{k}: {', '.join(v)}" for k, v in row["registers"].items()) or "-"
-        table.add_row(row["name"], row["package"], row["version"], registers)
+        status = "ok"
+        if row["status"] == "failed":
+            status = "[bold red]FAILED[/]"
+        elif row.get("clashes"):
+            status = "[bold red]CLASH[/]"
+        table.add_row(escape(row["name"]), escape(row["package"]), row["version"], escape(registers), status)
     Console().print(table)
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        click.echo("\nFailed to load (not used):")
+        for r in failed:
+            click.echo(f"  {r['name']} ({r['package']} {r['version']}) failed while {r['phase']}: {r['error']} "
+                       f"(at {r['where']})")
+    clashes = sorted({message for row in rows for message in row.get("clashes", ())})
+    if clashes:
+        click.echo("\nName clashes (each name is unusable until one plugin goes):")
+        for message in clashes:
+            click.echo(f"  {message}")
 
 
 @cli.group("config")
@@ -250,11 +294,26 @@ def config_group() -> None:
 @click.pass_context
 @friendly_errors
 def config_check(ctx: click.Context) -> None:
-    """Validate the config and build every plugin it names (no message is sent)."""
-    with _agent(ctx) as agent:
+    """Validate the config and build every plugin it names (no message is sent).
+
+    Fails when the config needs a plugin that failed to load, when a factory returns something
+    that is not what its protocol says, and when two plugins register the same name.
+    """
+    from otpagent.agent import IntelligentOTPAgent
+    from otpagent.plugins import build_registry
+
+    registry = build_registry(warn=False)  # reported below, not as warnings
+    with IntelligentOTPAgent(ctx.obj.get("config"), registry=registry) as agent:
         names = ", ".join(f"{n} ({c.plugin})" for n, c in agent.channel_configs.items())
-        click.echo(f"config OK: storage {agent.storage.name}, routing {agent.config.routing.get('strategy')}, "
+        summary = (f"config OK: storage {agent.storage.name}, routing {agent.config.routing.get('strategy')}, "
                    f"channels {names}")
+    for failure in registry.failures:
+        click.echo(f"warning: {failure.describe()}; this config does not use it", err=True)
+    if registry.clashes:
+        for clash in registry.clashes:
+            click.echo(f"error: {clash.message}", err=True)
+        sys.exit(2)
+    click.echo(summary)
 
 
 @cli.command()
@@ -268,12 +327,9 @@ def demo(keep: bool) -> None:
 
 
 def _register_plugin_commands() -> None:
-    from otpagent.plugins import get_plugin_manager
+    from otpagent.plugin_loading import add_plugin_commands
 
-    try:
-        get_plugin_manager().hook.otpagent_register_commands(cli=cli)
-    except Exception as exc:  # a broken plugin must not take the whole CLI down
-        click.echo(f"warning: a plugin failed to add its commands: {exc}", err=True)
+    add_plugin_commands(cli)  # a plugin that raises here is reported like one that fails to import
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ __all__ = [
     "FieldError",
     "InvalidRequest",
     "OtpagentError",
+    "PluginConflict",
+    "PluginLoadFailed",
     "PluginNotFound",
     "RateLimited",
 ]
@@ -69,6 +71,14 @@ class ConfigError(OtpagentError, ValueError):
 
 class PluginNotFound(ConfigError):
     """The configuration names a plugin that is not installed."""
+
+
+class PluginLoadFailed(PluginNotFound):
+    """The configuration needs a plugin that is installed but failed to import or to register."""
+
+
+class PluginConflict(ConfigError):
+    """The configuration names something that two plugins register under the same name."""
 
 
 class RateLimited(OtpagentError):

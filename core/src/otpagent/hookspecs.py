@@ -1,15 +1,29 @@
 """The otpagent extension points. A plugin implements any of these with ``@hookimpl``.
 
-Each hook is called once at start-up with a ``register`` callable; the plugin calls it for each
-thing it provides. Built-ins are registered through exactly these hooks, so a third-party
-plugin can do everything a built-in can. See docs/plugins.md for a worked example.
+Each hook is called once per plugin at start-up, through pluggy, with a ``register`` callable;
+the plugin calls it for each thing it provides. Built-ins are registered through exactly these
+hooks, so a third-party plugin can do everything a built-in can. A hook implementation that
+raises marks its plugin as failed: nothing it registered is used, and ``otpagent plugins``
+says why. A name registered by two plugins is an error naming both. The ``register`` and
+factory types are in :mod:`otpagent.registration`; docs/plugins.md has a worked example.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from otpagent.registration import (
+        RegisterChannel,
+        RegisterEventSink,
+        RegisterHttpRoute,
+        RegisterRoutingStrategy,
+        RegisterStorageBackend,
+    )
 
 hookspec = pluggy.HookspecMarker("otpagent")
 hookimpl = pluggy.HookimplMarker("otpagent")
@@ -18,16 +32,17 @@ __all__ = ["hookimpl", "hookspec"]
 
 
 @hookspec
-def otpagent_register_channels(register: Any) -> None:
+def otpagent_register_channels(register: RegisterChannel) -> None:
     """Register delivery channels: ``register("twilio-sms", factory)``.
 
     ``factory(spec: ChannelSpec) -> Channel`` receives the channel's validated config section.
-    It should check its own keys and raise ``ConfigError(path, reason)`` naming the key.
+    It should check its own keys and raise ``ConfigError(path, reason)`` naming the key. What it
+    returns is checked against the ``Channel`` protocol when the agent is built.
     """
 
 
 @hookspec
-def otpagent_register_routing_strategies(register: Any) -> None:
+def otpagent_register_routing_strategies(register: RegisterRoutingStrategy) -> None:
     """Register routing strategies: ``register("adaptive", factory)``.
 
     ``factory(settings: Mapping, context: PluginContext) -> RoutingStrategy``; ``settings`` is
@@ -36,7 +51,7 @@ def otpagent_register_routing_strategies(register: Any) -> None:
 
 
 @hookspec
-def otpagent_register_storage_backends(register: Any) -> None:
+def otpagent_register_storage_backends(register: RegisterStorageBackend) -> None:
     """Register storage backends: ``register("sqlite", factory)``.
 
     ``factory(settings: Mapping, context: PluginContext) -> StorageBackend``; ``settings`` is
@@ -49,7 +64,7 @@ def otpagent_register_storage_backends(register: Any) -> None:
 
 
 @hookspec
-def otpagent_register_event_sinks(register: Any) -> None:
+def otpagent_register_event_sinks(register: RegisterEventSink) -> None:
     """Register event sinks: ``register("webhook", factory)``.
 
     ``factory(settings: Mapping, context: PluginContext) -> EventSink``; ``settings`` is the
@@ -58,15 +73,20 @@ def otpagent_register_event_sinks(register: Any) -> None:
 
 
 @hookspec
-def otpagent_register_http_routes(register: Any) -> None:
+def otpagent_register_http_routes(register: RegisterHttpRoute) -> None:
     """Register HTTP endpoints of the service: ``register(path, endpoint, methods=("POST",))``.
 
     ``endpoint(request, agent)`` is an async callable taking a Starlette ``Request`` and the
     running :class:`~otpagent.IntelligentOTPAgent`, returning a Starlette ``Response``. Provider
-    callbacks (Twilio status, SendGrid events) are mounted this way.
+    callbacks (Twilio status, SendGrid events) are mounted this way. The same method and path
+    registered by two plugins is a clash, like a name registered twice.
     """
 
 
 @hookspec
-def otpagent_register_commands(cli: Any) -> None:
-    """Add commands to the ``otpagent`` command line: ``cli`` is the root ``click.Group``."""
+def otpagent_register_commands(cli: click.Group) -> None:
+    """Add commands to the ``otpagent`` command line: ``cli`` is the root ``click.Group``.
+
+    Called once per plugin when the command line starts; a plugin that raises here is reported
+    like one that fails to import, and the other commands keep working.
+    """

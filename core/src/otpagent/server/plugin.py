@@ -7,13 +7,17 @@ sink load their modules when used.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otpagent.hookspecs import hookimpl
-from otpagent.protocols import PluginContext
+from otpagent.protocols import EventSink, PluginContext
+from otpagent.registration import RegisterEventSink
+
+if TYPE_CHECKING:
+    import click
 
 
-def _create_webhook_sink(settings: Mapping[str, Any], context: PluginContext) -> Any:
+def _create_webhook_sink(settings: Mapping[str, Any], context: PluginContext) -> EventSink:
     from otpagent.errors import ConfigError
     from otpagent.extras import MissingExtra, require
 
@@ -27,12 +31,12 @@ def _create_webhook_sink(settings: Mapping[str, Any], context: PluginContext) ->
 
 
 @hookimpl
-def otpagent_register_event_sinks(register: Any) -> None:
+def otpagent_register_event_sinks(register: RegisterEventSink) -> None:
     register("webhook", _create_webhook_sink)
 
 
 @hookimpl
-def otpagent_register_commands(cli: Any) -> None:
+def otpagent_register_commands(cli: click.Group) -> None:
     from otpagent.server.commands import serve, webhooks
 
     cli.add_command(serve)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from otpagent.hookspecs import hookimpl
+from otpagent.registration import RegisterChannel
 from otpagent_console.channel import create_console_channel
 
 
 @hookimpl
-def otpagent_register_channels(register: Any) -> None:
+def otpagent_register_channels(register: RegisterChannel) -> None:
     register("console", create_console_channel)

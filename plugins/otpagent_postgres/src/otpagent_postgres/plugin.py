@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, Any
 from otpagent.errors import ConfigError
 from otpagent.hookspecs import hookimpl
 from otpagent.protocols import PluginContext
+from otpagent.registration import RegisterStorageBackend
 
 if TYPE_CHECKING:
+    import click
+
     from otpagent_postgres.storage import PostgresStorage
 
 __all__ = ["create_postgres_storage", "otpagent_register_storage_backends"]
@@ -27,7 +30,7 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 @hookimpl
-def otpagent_register_storage_backends(register: Any) -> None:
+def otpagent_register_storage_backends(register: RegisterStorageBackend) -> None:
     register("postgres", create_postgres_storage)
 
 
@@ -86,7 +89,7 @@ def _positive_number(settings: Mapping[str, Any], key: str, default: float) -> f
 
 
 @hookimpl
-def otpagent_register_commands(cli: Any) -> None:
+def otpagent_register_commands(cli: click.Group) -> None:
     from otpagent_postgres.commands import add_commands
 
     add_commands(cli)

@@ -6,31 +6,37 @@ endpoint import the SendGrid SDK and Starlette when first used.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otpagent.hookspecs import hookimpl
+from otpagent.protocols import Channel, ChannelSpec
+from otpagent.registration import RegisterChannel, RegisterHttpRoute
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
 
 #: Where SendGrid posts Event Webhook batches.
 WEBHOOK_PATH = "/callbacks/sendgrid/events"
 
 
-def create_sendgrid_channel(spec: Any) -> Any:
+def create_sendgrid_channel(spec: ChannelSpec) -> Channel:
     from otpagent_sendgrid.channel import create_sendgrid_channel
 
     return create_sendgrid_channel(spec)
 
 
-async def receive_events(request: Any, agent: Any) -> Any:
+async def receive_events(request: Request, agent: Any) -> Response:
     from otpagent_sendgrid.webhook import receive_events
 
     return await receive_events(request, agent)
 
 
 @hookimpl
-def otpagent_register_channels(register: Any) -> None:
+def otpagent_register_channels(register: RegisterChannel) -> None:
     register("sendgrid-email", create_sendgrid_channel)
 
 
 @hookimpl
-def otpagent_register_http_routes(register: Any) -> None:
+def otpagent_register_http_routes(register: RegisterHttpRoute) -> None:
     register(WEBHOOK_PATH, receive_events, methods=("POST",))

@@ -14,6 +14,7 @@ from otpagent.errors import ConfigError
 from otpagent.hookspecs import hookimpl
 from otpagent.model import Envelope, Priority
 from otpagent.protocols import ChannelInfo, PluginContext, RouteOutcome
+from otpagent.registration import RegisterRoutingStrategy
 from otpagent.routing.priority import PriorityStrategy
 
 __all__ = ["QuietHoursStrategy"]
@@ -71,5 +72,5 @@ def create_quiet_hours(settings: Mapping[str, Any], context: PluginContext) -> Q
 
 
 @hookimpl
-def otpagent_register_routing_strategies(register: Any) -> None:
+def otpagent_register_routing_strategies(register: RegisterRoutingStrategy) -> None:
     register("quiet-hours", create_quiet_hours)
