@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
@@ -100,7 +99,7 @@ class IntelligentOTPAgent:
             self.planner = RoutePlanner(
                 channels=self.channels, configs=self.channel_configs, strategy=self.strategy,
                 breakers=self.breakers, storage=self.storage, voice_otp_enabled=self.config.otp.voice_enabled,
-                clock=clock, on_event=lambda e: self.bus.publish([e]),
+                clock=clock, on_event=lambda e: self.bus.publish([e]), strategy_label=strategy_name,
             )
             self.dispatcher = Dispatcher(
                 config=self.config, storage=self.storage, channels=self.channels,
@@ -353,10 +352,9 @@ class IntelligentOTPAgent:
         if applied:
             self.bus.publish(events)
             self.dispatcher.notify()
-            with contextlib.suppress(Exception):
-                self.strategy.observe(RouteOutcome(
-                    message_id=message.id, channel=attempt.channel, priority=message.priority, status=status,
-                    country=outcome_country(self.strategy, message.phone_number), callback=True))
+            self.planner.observe(RouteOutcome(  # a strategy that raises is logged, never fatal
+                message_id=message.id, channel=attempt.channel, priority=message.priority, status=status,
+                country=outcome_country(self.strategy, message.phone_number), callback=True))
         return applied or changed
 
 

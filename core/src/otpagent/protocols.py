@@ -268,6 +268,13 @@ class StorageBackend(Protocol):
         exactly one caller; claimed messages are ``sending``.
         """
 
+    def renew_leases(self, worker_id: str, lease_seconds: float, now: float) -> int:
+        """Extend the lease of every message that is ``sending`` under ``worker_id`` to
+        ``now + lease_seconds``, in one statement; returns how many. The dispatcher's heartbeat
+        calls it every few seconds, so leases can be short and a dead worker's messages are
+        claimed again soon, while a live worker keeps its own however long a send takes.
+        """
+
     def update_message(
         self, update: MessageUpdate, now: float, *, attempt: Attempt | None = None,
         events: Sequence[Event] = (),

@@ -284,6 +284,11 @@ class SqliteStorage:
         rows, lease_until = self._grouped(lambda conn: self._claim(conn, worker_id, limit, lease_seconds, now))
         return [_leased(message_from_row(r), worker_id, lease_until, now) for r in rows]
 
+    def renew_leases(self, worker_id: str, lease_seconds: float, now: float) -> int:
+        return self._grouped(lambda conn: conn.execute(
+            "UPDATE messages SET lease_expires_at = ? WHERE status = 'sending' AND lease_owner = ?",
+            (now + lease_seconds, worker_id)).rowcount)
+
     @staticmethod
     def _claim(conn: sqlite3.Connection, worker_id: str, limit: int, lease_seconds: float,
                now: float) -> tuple[list[Any], float]:

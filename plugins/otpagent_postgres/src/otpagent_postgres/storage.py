@@ -77,6 +77,11 @@ class PostgresStorage:
         return self._db.run(lambda conn, _u: queue.claim_due(conn, worker_id, limit, lease_seconds, now),
                             one_statement=True)
 
+    def renew_leases(self, worker_id: str, lease_seconds: float, now: float) -> int:
+        return self._db.run(lambda conn, _u: conn.execute(
+            "UPDATE messages SET lease_expires_at = %s WHERE status = 'sending' AND lease_owner = %s",
+            (now + lease_seconds, worker_id)).rowcount, one_statement=True)
+
     def wait_for_work(self, timeout: float) -> None:
         """Block until a message is enqueued anywhere in the fleet, or ``timeout`` seconds pass.
 
