@@ -83,13 +83,18 @@ class ChannelGuard:
         self.grace = grace
         self.count = count
         self._log = LogThrottle(60.0, clock)
+        self._who: dict[str, str] = {}
 
     def label(self, channel_name: str) -> str:
         cfg = self.configs.get(channel_name)
         return self.labels.get(channel_name) or (cfg.plugin if cfg is not None else "unknown plugin")
 
     def who(self, channel_name: str) -> str:
-        return f"channel {channel_name} ({self.label(channel_name)})"
+        """``channel SMS (acme-sms 1.0.2)``: how errors name the channel and its plugin."""
+        who = self._who.get(channel_name)
+        if who is None:
+            who = self._who[channel_name] = f"channel {channel_name} ({self.label(channel_name)})"
+        return who
 
     def send(self, channel: Channel, channel_name: str, envelope: Envelope, pool: WorkerPool | None,
              on_overrun: Callable[[SendResult], None]) -> SendResult | None:

@@ -229,20 +229,17 @@ class Dispatcher:
             time.sleep(wait)  # our reserved slot under the rate limit; the lease outlasts it
         started = self.clock()
         result = self.guard.send(channel, channel_name, message.envelope(), self._pool,
-                                 self._recorder(message, channel_name, started))
+                                 functools.partial(self._record_abandoned, message, channel_name, started))
         if result is not None:  # None: abandoned, the watchdog recorded the timeout
             self._record(message, channel_name, result, started, self.clock())
 
-    def _recorder(self, message: Message, channel_name: str, started: float) -> Callable[[SendResult], None]:
-        """What the watchdog calls with the timeout of an abandoned send of ``message``."""
-        def record(result: SendResult) -> None:
-            try:
-                self._record(message, channel_name, result, started, self.clock())
-            except Exception as exc:
-                log.exception("dispatch_failed", message_id=message.id)
-                self.leases.orphan(message.id, exc)
-
-        return record
+    def _record_abandoned(self, message: Message, channel_name: str, started: float, result: SendResult) -> None:
+        """On the watchdog thread: record the timeout of a send that was abandoned."""
+        try:
+            self._record(message, channel_name, result, started, self.clock())
+        except Exception as exc:
+            log.exception("dispatch_failed", message_id=message.id)
+            self.leases.orphan(message.id, exc)
 
     def _record(self, message: Message, channel_name: str, result: SendResult, started: float, finished: float) -> None:
         number = message.attempt_count + 1

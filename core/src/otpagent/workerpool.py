@@ -4,14 +4,16 @@ Python cannot kill a thread. When plugin code hangs (a provider SDK stuck in a r
 timeout), the only safe move is the one task queues make with hard time limits: leave the
 thread behind, let a new thread take its slot, and make sure that whatever the stuck call
 returns later is ignored. This module does that without a thread hop per call: the worker
-calls the plugin itself and only registers a deadline before (:meth:`WorkerPool.watch`, a set
-insert under a lock) and claims the outcome after (:meth:`WorkerPool.finish`, a set removal);
-one watchdog thread looks at the deadlines of the calls in flight (at most one per worker).
+calls the plugin itself and only registers a deadline before (:meth:`WorkerPool.watch`, one
+dict insert) and claims the outcome after (:meth:`WorkerPool.finish`, one dict pop); one
+watchdog thread looks at the deadlines of the calls in flight (at most one per worker).
 
-Claiming the outcome is a race decided under one lock: either the worker finishes first and
-owns the result, or the watchdog abandons first, runs the call's ``on_overrun`` (which records
-the timeout) and the late result is discarded, so it can never overwrite what was recorded,
-even when this process has meanwhile claimed the same message again.
+Claiming the outcome is a race decided by that pop, which is atomic: whoever removes the
+call's entry first owns its outcome. Either the worker finishes first and owns the result, or
+the watchdog abandons first (under the pool's lock, marking the thread stuck in the same
+step), runs the call's ``on_overrun`` (which records the timeout), and the late result is
+discarded, so it can never overwrite what was recorded, even when this process has meanwhile
+claimed the same message again.
 
 Abandoned threads are bounded: beyond ``max_abandoned`` stuck threads the pool stops replacing
 them (and says so), so a plugin that hangs on every call cannot grow the process without limit.
@@ -33,9 +35,6 @@ __all__ = ["Watch", "WorkerPool"]
 
 log = get_logger("otpagent.workerpool")
 
-_RUNNING, _FINISHED, _ABANDONED = 0, 1, 2
-
-
 class _Worker:
     __slots__ = ("abandoned", "name", "thread")
 
@@ -48,13 +47,12 @@ class _Worker:
 class Watch:
     """One call under a deadline (see :meth:`WorkerPool.watch`)."""
 
-    __slots__ = ("deadline", "on_overrun", "state", "worker")
+    __slots__ = ("deadline", "on_overrun", "worker")
 
     def __init__(self, deadline: float, on_overrun: Callable[[], None], worker: _Worker | None) -> None:
         self.deadline = deadline
         self.on_overrun = on_overrun
         self.worker = worker
-        self.state = _RUNNING
 
 
 class WorkerPool:
@@ -80,7 +78,9 @@ class WorkerPool:
         self._tasks: collections.deque[Callable[[], None]] = collections.deque()
         self._workers: set[_Worker] = set()
         self._stuck: set[_Worker] = set()
-        self._watches: set[Watch] = set()
+        #: The calls in flight under a deadline. Inserted and popped without the lock (each
+        #: a single atomic dict operation); the watchdog pops under the lock (see ``check``).
+        self._watches: dict[Watch, bool] = {}
         self._busy = 0
         self._reserved = 0
         self._stopping = False
@@ -177,28 +177,23 @@ class WorkerPool:
         ``on_overrun`` (on the watchdog thread) and gives this thread's slot to a new one.
         """
         w = Watch(self.clock() + seconds, on_overrun, getattr(self._local, "worker", None))
-        with self._lock:
-            self._watches.add(w)
+        self._watches[w] = True
         return w
 
     def finish(self, watch: Watch) -> bool:
         """Claim the call's outcome: True when it finished in time, False when it was
         abandoned (its outcome was already dealt with by ``on_overrun``: discard it)."""
-        with self._lock:
-            if watch.state != _RUNNING:
-                return False
-            watch.state = _FINISHED
-            self._watches.discard(watch)
-            return True
+        return self._watches.pop(watch, False)
 
     def check(self, now: float | None = None) -> int:
         """Abandon every watched call whose deadline has passed; returns how many."""
         now = self.clock() if now is None else now
         with self._lock:
-            expired = [w for w in self._watches if w.deadline <= now]
+            # Pop what expired: a call whose worker popped it first has finished in time. The
+            # thread is marked stuck under the lock, before its worker loop (which checks under
+            # the same lock) can go on from the call.
+            expired = [w for w in self._watches.copy() if w.deadline <= now and self._watches.pop(w, False)]
             for w in expired:
-                self._watches.discard(w)
-                w.state = _ABANDONED
                 if w.worker is not None:
                     self._leave_behind(w.worker)
         for w in expired:
@@ -235,8 +230,7 @@ class WorkerPool:
                 self.check(now)
             except Exception:  # the watchdog must outlive any surprise
                 log.exception("watchdog_failed")
-            with self._lock:
-                earliest = min((w.deadline for w in self._watches), default=None)
+            earliest = min((w.deadline for w in self._watches.copy()), default=None)
             pause = self.tick if earliest is None else min(self.tick, earliest - now)
             self._watch_stop.wait(max(0.005, pause))
 

@@ -68,6 +68,13 @@ class StrategyGuard:
 
 def route_problem(route: Any, candidates: Sequence[str]) -> str | None:
     """What is wrong with ``route`` as a plan over ``candidates`` (None: nothing)."""
+    if type(route) is list or type(route) is tuple:  # the usual case, checked in a few C calls
+        try:
+            names = set(route)
+        except TypeError:  # unhashable items: the slow path says what they are
+            names = set()
+        if len(names) == len(route) and names.issubset(candidates) and (route or not candidates):
+            return None
     if route is None or isinstance(route, str | bytes) or not isinstance(route, Sequence):
         return f"plan returned {_kind(route)} instead of a list of channel names"
     wrong_types = sorted({type(n).__name__ for n in route if not isinstance(n, str)})
