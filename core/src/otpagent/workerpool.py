@@ -23,8 +23,8 @@ and otherwise ends. Stopping the pool never waits for a stuck thread.
 
 from __future__ import annotations
 
-import collections
 import itertools
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -73,9 +73,10 @@ class WorkerPool:
         self.clock = clock
         self.tick = tick
         self._lock = threading.Lock()
-        self._task_ready = threading.Condition(self._lock)  # workers wait here for tasks
         self._changed = threading.Condition(self._lock)  # the producer and stop() wait here
-        self._tasks: collections.deque[Callable[[], None]] = collections.deque()
+        #: Tasks for the workers (None: a worker should end). A C queue: the hand-off to an
+        #: idle worker costs no Python-level condition wait.
+        self._tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._workers: set[_Worker] = set()
         self._stuck: set[_Worker] = set()
         #: The calls in flight under a deadline. Inserted and popped without the lock (each
@@ -127,16 +128,20 @@ class WorkerPool:
         """
         with self._lock:
             self._stopping = True
-            self._task_ready.notify_all()
             # With no live worker left (all stuck, over the cap) queued tasks cannot run: their
             # messages go back to the queue when their leases expire.
-            self._changed.wait_for(lambda: self._busy == 0 or (not self._workers and self._busy == len(self._tasks)),
-                                   timeout)
+            self._changed.wait_for(
+                lambda: self._busy == 0 or (not self._workers and self._busy == self._tasks.qsize()), timeout)
             drained = self._busy == 0
+        self._watch_stop.set()  # no more replacements from here on
+        if self._watchdog is not None and self._watchdog is not threading.current_thread():
+            self._watchdog.join(timeout)
+        with self._lock:
             workers = [w.thread for w in self._workers if w.thread is not None]
-        self._watch_stop.set()
-        for thread in (*workers, self._watchdog):
-            if thread is not None and thread is not threading.current_thread():
+        for _ in workers:
+            self._tasks.put(None)
+        for thread in workers:
+            if thread is not threading.current_thread():
                 thread.join(timeout)
         return drained
 
@@ -163,8 +168,7 @@ class WorkerPool:
         with self._lock:
             self._reserved = max(0, self._reserved - 1)
             self._busy += 1
-            self._tasks.append(task)
-            self._task_ready.notify()
+        self._tasks.put(task)
 
     def _idle(self) -> int:
         return len(self._workers) - self._busy - self._reserved
@@ -246,14 +250,11 @@ class WorkerPool:
     def _run(self, worker: _Worker) -> None:
         self._local.worker = worker
         while True:
-            with self._lock:
-                while not self._tasks:
-                    if self._stopping:
-                        self._workers.discard(worker)
-                        self._changed.notify_all()
-                        return
-                    self._task_ready.wait()
-                task = self._tasks.popleft()
+            task = self._tasks.get()
+            if task is None:  # stop() ran everything submitted and asks this worker to end
+                with self._lock:
+                    self._workers.discard(worker)
+                return
             try:
                 task()
             except BaseException:  # a task must not take its thread down with it
