@@ -239,3 +239,21 @@ def test_stop_processing_returns_while_a_call_hangs(scripted_agent):
     report = agent.get_delivery_report(message_id)
     assert report.status is Status.RETRYING, "the abandoned call was recorded before stop returned"
     assert [a.error_code for a in report.attempts] == ["timeout"]
+
+
+def test_a_channel_that_hangs_every_call_opens_its_circuit_and_the_error_still_names_the_plugin(scripted_agent):
+    agent = scripted_agent({"slow": Hang()}, retry={"max_attempts": 5, "base_delay_seconds": 0.01,
+                                                    "max_delay_seconds": 0.02},
+                           circuit={"consecutive_failures": 2}, dispatcher={
+        "workers": 4, "poll_interval_seconds": 0.05, "channel_timeout_seconds": 0.2,
+        "channel_timeout_grace_seconds": 0.1})
+    agent.start_processing()
+    message_id = _send(agent)
+
+    assert _settled(agent, message_id, Status.FAILED)
+    report = agent.get_delivery_report(message_id)
+    assert [a.error_code for a in report.attempts] == ["timeout", "timeout"], "the circuit stopped the third try"
+    assert agent.get_metrics()["channels"]["slow"]["circuit"] == "open"
+    assert report.last_error.startswith("slow: circuit open (after: channel slow (scripted) did not return within")
+    pool = agent.dispatcher.pool
+    assert pool is not None and (pool.live_workers, pool.abandoned) == (4, 2)

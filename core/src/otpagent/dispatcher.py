@@ -110,10 +110,6 @@ class Dispatcher:
         """The worker threads while running (live and abandoned counts for metrics and tests)."""
         return self._pool
 
-    @property
-    def heartbeat(self) -> LeaseHeartbeat | None:
-        return self._heartbeat
-
     def start(self) -> None:
         if self.running:
             return
@@ -218,7 +214,9 @@ class Dispatcher:
         if why is None and not self.breakers.allow(channel_name, now):
             why = "circuit open"
         if channel is None or why is not None:
-            self._fall_back(message, f"{channel_name}: {why}", now, attempt=None)
+            # Keep the failure that led here (e.g. the plugin fault that opened the circuit).
+            earlier = f" (after: {message.last_error})" if message.last_error else ""
+            self._fall_back(message, f"{channel_name}: {why}{earlier}", now, attempt=None)
             return
         wait = self.pace.wait_before_send(channel_name, now)
         if wait > MAX_RESERVE:
