@@ -121,6 +121,12 @@ def scripted_agent(tmp_path: Path) -> Iterator[Callable[..., IntelligentOTPAgent
     SCRIPTS.clear()
 
 
+def _deadline(workers: int, timeout: float, grace: float) -> dict[str, Any]:
+    """A dispatcher section whose sends are abandoned after ``timeout`` + ``grace`` seconds."""
+    return {"workers": workers, "poll_interval_seconds": 0.05, "channel_timeout_seconds": timeout,
+            "channel_timeout_grace_seconds": grace}
+
+
 def _send(agent: IntelligentOTPAgent) -> str:
     return agent.send_message(MessageRequest(phone_number=PHONE, content="guarded", priority="HIGH"))
 
@@ -178,9 +184,7 @@ def test_a_broken_channel_falls_back_to_a_healthy_one(scripted_agent):
 
 def test_a_hung_send_is_abandoned_its_worker_replaced_and_its_late_result_discarded(scripted_agent, caplog):
     hang = Hang(times=1)
-    agent = scripted_agent({"slow": hang}, dispatcher={
-        "workers": 2, "poll_interval_seconds": 0.05, "channel_timeout_seconds": 0.3,
-        "channel_timeout_grace_seconds": 0.2})
+    agent = scripted_agent({"slow": hang}, dispatcher=_deadline(2, 0.3, 0.2))
     agent.start_processing()
     message_id = _send(agent)
 
@@ -206,9 +210,8 @@ def test_a_hung_send_is_abandoned_its_worker_replaced_and_its_late_result_discar
 
 
 def test_a_channel_that_hangs_on_every_call_ends_failed_and_never_stuck(scripted_agent):
-    agent = scripted_agent({"a": Hang(), "b": Hang()}, weights={"a": 2.0}, retry={"max_attempts": 1}, dispatcher={
-        "workers": 4, "poll_interval_seconds": 0.05, "channel_timeout_seconds": 0.2,
-        "channel_timeout_grace_seconds": 0.1})
+    agent = scripted_agent({"a": Hang(), "b": Hang()}, weights={"a": 2.0}, retry={"max_attempts": 1},
+                           dispatcher=_deadline(4, 0.2, 0.1))
     agent.start_processing()
     message_id = _send(agent)
 
@@ -223,9 +226,7 @@ def test_a_channel_that_hangs_on_every_call_ends_failed_and_never_stuck(scripted
 
 def test_stop_processing_returns_while_a_call_hangs(scripted_agent):
     hang = Hang()
-    agent = scripted_agent({"slow": hang}, dispatcher={
-        "workers": 2, "poll_interval_seconds": 0.05, "channel_timeout_seconds": 0.3,
-        "channel_timeout_grace_seconds": 0.2})
+    agent = scripted_agent({"slow": hang}, dispatcher=_deadline(2, 0.3, 0.2))
     agent.start_processing()
     message_id = _send(agent)
     assert hang.entered.wait(10)
@@ -244,9 +245,7 @@ def test_stop_processing_returns_while_a_call_hangs(scripted_agent):
 def test_a_channel_that_hangs_every_call_opens_its_circuit_and_the_error_still_names_the_plugin(scripted_agent):
     agent = scripted_agent({"slow": Hang()}, retry={"max_attempts": 5, "base_delay_seconds": 0.01,
                                                     "max_delay_seconds": 0.02},
-                           circuit={"consecutive_failures": 2}, dispatcher={
-        "workers": 4, "poll_interval_seconds": 0.05, "channel_timeout_seconds": 0.2,
-        "channel_timeout_grace_seconds": 0.1})
+                           circuit={"consecutive_failures": 2}, dispatcher=_deadline(4, 0.2, 0.1))
     agent.start_processing()
     message_id = _send(agent)
 
