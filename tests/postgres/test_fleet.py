@@ -159,6 +159,8 @@ def test_workers_ride_out_a_database_outage(make_fleet: Callable[..., Fleet]) ->
     try:
         ids = _enqueue(fleet, 1500)
         fleet.start()
+        # A worker still connecting when the outage begins would (rightly) fail to start.
+        assert fleet.wait_running(60)
         deadline = time.monotonic() + 60
         while len(fleet.entries()) < 300 and time.monotonic() < deadline:
             fleet.assert_alive()
