@@ -34,6 +34,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "postgres": ("bench.parts.postgres", "figure 8: PostgreSQL fleet of 1 and 4 worker processes"),
     "memory": ("bench.parts.memory", "figure 9: worker RSS with 10k, 100k and 1M queued messages"),
     "http": ("bench.parts.http", "figure 10: HTTP API POST /v1/otp + verify over loopback"),
+    "recovery": ("bench.parts.recovery", "figure 11: SIGKILL one of two workers -> its in-flight messages sent again"),
     "routing": ("bench.parts.routing", "routing simulation (bench/routing.py, when present)"),
     "import": ("bench.parts.importtime", "figure 11: import time of the library with its plugins"),
 }

@@ -12,8 +12,12 @@ import textwrap
 import threading
 import time
 
+import pytest
+
+from bench.crashrecovery import kill_one_of_two
 from otpagent import IntelligentOTPAgent, MessageRequest, Priority
 from tests.conftest import Outbox, agent_config, wait_for
+from tests.recovery import assert_recovered
 
 WORKER_SCRIPT = textwrap.dedent("""
     import json, sys, time
@@ -67,6 +71,18 @@ def test_sigkill_mid_dispatch_loses_nothing_and_duplicates_only_in_flight_sends(
     assert statuses == {"sent": total}
     assert all(n == 2 for n in duplicates.values())
     assert len(duplicates) <= workers, "only sends in flight at the kill may repeat"
+
+
+@pytest.mark.slow
+def test_a_killed_workers_messages_are_sent_by_the_survivor_once_its_short_lease_ends(tmp_path, monkeypatch):
+    """Two workers on one SQLite file with the default lease and heartbeat; one is killed with
+    sends in flight. Its leases end at most one lease after the kill and the other sends them."""
+    monkeypatch.setenv("OTPAGENT_LOAD_PLUGINS", "console")
+    run = kill_one_of_two(tmp_path, {"backend": "sqlite", "path": str(tmp_path / "shared.db")}, count=200,
+                          latency_ms=200)
+
+    assert run.lease_seconds == 6.0, "the defaults are what this test shows"
+    assert_recovered(run)
 
 
 def test_many_threads_sending_and_verifying_at_once(make_agent, outbox):

@@ -62,6 +62,17 @@ class Fleet:
             self.procs.append(subprocess.Popen([OTPAGENT, "--config", str(path), "run"], stdout=log,
                                                stderr=subprocess.STDOUT, env=env))
 
+    def wait_running(self, timeout: float) -> bool:
+        """Wait until every worker has opened its store and started its dispatcher."""
+        deadline = time.monotonic() + timeout
+        logs = [self.tmp_path / f"worker-{i}.log" for i in range(len(self.procs))]
+        while time.monotonic() < deadline:
+            self.assert_alive()
+            if all(log.exists() and " running" in log.read_text(errors="replace") for log in logs):
+                return True
+            time.sleep(0.05)
+        return False
+
     def entries(self, i: int | None = None) -> list[dict[str, Any]]:
         paths = self.outboxes if i is None else [self.outboxes[i]]
         out: list[dict[str, Any]] = []

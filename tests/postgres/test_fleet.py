@@ -16,10 +16,13 @@ from typing import Any
 
 import pytest
 
+from bench.crashrecovery import kill_one_of_two
 from otpagent import IntelligentOTPAgent, MessageRequest
+from tests.contract.backends import PG_DSN
 from tests.postgres.conftest import terminate_backends
 from tests.postgres.fleet import Fleet
 from tests.postgres.proxy import PgProxy
+from tests.recovery import assert_recovered
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
@@ -110,6 +113,20 @@ def test_a_worker_killed_with_sigkill_loses_nothing(make_fleet: Callable[..., Fl
     assert len(duplicates) <= 16, "at most one per worker thread of the killed process"
 
 
+def test_a_killed_workers_messages_are_sent_by_the_survivor_once_its_short_lease_ends(
+    tmp_path: Path, pg_schema: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two workers on one schema with the default lease and heartbeat; one is killed with sends
+    in flight. Its leases end at most one lease after the kill and the other sends them, although
+    nothing is enqueued meanwhile (no NOTIFY wakes the survivor: it polls for expired leases)."""
+    monkeypatch.setenv("OTPAGENT_LOAD_PLUGINS", "console,postgres")
+    storage = {"backend": "postgres", "dsn": PG_DSN, "schema": pg_schema, "pool_max_size": 6}
+    run = kill_one_of_two(tmp_path, storage, count=200, latency_ms=200)
+
+    assert run.lease_seconds == 6.0, "the defaults are what this test shows"
+    assert_recovered(run)
+
+
 def test_workers_recover_when_their_database_connections_are_terminated(
     make_fleet: Callable[..., Fleet], pg_schema: str,
 ) -> None:
@@ -142,6 +159,8 @@ def test_workers_ride_out_a_database_outage(make_fleet: Callable[..., Fleet]) ->
     try:
         ids = _enqueue(fleet, 1500)
         fleet.start()
+        # A worker still connecting when the outage begins would (rightly) fail to start.
+        assert fleet.wait_running(60)
         deadline = time.monotonic() + 60
         while len(fleet.entries()) < 300 and time.monotonic() < deadline:
             fleet.assert_alive()

@@ -113,11 +113,14 @@ class IntelligentOTPAgent:
                 channels=self.channels, configs=self.channel_configs, strategy=self.strategy,
                 breakers=self.breakers, storage=caps.housekeeping, voice_otp_enabled=self.config.otp.voice_enabled,
                 clock=clock, on_event=lambda e: self.bus.publish([e]),
+                strategy_label=self.plugin_label("routing_strategies", strategy_name),
             )
             self.dispatcher = Dispatcher(
                 config=self.config, storage=self.storage, capabilities=caps, channels=self.channels,
                 channel_configs=self.channel_configs, planner=self.planner, strategy=self.strategy,
                 breakers=self.breakers, bus=self.bus, clock=clock, worker_id=worker_id,
+                plugin_labels={name: self.plugin_label("channels", cfg.plugin)
+                               for name, cfg in self.channel_configs.items()},
             )
         except BaseException:
             self._close_parts()

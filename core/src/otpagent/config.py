@@ -110,12 +110,34 @@ class OtpConfig:
         return self.message
 
 
+#: The shortest lease a worker may take. A renewal is a database write that can wait behind
+#: other writers, a slow fsync or a busy CPU; below a second, an ordinary pause on a loaded
+#: machine lets a live worker's lease lapse, and its messages would be sent twice.
+MIN_LEASE_SECONDS = 1.0
+
+
 @attrs.frozen
 class DispatcherConfig:
+    """How this process works the queue.
+
+    A claimed message is leased for ``lease_seconds`` and the lease is renewed every
+    ``heartbeat_interval`` while this process lives, so a killed worker's messages are taken
+    over within one lease, and a live one never loses a lease, however long a provider call
+    takes. A provider call is abandoned after ``channel_timeout_seconds`` plus
+    ``channel_timeout_grace_seconds`` (the channel's own timeout should fire first).
+    """
+
     workers: int = 16
-    lease_seconds: float = 60.0
+    lease_seconds: float = 6.0
+    #: Seconds between lease renewals; None: a quarter of the lease.
+    heartbeat_seconds: float | None = None
     poll_interval_seconds: float = 0.2
     channel_timeout_seconds: float = 15.0
+    channel_timeout_grace_seconds: float = 5.0
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.lease_seconds / 4.0 if self.heartbeat_seconds is None else self.heartbeat_seconds
 
 
 @attrs.frozen
@@ -211,9 +233,7 @@ def parse_config(
     dispatcher = _build(DispatcherConfig, _section(data, "dispatcher", {}), "dispatcher")
     if "max_workers" in legacy:
         dispatcher = attrs.evolve(dispatcher, workers=_int(legacy["max_workers"], "agent_config.max_workers", 1))
-    _check(dispatcher.workers >= 1, "dispatcher.workers", "must be at least 1")
-    _check(dispatcher.lease_seconds > dispatcher.channel_timeout_seconds, "dispatcher.lease_seconds",
-           "must be longer than dispatcher.channel_timeout_seconds (a lease must outlive a provider call)")
+    _check_dispatcher(dispatcher)
     retry = _build(RetryConfig, _section(data, "retry", {}), "retry")
     _check(retry.max_attempts >= 1, "retry.max_attempts", "must be at least 1")
     _check(0 < retry.base_delay_seconds <= retry.max_delay_seconds, "retry.base_delay_seconds",
@@ -255,6 +275,24 @@ def parse_config(
         dispatcher=dispatcher, cleanup=cleanup, circuit=circuit, sinks=tuple(sinks), server=server,
         base_dir=base_dir or Path.cwd(), raw=data,
     )
+
+
+def _check_dispatcher(d: DispatcherConfig) -> None:
+    _check(d.workers >= 1, "dispatcher.workers", "must be at least 1")
+    _check(d.lease_seconds >= MIN_LEASE_SECONDS, "dispatcher.lease_seconds",
+           f"must be at least {MIN_LEASE_SECONDS:g} s: a shorter lease can lapse while its worker is alive "
+           "(a slow commit or a pause on a busy machine) and its messages would be sent twice")
+    beat = d.heartbeat_seconds
+    if beat is not None:
+        _check(not isinstance(beat, bool) and isinstance(beat, int | float) and beat > 0,
+               "dispatcher.heartbeat_seconds", f"must be a positive number of seconds, got {beat!r}")
+    _check(d.heartbeat_interval <= d.lease_seconds / 3.0,
+           "dispatcher.heartbeat_seconds" if beat is not None else "dispatcher.lease_seconds",
+           f"the heartbeat ({d.heartbeat_interval:g} s) must leave slack within the lease "
+           f"({d.lease_seconds:g} s): renew at most every third of dispatcher.lease_seconds, so that a "
+           "late renewal or two never lose a live worker's leases")
+    _check(d.poll_interval_seconds > 0, "dispatcher.poll_interval_seconds", "must be positive")
+    _check(d.channel_timeout_seconds > 0, "dispatcher.channel_timeout_seconds", "must be positive")
 
 
 def _interpolate(value: Any, path: str, env: Mapping[str, str]) -> Any:

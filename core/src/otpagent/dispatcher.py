@@ -4,10 +4,18 @@ One claimer thread leases only as many due messages as there are idle workers, s
 of higher priority enqueued a moment later is not stuck behind a local backlog. Each worker
 sends one message and records the outcome in one transaction (the attempt row, the new state
 and its events), conditioned on still holding the lease.
+
+Leases are short and renewed by a heartbeat (:mod:`otpagent.heartbeat`), so a dead worker's
+messages go out again within seconds. No plugin can wedge a message: a channel that raises,
+returns something other than a ``SendResult`` or overruns its timeout is a transient failure
+of that channel (:mod:`otpagent.channelguard`); an overrunning call is abandoned and its
+thread replaced (:mod:`otpagent.workerpool`); a broken strategy falls back to the priority
+order (:mod:`otpagent.routing.guard`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -15,13 +23,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 
+from otpagent.channelguard import ChannelGuard
+from otpagent.channelpace import MAX_RESERVE, ChannelPace
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import AgentConfig, ChannelConfig
 from otpagent.events import EventBus
+from otpagent.heartbeat import LeaseHeartbeat, LeaseKeeper
 from otpagent.logs import get_logger
 from otpagent.model import (
     Attempt,
@@ -35,16 +45,11 @@ from otpagent.model import (
 from otpagent.protocols import Channel, MessageUpdate, RouteOutcome, RoutingStrategy, StorageBackend
 from otpagent.routing.planner import RoutePlanner, Unroutable
 from otpagent.storage.capabilities import AgentCapabilities
+from otpagent.workerpool import WorkerPool
 
 __all__ = ["Dispatcher", "backoff_delay"]
 
 log = get_logger("otpagent.dispatcher")
-
-#: How far ahead a worker may reserve a rate-limited slot and wait for it rather than put the
-#: message back: short enough to keep threads available, long enough that a busy fleet does not
-#: stampede an empty bucket with claims that bounce.
-_MAX_RESERVE = 1.0
-
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
@@ -52,13 +57,19 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
 
 
 class Dispatcher:
-    """Works the queue until stopped. Thread-safe; one per agent."""
+    """Works the queue until stopped. Thread-safe; one per agent.
+
+    ``plugin_labels`` maps a channel name to the label of the plugin that provides it (its
+    distribution and version, e.g. ``"acme-sms 1.0.2"``), used in errors and logs; a channel
+    without one is named by its configured plugin.
+    """
 
     def __init__(
         self, *, config: AgentConfig, storage: StorageBackend, capabilities: AgentCapabilities,
         channels: Mapping[str, Channel],
         channel_configs: Mapping[str, ChannelConfig], planner: RoutePlanner, strategy: RoutingStrategy,
         breakers: CircuitBreakers, bus: EventBus, clock: Callable[[], float] = time.time, worker_id: str = "",
+        plugin_labels: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.storage = storage
@@ -74,15 +85,18 @@ class Dispatcher:
         self._rng = random.Random()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._slots = threading.Semaphore(config.dispatcher.workers)
-        self._inflight = 0
-        self._inflight_lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
+        self._heartbeat: LeaseHeartbeat | None = None
         self._claimer: threading.Thread | None = None
         self._housekeeper: threading.Thread | None = None
-        self.counters: dict[str, int] = {"sent": 0, "failed": 0, "retried": 0, "fallbacks": 0, "expired": 0}
-        self._pauses: dict[str, tuple[float, float]] = {}  # channel -> (read at, paused until)
+        self.counters: dict[str, int] = {"sent": 0, "failed": 0, "retried": 0, "fallbacks": 0, "expired": 0,
+                                         "channel_faults": 0, "abandoned_calls": 0}
+        self.pace = ChannelPace(capabilities.shared_state, capabilities.rate_limits, channel_configs)
         self._counter_lock = threading.Lock()
+        cfg = config.dispatcher
+        self.guard = ChannelGuard(configs=channel_configs, labels=plugin_labels, timeout=cfg.channel_timeout_seconds,
+                                  grace=cfg.channel_timeout_grace_seconds, count=self._count, clock=clock)
+        self.leases = LeaseKeeper(storage, self.worker_id, config.dispatcher.lease_seconds)
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
@@ -91,29 +105,52 @@ class Dispatcher:
 
     @property
     def inflight(self) -> int:
-        return self._inflight
+        pool = self._pool
+        return pool.busy if pool is not None else 0
+
+    @property
+    def pool(self) -> WorkerPool | None:
+        """The worker threads while running (live and abandoned counts for metrics and tests)."""
+        return self._pool
 
     def start(self) -> None:
         if self.running:
             return
+        cfg = self.config.dispatcher
         self._stopping.clear()
-        self._executor = ThreadPoolExecutor(self.config.dispatcher.workers, thread_name_prefix="otpagent-worker")
-        self._claimer = threading.Thread(target=self._claim_loop, name="otpagent-claimer", daemon=True)
+        self._pool = WorkerPool(cfg.workers, name="otpagent-worker",
+                                tick=max(0.01, min(1.0, cfg.channel_timeout_grace_seconds / 2)))
+        self._pool.start()
+        pool = self._pool
+        self._heartbeat = LeaseHeartbeat(self.leases.renew, lease_seconds=cfg.lease_seconds,
+                                         interval=cfg.heartbeat_interval, clock=self.clock,
+                                         holding=lambda: pool.busy > 0 or self.leases.has_orphans,
+                                         worker_id=self.worker_id)
+        self._heartbeat.start()
+        self._claimer = threading.Thread(target=self._claim_loop, args=(pool,), name="otpagent-claimer", daemon=True)
         self._housekeeper = threading.Thread(target=self._housekeeping_loop, name="otpagent-housekeeper", daemon=True)
         self._claimer.start()
         self._housekeeper.start()
-        log.info("dispatcher_started", worker_id=self.worker_id, workers=self.config.dispatcher.workers)
+        log.info("dispatcher_started", worker_id=self.worker_id, workers=cfg.workers, lease_seconds=cfg.lease_seconds)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop claiming, let in-flight sends finish and be recorded, then return."""
+        """Stop claiming, let in-flight sends finish and be recorded, then return.
+
+        A send that hangs is abandoned at its deadline (channel timeout + grace) as usual, so
+        this never waits for a stuck plugin call longer than that.
+        """
         self._stopping.set()
         self._wake.set()
         for thread in (self._claimer, self._housekeeper):
             if thread is not None:
                 thread.join(timeout)
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-        self._claimer = self._housekeeper = self._executor = None
+        if self._pool is not None and not self._pool.stop(timeout):
+            log.warning("dispatcher_stopped_with_work_left", worker_id=self.worker_id, tasks=self._pool.busy)
+        if self._heartbeat is not None:  # after the pool: in-flight sends keep their leases
+            self._heartbeat.stop()
+        self._claimer = self._housekeeper = None
+        self._pool = None
+        self._heartbeat = None
         log.info("dispatcher_stopped", worker_id=self.worker_id)
 
     def notify(self) -> None:
@@ -121,45 +158,39 @@ class Dispatcher:
         self._wake.set()
 
     # -- claiming ------------------------------------------------------------------------------
-    def _claim_loop(self) -> None:
-        poll = self.config.dispatcher.poll_interval_seconds
-        lease = self.config.dispatcher.lease_seconds
+    def _claim_loop(self, pool: WorkerPool) -> None:
+        cfg = self.config.dispatcher
+        # Idle, look again at least once a heartbeat: another worker's lease may expire at any
+        # time, and nothing wakes us for that (PostgreSQL's NOTIFY fires only on enqueue).
+        idle_wait = min(cfg.poll_interval_seconds, cfg.heartbeat_interval)
         wakeup = self.capabilities.wakeup
         while not self._stopping.is_set():
-            if not self._slots.acquire(timeout=poll):
+            free = pool.reserve(idle_wait)
+            if not free:
                 continue
-            free = 1
-            while self._slots.acquire(blocking=False):
-                free += 1
             try:
                 self._wake.clear()
-                messages = self.storage.claim_due(self.worker_id, free, lease, self.clock())
+                messages = self.storage.claim_due(self.worker_id, free, cfg.lease_seconds, self.clock())
             except Exception:
                 log.exception("claim_failed", worker_id=self.worker_id)
                 messages = []
-                self._stopping.wait(min(1.0, poll * 5))
-            for _ in range(free - len(messages)):
-                self._slots.release()
+                self._stopping.wait(min(1.0, idle_wait * 5))
+            pool.unreserve(free - len(messages))
             for message in messages:
-                with self._inflight_lock:
-                    self._inflight += 1
-                assert self._executor is not None
-                self._executor.submit(self._work, message)
+                pool.submit(functools.partial(self._work, message))
             if not messages:
                 if wakeup is not None and not self._wake.is_set():
-                    wakeup.wait_for_work(poll)
+                    wakeup.wait_for_work(idle_wait)
                 else:
-                    self._wake.wait(poll)
+                    self._wake.wait(idle_wait)
 
     def _work(self, message: Message) -> None:
         try:
             self.process(message)
-        except Exception:
+        except Exception as exc:
             log.exception("dispatch_failed", message_id=message.id)
+            self.leases.orphan(message.id, exc)
         finally:
-            with self._inflight_lock:
-                self._inflight -= 1
-            self._slots.release()
             self._wake.set()
 
     # -- one message ---------------------------------------------------------------------------
@@ -186,55 +217,30 @@ class Dispatcher:
         if why is None and not self.breakers.allow(channel_name, now):
             why = "circuit open"
         if channel is None or why is not None:
-            self._fall_back(message, f"{channel_name}: {why}", now, attempt=None)
+            # Keep the failure that led here (e.g. the plugin fault that opened the circuit).
+            earlier = f" (after: {message.last_error})" if message.last_error else ""
+            self._fall_back(message, f"{channel_name}: {why}{earlier}", now, attempt=None)
             return
-        wait = self._throttle(channel_name, now)
-        if wait > _MAX_RESERVE:
+        wait = self.pace.wait_before_send(channel_name, now)
+        if wait > MAX_RESERVE:
             self._update(message, MessageUpdate(message_id=message.id, status=Status.QUEUED, due_at=now + wait,
                                                 expected_owner=self.worker_id), now)
             return
         if wait > 0:
             time.sleep(wait)  # our reserved slot under the rate limit; the lease outlasts it
         started = self.clock()
+        result = self.guard.send(channel, channel_name, message.envelope(), self._pool,
+                                 functools.partial(self._record_abandoned, message, channel_name, started))
+        if result is not None:  # None: abandoned, the watchdog recorded the timeout
+            self._record(message, channel_name, result, started, self.clock())
+
+    def _record_abandoned(self, message: Message, channel_name: str, started: float, result: SendResult) -> None:
+        """On the watchdog thread: record the timeout of a send that was abandoned."""
         try:
-            result = channel.send(message.envelope())
-        except Exception as exc:  # a channel bug must not lose the message
-            log.exception("channel_raised", channel=channel_name, message_id=message.id)
-            result = SendResult.transient(f"channel error: {type(exc).__name__}", code="exception")
-        finished = self.clock()
-        self._record(message, channel_name, result, started, finished)
-
-    def _throttle(self, channel_name: str, now: float) -> float:
-        """Seconds before this send may go: within ``_MAX_RESERVE`` the slot is ours (wait,
-        then send); beyond it, nothing was taken (put the message back until then).
-        """
-        paused_until = self._paused_until(channel_name, now)
-        if paused_until > now:
-            return max(paused_until - now, _MAX_RESERVE + 0.001)
-        limit = self.channel_configs[channel_name].rate_limit
-        if limit is None:
-            return 0.0
-        rate_limits = self.capabilities.rate_limits
-        assert rate_limits is not None, "checked when the agent was built (channels.<name>.rate_limit)"
-        return rate_limits.acquire(f"channel:{channel_name}", 1.0 / limit.per_second, limit.burst, now,
-                                    max_wait=_MAX_RESERVE)
-
-    def _paused_until(self, channel_name: str, now: float) -> float:
-        """A provider-requested pause of the channel (shared state, re-read every half second)."""
-        with self._counter_lock:
-            cached = self._pauses.get(channel_name)
-        if cached is not None and now - cached[0] < 0.5:
-            return cached[1]
-        raw = self.capabilities.shared_state.get_state(f"pause:{channel_name}")
-        until = float(raw) if raw else 0.0
-        with self._counter_lock:
-            self._pauses[channel_name] = (now, until)
-        return until
-
-    def _pause(self, channel_name: str, until: float, now: float) -> None:
-        self.capabilities.shared_state.put_state(f"pause:{channel_name}", repr(until))
-        with self._counter_lock:
-            self._pauses[channel_name] = (now, until)
+            self._record(message, channel_name, result, started, self.clock())
+        except Exception as exc:
+            log.exception("dispatch_failed", message_id=message.id)
+            self.leases.orphan(message.id, exc)
 
     def _record(self, message: Message, channel_name: str, result: SendResult, started: float, finished: float) -> None:
         number = message.attempt_count + 1
@@ -266,10 +272,10 @@ class Dispatcher:
             if self._update(message, update, now, attempt=attempt, events=events):
                 self._count("sent")
             return
-        error = f"{channel_name}: {result.reason or 'failed'}" + (f" [{result.code}]" if result.code else "")
+        error = _error_text(channel_name, result)
         if result.outcome is Outcome.TRANSIENT:
             if result.retry_after:
-                self._pause(channel_name, now + result.retry_after, now)
+                self.pace.pause(channel_name, now + result.retry_after, now)
             tries = message.channel_attempts + 1
             budget = (message.max_retries + 1) if message.max_retries is not None else self.config.retry.max_attempts
             if tries < budget:
@@ -331,13 +337,10 @@ class Dispatcher:
 
     def _observe(self, message: Message, channel: str, result: SendResult, seconds: float, cost: float) -> None:
         status = Status.SENT if result.ok else Status.FAILED
-        try:
-            self.strategy.observe(RouteOutcome(
-                message_id=message.id, channel=channel, priority=message.priority, status=status,
-                country=self.planner.outcome_country(message.phone_number), latency_ms=seconds * 1000.0, cost=cost,
-            ))
-        except Exception:
-            log.exception("strategy_observe_failed", channel=channel)
+        self.planner.observe(RouteOutcome(
+            message_id=message.id, channel=channel, priority=message.priority, status=status,
+            country=self.planner.outcome_country(message.phone_number), latency_ms=seconds * 1000.0, cost=cost,
+        ))
 
     def _count(self, key: str) -> None:
         with self._counter_lock:
@@ -361,4 +364,11 @@ class Dispatcher:
 
 def _with_route(message: Message, route: tuple[str, ...]) -> Message:
     return attrs.evolve(message, route=route, route_index=0)
+
+
+def _error_text(channel_name: str, result: SendResult) -> str:
+    """The message's ``last_error`` for a failed send (guard-rail reasons name the channel)."""
+    reason = result.reason or "failed"
+    text = reason if reason.startswith(f"channel {channel_name} (") else f"{channel_name}: {reason}"
+    return text + (f" [{result.code}]" if result.code else "")
 

@@ -64,6 +64,11 @@ def collect_metrics(agent: IntelligentOTPAgent) -> dict[str, Any]:
             "total_expired": counters["expired"],
             "retries": counters["retried"],
             "fallbacks": counters["fallbacks"],
+            # Plugin guard rails: channel sends that raised, returned garbage or overran (and
+            # of those, calls abandoned), and threads still stuck in an abandoned call.
+            "channel_faults": counters["channel_faults"],
+            "abandoned_calls": counters["abandoned_calls"],
+            "abandoned_threads": agent.dispatcher.pool.abandoned if agent.dispatcher.pool is not None else 0,
             "inflight": agent.dispatcher.inflight,
             "workers": agent.config.dispatcher.workers,
             "events_dropped": agent.bus.dropped,

@@ -105,9 +105,6 @@ def _announce(agent: IntelligentOTPAgent, message: Message, attempt: Attempt, st
               events: Sequence[Event]) -> None:
     agent.bus.publish(events)
     agent.dispatcher.notify()
-    try:
-        agent.strategy.observe(RouteOutcome(
-            message_id=message.id, channel=attempt.channel, priority=message.priority, status=status,
-            country=agent.planner.outcome_country(message.phone_number), callback=True))
-    except Exception:  # a strategy bug must not fail the provider's callback
-        log.exception("strategy_observe_failed", channel=attempt.channel)
+    agent.planner.observe(RouteOutcome(  # guarded: a strategy that raises is logged, never fatal
+        message_id=message.id, channel=attempt.channel, priority=message.priority, status=status,
+        country=agent.planner.outcome_country(message.phone_number), callback=True))

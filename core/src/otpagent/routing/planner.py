@@ -2,7 +2,8 @@
 
 The planner filters (enabled, reaches the recipient, content fits, circuit not open, voice
 OTPs only when allowed, the request's own channel list), the strategy orders, and the
-request's ``preferred_channel`` has the last word on the first choice.
+request's ``preferred_channel`` has the last word on the first choice. The strategy is called
+through a :class:`~otpagent.routing.guard.StrategyGuard`, so a broken one cannot wedge a message.
 """
 
 from __future__ import annotations
@@ -16,8 +17,17 @@ import attrs
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import ChannelConfig
 from otpagent.model import Envelope, Event, Message, MessageType
-from otpagent.protocols import Channel, ChannelInfo, ChannelStats, Housekeeping, RoutingStrategy, observes_country
+from otpagent.protocols import (
+    Channel,
+    ChannelInfo,
+    ChannelStats,
+    Housekeeping,
+    RouteOutcome,
+    RoutingStrategy,
+    observes_country,
+)
 from otpagent.recipients import country_of
+from otpagent.routing.guard import StrategyGuard
 
 __all__ = ["RoutePlanner", "Unroutable"]
 
@@ -40,12 +50,14 @@ class RoutePlanner:
         self, *, channels: Mapping[str, Channel], configs: Mapping[str, ChannelConfig], strategy: RoutingStrategy,
         breakers: CircuitBreakers, storage: Housekeeping, voice_otp_enabled: bool,
         clock: Callable[[], float] = time.time, stats_ttl: float = 5.0,
-        on_event: Callable[[Event], None] | None = None,
+        on_event: Callable[[Event], None] | None = None, strategy_label: str | None = None,
     ) -> None:
         self.channels = channels
         self.configs = configs
         self.strategy = strategy
         self._observes_country = observes_country(strategy)  # read once: it is optional
+        #: ``strategy_label`` names the strategy's plugin in logs (e.g. "acme-routing 1.2.0").
+        self.guard = StrategyGuard(strategy, label=strategy_label or type(strategy).__name__, clock=clock)
         self.breakers = breakers
         self.storage = storage
         self.voice_otp_enabled = voice_otp_enabled
@@ -104,7 +116,7 @@ class RoutePlanner:
             )
             for n in usable
         ]
-        route = [n for n in self.strategy.plan(envelope, infos) if n in usable]
+        route = self.guard.plan(envelope, infos)
         if message.preferred_channel:
             route = _prefer(route, message.preferred_channel, self.channels)
         return route or Unroutable({n: "the routing strategy chose no channel" for n in usable})
@@ -115,6 +127,10 @@ class RoutePlanner:
         if phone_number is None or not self._observes_country:
             return None
         return country_of(phone_number)
+
+    def observe(self, outcome: RouteOutcome) -> None:
+        """Let the strategy learn from an outcome; a strategy that raises is logged, never fatal."""
+        self.guard.observe(outcome)
 
     def _cost(self, name: str, envelope: Envelope) -> float:
         try:

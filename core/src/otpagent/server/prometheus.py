@@ -90,7 +90,8 @@ class StorageCollector(Collector):
         yield from (attempts, deliveries, cost, circuit, p95)
         runtime = CounterMetricFamily("otpagent_worker_events", "This process's dispatcher counters",
                                       labels=["event"])
-        for key in ("total_sent", "total_failed", "total_expired", "retries", "fallbacks"):
+        for key in ("total_sent", "total_failed", "total_expired", "retries", "fallbacks", "channel_faults",
+                    "abandoned_calls"):
             runtime.add_metric([key.removeprefix("total_")], m["runtime_metrics"][key])
         yield runtime
         yield GaugeMetricFamily("otpagent_inflight", "Sends in flight in this process",

@@ -1,0 +1,126 @@
+"""The worker pool's promises: capacity kept after abandonment, a bounded number of stuck threads,
+exactly one owner for each call's outcome, and a stop that never waits for a stuck thread.
+
+Deadlines run on a clock the test moves; the test calls ``check`` itself (the watchdog thread
+runs too, on the same clock, and finds nothing more to do). Assertions are on counts and
+recorded outcomes, never on durations.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from otpagent.workerpool import WorkerPool
+from tests.conftest import wait_for
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """Set at teardown, so no thread stays stuck after the test."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def _stuck_task(pool: WorkerPool, release: threading.Event, entered: threading.Semaphore,
+                outcomes: list[str], name: str) -> None:
+    def overrun() -> None:
+        outcomes.append(f"{name}: timed out")
+
+    watch = pool.watch(5.0, overrun)
+    entered.release()
+    release.wait()  # a call that never returns until the test lets it
+    if pool.finish(watch):
+        outcomes.append(f"{name}: finished")
+    else:
+        outcomes.append(f"{name}: late result discarded")
+
+
+def test_an_abandoned_call_is_recorded_once_and_its_slot_goes_to_a_new_thread(release):
+    clock, outcomes, entered = Clock(), [], threading.Semaphore(0)
+    pool = WorkerPool(2, clock=clock, tick=0.05)
+    pool.start()
+    assert pool.reserve(1.0) == 2
+    pool.submit(lambda: _stuck_task(pool, release, entered, outcomes, "a"))
+    pool.unreserve(1)
+    assert entered.acquire(timeout=10)
+    assert pool.busy == 1
+
+    clock.now += 5.0
+    pool.check()
+    assert wait_for(lambda: outcomes == ["a: timed out"], 10)
+    assert wait_for(lambda: pool.busy == 0, 10)
+    assert (pool.live_workers, pool.abandoned) == (2, 1)
+    assert pool.reserve(1.0) == 2, "both slots are usable again while the stuck thread waits"
+    pool.unreserve(2)
+
+    release.set()
+    assert wait_for(lambda: pool.abandoned == 0, 10)
+    assert outcomes == ["a: timed out", "a: late result discarded"]
+    assert pool.live_workers == 2, "the pool was whole: the returning thread left"
+    assert pool.stop(10)
+
+
+def test_a_call_that_finishes_in_time_owns_its_outcome():
+    clock = Clock()
+    pool = WorkerPool(1, clock=clock)
+    called: list[str] = []
+    watch = pool.watch(5.0, lambda: called.append("overrun"))
+    assert pool.finish(watch) is True
+    clock.now += 60.0
+    assert pool.check() == 0
+    assert called == []
+
+
+def test_beyond_the_cap_stuck_threads_are_not_replaced_and_a_returning_one_rejoins(release, caplog):
+    clock, outcomes, entered = Clock(), [], threading.Semaphore(0)
+    pool = WorkerPool(2, clock=clock, tick=0.05, max_abandoned=1)
+    pool.start()
+    assert pool.reserve(1.0) == 2
+    for name in ("a", "b"):
+        pool.submit(lambda name=name: _stuck_task(pool, release, entered, outcomes, name))
+    assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+
+    clock.now += 5.0
+    pool.check()
+    assert wait_for(lambda: sorted(outcomes) == ["a: timed out", "b: timed out"], 10)
+    assert (pool.live_workers, pool.abandoned) == (1, 2), "one replaced (the cap is 1), the other not"
+    assert "worker_abandoned_not_replaced" in caplog.text
+
+    release.set()
+    assert wait_for(lambda: pool.abandoned == 0, 10)
+    assert pool.live_workers == 2, "a returning thread filled the missing slot; the other left"
+    assert pool.stop(10)
+
+
+def test_stop_runs_what_was_queued_and_does_not_wait_for_a_stuck_thread(release):
+    outcomes: list[str] = []
+    entered = threading.Semaphore(0)
+    pool = WorkerPool(1, tick=0.01)  # real clock: the watchdog abandons the stuck call itself
+    pool.start()
+    assert pool.reserve(1.0) == 1
+
+    def stuck() -> None:
+        watch = pool.watch(0.05, lambda: outcomes.append("timed out"))
+        entered.release()
+        release.wait()
+        pool.finish(watch)
+
+    pool.submit(stuck)
+    pool.submit(lambda: outcomes.append("queued task ran"))  # over-subscribed on purpose
+    assert entered.acquire(timeout=10)
+
+    assert pool.stop(60) is True
+    assert sorted(outcomes) == ["queued task ran", "timed out"], "the replacement thread drained the queue"
+    assert pool.abandoned == 1

@@ -1,0 +1,27 @@
+"""What a SIGKILL recovery run must show, on any backend (see bench/crashrecovery.py).
+
+Assertions on what the code promises, never on how fast a busy machine was: the dead worker's
+leases end at most one lease after its last heartbeat (so at most one lease after the kill),
+the survivor sends every message, and only what the dead worker held can repeat.
+"""
+
+from __future__ import annotations
+
+from bench.crashrecovery import KillRun
+
+
+def assert_recovered(run: KillRun) -> None:
+    held = set(run.held)
+    assert held, "the kill must land while the worker has sends in flight for this test to mean anything"
+    late = {m: round(expiry - run.killed_at, 3) for m, expiry in run.held.items()
+            if expiry > run.killed_at + run.lease_seconds}
+    assert not late, f"leases reach beyond kill time + lease ({run.lease_seconds} s): {late}"
+    assert run.statuses == {"sent": len(run.ids)}, f"every message sent: {dict(run.statuses)}"
+    assert set(run.delivered) == set(run.ids), "none lost"
+    assert held <= set(run.survivor_sent), "the survivor sent every message the dead worker held"
+    duplicates = run.duplicates
+    assert all(run.delivered[m] == 2 for m in duplicates)
+    assert duplicates <= held, "only messages the dead worker held when it died may repeat"
+    assert duplicates <= set(run.victim_sent)
+    print(f"{len(held)} in flight at the kill, {len(duplicates)} sent twice; the last went out again "
+          f"{run.recovery_seconds:.1f} s after the kill (lease {run.lease_seconds:g} s)")
