@@ -10,7 +10,7 @@ import pytest
 
 from otpagent import ConfigError, IntelligentOTPAgent, MessageRequest, Status
 from otpagent.config import parse_config
-from otpagent.heartbeat import LeaseHeartbeat
+from otpagent.heartbeat import LeaseHeartbeat, ReclaimGate
 from tests.conftest import FakeClock, Outbox, agent_config, wait_for
 
 
@@ -110,3 +110,18 @@ def test_a_message_whose_outcome_could_not_be_recorded_is_released_not_renewed_f
     assert failed == [message_id]
     assert len(outbox.for_message(message_id)) == 2, "sent, outcome lost, released, sent again (as after a crash)"
     assert not agent.dispatcher.leases.has_orphans
+
+
+def test_after_the_store_was_out_of_reach_expired_leases_wait_one_lease() -> None:
+    gate = ReclaimGate(6.0, gap=3.0)
+
+    gate.contact(100.0, 100.1)
+    gate.contact(101.0, 101.2)
+    assert gate.may_reclaim(101.3), "regular contact: a dead worker's lease is taken over at once"
+
+    gate.contact(101.5, 105.0)  # a call that hung 3.5 s: the store was away
+    assert not gate.may_reclaim(110.9), "live workers get one lease to renew first"
+    assert gate.may_reclaim(111.0)
+
+    gate.contact(120.0, 120.1)  # 15 s without any contact (the claim loop was stuck)
+    assert not gate.may_reclaim(126.0) and gate.may_reclaim(126.1)

@@ -31,7 +31,7 @@ from otpagent.channelpace import MAX_RESERVE, ChannelPace
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import AgentConfig, ChannelConfig
 from otpagent.events import EventBus
-from otpagent.heartbeat import LeaseHeartbeat, LeaseKeeper
+from otpagent.heartbeat import LeaseHeartbeat, LeaseKeeper, ReclaimGate
 from otpagent.logs import get_logger
 from otpagent.model import (
     Attempt,
@@ -42,6 +42,7 @@ from otpagent.model import (
     SendResult,
     Status,
 )
+from otpagent.onward import route_onward
 from otpagent.protocols import Channel, MessageUpdate, RouteOutcome, RoutingStrategy, StorageBackend
 from otpagent.routing.planner import RoutePlanner, Unroutable
 from otpagent.storage.capabilities import AgentCapabilities
@@ -95,8 +96,9 @@ class Dispatcher:
         self._counter_lock = threading.Lock()
         cfg = config.dispatcher
         self.guard = ChannelGuard(configs=channel_configs, labels=plugin_labels, timeout=cfg.channel_timeout_seconds,
-                                  grace=cfg.channel_timeout_grace_seconds, count=self._count, clock=clock)
+                                  grace=cfg.channel_timeout_grace_seconds, count=self.count, clock=clock)
         self.leases = LeaseKeeper(storage, self.worker_id, config.dispatcher.lease_seconds)
+        self.reclaim_gate = ReclaimGate(config.dispatcher.lease_seconds, gap=config.dispatcher.lease_seconds / 2)
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
@@ -122,7 +124,7 @@ class Dispatcher:
                                 tick=max(0.01, min(1.0, cfg.channel_timeout_grace_seconds / 2)))
         self._pool.start()
         pool = self._pool
-        self._heartbeat = LeaseHeartbeat(self.leases.renew, lease_seconds=cfg.lease_seconds,
+        self._heartbeat = LeaseHeartbeat(self._renew_leases, lease_seconds=cfg.lease_seconds,
                                          interval=cfg.heartbeat_interval, clock=self.clock,
                                          holding=lambda: pool.busy > 0 or self.leases.has_orphans,
                                          worker_id=self.worker_id)
@@ -170,7 +172,10 @@ class Dispatcher:
                 continue
             try:
                 self._wake.clear()
-                messages = self.storage.claim_due(self.worker_id, free, cfg.lease_seconds, self.clock())
+                started = time.monotonic()
+                messages = self.storage.claim_due(self.worker_id, free, cfg.lease_seconds, self.clock(),
+                                                  reclaim=self.reclaim_gate.may_reclaim(started))
+                self.reclaim_gate.contact(started, time.monotonic())
             except Exception:
                 log.exception("claim_failed", worker_id=self.worker_id)
                 messages = []
@@ -183,6 +188,12 @@ class Dispatcher:
                     wakeup.wait_for_work(idle_wait)
                 else:
                     self._wake.wait(idle_wait)
+
+    def _renew_leases(self, now: float) -> int:
+        started = time.monotonic()
+        renewed = self.leases.renew(now)
+        self.reclaim_gate.contact(started, time.monotonic())
+        return renewed
 
     def _work(self, message: Message) -> None:
         try:
@@ -270,7 +281,7 @@ class Dispatcher:
             events = [attempt_event, Event(type="sent", message_id=message.id, at=now, data={
                 "channel": channel_name, "provider_message_id": result.provider_message_id, "cost": cost})]
             if self._update(message, update, now, attempt=attempt, events=events):
-                self._count("sent")
+                self.count("sent")
             return
         error = _error_text(channel_name, result)
         if result.outcome is Outcome.TRANSIENT:
@@ -290,7 +301,7 @@ class Dispatcher:
                     events = [attempt_event, Event(type="retrying", message_id=message.id, at=now,
                                                    data={"channel": channel_name, "retry_in": round(due - now, 3)})]
                     if self._update(message, update, now, attempt=attempt, events=events):
-                        self._count("retried")
+                        self.count("retried")
                     return
         elif result.scope is FailureScope.CHANNEL:
             attempt_event = Event(type="attempt", message_id=message.id, at=finished,
@@ -300,21 +311,14 @@ class Dispatcher:
 
     def _fall_back(self, message: Message, error: str, now: float, *, attempt: Attempt | None,
                    first_events: Sequence[Event] = (), attempt_count: int | None = None) -> None:
-        """Move to the next usable channel of the route, or fail when there is none."""
-        index = self.planner.next_channel(message)
-        if index is None:
-            self._finish(message, Status.FAILED, error, now, attempt=attempt, first_events=first_events,
-                         attempt_count=attempt_count)
-            return
-        update = MessageUpdate(
-            message_id=message.id, status=Status.RETRYING, expected_owner=self.worker_id, due_at=now,
-            route_index=index, channel_attempts=0, attempt_count=attempt_count, last_error=error,
-        )
-        events = [*first_events, Event(type="fallback", message_id=message.id, at=now, data={
-            "from": message.current_channel, "to": message.route[index], "reason": error})]
-        if self._update(message, update, now, attempt=attempt, events=events):
-            self._count("fallbacks")
-            self._wake.set()
+        """Move to the next usable channel of the route, or end the message (see :mod:`otpagent.onward`)."""
+        template = MessageUpdate(message_id=message.id, status=Status.RETRYING, expected_owner=self.worker_id,
+                                 attempt_count=attempt_count)
+        step = route_onward(self.planner, message, error, now, template=template)
+        if self._update(message, step.update, now, attempt=attempt, events=[*first_events, *step.events]):
+            self.count(step.counter)
+            if step.falls_back:
+                self._wake.set()
 
     def _finish(self, message: Message, status: Status, error: str, now: float, *, attempt: Attempt | None = None,
                 first_events: Sequence[Event] = (), attempt_count: int | None = None) -> None:
@@ -322,7 +326,7 @@ class Dispatcher:
                                last_error=error, clear_secret=True, attempt_count=attempt_count)
         events = [*first_events, Event(type=status.value, message_id=message.id, at=now, data={"reason": error})]
         if self._update(message, update, now, attempt=attempt, events=events):
-            self._count("expired" if status is Status.EXPIRED else "failed")
+            self.count("expired" if status is Status.EXPIRED else "failed")
 
     def _update(self, message: Message, update: MessageUpdate, now: float, *, attempt: Attempt | None = None,
                 events: Sequence[Event] = ()) -> bool:
@@ -342,7 +346,8 @@ class Dispatcher:
             country=self.planner.outcome_country(message.phone_number), latency_ms=seconds * 1000.0, cost=cost,
         ))
 
-    def _count(self, key: str) -> None:
+    def count(self, key: str) -> None:
+        """Add one to this process's counter ``key`` (``sent``, ``failed``, ``fallbacks``...)."""
         with self._counter_lock:
             self.counters[key] += 1
 

@@ -30,9 +30,44 @@ from otpagent.logs import get_logger
 from otpagent.model import Status
 from otpagent.protocols import MessageUpdate, StorageBackend
 
-__all__ = ["LeaseHeartbeat", "LeaseKeeper"]
+__all__ = ["LeaseHeartbeat", "LeaseKeeper", "ReclaimGate"]
 
 log = get_logger("otpagent.heartbeat")
+
+
+class ReclaimGate:
+    """Whether this worker may take over other workers' expired leases now.
+
+    An expired lease means its worker died, unless nobody could renew: while the store is out of
+    reach (a database outage, a network partition), every live worker's leases run out together.
+    Taking them over the moment the store is back would send everything in flight twice. So
+    after a gap in this worker's contact with the store longer than ``gap``, it claims only new
+    work for one ``lease_seconds``: time enough for the live workers to renew first. A worker
+    that died stays dead, and its messages are taken over one lease later than usual.
+
+    Times are ``time.monotonic()`` readings: this is about the connection, not the agent's clock.
+    """
+
+    def __init__(self, lease_seconds: float, gap: float) -> None:
+        self.lease_seconds = lease_seconds
+        self.gap = gap
+        self._last_contact: float | None = None
+        self._closed_until = float("-inf")
+        self._lock = threading.Lock()
+
+    def contact(self, started: float, finished: float) -> None:
+        """A call to the store that began at ``started`` succeeded at ``finished``."""
+        with self._lock:
+            silent_since = self._last_contact if self._last_contact is not None else started
+            if finished - silent_since > self.gap:
+                self._closed_until = max(self._closed_until, finished + self.lease_seconds)
+                log.warning("store_was_unreachable", silent_seconds=round(finished - silent_since, 3),
+                            reclaim_after=round(self.lease_seconds, 3))
+            self._last_contact = finished
+
+    def may_reclaim(self, now: float) -> bool:
+        with self._lock:
+            return now >= self._closed_until
 
 
 class LeaseKeeper:

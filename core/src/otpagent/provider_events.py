@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import attrs
+
 from otpagent.errors import ConfigError
 from otpagent.logs import get_logger
 from otpagent.model import PROGRESS_RANK, Attempt, Event, Message, Status
+from otpagent.onward import route_onward
 from otpagent.protocols import (
     Capability,
     MessageUpdate,
@@ -48,10 +51,11 @@ def allowed_from(status: Status) -> frozenset[Status | None]:
 
 
 def message_change(planner: RoutePlanner, message: Message, attempt: Attempt, event: ProviderEvent,
-                   now: float) -> tuple[MessageUpdate, list[Event]] | None:
+                   now: float) -> tuple[MessageUpdate, list[Event], str | None] | None:
     """What the report does to the message, if it is about the message's current attempt:
-    forward to the reported status, or on undelivered/failed, fall back to the route's next
-    usable channel (or end the message when there is none).
+    forward to the reported status, or on undelivered/failed, on to the route's next usable
+    channel or the end (the one rule of :mod:`otpagent.onward`). The third item names the
+    counter to bump when the change applies (None for progress).
     """
     rank = PROGRESS_RANK.get(event.status)
     if rank is None or message.provider_message_id != event.provider_message_id:
@@ -60,24 +64,17 @@ def message_change(planner: RoutePlanner, message: Message, attempt: Attempt, ev
                                "error_code": event.error_code}
     if event.occurred_at is not None:
         data["occurred_at"] = event.occurred_at
-    events = [Event(type=event.status.value, message_id=message.id, at=now, data=data)]
-    after_send = frozenset(s for s in (Status.SENT, Status.DELIVERED) if PROGRESS_RANK[s] < rank)
-    only_current = event.provider_message_id
+    reported = Event(type=event.status.value, message_id=message.id, at=now, data=data)
+    template = MessageUpdate(message_id=message.id, status=event.status,
+                             expected_statuses=frozenset(s for s in (Status.SENT, Status.DELIVERED)
+                                                         if PROGRESS_RANK[s] < rank),
+                             expected_provider_message_id=event.provider_message_id)
     if event.status not in _FAILURES:
-        return MessageUpdate(message_id=message.id, status=event.status, expected_statuses=after_send,
-                             expected_provider_message_id=only_current,
-                             clear_secret=event.status in (Status.DELIVERED, Status.READ)), events
+        return attrs.evolve(template, clear_secret=event.status in (Status.DELIVERED, Status.READ)), [reported], None
     error = f"{attempt.channel}: {event.status.value}" + (f" [{event.error_code}]" if event.error_code else "") + \
             (f" {event.error_message}" if event.error_message else "")
-    nxt = planner.next_channel(message)
-    if nxt is None or (message.expires_at is not None and now >= message.expires_at):
-        return MessageUpdate(message_id=message.id, status=event.status, last_error=error, clear_secret=True,
-                             expected_statuses=after_send, expected_provider_message_id=only_current), events
-    events.append(Event(type="fallback", message_id=message.id, at=now,
-                        data={"from": attempt.channel, "to": message.route[nxt], "reason": error}))
-    return MessageUpdate(message_id=message.id, status=Status.RETRYING, due_at=now, route_index=nxt,
-                         channel_attempts=0, last_error=error, expected_statuses=after_send,
-                         expected_provider_message_id=only_current), events
+    step = route_onward(planner, message, error, now, template=template, end_status=event.status, end_events=())
+    return step.update, [reported, *step.events], step.counter
 
 
 def record_provider_event(agent: IntelligentOTPAgent, event: ProviderEvent) -> ProviderEventResult:
@@ -93,10 +90,12 @@ def record_provider_event(agent: IntelligentOTPAgent, event: ProviderEvent) -> P
     now = agent.clock()
     message = agent.storage.get_message(attempt.message_id)
     change = message_change(agent.planner, message, attempt, event, now) if message is not None else None
-    update, events = change if change is not None else (None, [])
+    update, events, counter = change if change is not None else (None, [], None)
     result = store.apply_provider_event(event, allowed_from=allowed_from(event.status), update=update,
                                         events=events, now=now)
     if result.message_updated and message is not None:
+        if counter is not None:
+            agent.dispatcher.count(counter)  # counted as the dispatcher counts its own fallbacks
         _announce(agent, message, attempt, event.status, events)
     return result
 

@@ -141,11 +141,12 @@ class StorageBackend(Protocol):
         raises :class:`IdempotencyConflict` and nothing is written.
         """
 
-    def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
+    def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float, *,
+                  reclaim: bool = True) -> list[Message]:
         """Lease up to ``limit`` due messages to ``worker_id``, highest priority first, then
         earliest due, then oldest. A message is due when claimable and ``due_at <= now``, or
-        when it is ``sending`` under an expired lease (its worker died). Each message goes to
-        exactly one caller; claimed messages are ``sending``.
+        (unless ``reclaim`` is false) when it is ``sending`` under an expired lease (its worker
+        died). Each message goes to exactly one caller; claimed messages are ``sending``.
         """
 
     def renew_leases(self, worker_id: str, lease_seconds: float, now: float) -> int:

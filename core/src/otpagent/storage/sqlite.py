@@ -139,22 +139,24 @@ class SqliteStorage(SqliteWriter):
         conn.executemany(sqlrules.INSERT_EVENT, [event_to_row(queued_event(i.message, now)) for i in fresh])
         return results
 
-    def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
+    def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float, *,
+                  reclaim: bool = True) -> list[Message]:
         if limit <= 0:
             return []
-        rows, lease_until = self._grouped(lambda conn: self._claim(conn, worker_id, limit, lease_seconds, now))
+        rows, lease_until = self._grouped(lambda conn: self._claim(conn, worker_id, limit, lease_seconds, now,
+                                                                   reclaim))
         return [_leased(message_from_row(r), worker_id, lease_until, now) for r in rows]
 
     @staticmethod
     def _claim(conn: sqlite3.Connection, worker_id: str, limit: int, lease_seconds: float,
-               now: float) -> tuple[list[Any], float]:
+               now: float, reclaim: bool) -> tuple[list[Any], float]:
         # Two index-friendly queries (expired leases, ready messages), each up to ``limit``,
         # merged so that an expired lease never jumps ahead of higher-priority work.
         rows = conn.execute(
             "SELECT * FROM messages WHERE status = 'sending' AND lease_expires_at <= ? "
             "ORDER BY priority DESC, due_at, seq LIMIT ?",
             (now, limit),
-        ).fetchall()
+        ).fetchall() if reclaim else []
         rows += conn.execute(_READY, (now, limit)).fetchall()
         lease_until = now + lease_seconds
         if not rows:

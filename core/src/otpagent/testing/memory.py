@@ -122,13 +122,15 @@ class InMemoryStorage:
                 s.insert_message(prepared)
             return results
 
-    def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
+    def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float, *,
+                  reclaim: bool = True) -> list[Message]:
         if limit <= 0:
             return []
         with self._tx() as s:
             due = [r for r in s.messages.values()
                    if (r["status"] in _CLAIMABLE and r["due_at"] <= now)
-                   or (r["status"] == "sending" and r["lease_expires_at"] is not None and r["lease_expires_at"] <= now)]
+                   or (reclaim and r["status"] == "sending" and r["lease_expires_at"] is not None
+                       and r["lease_expires_at"] <= now)]
             due.sort(key=lambda r: (-r["priority"], r["due_at"], r["seq"]))
             for r in due[:limit]:
                 r.update(status=Status.SENDING.value, lease_owner=worker_id, lease_expires_at=now + lease_seconds,

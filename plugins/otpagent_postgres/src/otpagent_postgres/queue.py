@@ -50,13 +50,17 @@ CLAIM_EXPIRED = (
 )
 
 
-_CLAIM = (
-    b"WITH ready AS (" + CLAIM_READY + b"), expired AS (" + CLAIM_EXPIRED + b"), "
-    b"chosen AS (SELECT seq FROM (SELECT * FROM ready UNION ALL SELECT * FROM expired) AS c "
-    b"ORDER BY priority DESC, due_at, seq LIMIT %(limit)s) "
+_LEASE_CHOSEN = (
     b"UPDATE messages SET status = 'sending', lease_owner = %(owner)s, lease_expires_at = %(until)s, "
     b"updated_at = %(now)s WHERE seq IN (SELECT seq FROM chosen) RETURNING *"
 )
+_CLAIM = (
+    b"WITH ready AS (" + CLAIM_READY + b"), expired AS (" + CLAIM_EXPIRED + b"), "
+    b"chosen AS (SELECT seq FROM (SELECT * FROM ready UNION ALL SELECT * FROM expired) AS c "
+    b"ORDER BY priority DESC, due_at, seq LIMIT %(limit)s) " + _LEASE_CHOSEN
+)
+#: The claim without taking over expired leases (see ``StorageBackend.claim_due``'s ``reclaim``).
+_CLAIM_READY_ONLY = b"WITH chosen AS (" + CLAIM_READY + b") " + _LEASE_CHOSEN
 
 
 def insert_event(conn: Conn, event: Event) -> None:
@@ -113,13 +117,14 @@ def _enqueue_one(conn: Conn, item: NewMessage, index: int, now: float) -> Enqueu
     raise RuntimeError(f"could not enqueue message {m.id} under its idempotency key")
 
 
-def claim_due(conn: Conn, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
+def claim_due(conn: Conn, worker_id: str, limit: int, lease_seconds: float, now: float,
+              reclaim: bool = True) -> list[Message]:
     """Lock up to ``limit`` ready and ``limit`` lease-expired rows (skipping rows other workers
     hold), keep the best ``limit`` by priority, then due time, then age, and lease them: one
     statement, so it can run on its own in autocommit (one round trip per claim).
     """
     params = {"now": now, "limit": limit, "owner": worker_id, "until": now + lease_seconds}
-    rows = conn.execute(_CLAIM, params).fetchall()
+    rows = conn.execute(_CLAIM if reclaim else _CLAIM_READY_ONLY, params).fetchall()
     rows.sort(key=lambda r: (-r["priority"], r["due_at"], r["seq"]))
     return [message_from_row(r) for r in rows]
 

@@ -77,10 +77,11 @@ class PostgresStorage:
 
         return self._db.run(work)
 
-    def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
+    def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float, *,
+                  reclaim: bool = True) -> list[Message]:
         if limit <= 0:
             return []
-        return self._db.run(lambda conn, _u: queue.claim_due(conn, worker_id, limit, lease_seconds, now),
+        return self._db.run(lambda conn, _u: queue.claim_due(conn, worker_id, limit, lease_seconds, now, reclaim),
                             one_statement=True)
 
     def renew_leases(self, worker_id: str, lease_seconds: float, now: float) -> int:

@@ -153,6 +153,18 @@ class ClaimContract(ContractBase):
 
         assert [m.id for m in reclaimed] == [dead.message.id]
 
+    def test_a_claim_without_reclaim_leaves_expired_leases_for_later(self, storage: StorageBackend) -> None:
+        dead, ready = new(priority=Priority.HIGH), new()
+        storage.enqueue([dead], T0)
+        storage.claim_due("dead", 1, 10.0, T0)
+        storage.enqueue([ready], T0 + 1)
+
+        first = storage.claim_due("w2", 10, 10.0, T0 + 20, reclaim=False)
+        later = storage.claim_due("w2", 10, 10.0, T0 + 21)
+
+        assert [m.id for m in first] == [ready.message.id]
+        assert [m.id for m in later] == [dead.message.id]
+
     def test_renewing_for_a_worker_without_leases_changes_nothing(self, storage: StorageBackend) -> None:
         item = new()
         storage.enqueue([item], T0)
