@@ -308,7 +308,8 @@ def _build(tmp_path, made, **config):
     ({"strategy": _HalfStrategy()}, {"routing": {"strategy": "odd-strategy"}}, "routing.strategy",
      "the factory of 'odd-strategy' ({plugin}) returned a _HalfStrategy, not a RoutingStrategy (missing: observe)"),
     ({"storage": 42}, {"storage": {"backend": "odd-storage"}}, "storage.backend",
-     "the factory of 'odd-storage' ({plugin}) returned an int, not a StorageBackend (missing: name, capabilities, enqueue, "),
+     "the factory of 'odd-storage' ({plugin}) returned an int, not a StorageBackend "
+     "(missing: name, capabilities, enqueue, "),
     ({"sink": None}, {"sinks": [{"plugin": "log"}, {"plugin": "odd-sink"}]}, "sinks[1].plugin",
      "the factory of 'odd-sink' ({plugin}) returned None, not an EventSink (missing: emit, close)"),
 ])
