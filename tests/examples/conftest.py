@@ -15,6 +15,7 @@ from otpagent.model import Envelope, MessageType, Priority
 from otpagent.protocols import ChannelSpec, PluginContext
 from otpagent_http_sms import create_http_sms_channel
 from otpagent_http_sms.channel import HttpSmsChannel
+from tests.conftest import agent_config as base_agent_config
 from tests.conftest import wait_for
 from tests.examples.fake_sms_gateway import TOKEN, FakeSmsGateway
 
@@ -73,20 +74,13 @@ def envelope(body: str = "Your Acme code is 482913.", *, code: str | None = "482
 
 def agent_config(tmp_path: Path, gateway: FakeSmsGateway, *, api: dict[str, Any] | None = None,
                  **overrides: Any) -> dict[str, Any]:
-    """``SMS`` on the gateway first, then a quiet console ``BACKUP`` of the same kind."""
-    config: dict[str, Any] = {
-        "storage": {"backend": "sqlite", "path": str(tmp_path / "otpagent.db")},
-        "channels": {
-            "SMS": {"plugin": "http-sms", "api_config": api or api_config(gateway), "cost": 0.04, "weight": 2},
-            "BACKUP": {"plugin": "console", "kind": "sms", "quiet": True, "outbox": str(tmp_path / "outbox.jsonl")},
-        },
-        "routing": {"strategy": "priority", "load_balance": False},
-        "retry": {"max_attempts": 3, "base_delay_seconds": 0.01, "max_delay_seconds": 0.05},
-        "dispatcher": {"workers": 2, "poll_interval_seconds": 0.02},
-        "sinks": [],
+    """``SMS`` on the gateway first (the heavier), then a quiet console ``BACKUP`` of the same kind."""
+    channels = {
+        "SMS": {"plugin": "http-sms", "api_config": api or api_config(gateway), "cost": 0.04, "weight": 2},
+        "BACKUP": {"plugin": "console", "kind": "sms", "quiet": True, "outbox": str(tmp_path / "outbox.jsonl")},
     }
-    config.update(overrides)
-    return config
+    dispatcher = {"workers": 2, "poll_interval_seconds": 0.02}
+    return base_agent_config(tmp_path, **{"channels": channels, "dispatcher": dispatcher, **overrides})
 
 
 @pytest.fixture

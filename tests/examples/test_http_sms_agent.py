@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from otpagent import ConfigError, IntelligentOTPAgent, MessageRequest, Priority, Status
+from otpagent import ConfigError, IntelligentOTPAgent, InvalidRequest, MessageRequest, Priority, Status
 from otpagent.model import Outcome
 from otpagent.plugins import describe_plugins
 from tests.conftest import FakeClock
@@ -162,3 +162,16 @@ def test_the_token_never_appears_in_logs_reprs_or_errors(gateway: FakeSmsGateway
     assert "HTTP Request: POST" in caplog.text  # httpx did log, at INFO
     for text in seen:
         assert WRONG_TOKEN not in text and TOKEN not in text
+
+
+def test_a_text_over_the_gateways_limit_is_refused_at_enqueue_with_the_channels_reason(
+        gateway: FakeSmsGateway, make_agent: Any) -> None:
+    agent = make_agent(api=api_config(gateway, max_length=100))
+
+    with pytest.raises(InvalidRequest) as exc:
+        agent.send_message(MessageRequest(phone_number=RECIPIENT, message_type="alert", content="x" * 150,
+                                          channels=("SMS",)))
+
+    assert str(exc.value) == ("invalid request: [0].content: no configured channel can deliver it "
+                              "(SMS: text is 150 characters; the gateway allows at most 100)")
+    assert gateway.requests == []
