@@ -59,8 +59,23 @@ def demo(session: nox.Session) -> None:
     session.run("otpagent", "demo", *session.posargs)
 
 
+#: The queues people would pick instead, measured beside otpagent by the ``peers-*`` parts. Pinned, so a
+#: figure is always against the version printed beside it; installed in the bench sessions only.
+BENCH_PEERS = [
+    "pgqueuer==1.6.0", "asyncpg==0.32.0", "procrastinate==3.10.0", "huey==3.5.4", "redis==8.1.0",
+    "dramatiq[redis]==2.2.1", "celery[redis]==5.7.0",
+]
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: throughput, latency and memory with ratios to same-run baselines."""
-    install_packages(session, *TEST_DEPS)
+    """Benchmarks: throughput, latency and memory with ratios to same-run baselines (and to peers)."""
+    install_packages(session, *TEST_DEPS, *BENCH_PEERS)
     session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session
+def bench_smoke(session: nox.Session) -> None:
+    """The benchmark smoke tests with the peers installed, so their drivers run too (tiny sizes)."""
+    install_packages(session, *TEST_DEPS, *BENCH_PEERS)
+    session.run("pytest", "tests/bench", *session.posargs)
