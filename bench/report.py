@@ -38,7 +38,7 @@ def _num(value: float | None) -> str:
 def _result(row: Row) -> str:
     if row.passed is None:
         return "n/a" if row.value is None else "info"
-    return "pass" if row.passed else "FAIL"
+    return "pass" if row.passed else "missed"  # a target missed is shown, never a reason for CI to fail
 
 
 def cells(row: Row) -> tuple[str, ...]:
