@@ -68,6 +68,14 @@ def _as_row(item: Any, part: str) -> Row:
     return row
 
 
+def _load_average() -> str:
+    """The machine's load average: these machines are shared, and the figures move with it."""
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
+
+
 def run_part(name: str, ctx: Context) -> tuple[list[Row], bool]:
     """Run one part; returns its rows and whether it crashed."""
     print(f"== {name}: {PARTS[name][1]}", flush=True)
@@ -110,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     names = [p for p in PARTS if p in args.parts] if args.parts else list(PARTS)
     ctx = Context(quick=args.quick)
+    load_at_start = _load_average()
     started = time.perf_counter()
     rows: list[Row] = []
     crashed: list[str] = []
@@ -127,10 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes(rows):
         print(f"* {note}")
     caveat = " (quick: sizes too small to mean anything)" if ctx.quick else ""
-    print(f"\n{len(rows)} figures in {seconds:.0f} s{caveat}")
+    print(f"\n{len(rows)} figures in {seconds:.0f} s{caveat}; "
+          f"load average {load_at_start} at start, {_load_average()} at end")
     write = args.write_docs or (not args.parts and not ctx.quick)
     if write and not args.no_docs:
-        write_docs(args.docs_path, rows, machine_info(), names, seconds, template=TEMPLATE)
+        info = {**machine_info(), "load average (1/5/15 min) at start": load_at_start, "at end": _load_average()}
+        write_docs(args.docs_path, rows, info, names, seconds, template=TEMPLATE)
         print(f"wrote {args.docs_path}")
     if crashed:
         print(f"crashed: {', '.join(crashed)}", file=sys.stderr)
