@@ -32,10 +32,18 @@ def shortfall(results: Measured[tuple[list[float], int]]) -> str:
     return f"{load(results.key).name}: " + ", ".join(notes) if notes else ""
 
 
+def summary(result: tuple[list[float], int]) -> str:
+    latencies, sent = result
+    if not latencies:
+        return f"none of {sent} jobs ran"
+    return (f"{len(latencies)}/{sent} ran, p50 {percentile(latencies, 0.5):.1f} ms, "
+            f"p99 {percentile(latencies, 0.99):.1f} ms")
+
+
 def run(ctx: Context) -> list[Row]:
     seconds = ctx.seconds(10, 1)
     keys = [key for ours, peers, _ in GROUPS for key in (ours, *peers)]
-    results = interleave(ctx, keys, lambda key: cross_latency(key, ctx, RATE, seconds), 1)
+    results = interleave(ctx, keys, lambda key: cross_latency(key, ctx, RATE, seconds), 1, brief=summary)
     rows = []
     for ours, peers, judge in GROUPS:
         backend = load(ours).backend

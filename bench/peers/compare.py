@@ -35,8 +35,9 @@ class Measured(Generic[T]):
 
 
 def interleave(ctx: Context, keys: Sequence[str], measure: Callable[[str], T], rounds: int,
-               once: Sequence[str] = ()) -> dict[str, Measured[T]]:
-    """``measure(key)`` for every key, round after round (keys in ``once`` only in the first)."""
+               once: Sequence[str] = (), brief: Callable[[T], str] = repr) -> dict[str, Measured[T]]:
+    """``measure(key)`` for every key, round after round (keys in ``once`` only in the first);
+    ``brief`` says a result in a line of progress."""
     out: dict[str, Measured[T]] = {}
     for key in keys:
         out[key] = Measured(key)
@@ -54,7 +55,7 @@ def interleave(ctx: Context, keys: Sequence[str], measure: Callable[[str], T], r
                 traceback.print_exc()
                 slot.why_not = f"crashed: {type(exc).__name__}: {str(exc)[:300]}"
                 slot.rounds.clear()
-            ctx.say(f"{key}: round {round_index + 1}: " + (slot.why_not or repr(slot.rounds[-1])))
+            ctx.say(f"{key}: round {round_index + 1}: " + (slot.why_not or brief(slot.rounds[-1])))
     return out
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.common import agent_config, console_channel
 from bench.peers.base import Gate, JobLog, Payload, PeerDriver, Place, Producer
-from bench.peers.pg_schema import drop_schema, postgres_unavailable, scalar
+from bench.peers.pg_schema import PostgresPeer
 
 __all__ = ["OtpagentPostgres", "OtpagentSqlite"]
 
@@ -133,14 +133,10 @@ class OtpagentSqlite(_Otpagent):
         return int(row[0]) if row else 0
 
 
-class OtpagentPostgres(_Otpagent):
+class OtpagentPostgres(_Otpagent, PostgresPeer):
     name = "otpagent (PostgreSQL)"
-    backend = "PostgreSQL"
     distribution = "otpagent-postgres"
     guarantee = _Otpagent.guarantee + "; PostgreSQL, all tables logged, `synchronous_commit` as the server has it"
-
-    def unavailable(self) -> str | None:
-        return super().unavailable() or postgres_unavailable()
 
     def config(self, place: Place, *, outbox: bool = False) -> dict[str, Any]:
         from bench.parts.postgres import pg_config
@@ -156,16 +152,7 @@ class OtpagentPostgres(_Otpagent):
         IntelligentOTPAgent(self.config(place)).close()  # migrates the schema
 
     def pending(self, place: Place) -> int:
-        return self._query(place, f"SELECT count(*) FROM {{}}.messages WHERE status IN {_OPEN}")
+        return self.count(place, f"SELECT count(*) FROM {{}}.messages WHERE status IN {_OPEN}")
 
     def finished(self, place: Place) -> int | None:
-        return self._query(place, "SELECT count(*) FROM {}.messages WHERE status = 'sent'")
-
-    @staticmethod
-    def _query(place: Place, template: str) -> int:
-        from psycopg import sql
-
-        return int(scalar(sql.SQL(template).format(sql.Identifier(place.tag))) or 0)
-
-    def cleanup(self, place: Place) -> None:
-        drop_schema(place.tag)
+        return self.count(place, "SELECT count(*) FROM {}.messages WHERE status = 'sent'")

@@ -6,8 +6,27 @@ from __future__ import annotations
 from typing import Any
 
 from bench.parts.postgres import DSN
+from bench.peers.base import PeerDriver, Place
 
-__all__ = ["DSN", "create_schema", "drop_schema", "peer_dsn", "postgres_unavailable", "scalar"]
+__all__ = ["DSN", "PostgresPeer", "create_schema", "drop_schema", "peer_dsn", "postgres_unavailable", "scalar"]
+
+
+class PostgresPeer(PeerDriver):
+    """A peer whose queue lives in the place's own schema on the bench's server."""
+
+    backend = "PostgreSQL"
+
+    def unavailable(self) -> str | None:
+        return super().unavailable() or postgres_unavailable()
+
+    def count(self, place: Place, query: str) -> int:
+        """``query`` with ``{}`` standing for the place's schema; its single number."""
+        from psycopg import sql
+
+        return int(scalar(sql.SQL(query).format(sql.Identifier(place.tag))) or 0)
+
+    def cleanup(self, place: Place) -> None:
+        drop_schema(place.tag)
 
 
 def peer_dsn(application_name: str) -> str:

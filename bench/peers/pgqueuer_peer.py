@@ -14,8 +14,8 @@ import os
 import signal
 from typing import Any
 
-from bench.peers.base import Gate, JobLog, Payload, PeerDriver, Place, Producer
-from bench.peers.pg_schema import DSN, drop_schema, postgres_unavailable, scalar
+from bench.peers.base import Gate, JobLog, Payload, Place, Producer
+from bench.peers.pg_schema import DSN, PostgresPeer
 
 __all__ = ["PgQueuerPeer"]
 
@@ -61,9 +61,8 @@ class _Producer(Producer):
         await self._conn.close()
 
 
-class PgQueuerPeer(PeerDriver):
+class PgQueuerPeer(PostgresPeer):
     name = "PgQueuer"
-    backend = "PostgreSQL"
     distribution = "pgqueuer"
     workers = ("1 process: one asyncio loop on one asyncpg connection, `batch_size=10` per dequeue, "
                "no concurrency limit (the `pgq run` defaults)")
@@ -71,9 +70,6 @@ class PgQueuerPeer(PeerDriver):
                  "the log table after it ran, those completions flushed in batches (10 or 0.1 s); a "
                  "picked job whose heartbeat stops for `heartbeat_timeout` (30 s) is picked again: "
                  "at-least-once")
-
-    def unavailable(self) -> str | None:
-        return super().unavailable() or postgres_unavailable()
 
     def prepare(self, place: Place) -> None:
         asyncio.run(self._install(place))
@@ -94,19 +90,10 @@ class PgQueuerPeer(PeerDriver):
             await conn.close()
 
     def pending(self, place: Place) -> int:
-        from psycopg import sql
-
-        return int(scalar(sql.SQL("SELECT count(*) FROM {}.pgqueuer").format(sql.Identifier(place.tag))) or 0)
+        return self.count(place, "SELECT count(*) FROM {}.pgqueuer")
 
     def finished(self, place: Place) -> int | None:
-        from psycopg import sql
-
-        query = sql.SQL("SELECT count(*) FROM {}.pgqueuer_log WHERE status = 'successful'").format(
-            sql.Identifier(place.tag))
-        return int(scalar(query) or 0)
-
-    def cleanup(self, place: Place) -> None:
-        drop_schema(place.tag)
+        return self.count(place, "SELECT count(*) FROM {}.pgqueuer_log WHERE status = 'successful'")
 
     def producer(self, place: Place) -> Producer:
         return _Producer(place)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bench.peers.base import Gate, JobLog, Payload, PeerDriver, Place, Producer
-from bench.peers.pg_schema import DSN, create_schema, drop_schema, postgres_unavailable, scalar
+from bench.peers.base import Gate, JobLog, Payload, Place, Producer
+from bench.peers.pg_schema import DSN, PostgresPeer, create_schema
 
 __all__ = ["ProcrastinatePeer"]
 
@@ -53,18 +53,14 @@ class _Producer(Producer):
         await self._app.close_async()
 
 
-class ProcrastinatePeer(PeerDriver):
+class ProcrastinatePeer(PostgresPeer):
     name = "procrastinate"
-    backend = "PostgreSQL"
     distribution = "procrastinate"
     workers = (f"1 process: one asyncio loop, `concurrency={CONCURRENCY}` (default 1), LISTEN/NOTIFY on, "
                "jobs kept after success (`delete_jobs=never`, the default)")
     guarantee = ("all tables logged; a job is `doing` from its fetch until one UPDATE marks it done; jobs "
                  "left `doing` by a killed worker stay there until a periodic task of yours retries them "
                  "(docs: howto/production/retry_stalled_jobs): at-most-once unless you add that task")
-
-    def unavailable(self) -> str | None:
-        return super().unavailable() or postgres_unavailable()
 
     def prepare(self, place: Place) -> None:
         create_schema(place.tag)
@@ -76,21 +72,11 @@ class ProcrastinatePeer(PeerDriver):
         async with app.open_async():
             await app.schema_manager.apply_schema_async()
 
-    def _count(self, place: Place, statuses: str) -> int:
-        from psycopg import sql
-
-        query = sql.SQL("SELECT count(*) FROM {}.procrastinate_jobs WHERE status IN ({})").format(
-            sql.Identifier(place.tag), sql.SQL(statuses))
-        return int(scalar(query) or 0)
-
     def pending(self, place: Place) -> int:
-        return self._count(place, "'todo', 'doing'")
+        return self.count(place, "SELECT count(*) FROM {}.procrastinate_jobs WHERE status IN ('todo', 'doing')")
 
     def finished(self, place: Place) -> int | None:
-        return self._count(place, "'succeeded'")
-
-    def cleanup(self, place: Place) -> None:
-        drop_schema(place.tag)
+        return self.count(place, "SELECT count(*) FROM {}.procrastinate_jobs WHERE status = 'succeeded'")
 
     def producer(self, place: Place) -> Producer:
         return _Producer(place)
