@@ -100,7 +100,7 @@ def place_for(peer: PeerDriver, ctx: Context) -> Iterator[Place]:
 
 def run_child(key: str, place: Place, role: str, *args: object, timeout: float,
               profile: Path | None = None) -> dict[str, Any]:
-    """Run a producer-side child to its end; its last stdout line is its JSON result. With
+    """Run a producer-side child to its end; its last JSON line on stdout is its result. With
     ``profile``, py-spy samples it (collapsed stacks, GIL-holding only) into that file."""
     command = [*CHILD, role, key, place.dumps(), *(str(a) for a in args)]
     if profile is not None:
@@ -110,9 +110,10 @@ def run_child(key: str, place: Place, role: str, *args: object, timeout: float,
                                 check=False)
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"{key} {role}: no result within {timeout:.0f} s") from exc
-    if result.returncode != 0 or not result.stdout.strip():
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]  # py-spy talks on stdout too
+    if result.returncode != 0 or not lines:
         raise RuntimeError(f"{key} {role} exited {result.returncode}: {result.stderr[-1500:]}")
-    answer: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    answer: dict[str, Any] = json.loads(lines[-1])
     return answer
 
 

@@ -1,4 +1,4 @@
-"""``python -m bench.peers.profile PEER [--processes N] [--count N] [--enqueue BATCH]``: where the time goes.
+"""``python -m bench.peers.profile PEER [--processes N] [--count N] [--enqueue BATCH]``: where time goes.
 
 Runs one processing measurement (or one enqueue measurement) of a peer exactly as the
 ``peers-*`` parts do, with py-spy sampling the worker (or enqueuing) process, and prints
@@ -31,11 +31,13 @@ def _frame_name(frame: str) -> str:
     return f"{Path(path).name}:{name.strip()}"
 
 
-def summarise(files: list[Path], top: int = 25) -> str:
-    """The ``top`` functions by inclusive and by self share of the samples in ``files``."""
+def summarise(files: list[Path], top: int = 25, focus: str = "") -> str:
+    """The ``top`` functions by inclusive and by self share of the samples in ``files``; with
+    ``focus``, only of the samples inside a function whose name holds it (e.g. the enqueue
+    calls, leaving out the child's start-up)."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
-    total = 0
+    total = everything = 0
     for path in files:
         for line in path.read_text(errors="replace").splitlines():
             stack, _, count_text = line.rpartition(" ")
@@ -43,7 +45,8 @@ def summarise(files: list[Path], top: int = 25) -> str:
                 continue
             count = int(count_text)
             frames = [_frame_name(f) for f in stack.split(";") if " (" in f]
-            if not frames:
+            everything += count
+            if not frames or (focus and not any(focus in f for f in frames)):
                 continue
             total += count
             for name in set(frames):
@@ -51,7 +54,8 @@ def summarise(files: list[Path], top: int = 25) -> str:
             own[frames[-1]] += count
     if not total:
         return "no samples (was py-spy allowed to attach? it needs ptrace permission)"
-    lines = [f"{total:,} samples holding the GIL", "", "inclusive  function"]
+    within = f" inside {focus!r} ({100 * total / everything:.0f}% of {everything:,})" if focus else ""
+    lines = [f"{total:,} samples holding the GIL{within}", "", "inclusive  function"]
     lines += [f"{100 * n / total:8.1f}%  {name}" for name, n in inclusive.most_common(top)]
     lines += ["", "self       function"]
     lines += [f"{100 * n / total:8.1f}%  {name}" for name, n in own.most_common(top)]
@@ -67,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--enqueue", type=int, metavar="BATCH", help="profile enqueueing instead (batch size)")
     parser.add_argument("--out", type=Path, help="keep the collapsed stacks in this directory")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--focus", default=None,
+                        help="only samples inside functions whose name holds this (default with --enqueue: "
+                             "'Producer.send', the enqueue calls)")
     args = parser.parse_args(argv)
     if not Path(SPY[0]).exists():
         parser.error(f"py-spy is not installed beside {sys.executable} (pip install py-spy)")
@@ -84,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"CPU/msg worker {worker:,.0f} µs" + (f" + server {server:,.0f} µs" if server is not None else ""))
     finally:
         shutil.rmtree(ctx.workdir, ignore_errors=True)
-    print(summarise(sorted(out.glob(f"{args.peer}-*.txt")), args.top))
+    focus = args.focus if args.focus is not None else ("Producer.send" if args.enqueue else "")
+    print(summarise(sorted(out.glob(f"{args.peer}-*.txt")), args.top, focus))
     if not args.out:
         shutil.rmtree(out, ignore_errors=True)
     return 0
