@@ -59,11 +59,12 @@ def demo(session: nox.Session) -> None:
     session.run("otpagent", "demo", *session.posargs)
 
 
-#: The queues people would pick instead, measured beside otpagent by the ``peers-*`` parts. Pinned, so a
-#: figure is always against the version printed beside it; installed in the bench sessions only.
+#: The queues people would pick instead, measured beside otpagent by the ``peers-*`` parts (pinned, so a
+#: figure is always against the version printed beside it), and py-spy for ``python -m bench.peers.profile``.
+#: Installed in the bench sessions only, never as a dependency of otpagent.
 BENCH_PEERS = [
     "pgqueuer==1.6.0", "asyncpg==0.32.0", "procrastinate==3.10.0", "huey==3.5.4", "redis==8.1.0",
-    "dramatiq[redis]==2.2.1", "celery[redis]==5.7.0",
+    "dramatiq[redis]==2.2.1", "celery[redis]==5.7.0", "py-spy==0.4.3",
 ]
 
 
