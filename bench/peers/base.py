@@ -21,6 +21,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,7 @@ class JobLog:
     def __init__(self, count_path: Path, latency_path: Path | None) -> None:
         self._count = 0
         self._lock = threading.Lock()
-        self._external: Any = None
+        self._external: Callable[[], int] | None = None
         self._count_fd = os.open(count_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._latency_fd = (os.open(latency_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                             if latency_path is not None else None)
@@ -206,13 +207,13 @@ class JobLog:
         if self._latency_fd is not None and started > 0:
             os.write(self._latency_fd, f"{started!r} {ran_at!r}\n".encode())
 
-    def count_with(self, counter: Any) -> None:
+    def count_with(self, counter: Callable[[], int]) -> None:
         """Report ``counter()`` instead of the calls to :meth:`ran` (otpagent counts its own)."""
         self._external = counter
 
     @property
     def count(self) -> int:
-        return int(self._external()) if self._external is not None else self._count
+        return self._external() if self._external is not None else self._count
 
     def _report(self) -> None:
         while not self._stop.wait(self.INTERVAL):

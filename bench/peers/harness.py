@@ -126,16 +126,20 @@ class Workers:
         self.procs: list[subprocess.Popen[str]] = []
         self.lines: list[queue.Queue[str]] = []
         self.logs = [place.path / f"worker-{i}.log" for i in range(processes)]
-        for index, log in enumerate(self.logs):
-            with log.open("w") as err:
-                proc = subprocess.Popen([*CHILD, "work", key, place.dumps(), str(index), "1" if latency else "0"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
-                                        env=child_env(**ENV))
-            self.procs.append(proc)
-            lines: queue.Queue[str] = queue.Queue()
-            assert proc.stdout is not None
-            threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
-            self.lines.append(lines)
+        try:
+            for index, log in enumerate(self.logs):
+                with log.open("w") as err:
+                    proc = subprocess.Popen([*CHILD, "work", key, place.dumps(), str(index), "1" if latency else "0"],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                                            env=child_env(**ENV))
+                self.procs.append(proc)
+                lines: queue.Queue[str] = queue.Queue()
+                assert proc.stdout is not None
+                threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+                self.lines.append(lines)
+        except BaseException:
+            self.stop()  # the ones already started
+            raise
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
