@@ -60,8 +60,24 @@ def demo(session: nox.Session) -> None:
     session.run("otpagent", "demo", *session.posargs)
 
 
+#: The queues people would pick instead, measured beside otpagent by the ``peers-*`` parts (pinned, so a
+#: figure is always against the version printed beside it), and py-spy for ``python -m bench.peers.profile``.
+#: Installed in the bench sessions only, never as a dependency of otpagent.
+BENCH_PEERS = [
+    "pgqueuer==1.6.0", "asyncpg==0.32.0", "procrastinate==3.10.0", "huey==3.5.4", "redis==8.1.0",
+    "dramatiq[redis]==2.2.1", "celery[redis]==5.7.0", "py-spy==0.4.3",
+]
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: throughput, latency and memory with ratios to same-run baselines."""
-    install_packages(session, *TEST_DEPS)
+    """Benchmarks: throughput, latency and memory with ratios to same-run baselines (and to peers)."""
+    install_packages(session, *TEST_DEPS, *BENCH_PEERS)
     session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session
+def bench_smoke(session: nox.Session) -> None:
+    """The benchmark smoke tests with the peers installed, so their drivers run too (tiny sizes)."""
+    install_packages(session, *TEST_DEPS, *BENCH_PEERS)
+    session.run("pytest", "tests/bench", "-m", "peers or not peers", *session.posargs)

@@ -36,7 +36,11 @@ PARTS: dict[str, tuple[str, str]] = {
     "http": ("bench.parts.http", "figure 10: HTTP API POST /v1/otp + verify over loopback"),
     "recovery": ("bench.parts.recovery", "figure 11: SIGKILL one of two workers -> its in-flight messages sent again"),
     "routing": ("bench.parts.routing", "routing simulation (bench/routing.py, when present)"),
-    "import": ("bench.parts.importtime", "figure 11: import time of the library with its plugins"),
+    "import": ("bench.parts.importtime", "figure 12: import time of the library with its plugins"),
+    "peers-pg": ("bench.parts.peers_pg", "beside PgQueuer and procrastinate: processing, CPU, enqueue"),
+    "peers-sqlite": ("bench.parts.peers_sqlite", "beside huey (SQLite, fsync): processing, CPU, enqueue"),
+    "peers-redis": ("bench.parts.peers_redis", "beside Dramatiq and Celery on Redis: processing, enqueue"),
+    "crosslatency": ("bench.parts.crosslatency", "enqueue -> job latency across processes at 200 msg/s, all"),
 }
 OPTIONAL: set[str] = set()  # parts whose module may be absent (routing checks for itself)
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +68,14 @@ def _as_row(item: Any, part: str) -> Row:
                   note=str(get("note", "") or ""))
     row.part = row.part or part
     return row
+
+
+def _load_average() -> str:
+    """The machine's load average: these machines are shared, and the figures move with it."""
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
 
 
 def run_part(name: str, ctx: Context) -> tuple[list[Row], bool]:
@@ -101,13 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         for name, (_, what) in PARTS.items():
-            print(f"{name:10} {what}")
+            print(f"{name:12} {what}")
         return 0
     unknown = [p for p in args.parts if p not in PARTS]
     if unknown:
         parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     names = [p for p in PARTS if p in args.parts] if args.parts else list(PARTS)
     ctx = Context(quick=args.quick)
+    load_at_start = _load_average()
     started = time.perf_counter()
     rows: list[Row] = []
     crashed: list[str] = []
@@ -125,10 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes(rows):
         print(f"* {note}")
     caveat = " (quick: sizes too small to mean anything)" if ctx.quick else ""
-    print(f"\n{len(rows)} figures in {seconds:.0f} s{caveat}")
+    print(f"\n{len(rows)} figures in {seconds:.0f} s{caveat}; "
+          f"load average {load_at_start} at start, {_load_average()} at end")
     write = args.write_docs or (not args.parts and not ctx.quick)
     if write and not args.no_docs:
-        write_docs(args.docs_path, rows, machine_info(), names, seconds, template=TEMPLATE)
+        info = {**machine_info(), "load average (1/5/15 min) at start": load_at_start, "at end": _load_average()}
+        write_docs(args.docs_path, rows, info, names, seconds, template=TEMPLATE)
         print(f"wrote {args.docs_path}")
     if crashed:
         print(f"crashed: {', '.join(crashed)}", file=sys.stderr)
