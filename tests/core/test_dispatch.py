@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from otpagent import MessageRequest, Priority, Status
-from otpagent.dispatcher import backoff_delay
+from otpagent.backoff import backoff_delay
 from tests.conftest import FakeClock, console_channels, wait_for
 
 PHONE = "+447700900124"

@@ -192,3 +192,12 @@ def test_a_bare_agent_reads_config_json_in_the_working_directory(tmp_path: Path,
 
     with IntelligentOTPAgent() as agent:
         assert agent.config.retry.max_attempts == 4
+
+
+def test_a_channel_spec_handed_to_a_plugin_keeps_its_credentials_out_of_its_repr(tmp_path: Path) -> None:
+    from otpagent.protocols import ChannelSpec, PluginContext
+
+    spec = ChannelSpec(name="SMS", plugin="acme", kind="sms", cost=None, context=PluginContext(config_dir=tmp_path),
+                       settings={"api_config": {"token": "tok-123-secret"}}, api_config={"token": "tok-123-secret"})
+
+    assert "tok-123-secret" not in repr(spec) and "token" in repr(spec)

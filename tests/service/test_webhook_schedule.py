@@ -6,8 +6,9 @@ import random
 
 import pytest
 
+from otpagent.backoff import backoff_delay
 from otpagent.errors import ConfigError
-from otpagent.sinks.webhook_outbox import backoff_delay
+from otpagent.sinks.webhook import WEBHOOK_JITTER_FLOOR
 from otpagent.sinks.webhook_settings import parse_webhook_settings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -16,7 +17,7 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 def test_delays_double_up_to_the_cap_with_jitter() -> None:
     rng = random.Random(7)
 
-    delays = [backoff_delay(n, 5.0, 7200.0, rng) for n in range(1, 15)]
+    delays = [backoff_delay(n, 5.0, 7200.0, rng, floor=WEBHOOK_JITTER_FLOOR) for n in range(1, 15)]
 
     for n, delay in enumerate(delays, start=1):
         full = min(7200.0, 5.0 * 2 ** (n - 1))
@@ -30,7 +31,8 @@ def test_by_default_a_delivery_is_retried_for_a_day_before_it_is_dead() -> None:
 
     while elapsed < settings.horizon_seconds:
         attempts += 1
-        elapsed += backoff_delay(attempts, settings.base_delay_seconds, settings.max_delay_seconds, rng)
+        elapsed += backoff_delay(attempts, settings.base_delay_seconds, settings.max_delay_seconds, rng,
+                                 floor=WEBHOOK_JITTER_FLOOR)
 
     assert settings.horizon_seconds == 86400.0
     assert 15 <= attempts <= 40  # a day of tries, neither hammering nor giving up early

@@ -299,16 +299,20 @@ class IntelligentOTPAgent:
 
     def _routability(self, item: NewMessage, index: int | None) -> list[FieldError]:
         envelope = item.message.envelope()
-        reasons = self.planner.reasons_unusable(item.message, envelope, check_circuits=False)
-        if len(reasons) < len(self.channels):
+        refusals = self.planner.refusals(item.message, envelope, check_circuits=False)
+        if len(refusals) < len(self.channels):
             return []
         unknown = [c for c in item.message.channels or () if c not in self.channels]
         if unknown:
             return [FieldError("channels", f"unknown channel(s) {', '.join(unknown)} "
                                            f"(configured: {', '.join(self.channels)})", index)]
-        content = {n: r for n, r in reasons.items() if "allows at most" in r or "too long" in r}
-        field = "content" if content else ("channels" if item.message.channels else "phone_number")
-        detail = "; ".join(f"{n}: {r}" for n, r in (content or reasons).items())
+        # Name the field at fault: the content when a channel's check refused it, else the
+        # request's channel list, else the recipient the channels could not reach.
+        content = {n: r for n, r in refusals.items() if r.field == "content"}
+        recipients = [r.field for r in refusals.values() if r.field in ("phone_number", "email")]
+        field = "content" if content else "channels" if item.message.channels else \
+            max(set(recipients), key=recipients.count, default="phone_number")
+        detail = "; ".join(f"{n}: {r.reason}" for n, r in (content or refusals).items())
         return [FieldError(field, f"no configured channel can deliver it ({detail})", index)]
 
     # -- reports -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import attrs
 from otpagent.circuit import BreakerSettings
 from otpagent.errors import ConfigError
 from otpagent.logs import get_logger
+from otpagent.model import ChannelKind
 from otpagent.redact import MASK, redacted_repr
 
 __all__ = [
@@ -373,7 +374,7 @@ def _channels(raw: Any, data: Mapping[str, Any]) -> list[ChannelConfig]:
         return [
             ChannelConfig(name=f"console-{kind}", plugin="console", kind=kind, enabled=True, cost=0.0,
                           weight=1.0, rate_limit=None, settings={"plugin": "console", "kind": kind})
-            for kind in ("voice", "sms", "whatsapp", "email")
+            for kind in (ChannelKind.VOICE, ChannelKind.SMS, ChannelKind.WHATSAPP, ChannelKind.EMAIL)
         ]
     if not isinstance(raw, Mapping):
         raise ConfigError("channels", "must be a JSON object mapping channel names to sections")
@@ -388,7 +389,7 @@ def _channels(raw: Any, data: Mapping[str, Any]) -> list[ChannelConfig]:
         if not isinstance(plugin, str):
             raise ConfigError(f"{path}.plugin", "missing: name the channel plugin (e.g. \"console\", \"twilio-sms\")")
         kind = section.get("kind")
-        if kind is not None and kind not in ("sms", "whatsapp", "voice", "email"):
+        if kind is not None and kind not in {k.value for k in ChannelKind}:
             raise ConfigError(f"{path}.kind", f"unknown kind {kind!r} (expected sms, whatsapp, voice or email)")
         enabled = section.get("enabled", True)
         if not isinstance(enabled, bool):

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
+from otpagent.backoff import backoff_delay
 from otpagent.channelguard import ChannelGuard
 from otpagent.channelpace import MAX_RESERVE, ChannelPace
 from otpagent.circuit import CircuitBreakers
@@ -48,14 +49,9 @@ from otpagent.routing.planner import RoutePlanner, Unroutable
 from otpagent.storage.capabilities import AgentCapabilities
 from otpagent.workerpool import WorkerPool
 
-__all__ = ["Dispatcher", "backoff_delay"]
+__all__ = ["Dispatcher"]
 
 log = get_logger("otpagent.dispatcher")
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
-    return rng.uniform(0.0, min(cap, base * (2 ** max(0, attempt - 1))))
-
 
 class Dispatcher:
     """Works the queue until stopped. Thread-safe; one per agent.

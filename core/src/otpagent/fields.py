@@ -178,28 +178,30 @@ def _check_json(path: str, value: object, depth: int) -> None:
     """Refuse what JSON cannot hold (sets, objects, NaN), lone surrogates and deep nesting."""
     if depth > MAX_METADATA_DEPTH:
         raise InvalidRequest.single(path, f"is nested more than {MAX_METADATA_DEPTH} levels deep")
-    if value is None or isinstance(value, bool | int):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidRequest.single(path, f"must be a finite number, got {value!r}")
-        return
-    if isinstance(value, str):
-        _check_unicode(path, value)
-        return
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidRequest.single(path, f"keys must be strings, got {type(key).__name__}")
             _check_unicode(f"{path}.<key>", key)
             _check_json(f"{path}.{key}", item, depth + 1)
-        return
-    if isinstance(value, list | tuple):
+    elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             _check_json(f"{path}[{i}]", item, depth + 1)
+    else:
+        _check_json_scalar(path, value)
+
+
+def _check_json_scalar(path: str, value: object) -> None:
+    if value is None or isinstance(value, bool | int):
         return
-    raise InvalidRequest.single(path, f"must be JSON data (object, array, string, number, bool, null), "
-                                      f"got {type(value).__name__}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidRequest.single(path, f"must be a finite number, got {value!r}")
+    elif isinstance(value, str):
+        _check_unicode(path, value)
+    else:
+        raise InvalidRequest.single(path, f"must be JSON data (object, array, string, number, bool, null), "
+                                          f"got {type(value).__name__}")
 
 
 def scheduled_for(value: datetime | float | int | str | None) -> float | None:

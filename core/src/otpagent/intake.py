@@ -44,26 +44,31 @@ def parse_request(data: MessageRequest | Mapping[str, Any], index: int | None = 
             return MessageRequest(**data)
         except InvalidRequest:
             pass  # run each converter alone below, to report every bad field at once
+    errors = _field_errors(data, index)
+    if errors:
+        raise InvalidRequest(errors)
+    try:
+        return MessageRequest(**data)
+    except InvalidRequest as exc:
+        raise InvalidRequest([FieldError(e.field, e.reason, index) for e in exc.errors]) from None
+
+
+def _field_errors(data: Mapping[str, Any], index: int | None) -> list[FieldError]:
+    """Every unknown field and every field its converter refuses, each converter run alone, so
+    one entry reports all of its bad fields at once."""
     errors: list[FieldError] = []
-    kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in _FIELDS:
             errors.append(FieldError(str(key), f"unknown field (expected one of {', '.join(sorted(_FIELDS))})", index))
             continue
-        kwargs[key] = value
-        # Run each field's converter alone so one entry reports all of its bad fields at once.
         converter: Any = _CONVERTERS[key]
-        if converter is not None and value is not None:
-            try:
-                converter(value)
-            except InvalidRequest as exc:
-                errors.extend(FieldError(e.field, e.reason, index) for e in exc.errors)
-    if errors:
-        raise InvalidRequest(errors)
-    try:
-        return MessageRequest(**kwargs)
-    except InvalidRequest as exc:
-        raise InvalidRequest([FieldError(e.field, e.reason, index) for e in exc.errors]) from None
+        if converter is None or value is None:
+            continue
+        try:
+            converter(value)
+        except InvalidRequest as exc:
+            errors.extend(FieldError(e.field, e.reason, index) for e in exc.errors)
+    return errors
 
 
 def parse_requests(items: Sequence[MessageRequest | Mapping[str, Any]]) -> list[MessageRequest]:

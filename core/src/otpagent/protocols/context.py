@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from otpagent.protocols.storage import StorageBackend
+from otpagent.redact import redacted_repr
 
 __all__ = ["ChannelSpec", "PluginContext"]
 
@@ -39,7 +40,7 @@ class ChannelSpec:
     name: str
     plugin: str
     kind: str | None
-    settings: Mapping[str, Any]
-    api_config: Mapping[str, Any]
+    settings: Mapping[str, Any] = attrs.field(repr=redacted_repr)  # credentials stay out of reprs
+    api_config: Mapping[str, Any] = attrs.field(repr=redacted_repr)
     cost: float | None
     context: PluginContext

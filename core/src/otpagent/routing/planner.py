@@ -16,7 +16,9 @@ import attrs
 
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import ChannelConfig
-from otpagent.model import Envelope, Event, Message, MessageType
+from otpagent.logs import get_logger
+from otpagent.logthrottle import LogThrottle
+from otpagent.model import ChannelKind, Envelope, Event, Message, MessageType
 from otpagent.protocols import (
     Channel,
     ChannelInfo,
@@ -29,10 +31,21 @@ from otpagent.protocols import (
 from otpagent.recipients import country_of
 from otpagent.routing.guard import StrategyGuard
 
-__all__ = ["RoutePlanner", "Unroutable"]
+__all__ = ["Refusal", "RoutePlanner", "Unroutable"]
+
+log = get_logger("otpagent.routing")
 
 #: Kind names as the original product wrote them in ``preferred_channel``.
-_KIND_ALIASES = {"sms": "sms", "whatsapp": "whatsapp", "call": "voice", "voice": "voice", "email": "email"}
+_KIND_ALIASES: Mapping[str, ChannelKind] = {**{k.value: k for k in ChannelKind}, "call": ChannelKind.VOICE}
+
+
+@attrs.frozen
+class Refusal:
+    """Why a channel cannot carry a message, and the request field at fault (None: the
+    channel's own state or the configuration)."""
+
+    reason: str
+    field: str | None = None
 
 
 @attrs.frozen
@@ -68,6 +81,7 @@ class RoutePlanner:
         self._announced_budget: set[tuple[str, str]] = set()
         self.on_event = on_event
         self._lock = threading.Lock()
+        self._faults = LogThrottle(clock=clock)
 
     def channel_stats(self) -> Mapping[str, ChannelStats]:
         now = self.clock()
@@ -81,24 +95,56 @@ class RoutePlanner:
 
     def reasons_unusable(self, message: Message | None, envelope: Envelope, *, check_circuits: bool) -> dict[str, str]:
         """Why each configured channel cannot take this envelope (absent: it can)."""
+        return {name: r.reason for name, r in self.refusals(message, envelope, check_circuits=check_circuits).items()}
+
+    def refusals(self, message: Message | None, envelope: Envelope, *, check_circuits: bool) -> dict[str, Refusal]:
+        """Each configured channel that cannot take this envelope, why, and which request field
+        that is about (``content`` when the channel's ``check`` refuses it)."""
         allowed = set(message.channels) if message is not None and message.channels else None
-        reasons: dict[str, str] = {}
+        refusals: dict[str, Refusal] = {}
         for name, channel in self.channels.items():
-            cfg = self.configs[name]
-            if allowed is not None and name not in allowed:
-                reasons[name] = "not in the request's channel list"
-            elif not cfg.enabled:
-                reasons[name] = "disabled"
-            elif envelope.message_type is MessageType.OTP and channel.kind == "voice" and not self.voice_otp_enabled:
-                reasons[name] = "voice OTPs are off (otp.voice_enabled)"
-            elif not channel.supports(envelope):
-                reasons[name] = f"cannot reach this recipient ({channel.kind} needs "\
-                                f"{'an email address' if channel.kind == 'email' else 'a phone number'})"
-            elif (why := channel.check(envelope)) is not None:
-                reasons[name] = why
-            elif check_circuits and (why := self.unavailable_reason(name)) is not None:
-                reasons[name] = why
-        return reasons
+            refusal = self._refusal(name, channel, envelope, allowed, check_circuits)
+            if refusal is not None:
+                refusals[name] = refusal
+        return refusals
+
+    def _refusal(self, name: str, channel: Channel, envelope: Envelope, allowed: set[str] | None,
+                 check_circuits: bool) -> Refusal | None:
+        cfg = self.configs[name]
+        if allowed is not None and name not in allowed:
+            return Refusal("not in the request's channel list", "channels")
+        if not cfg.enabled:
+            return Refusal("disabled")
+        if envelope.message_type is MessageType.OTP and channel.kind == "voice" and not self.voice_otp_enabled:
+            return Refusal("voice OTPs are off (otp.voice_enabled)")
+        recipient = "email" if channel.kind == "email" else "phone_number"
+        supported = self._ask(name, "supports", lambda: channel.supports(envelope))
+        if isinstance(supported, Refusal):
+            return supported
+        if not supported:
+            return Refusal(f"cannot reach this recipient ({channel.kind} needs "
+                           f"{'an email address' if recipient == 'email' else 'a phone number'})", recipient)
+        why = self._ask(name, "check", lambda: channel.check(envelope))
+        if isinstance(why, Refusal):
+            return why
+        if why is not None:
+            return Refusal(str(why), "content")  # ``check`` judges the content, by the protocol
+        if check_circuits and (why := self.unavailable_reason(name)) is not None:
+            return Refusal(why)
+        return None
+
+    def _ask(self, name: str, method: str, call: Callable[[], object]) -> object:
+        """A channel's ``supports``/``check``, guarded: a plugin that raises makes the channel
+        unusable for this message (logged once a minute), never breaks routing or intake."""
+        try:
+            return call()
+        except Exception as exc:
+            problem = f"channel {name} ({self.configs[name].plugin}) raised {type(exc).__name__} in {method}: {exc}"
+            quiet = self._faults.allow((name, method))
+            if quiet is not None:
+                log.exception("channel_fault", channel=name, method=method, problem=problem,
+                              repeats_since_last_log=quiet)
+            return Refusal(problem)
 
     def plan(self, message: Message) -> list[str] | Unroutable:
         envelope = message.envelope()

@@ -14,16 +14,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from otpagent.errors import ConfigError
-from otpagent.model import Envelope, Priority
+from otpagent.model import ChannelKind, Envelope, Priority
 from otpagent.protocols import ChannelInfo, PluginContext, RouteOutcome
 
 __all__ = ["KIND_ORDER", "PriorityStrategy", "create_priority_strategy", "health"]
 
-KIND_ORDER: Mapping[Priority, tuple[str, ...]] = {
-    Priority.CRITICAL: ("voice", "sms", "whatsapp", "email"),
-    Priority.HIGH: ("sms", "whatsapp", "voice", "email"),
-    Priority.MEDIUM: ("whatsapp", "sms", "email", "voice"),
-    Priority.LOW: ("email", "whatsapp", "sms", "voice"),
+_V, _S, _W, _E = ChannelKind.VOICE, ChannelKind.SMS, ChannelKind.WHATSAPP, ChannelKind.EMAIL
+#: The original product's map: CRITICAL -> voice (most reliable), HIGH -> SMS (fast),
+#: MEDIUM -> WhatsApp (cheap), LOW -> email (cheapest); then the rest, in a sensible order.
+KIND_ORDER: Mapping[Priority, tuple[ChannelKind, ...]] = {
+    Priority.CRITICAL: (_V, _S, _W, _E),
+    Priority.HIGH: (_S, _W, _V, _E),
+    Priority.MEDIUM: (_W, _S, _E, _V),
+    Priority.LOW: (_E, _W, _S, _V),
 }
 
 

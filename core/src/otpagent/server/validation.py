@@ -42,14 +42,20 @@ def validate(value: Any, schema: Mapping[str, Any], path: str = "", index: int |
     if isinstance(value, str):
         errors += _string(value, schema, path, index)
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            errors.append(SchemaError(path, f"must be at least {schema['minimum']}", index))
-        if "maximum" in schema and value > schema["maximum"]:
-            errors.append(SchemaError(path, f"must be at most {schema['maximum']}", index))
+        errors += _number(value, schema, path, index)
     elif isinstance(value, dict):
         errors += _object(value, schema, path, index)
     elif isinstance(value, list):
         errors += _array(value, schema, path, index)
+    return errors
+
+
+def _number(value: float, schema: Mapping[str, Any], path: str, index: int | None) -> list[SchemaError]:
+    errors = []
+    if "minimum" in schema and value < schema["minimum"]:
+        errors.append(SchemaError(path, f"must be at least {schema['minimum']}", index))
+    if "maximum" in schema and value > schema["maximum"]:
+        errors.append(SchemaError(path, f"must be at most {schema['maximum']}", index))
     return errors
 
 

@@ -22,11 +22,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from otpagent.backoff import backoff_delay
 from otpagent.errors import ConfigError
 from otpagent.logs import get_logger
 from otpagent.model import Event
 from otpagent.protocols import Capability, Delivery, PluginContext, WebhookOutbox, event_payload
-from otpagent.sinks.webhook_outbox import backoff_delay
 from otpagent.sinks.webhook_settings import WebhookSettings, parse_webhook_settings
 from otpagent.sinks.webhook_target import TargetRefused, check_resolved
 from otpagent.storage.capabilities import require
@@ -34,6 +34,10 @@ from otpagent.storage.capabilities import require
 __all__ = ["WebhookSink", "create_webhook_sink"]
 
 log = get_logger("otpagent.webhooks")
+
+#: A failed delivery waits at least half its backoff window (equal jitter: a receiver that is
+#: down is not hit again early).
+WEBHOOK_JITTER_FLOOR = 0.5
 
 #: Events the core publishes on the bus without storing them; the sink stores them itself.
 BUS_ONLY_EVENTS = frozenset({"otp_verified", "otp_rejected"})
@@ -153,7 +157,7 @@ class WebhookSink:
             log.warning("webhook_dead_lettered", endpoint=self.endpoint, delivery_id=delivery.id, error=error)
             return False
         delay = backoff_delay(delivery.attempts + 1, self.settings.base_delay_seconds,
-                              self.settings.max_delay_seconds, self._rng)
+                              self.settings.max_delay_seconds, self._rng, floor=WEBHOOK_JITTER_FLOOR)
         self.outbox.schedule_retry(delivery.id, self.owner, error, now + delay, now)
         log.info("webhook_retry_scheduled", endpoint=self.endpoint, delivery_id=delivery.id, error=error,
                  retry_in=round(delay, 3))

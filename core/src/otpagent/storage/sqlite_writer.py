@@ -111,14 +111,7 @@ class SqliteWriter:
                 if len(batch) == 1:  # alone: no savepoint (it costs a statement journal per page)
                     self._run_alone(conn, batch[0])
                     return
-                for op in batch:
-                    conn.execute("SAVEPOINT piece")
-                    try:
-                        op.result = op.work(conn)
-                    except Exception as exc:  # only this piece is lost; its caller hears why
-                        conn.execute("ROLLBACK TO piece")
-                        op.error = exc
-                    conn.execute("RELEASE piece")
+                self._run_pieces(conn, batch)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -135,6 +128,18 @@ class SqliteWriter:
         finally:
             for op in batch:
                 op.done = True
+
+    @staticmethod
+    def _run_pieces(conn: sqlite3.Connection, batch: list[_PendingWrite[Any]]) -> None:
+        """Each piece under its own savepoint: one that raises is rolled back alone."""
+        for op in batch:
+            conn.execute("SAVEPOINT piece")
+            try:
+                op.result = op.work(conn)
+            except Exception as exc:  # only this piece is lost; its caller hears why
+                conn.execute("ROLLBACK TO piece")
+                op.error = exc
+            conn.execute("RELEASE piece")
 
     @staticmethod
     def _run_alone(conn: sqlite3.Connection, op: _PendingWrite[Any]) -> None:

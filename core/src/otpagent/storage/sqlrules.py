@@ -124,19 +124,25 @@ def message_update_statement(u: MessageUpdate, now: float) -> tuple[str, list[An
     """The conditional ``UPDATE messages`` of ``u`` with its parameters (``?`` placeholders),
     or None when its conditions cannot hold (no expected status at all).
     """
+    if u.expected_statuses is not None and not u.expected_statuses:
+        return None
+    sets, set_params = _update_sets(u, now)
+    where, where_params = _update_conditions(u)
+    return f"UPDATE messages SET {', '.join(sets)} WHERE {' AND '.join(where)}", [*set_params, *where_params]
+
+
+def _update_sets(u: MessageUpdate, now: float) -> tuple[list[str], list[Any]]:
     sets = ["status = ?", "updated_at = ?"]
     params: list[Any] = [u.status.value, now]
     for column, value in (
         ("due_at", u.due_at), ("route_index", u.route_index), ("channel_attempts", u.channel_attempts),
         ("attempt_count", u.attempt_count), ("channel", u.channel),
         ("provider_message_id", u.provider_message_id), ("last_error", u.last_error),
+        ("route", json.dumps(list(u.route)) if u.route is not None else None),
     ):
         if value is not None:
             sets.append(f"{column} = ?")
             params.append(value)
-    if u.route is not None:
-        sets.append("route = ?")
-        params.append(json.dumps(list(u.route)))
     if u.add_cost:
         sets.append("cost = cost + ?")
         params.append(u.add_cost)
@@ -144,20 +150,21 @@ def message_update_statement(u: MessageUpdate, now: float) -> tuple[str, list[An
         sets.append("secret = NULL")
     if not u.keep_lease:
         sets.append("lease_owner = NULL, lease_expires_at = NULL")
+    return sets, params
+
+
+def _update_conditions(u: MessageUpdate) -> tuple[list[str], list[Any]]:
     where = ["id = ?"]
-    params.append(u.message_id)
+    params: list[Any] = [u.message_id]
     if u.expected_statuses is not None:
-        if not u.expected_statuses:
-            return None
         where.append(f"status IN ({', '.join('?' * len(u.expected_statuses))})")
         params.extend(s.value for s in sorted(u.expected_statuses))
-    if u.expected_owner is not None:
-        where.append("lease_owner = ?")
-        params.append(u.expected_owner)
-    if u.expected_provider_message_id is not None:
-        where.append("provider_message_id = ?")
-        params.append(u.expected_provider_message_id)
-    return f"UPDATE messages SET {', '.join(sets)} WHERE {' AND '.join(where)}", params
+    for column, value in (("lease_owner", u.expected_owner),
+                          ("provider_message_id", u.expected_provider_message_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    return where, params
 
 
 def acquire(tx: Tx, key: str, interval: float, burst: int, now: float, cost: int, max_wait: float) -> float:

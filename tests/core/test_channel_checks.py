@@ -1,0 +1,95 @@
+"""A channel's ``supports`` and ``check`` are plugin code too: one that raises never breaks routing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otpagent import IntelligentOTPAgent, InvalidRequest, MessageRequest, Status
+from otpagent.hookspecs import hookimpl
+from otpagent.model import Envelope, SendResult
+from otpagent.plugins import build_registry, get_plugin_manager
+from tests.conftest import agent_config, wait_for
+
+
+class FussyChannel:
+    """``supports`` or ``check`` raises, by its config."""
+
+    def __init__(self, name: str, raises_in: str) -> None:
+        self.name = name
+        self.kind = "sms"
+        self.raises_in = raises_in
+
+    def supports(self, envelope: Envelope) -> bool:
+        if self.raises_in == "supports":
+            raise KeyError("country table")
+        return True
+
+    def check(self, envelope: Envelope) -> str | None:
+        if self.raises_in == "check":
+            raise ValueError("cannot count segments")
+        return None
+
+    def estimate_cost(self, envelope: Envelope) -> float:
+        return 0.0
+
+    def send(self, envelope: Envelope) -> SendResult:
+        return SendResult.accepted("fussy-1")
+
+    def close(self) -> None:
+        pass
+
+
+class _FussyPlugin:
+    @hookimpl
+    def otpagent_register_channels(self, register: Any) -> None:
+        register("fussy", lambda spec: FussyChannel(spec.name, spec.settings["raises_in"]))
+
+
+@pytest.fixture
+def registry() -> Iterator[Any]:
+    pm = get_plugin_manager()
+    plugin = _FussyPlugin()
+    pm.register(plugin, name="fussy-test")
+    try:
+        yield build_registry(pm, warn=False)
+    finally:
+        pm.unregister(plugin)
+
+
+@pytest.mark.parametrize("raises_in", ["supports", "check"])
+def test_a_channel_whose_checks_raise_is_skipped_and_another_carries_the_message(
+        tmp_path: Path, registry: Any, raises_in: str, caplog: pytest.LogCaptureFixture) -> None:
+    channels = {"FUSSY": {"plugin": "fussy", "kind": "sms", "raises_in": raises_in, "weight": 5.0},
+                "BACKUP": {"plugin": "console", "kind": "sms", "quiet": True}}
+    with IntelligentOTPAgent(agent_config(tmp_path, channels=channels), registry=registry) as agent:
+        agent.start_processing()
+        message_id = agent.send_message(MessageRequest(phone_number="+447700900123", content="hi"))
+        assert wait_for(lambda: agent.get_delivery_report(message_id).status is Status.SENT, 15)
+        report = agent.get_delivery_report(message_id)
+
+    assert report.channel == "BACKUP" and report.route == ("BACKUP",)
+    faults = [r.getMessage() for r in caplog.records if "channel_fault" in r.getMessage()]
+    assert faults and f"raised {'KeyError' if raises_in == 'supports' else 'ValueError'} in {raises_in}" in faults[0]
+
+
+def test_when_the_only_channel_raises_in_check_the_request_is_refused_naming_why(
+        tmp_path: Path, registry: Any) -> None:
+    channels = {"FUSSY": {"plugin": "fussy", "kind": "sms", "raises_in": "check"}}
+    with IntelligentOTPAgent(agent_config(tmp_path, channels=channels), registry=registry) as agent, \
+            pytest.raises(InvalidRequest) as exc:
+        agent.send_message(MessageRequest(phone_number="+447700900123", content="hi"))
+
+    assert "FUSSY: channel FUSSY (fussy) raised ValueError in check: cannot count segments" in str(exc.value)
+
+
+def test_a_content_refusal_names_the_content_field(tmp_path: Path) -> None:
+    channels = {"SMS": {"plugin": "console", "kind": "sms", "quiet": True, "max_length": 10}}
+    with IntelligentOTPAgent(agent_config(tmp_path, channels=channels)) as agent, \
+            pytest.raises(InvalidRequest) as exc:
+        agent.send_message(MessageRequest(phone_number="+447700900123", content="x" * 11))
+
+    assert exc.value.errors[0].field == "content"
