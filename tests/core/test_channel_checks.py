@@ -93,3 +93,26 @@ def test_a_content_refusal_names_the_content_field(tmp_path: Path) -> None:
         agent.send_message(MessageRequest(phone_number="+447700900123", content="x" * 11))
 
     assert exc.value.errors[0].field == "content"
+
+
+def test_provider_callbacks_get_a_narrow_host_not_the_agent(tmp_path: Path) -> None:
+    from otpagent.callback_host import AgentCallbackHost
+    from otpagent.protocols import CallbackHost, ProviderEvent, ProviderEventOutcome
+
+    with IntelligentOTPAgent(agent_config(tmp_path)) as agent:
+        agent.start_processing()
+        message_id = agent.send_message(MessageRequest(phone_number="+447700900123", content="hi"))
+        assert wait_for(lambda: agent.get_delivery_report(message_id).status is Status.SENT, 15)
+        provider_id = agent.get_delivery_report(message_id).provider_message_id
+        host = AgentCallbackHost(agent)
+
+        assert isinstance(host, CallbackHost)
+        assert not hasattr(host, "storage") and not hasattr(host, "dispatcher")
+        with pytest.raises(TypeError):
+            host.channels["X"] = host.channels["sms"]  # type: ignore[index]
+        assert host.find_attempt(provider_id).message_id == message_id  # type: ignore[arg-type, union-attr]
+        assert [a.provider_message_id for a in host.attempts_of(message_id)] == [provider_id]
+        result = host.record_provider_event(ProviderEvent(
+            source="test", event_id="e1", provider_message_id=provider_id or "", status=Status.DELIVERED))
+        assert result.outcome is ProviderEventOutcome.APPLIED
+        assert agent.get_delivery_report(message_id).status is Status.DELIVERED

@@ -22,23 +22,23 @@ PROVIDER_ID = "W86EgYT6SQKk0lRflfLRsA"
 MESSAGE_ID = "msg_01"
 
 
-class StubStorage:
-    def __init__(self, attempts: list[Attempt]) -> None:
-        self.attempts = attempts
-
-    def find_by_provider_id(self, provider_message_id: str) -> Attempt | None:
-        return next((a for a in self.attempts if a.provider_message_id == provider_message_id), None)
-
-    def get_attempts(self, message_id: str) -> list[Attempt]:
-        return [a for a in self.attempts if a.message_id == message_id]
-
-
 @attrs.define
-class StubAgent:
+class StubHost:
+    """A :class:`~otpagent.protocols.CallbackHost` that records what the endpoint reports."""
+
     channels: dict[str, Any]
-    storage: StubStorage
+    attempts: list[Attempt]
     applied: list[tuple[str, Status, str | None, str | None]] = attrs.Factory(list)
     seen: set[tuple[str, str]] = attrs.Factory(set)
+
+    def now(self) -> float:
+        return time.time()
+
+    def find_attempt(self, provider_message_id: str) -> Attempt | None:
+        return next((a for a in self.attempts if a.provider_message_id == provider_message_id), None)
+
+    def attempts_of(self, message_id: str) -> list[Attempt]:
+        return [a for a in self.attempts if a.message_id == message_id]
 
     def record_provider_event(self, event: ProviderEvent) -> ProviderEventResult:
         if (event.source, event.event_id) in self.seen:
@@ -49,10 +49,10 @@ class StubAgent:
 
 
 @pytest.fixture
-def agent(make_channel) -> StubAgent:
+def agent(make_channel) -> StubHost:
     attempt = Attempt(message_id=MESSAGE_ID, number=1, channel="EMAIL", outcome=Outcome.ACCEPTED,
                       started_at=time.time(), finished_at=time.time(), provider_message_id=PROVIDER_ID)
-    return StubAgent(channels={"EMAIL": make_channel()}, storage=StubStorage([attempt]))
+    return StubHost(channels={"EMAIL": make_channel()}, attempts=[attempt])
 
 
 def _ours(kind: str, **extra: Any) -> dict[str, Any]:

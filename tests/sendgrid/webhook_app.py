@@ -13,14 +13,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from otpagent.callback_host import AgentCallbackHost
+from otpagent.protocols import CallbackHost
 from otpagent_sendgrid.webhook import WEBHOOK_PATH, receive_events
 
 
 def webhook_app(agent: Any) -> Starlette:
-    """The route as the service mounts it: ``endpoint(request, agent)``."""
+    """The route as the service mounts it: ``endpoint(request, host)``, with the agent's
+    :class:`CallbackHost` (or a stub host as it is)."""
+    host = agent if isinstance(agent, CallbackHost) else AgentCallbackHost(agent)
 
     async def endpoint(request: Request) -> Response:
-        return await receive_events(request, agent)
+        return await receive_events(request, host)
 
     return Starlette(routes=[Route(WEBHOOK_PATH, endpoint, methods=["POST"])])
 

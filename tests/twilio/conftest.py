@@ -125,9 +125,13 @@ def callback_app(agent: Any) -> Any:
     from starlette.applications import Starlette
     from starlette.routing import Route
 
+    from otpagent.callback_host import AgentCallbackHost
+
+    host = AgentCallbackHost(agent)
+
     def bind(endpoint: Callable[..., Any]) -> Callable[..., Any]:
         async def bound(request: Any) -> Any:
-            return await endpoint(request, agent)
+            return await endpoint(request, host)
 
         return bound
 

@@ -76,9 +76,10 @@ def otpagent_register_event_sinks(register: RegisterEventSink) -> None:
 def otpagent_register_http_routes(register: RegisterHttpRoute) -> None:
     """Register HTTP endpoints of the service: ``register(path, endpoint, methods=("POST",))``.
 
-    ``endpoint(request, agent)`` is an async callable taking a Starlette ``Request`` and the
-    running :class:`~otpagent.IntelligentOTPAgent`, returning a Starlette ``Response``. Provider
-    callbacks (Twilio status, SendGrid events) are mounted this way. The same method and path
+    ``endpoint(request, host)`` is an async callable taking a Starlette ``Request`` and the
+    running agent's :class:`~otpagent.protocols.CallbackHost` (its channels, the attempts a
+    provider knows, its clock, and ``record_provider_event``), returning a Starlette
+    ``Response``. Provider callbacks (Twilio status, SendGrid events) are mounted this way. The same method and path
     registered by two plugins is a clash, like a name registered twice.
     """
 

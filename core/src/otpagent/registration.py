@@ -20,7 +20,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
-from otpagent.protocols import Channel, ChannelSpec, EventSink, PluginContext, RoutingStrategy, StorageBackend
+from otpagent.protocols import (
+    CallbackHost,
+    Channel,
+    ChannelSpec,
+    EventSink,
+    PluginContext,
+    RoutingStrategy,
+    StorageBackend,
+)
 
 if TYPE_CHECKING:  # the web stack loads only when the service runs
     from starlette.requests import Request
@@ -51,9 +59,9 @@ StrategyFactory: TypeAlias = Callable[[Mapping[str, Any], PluginContext], Routin
 StorageFactory: TypeAlias = Callable[[Mapping[str, Any], PluginContext], StorageBackend]
 #: Builds an event sink from its entry of the ``sinks`` list.
 SinkFactory: TypeAlias = Callable[[Mapping[str, Any], PluginContext], EventSink]
-#: ``async endpoint(request, agent) -> Response`` mounted by ``otpagent serve``; ``agent`` is the
-#: running :class:`~otpagent.IntelligentOTPAgent`.
-HttpEndpoint: TypeAlias = "Callable[[Request, Any], Awaitable[Response]]"
+#: ``async endpoint(request, host) -> Response`` mounted by ``otpagent serve``; ``host`` is the
+#: :class:`~otpagent.protocols.CallbackHost` of the running agent.
+HttpEndpoint: TypeAlias = "Callable[[Request, CallbackHost], Awaitable[Response]]"
 
 
 class RegisterChannel(Protocol):

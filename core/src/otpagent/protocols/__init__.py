@@ -10,11 +10,13 @@ works. One submodule per concern; everything is re-exported here, so
 - :mod:`~otpagent.protocols.storage`: the required :class:`StorageBackend` core, :class:`Capability`
 - :mod:`~otpagent.protocols.capabilities`: the optional storage capabilities
 - :mod:`~otpagent.protocols.otp`, :mod:`~otpagent.protocols.provider_events`: their values
+- :mod:`~otpagent.protocols.callbacks`: :class:`CallbackHost`, what a provider callback may use
 - :mod:`~otpagent.protocols.context`: :class:`PluginContext`, :class:`ChannelSpec`
 """
 
 from __future__ import annotations
 
+from otpagent.protocols.callbacks import CallbackHost
 from otpagent.protocols.capabilities import (
     Housekeeping,
     OtpStore,
@@ -55,6 +57,7 @@ __all__ = [
     "FINISHED_STATUSES",
     "IDEMPOTENCY_WINDOW_SECONDS",
     "STATS_WINDOW_SECONDS",
+    "CallbackHost",
     "Capability",
     "Channel",
     "ChannelInfo",

@@ -21,9 +21,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from otpagent.callback_host import AgentCallbackHost
 from otpagent.errors import ConfigError, InvalidRequest, RateLimited
 from otpagent.logs import get_logger
-from otpagent.protocols import Capability
+from otpagent.protocols import CallbackHost, Capability
 from otpagent.server.api import api_routes
 from otpagent.server.dashboard import dashboard_routes
 from otpagent.server.explorer import explorer_routes
@@ -69,8 +70,9 @@ def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = Non
         Route("/openapi.json", openapi, methods=["GET"]),
         *explorer_routes(),
     ]
+    host = AgentCallbackHost(agent)  # what provider callbacks may use of the agent, nothing more
     for route in agent.registry.http_routes:
-        routes.append(Route(route.path, _plugin_endpoint(route.endpoint, agent), methods=list(route.methods)))
+        routes.append(Route(route.path, _plugin_endpoint(route.endpoint, host), methods=list(route.methods)))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -102,10 +104,10 @@ def _start(agent: IntelligentOTPAgent, service: Service) -> None:
         agent.start_processing()
 
 
-def _plugin_endpoint(endpoint: Callable[..., Awaitable[Response]], agent: IntelligentOTPAgent) -> Callable[
+def _plugin_endpoint(endpoint: Callable[..., Awaitable[Response]], host: CallbackHost) -> Callable[
         [Request], Awaitable[Response]]:
     async def call(request: Request) -> Response:
-        return await endpoint(request, agent)
+        return await endpoint(request, host)
 
     return call
 

@@ -6,10 +6,10 @@ endpoint import the SendGrid SDK and Starlette when first used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from otpagent.hookspecs import hookimpl
-from otpagent.protocols import Channel, ChannelSpec
+from otpagent.protocols import CallbackHost, Channel, ChannelSpec
 from otpagent.registration import RegisterChannel, RegisterHttpRoute
 
 if TYPE_CHECKING:
@@ -26,10 +26,10 @@ def create_sendgrid_channel(spec: ChannelSpec) -> Channel:
     return create_sendgrid_channel(spec)
 
 
-async def receive_events(request: Request, agent: Any) -> Response:
+async def receive_events(request: Request, host: CallbackHost) -> Response:
     from otpagent_sendgrid.webhook import receive_events
 
-    return await receive_events(request, agent)
+    return await receive_events(request, host)
 
 
 @hookimpl

@@ -3,7 +3,7 @@
 SendGrid posts batches of events (a JSON array) signed with ECDSA over timestamp + raw body.
 A request is accepted only when the signature verifies under a configured ``webhook_public_key``
 (checked with the SDK's ``EventWebhook`` helper) and its timestamp is within ±300 s of our clock,
-so a captured request cannot be replayed later. Each event goes to ``agent.record_provider_event``,
+so a captured request cannot be replayed later. Each event goes to ``host.record_provider_event``,
 which applies each ``sg_event_id`` at most once, in one transaction with its effect, because
 SendGrid retries batches it thinks failed (and a batch whose write failed is answered 500 with
 nothing remembered, so the retry applies it).
@@ -19,7 +19,6 @@ import base64
 import binascii
 import functools
 import json
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from otpagent.model import Status
-from otpagent.protocols import ProviderEvent, ProviderEventOutcome
+from otpagent.protocols import CallbackHost, ProviderEvent, ProviderEventOutcome
 from otpagent_sendgrid.channel import SendGridEmailChannel
 from otpagent_sendgrid.compose import MESSAGE_ID_ARG
 from otpagent_sendgrid.plugin import WEBHOOK_PATH
@@ -85,9 +84,9 @@ class BatchSummary:
         return attrs.asdict(self)
 
 
-async def receive_events(request: Request, agent: Any) -> Response:
+async def receive_events(request: Request, host: CallbackHost) -> Response:
     """The route registered as ``POST /callbacks/sendgrid/events``."""
-    keys = _public_keys(agent)
+    keys = _public_keys(host)
     if not keys:
         return _refuse(403, "no webhook_public_key is configured for any sendgrid-email channel")
     body = await _read_limited(request, MAX_BODY_BYTES)
@@ -101,8 +100,7 @@ async def receive_events(request: Request, agent: Any) -> Response:
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
         return _refuse(400, "body is not UTF-8")
-    clock = getattr(agent, "clock", time.time)  # the agent's clock, so tests can drive time
-    now = float(clock())
+    now = host.now()  # the agent's clock, so tests can drive time
     if not _fresh(timestamp, now):
         log.warning("sendgrid_webhook_stale", timestamp=timestamp[:20])
         return _refuse(403, "timestamp outside the accepted window")
@@ -115,19 +113,19 @@ async def receive_events(request: Request, agent: Any) -> Response:
         return _refuse(400, "body is not JSON")
     if not isinstance(events, list) or not all(isinstance(e, Mapping) for e in events):
         return _refuse(400, "expected a JSON array of event objects")
-    summary = await run_in_threadpool(apply_events, agent, events, now)
+    summary = await run_in_threadpool(apply_events, host, events, now)
     log.info("sendgrid_webhook_batch", **summary.as_dict())
     return JSONResponse(summary.as_dict(), status_code=200)
 
 
-def apply_events(agent: Any, events: Sequence[Mapping[str, Any]], now: float) -> BatchSummary:
-    """Apply a verified batch to the agent, each ``sg_event_id`` at most once."""
+def apply_events(host: CallbackHost, events: Sequence[Mapping[str, Any]], now: float) -> BatchSummary:
+    """Apply a verified batch through the callback host, each ``sg_event_id`` at most once."""
     summary = BatchSummary(received=len(events))
-    channels = _sendgrid_channel_names(agent)
+    channels = _sendgrid_channel_names(host)
     for event in events:
         name = event.get("event")
         status = EVENT_STATUS.get(name) if isinstance(name, str) else None
-        provider_id = _provider_id(agent, event, channels) if status is not None else None
+        provider_id = _provider_id(host, event, channels) if status is not None else None
         if status is None or provider_id is None:
             summary.ignored += 1
             continue
@@ -139,7 +137,7 @@ def apply_events(agent: Any, events: Sequence[Mapping[str, Any]], now: float) ->
         event_id = event.get("sg_event_id")
         if not isinstance(event_id, str) or not event_id:  # SendGrid always sends one; be safe
             event_id = f"{provider_id}:{name}:{occurred_at}"
-        result = agent.record_provider_event(ProviderEvent(
+        result = host.record_provider_event(ProviderEvent(
             source=EVENT_SOURCE, event_id=event_id, provider_message_id=provider_id, status=status,
             error_code=code, error_message=message, occurred_at=occurred_at))
         outcome = result.outcome
@@ -162,14 +160,14 @@ def _occurred_at(event: Mapping[str, Any]) -> float | None:
     return float(value)
 
 
-def _provider_id(agent: Any, event: Mapping[str, Any], channels: frozenset[str]) -> str | None:
+def _provider_id(host: CallbackHost, event: Mapping[str, Any], channels: frozenset[str]) -> str | None:
     """The X-Message-Id of the attempt this event is about, or None when it is not ours."""
     ours = event.get(MESSAGE_ID_ARG)
     ours = ours if isinstance(ours, str) and ours else None
     sg_message_id = event.get("sg_message_id")
     if isinstance(sg_message_id, str) and sg_message_id:
         candidate = sg_message_id.split(".", 1)[0]
-        attempt = agent.storage.find_by_provider_id(candidate)
+        attempt = host.find_attempt(candidate)
         if attempt is not None:
             if ours is not None and attempt.message_id != ours:
                 log.warning("sendgrid_event_mismatch", provider_message_id=candidate)
@@ -178,7 +176,7 @@ def _provider_id(agent: Any, event: Mapping[str, Any], channels: frozenset[str])
     if ours is None:
         return None
     # Without a usable sg_message_id, fall back to our own id: its latest SendGrid attempt.
-    for attempt in reversed(agent.storage.get_attempts(ours)):
+    for attempt in reversed(host.attempts_of(ours)):
         if attempt.channel in channels and attempt.provider_message_id:
             return str(attempt.provider_message_id)
     return None
@@ -195,17 +193,16 @@ def _details(name: str, event: Mapping[str, Any]) -> tuple[str | None, str | Non
     return name, "; ".join(parts)[:300]
 
 
-def _sendgrid_channels(agent: Any) -> list[SendGridEmailChannel]:
-    channels = getattr(agent, "channels", {}) or {}
-    return [c for c in channels.values() if isinstance(c, SendGridEmailChannel)]
+def _sendgrid_channels(host: CallbackHost) -> list[SendGridEmailChannel]:
+    return [c for c in host.channels.values() if isinstance(c, SendGridEmailChannel)]
 
 
-def _sendgrid_channel_names(agent: Any) -> frozenset[str]:
-    return frozenset(c.name for c in _sendgrid_channels(agent))
+def _sendgrid_channel_names(host: CallbackHost) -> frozenset[str]:
+    return frozenset(c.name for c in _sendgrid_channels(host))
 
 
-def _public_keys(agent: Any) -> list[str]:
-    return list(dict.fromkeys(k for c in _sendgrid_channels(agent) if (k := c.webhook_public_key)))
+def _public_keys(host: CallbackHost) -> list[str]:
+    return list(dict.fromkeys(k for c in _sendgrid_channels(host) if (k := c.webhook_public_key)))
 
 
 def _fresh(timestamp: str, now: float) -> bool:

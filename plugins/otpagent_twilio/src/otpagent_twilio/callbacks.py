@@ -4,7 +4,7 @@ Every request must carry a valid ``X-Twilio-Signature`` (the SDK's ``RequestVali
 with the channel's auth token, over the URL Twilio requested: the public base URL, not whatever
 host a proxy forwarded to us). Anything else is refused with 403 before it is even parsed for
 meaning. Valid callbacks map Twilio's message and call statuses onto ours and go to
-``agent.record_provider_event``, which de-duplicates and applies them in one transaction, in
+``host.record_provider_event``, which de-duplicates and applies them in one transaction, in
 order, and sends an undelivered message on to its next channel. A replayed callback (same
 idempotency token, or the same sid and status) changes nothing; a callback whose write failed
 is answered 500 with nothing remembered, so Twilio's retry applies it. A callback can beat our
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
@@ -28,7 +27,7 @@ from twilio.request_validator import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER
 
 from otpagent.logs import get_logger
 from otpagent.model import Status
-from otpagent.protocols import ProviderEvent, ProviderEventOutcome
+from otpagent.protocols import CallbackHost, ProviderEvent, ProviderEventOutcome
 from otpagent_twilio.channels import TwilioChannel
 
 __all__ = ["CALL_STATUSES", "MESSAGE_STATUSES", "map_status", "twilio_status_callback"]
@@ -84,10 +83,10 @@ def map_status(params: ImmutableMultiDict[str, str]) -> tuple[str, str, Status |
     return sid, raw, MESSAGE_STATUSES.get(raw)
 
 
-async def twilio_status_callback(request: Request, agent: Any) -> Response:
+async def twilio_status_callback(request: Request, host: CallbackHost) -> Response:
     """``POST /callbacks/twilio/{channel}``: verify, map and apply one Twilio status callback."""
     name = request.path_params.get("channel", "")
-    channel = agent.channels.get(name)
+    channel = host.channels.get(name)
     if not isinstance(channel, TwilioChannel):
         return Response("unknown Twilio channel", status_code=404, media_type="text/plain")
     body = (await request.body()).decode("utf-8", errors="replace")
@@ -104,7 +103,7 @@ async def twilio_status_callback(request: Request, agent: Any) -> Response:
         return Response("no MessageSid or CallSid", status_code=400, media_type="text/plain")
     if status is None:
         return _empty()  # a status we do not track (inbound traffic): acknowledged, nothing to do
-    if not await _wait_for_sid(agent, sid, channel.settings.callback_wait_seconds):
+    if not await _wait_for_sid(host, sid, channel.settings.callback_wait_seconds):
         return Response("unknown sid", status_code=404, media_type="text/plain")
 
     error_code = params.get("ErrorCode") or None
@@ -115,7 +114,7 @@ async def twilio_status_callback(request: Request, agent: Any) -> Response:
         source="twilio", event_id=request.headers.get("I-Twilio-Idempotency-Token") or f"{sid}:{raw_status}",
         provider_message_id=sid, status=status, error_code=error_code, error_message=error_message,
         occurred_at=_timestamp(params))
-    result = await run_in_threadpool(agent.record_provider_event, event)
+    result = await run_in_threadpool(host.record_provider_event, event)
     log.debug("twilio_status_received", channel=name, sid=sid, twilio_status=raw_status, status=status.value,
               error_code=error_code, outcome=result.outcome.value)
     if result.outcome is ProviderEventOutcome.UNKNOWN:  # deleted meanwhile (cleanup)
@@ -135,11 +134,11 @@ def _timestamp(params: ImmutableMultiDict[str, str]) -> float | None:
         return None
 
 
-async def _wait_for_sid(agent: Any, sid: str, wait_seconds: float) -> bool:
+async def _wait_for_sid(host: CallbackHost, sid: str, wait_seconds: float) -> bool:
     """Whether the store knows ``sid``, retrying for up to ``wait_seconds`` (our write may lag)."""
     deadline = time.monotonic() + wait_seconds
     while True:
-        if await run_in_threadpool(agent.storage.find_by_provider_id, sid) is not None:
+        if await run_in_threadpool(host.find_attempt, sid) is not None:
             return True
         if time.monotonic() >= deadline:
             return False

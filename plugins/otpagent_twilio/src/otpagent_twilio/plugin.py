@@ -6,10 +6,10 @@ endpoint import the Twilio SDK and Starlette when first used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from otpagent.hookspecs import hookimpl
-from otpagent.protocols import Channel, ChannelSpec
+from otpagent.protocols import CallbackHost, Channel, ChannelSpec
 from otpagent.registration import RegisterChannel, RegisterHttpRoute
 
 if TYPE_CHECKING:
@@ -38,10 +38,10 @@ def create_voice_channel(spec: ChannelSpec) -> Channel:
     return create_voice_channel(spec)
 
 
-async def twilio_status_callback(request: Request, agent: Any) -> Response:
+async def twilio_status_callback(request: Request, host: CallbackHost) -> Response:
     from otpagent_twilio.callbacks import twilio_status_callback
 
-    return await twilio_status_callback(request, agent)
+    return await twilio_status_callback(request, host)
 
 
 @hookimpl
