@@ -75,9 +75,9 @@ def test_transient_failures_are_retried_with_backoff_then_succeed(make_agent, ou
 
     report = agent.get_delivery_report(message_id)
     assert report.status is Status.SENT
-    assert [a.outcome.value for a in report.attempts] == ["transient", "transient", "accepted"]
+    assert [a.outcome.value for a in report.attempt_log] == ["transient", "transient", "accepted"]
     assert [e.type for e in report.history].count("retrying") == 2
-    assert report.attempts[0].error_code == "console-503"
+    assert report.attempt_log[0].error_code == "console-503"
 
 
 def test_exhausted_retries_fall_back_to_the_next_channel(make_agent, outbox):
@@ -92,7 +92,7 @@ def test_exhausted_retries_fall_back_to_the_next_channel(make_agent, outbox):
 
     report = agent.get_delivery_report(message_id)
     assert report.status is Status.SENT and report.channel == "backup"
-    assert [a.channel for a in report.attempts] == ["primary", "primary", "primary", "backup"]
+    assert [a.channel for a in report.attempt_log] == ["primary", "primary", "primary", "backup"]
     assert "fallback" in [e.type for e in report.history]
 
 
@@ -107,7 +107,7 @@ def test_permanent_failure_falls_back_at_once(make_agent, outbox):
     assert agent.wait_until_idle(10)
 
     report = agent.get_delivery_report(message_id)
-    assert [a.channel for a in report.attempts] == ["primary", "backup"]
+    assert [a.channel for a in report.attempt_log] == ["primary", "backup"]
     assert agent.get_metrics()["channels"]["primary"]["circuit"] == "closed"
 
 
@@ -121,7 +121,7 @@ def test_every_channel_failing_ends_failed_with_the_reason(make_agent, outbox):
     report = agent.get_delivery_report(message_id)
     assert report.status is Status.FAILED
     assert "simulated permanent failure" in report.last_error
-    assert len(report.attempts) == 2
+    assert len(report.attempt_log) == 2
 
 
 def test_otp_that_cannot_be_sent_before_expiry_ends_expired_and_is_never_sent(make_agent, outbox):

@@ -152,9 +152,9 @@ def test_a_broken_channel_is_retried_then_falls_back_then_fails_naming_the_plugi
 
     assert _settled(agent, message_id, Status.FAILED)
     report = agent.get_delivery_report(message_id)
-    assert [a.channel for a in report.attempts] == ["a", "a", "a", "b", "b", "b"], "3 tries each, then fallback"
-    assert {(a.outcome.value, a.error_code) for a in report.attempts} == {("transient", code)}
-    assert report.attempts[0].error_message == f"channel a ({SCRIPTED}) {says}"
+    assert [a.channel for a in report.attempt_log] == ["a", "a", "a", "b", "b", "b"], "3 tries each, then fallback"
+    assert {(a.outcome.value, a.error_code) for a in report.attempt_log} == {("transient", code)}
+    assert report.attempt_log[0].error_message == f"channel a ({SCRIPTED}) {says}"
     assert report.last_error == f"channel b ({SCRIPTED}) {says} [{code}]"
     assert [e.type for e in report.history].count("fallback") == 1
     assert agent.dispatcher.counters["channel_faults"] == 6
@@ -168,7 +168,7 @@ def test_the_error_names_the_plugin_distribution_and_is_logged_once_a_minute(scr
     assert _settled(agent, message_id, Status.FAILED)
     report = agent.get_delivery_report(message_id)
     assert report.last_error == "channel SMS (acme-sms 1.0.2) raised TimeoutError: read timed out [exception]"
-    assert len(report.attempts) == 3
+    assert len(report.attempt_log) == 3
     lines = [r.getMessage() for r in caplog.records if "channel_fault" in r.getMessage()]
     assert len(lines) == 1, "three identical faults within a minute: one log line"
     assert "plugin='acme-sms 1.0.2'" in lines[0] and "TimeoutError" in caplog.text
@@ -182,7 +182,7 @@ def test_a_broken_channel_falls_back_to_a_healthy_one(scripted_agent):
 
     assert _settled(agent, message_id, Status.SENT)
     report = agent.get_delivery_report(message_id)
-    assert [a.channel for a in report.attempts] == ["a", "a", "a", "b"]
+    assert [a.channel for a in report.attempt_log] == ["a", "a", "a", "b"]
     assert report.provider_message_id == "fine"
 
 
@@ -196,8 +196,9 @@ def test_a_hung_send_is_abandoned_its_worker_replaced_and_its_late_result_discar
     # process (same worker id) on a fresh thread, and the retry is accepted.
     assert _settled(agent, message_id, Status.SENT)
     report = agent.get_delivery_report(message_id)
-    assert [(a.outcome.value, a.error_code) for a in report.attempts] == [("transient", "timeout"), ("accepted", None)]
-    assert report.attempts[0].error_message == (
+    assert [(a.outcome.value, a.error_code) for a in report.attempt_log] == [
+        ("transient", "timeout"), ("accepted", None)]
+    assert report.attempt_log[0].error_message == (
         f"channel slow ({SCRIPTED}) did not return within 0.3 s + 0.2 s grace; the call was abandoned")
     pool = agent.dispatcher.pool
     assert pool is not None
@@ -208,7 +209,7 @@ def test_a_hung_send_is_abandoned_its_worker_replaced_and_its_late_result_discar
     assert wait_for(lambda: pool.abandoned == 0, 10)
     after = agent.get_delivery_report(message_id)
     assert after.status is Status.SENT and after.provider_message_id == "second-call"
-    assert len(after.attempts) == 2
+    assert len(after.attempt_log) == 2
     assert pool.live_workers == 2, "the returning thread left: the pool was already whole"
     assert "late_result_discarded" in caplog.text
 
@@ -221,7 +222,7 @@ def test_a_channel_that_hangs_on_every_call_ends_failed_and_never_stuck(scripted
 
     assert _settled(agent, message_id, Status.FAILED)
     report = agent.get_delivery_report(message_id)
-    assert [(a.channel, a.error_code) for a in report.attempts] == [("a", "timeout"), ("b", "timeout")]
+    assert [(a.channel, a.error_code) for a in report.attempt_log] == [("a", "timeout"), ("b", "timeout")]
     assert report.last_error.startswith(f"channel b ({SCRIPTED}) did not return within 0.2 s + 0.1 s grace")
     pool = agent.dispatcher.pool
     assert pool is not None
@@ -243,7 +244,7 @@ def test_stop_processing_returns_while_a_call_hangs(scripted_agent):
     assert not agent.is_running
     report = agent.get_delivery_report(message_id)
     assert report.status is Status.RETRYING, "the abandoned call was recorded before stop returned"
-    assert [a.error_code for a in report.attempts] == ["timeout"]
+    assert [a.error_code for a in report.attempt_log] == ["timeout"]
 
 
 def test_a_channel_that_hangs_every_call_opens_its_circuit_and_the_error_still_names_the_plugin(scripted_agent):
@@ -255,7 +256,7 @@ def test_a_channel_that_hangs_every_call_opens_its_circuit_and_the_error_still_n
 
     assert _settled(agent, message_id, Status.FAILED)
     report = agent.get_delivery_report(message_id)
-    assert [a.error_code for a in report.attempts] == ["timeout", "timeout"], "the circuit stopped the third try"
+    assert [a.error_code for a in report.attempt_log] == ["timeout", "timeout"], "the circuit stopped the third try"
     assert agent.get_metrics()["channels"]["slow"]["circuit"] == "open"
     assert report.last_error.startswith(f"slow: circuit open (after: channel slow ({SCRIPTED}) did not return within")
     pool = agent.dispatcher.pool

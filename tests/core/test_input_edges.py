@@ -201,3 +201,16 @@ def test_a_channel_spec_handed_to_a_plugin_keeps_its_credentials_out_of_its_repr
                        settings={"api_config": {"token": "tok-123-secret"}}, api_config={"token": "tok-123-secret"})
 
     assert "tok-123-secret" not in repr(spec) and "token" in repr(spec)
+
+
+def test_report_attempts_is_the_number_of_attempts_as_the_original_api_prints_it(tmp_path: Path) -> None:
+    with IntelligentOTPAgent(agent_config(tmp_path)) as agent:
+        agent.start_processing()
+        message_id = agent.send_otp("+447700900123", user_id="user123")
+        assert agent.wait_until_idle(30)
+        report = agent.get_delivery_report(message_id)
+
+    assert f"Attempts: {report.attempts}" == "Attempts: 1"
+    assert [a.outcome.value for a in report.attempt_log] == ["accepted"]
+    data = report.to_dict()
+    assert data["attempt_count"] == 1 and data["attempts"][0]["outcome"] == "accepted"

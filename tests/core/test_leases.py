@@ -87,7 +87,7 @@ def test_a_send_longer_than_the_lease_keeps_its_lease_and_goes_out_once(tmp_path
         report = first.get_delivery_report(message_id)
 
     assert len(outbox.for_message(message_id)) == 1
-    assert len(report.attempts) == 1
+    assert len(report.attempt_log) == 1
     assert leases and max(leases) > min(leases), "the lease was renewed while the provider call ran"
 
 

@@ -27,7 +27,7 @@ def _alert(agent: IntelligentOTPAgent, channels: tuple[str, ...] = ("SMS", "BACK
 def _outcomes(agent: IntelligentOTPAgent, message_id: str) -> list[tuple[str, Outcome, str | None]]:
     report = agent.get_delivery_report(message_id)
     assert report is not None
-    return [(a.channel, a.outcome, a.error_code) for a in report.attempts]
+    return [(a.channel, a.outcome, a.error_code) for a in report.attempt_log]
 
 
 def _status(agent: IntelligentOTPAgent, message_id: str) -> Status:
@@ -88,7 +88,7 @@ def test_a_429_pauses_the_channel_until_retry_after_then_the_message_goes_out(
     assert _outcomes(agent, first) == [("SMS", Outcome.TRANSIENT, "rate_limited"), ("SMS", Outcome.ACCEPTED, None)]
     assert _outcomes(agent, second) == [("SMS", Outcome.ACCEPTED, None)]
     report = agent.get_delivery_report(first)
-    assert report is not None and report.attempts[1].started_at >= paused_at + 30 - 1e-6
+    assert report is not None and report.attempt_log[1].started_at >= paused_at + 30 - 1e-6
     assert [r.status for r in gateway.requests] == [429, 202, 202]
 
 
@@ -104,7 +104,7 @@ def test_a_503_is_retried_then_the_message_falls_back_to_the_console_channel(
         ("BACKUP", Outcome.ACCEPTED, None)]
     report = agent.get_delivery_report(message_id)
     assert report is not None and report.status is Status.SENT and report.channel == "BACKUP"
-    assert report.attempts[0].error_message == "gateway answered HTTP 503: maintenance"
+    assert report.attempt_log[0].error_message == "gateway answered HTTP 503: maintenance"
     assert agent.get_metrics()["channels"]["SMS"]["circuit"] == "closed"
 
 
@@ -155,7 +155,7 @@ def test_the_token_never_appears_in_logs_reprs_or_errors(gateway: FakeSmsGateway
                                                                           timeout_seconds=-1)))
 
     report = agent.get_delivery_report(message_id)
-    assert report is not None and report.attempts[0].error_code == "invalid_token"
+    assert report is not None and report.attempt_log[0].error_code == "invalid_token"
     assert gateway.requests[0].authorization == f"Bearer {WRONG_TOKEN}"  # it was sent, and echoed back
     seen = [caplog.text, *capsys.readouterr(), str(exc.value), repr(agent.config), repr(agent.channels["SMS"]),
             repr(agent.channels["SMS"].settings), repr(report), json.dumps(agent.get_metrics(), default=str)]

@@ -131,7 +131,7 @@ def test_the_agent_delivers_and_verifies_an_otp_on_postgres(pg_schema: str, tmp_
 
     assert (wrong_answer[0], right_answer, again[0]) == (False, (True, "verified"), False)
     assert report is not None
-    assert report.attempts[0].outcome.value == "accepted"
+    assert report.attempt_log[0].outcome.value == "accepted"
 
 
 def test_db_migrate_on_the_command_line_reports_the_version(pg_schema: str, tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def test_a_message_routed_by_a_broken_strategy_is_sent_in_priority_order(tmp_pat
             assert wait_for(lambda: all(agent.get_delivery_report(i).status is Status.SENT for i in ids), 10)
             assert [agent.get_delivery_report(i).channel for i in ids] == ["sms", "email"]
             # A provider callback feeds observe too: the strategy raises there as well, harmlessly.
-            attempt = agent.get_delivery_report(ids[0]).attempts[-1]
+            attempt = agent.get_delivery_report(ids[0]).attempt_log[-1]
             result = agent.record_provider_event(ProviderEvent(
                 source="test", event_id="e1", provider_message_id=attempt.provider_message_id or "",
                 status=Status.DELIVERED))

@@ -118,7 +118,7 @@ def test_a_429_is_retried_after_the_reset_and_then_accepted(start_agent, fake):
 
     report = agent.get_delivery_report(message_id)
     assert report is not None and report.status is Status.SENT and report.channel == "EMAIL"
-    assert [(a.channel, a.outcome, a.error_code) for a in report.attempts] == [
+    assert [(a.channel, a.outcome, a.error_code) for a in report.attempt_log] == [
         ("EMAIL", Outcome.TRANSIENT, "429"), ("EMAIL", Outcome.ACCEPTED, None)]
 
 
@@ -130,7 +130,7 @@ def test_a_rejected_api_key_falls_back_and_opens_the_channels_circuit(start_agen
 
     report = agent.get_delivery_report(message_id)
     assert report is not None and report.channel == "BACKUP"
-    first = report.attempts[0]
+    first = report.attempt_log[0]
     assert (first.channel, first.outcome, first.error_code) == ("EMAIL", Outcome.PERMANENT, "401")
     assert "authorization grant is invalid" in (first.error_message or "")
     assert agent.get_metrics()["channels"]["EMAIL"]["circuit"] == "open"
@@ -146,8 +146,8 @@ def test_an_invalid_recipient_400_falls_back_but_leaves_the_circuit_closed(start
 
     report = agent.get_delivery_report(message_id)
     assert report is not None and report.channel == "BACKUP"
-    assert report.attempts[0].error_code == "400"
-    assert "field: personalizations.0.to.0.email" in (report.attempts[0].error_message or "")
+    assert report.attempt_log[0].error_code == "400"
+    assert "field: personalizations.0.to.0.email" in (report.attempt_log[0].error_message or "")
     assert agent.get_metrics()["channels"]["EMAIL"]["circuit"] == "closed"
 
 
@@ -160,7 +160,7 @@ def test_server_errors_exhaust_the_retry_budget_then_fall_back(start_agent, fake
 
     report = agent.get_delivery_report(message_id)
     assert report is not None and report.channel == "BACKUP"
-    assert [a.error_code for a in report.attempts if a.channel == "EMAIL"] == ["503", "503", "503"]
+    assert [a.error_code for a in report.attempt_log if a.channel == "EMAIL"] == ["503", "503", "503"]
 
 
 def test_delivered_and_open_events_move_the_message_forward(start_agent, fake, signer):
@@ -204,7 +204,7 @@ def test_a_bounce_event_sends_the_otp_on_to_the_fallback_channel(start_agent, fa
 
     report = agent.get_delivery_report(message_id)
     assert report is not None and report.channel == "BACKUP"
-    email_attempt = next(a for a in report.attempts if a.channel == "EMAIL")
+    email_attempt = next(a for a in report.attempt_log if a.channel == "EMAIL")
     assert email_attempt.delivery_status is Status.UNDELIVERED
     assert re.search(r"\b\d{6}\b", _outbox(tmp_path)[0]["body"])
 

@@ -17,7 +17,7 @@ def _alert(agent: Any, phone: str = RECIPIENT, channels: tuple[str, ...] = ("SMS
 
 
 def _outcomes(report: Any) -> list[tuple[str, Outcome, str | None]]:
-    return [(a.channel, a.outcome, a.error_code) for a in report.attempts]
+    return [(a.channel, a.outcome, a.error_code) for a in report.attempt_log]
 
 
 def test_a_429_is_retried_on_the_same_channel_after_retry_after(fake: FakeTwilio, make_agent) -> None:  # type: ignore[no-untyped-def]
@@ -28,7 +28,7 @@ def test_a_429_is_retried_on_the_same_channel_after_retry_after(fake: FakeTwilio
 
     assert report.status is Status.SENT and report.channel == "SMS"
     assert _outcomes(report) == [("SMS", Outcome.TRANSIENT, "20429"), ("SMS", Outcome.ACCEPTED, None)]
-    assert report.attempts[0].error_message == "Too Many Requests"
+    assert report.attempt_log[0].error_message == "Too Many Requests"
     first, second = fake.requests_to(RECIPIENT)
     assert second.at - first.at >= 0.95
 
@@ -42,7 +42,7 @@ def test_server_errors_are_retried_with_backoff_until_twilio_recovers(fake: Fake
     two = dispatch(agent, _alert(agent, "+447700900999"))
 
     assert _outcomes(one) == [("SMS", Outcome.TRANSIENT, "20503"), ("SMS", Outcome.ACCEPTED, None)]
-    assert [a.outcome for a in two.attempts] == [Outcome.TRANSIENT, Outcome.TRANSIENT, Outcome.ACCEPTED]
+    assert [a.outcome for a in two.attempt_log] == [Outcome.TRANSIENT, Outcome.TRANSIENT, Outcome.ACCEPTED]
     assert two.status is Status.SENT and two.channel == "SMS"
 
 
@@ -52,7 +52,7 @@ def test_when_retries_run_out_the_message_falls_back(fake: FakeTwilio, make_agen
 
     report = dispatch(agent, _alert(agent))
 
-    assert [a.channel for a in report.attempts] == ["SMS", "SMS", "SMS", "BACKUP"]
+    assert [a.channel for a in report.attempt_log] == ["SMS", "SMS", "SMS", "BACKUP"]
     assert report.channel == "BACKUP" and report.status is Status.SENT
     assert agent.get_metrics()["channels"]["SMS"]["circuit"] == "closed"
 
@@ -63,7 +63,7 @@ def test_an_invalid_number_falls_back_at_once_recording_twilios_code_and_message
     report = dispatch(agent, _alert(agent, "+15005550001"))
 
     assert _outcomes(report) == [("SMS", Outcome.PERMANENT, "21211"), ("BACKUP", Outcome.ACCEPTED, None)]
-    assert report.attempts[0].error_message == "The 'To' number +15005550001 is not a valid phone number."
+    assert report.attempt_log[0].error_message == "The 'To' number +15005550001 is not a valid phone number."
     assert report.channel == "BACKUP"
     assert agent.get_metrics()["channels"]["SMS"]["circuit"] == "closed"
 
@@ -77,7 +77,7 @@ def test_bad_credentials_open_the_circuit_and_later_messages_skip_twilio(fake: F
 
     assert _outcomes(first) == [("SMS", Outcome.PERMANENT, "20003"), ("BACKUP", Outcome.ACCEPTED, None)]
     assert agent.get_metrics()["channels"]["SMS"]["circuit"] == "open"
-    assert [a.channel for a in second.attempts] == ["BACKUP"]
+    assert [a.channel for a in second.attempt_log] == ["BACKUP"]
     assert len(fake.requests) == 1
 
 
@@ -89,8 +89,8 @@ def test_whatsapp_outside_the_session_window_falls_back_to_sms(fake: FakeTwilio,
 
     report = dispatch(agent, _alert(agent, channels=("WHATSAPP", "SMS")))
 
-    assert [a.channel for a in report.attempts] == ["WHATSAPP", "SMS"]
-    assert report.attempts[0].error_message == ERROR_MESSAGES[63016]
+    assert [a.channel for a in report.attempt_log] == ["WHATSAPP", "SMS"]
+    assert report.attempt_log[0].error_message == ERROR_MESSAGES[63016]
     assert report.channel == "SMS"
 
 

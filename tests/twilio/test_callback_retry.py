@@ -107,11 +107,11 @@ def test_a_callback_whose_write_fails_is_applied_by_twilios_retry(
     final = agent.get_delivery_report(message_id)
 
     assert failed.status_code == 500
-    assert (after_failure.status, after_failure.attempts[-1].delivery_status) == (Status.SENT, None)
+    assert (after_failure.status, after_failure.attempt_log[-1].delivery_status) == (Status.SENT, None)
     assert [e.type for e in after_failure.history].count(refused_event) == 0
     assert retried.status_code == 204
     assert final.status is then
-    assert final.attempts[0].delivery_status is Status(twilio_status)
+    assert final.attempt_log[0].delivery_status is Status(twilio_status)
     assert [e.type for e in final.history].count(refused_event) == 1
     if refused_event == "fallback":
         assert final.channel == "BACKUP"

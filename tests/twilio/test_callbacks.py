@@ -35,7 +35,7 @@ def test_a_signed_delivered_callback_marks_the_message_delivered(make_agent, cal
     assert response.status_code == 204
     report = agent.get_delivery_report(message_id)
     assert report.status is Status.DELIVERED
-    assert report.attempts[-1].delivery_status is Status.DELIVERED
+    assert report.attempt_log[-1].delivery_status is Status.DELIVERED
 
 
 def test_the_callback_url_carries_our_message_id_and_is_signed_over_the_public_url(fake, make_agent) -> None:  # type: ignore[no-untyped-def]
@@ -93,7 +93,7 @@ def test_out_of_order_callbacks_never_move_a_message_backwards(make_agent, callb
 
     report = agent.get_delivery_report(message_id)
     assert report.status is Status.DELIVERED
-    assert report.attempts[-1].delivery_status is Status.DELIVERED
+    assert report.attempt_log[-1].delivery_status is Status.DELIVERED
 
 
 def test_undelivered_after_sent_falls_back_to_the_next_channel_with_twilios_error(make_agent, callbacks,  # type: ignore[no-untyped-def]
@@ -108,8 +108,8 @@ def test_undelivered_after_sent_falls_back_to_the_next_channel_with_twilios_erro
     assert agent.wait_until_idle(10)
     report = agent.get_delivery_report(message_id)
     assert report.channel == "BACKUP"
-    assert [a.channel for a in report.attempts] == ["SMS", "BACKUP"]
-    assert report.attempts[0].delivery_status is Status.UNDELIVERED
+    assert [a.channel for a in report.attempt_log] == ["SMS", "BACKUP"]
+    assert report.attempt_log[0].delivery_status is Status.UNDELIVERED
     assert "30003" in " ".join(str(e.data) for e in report.history)
     assert "fallback" in [e.type for e in report.history]
     assert (tmp_path / "outbox.jsonl").read_text().count(message_id) == 1
@@ -149,7 +149,7 @@ def test_call_outcomes_map_to_delivered_or_fall_back(fake: FakeTwilio, make_agen
     assert agent.get_delivery_report(answered).status is Status.DELIVERED
     report = agent.get_delivery_report(unanswered)
     assert report.channel == "BACKUP"
-    assert report.attempts[0].delivery_status is Status.UNDELIVERED
+    assert report.attempt_log[0].delivery_status is Status.UNDELIVERED
 
 
 def test_an_unknown_sid_is_answered_404_after_a_bounded_wait(fake: FakeTwilio, make_agent, callbacks) -> None:  # type: ignore[no-untyped-def]

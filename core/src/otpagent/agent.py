@@ -324,7 +324,7 @@ class IntelligentOTPAgent:
         return DeliveryReport(
             message_id=m.id, status=m.status, channel=m.channel, recipient=m.recipient,
             message_type=m.message_type, priority=m.priority, body=mask_code(m.body),
-            attempts=tuple(self.storage.get_attempts(m.id)), history=tuple(self.storage.get_events(m.id)),
+            attempt_log=tuple(self.storage.get_attempts(m.id)), history=tuple(self.storage.get_events(m.id)),
             cost=m.cost, created_at=to_datetime(m.created_at), updated_at=to_datetime(m.updated_at),  # type: ignore[arg-type]
             scheduled_for=to_datetime(m.due_at) if m.due_at > m.created_at + 0.001 else None,
             provider_message_id=m.provider_message_id, last_error=m.last_error or None, route=m.route,

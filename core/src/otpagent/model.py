@@ -347,7 +347,13 @@ def _dt(ts: float | None) -> datetime | None:
 
 @attrs.frozen(kw_only=True)
 class DeliveryReport:
-    """Everything known about one message: status, channel, attempts, cost and history."""
+    """Everything known about one message: status, channel, attempts, cost and history.
+
+    ``attempts`` is how many times a channel was tried, as the original product prints it
+    (``f"Attempts: {report.attempts}"``); ``attempt_log`` holds each try (channel, outcome,
+    provider id, error, cost, timing, delivery status). ``to_dict()`` and the REST report keep
+    the records under ``"attempts"`` and add ``"attempt_count"``.
+    """
 
     message_id: str
     status: Status
@@ -356,7 +362,7 @@ class DeliveryReport:
     message_type: MessageType
     priority: Priority
     body: str
-    attempts: tuple[Attempt, ...]
+    attempt_log: tuple[Attempt, ...]
     history: tuple[Event, ...]
     cost: float
     created_at: datetime
@@ -367,8 +373,9 @@ class DeliveryReport:
     route: tuple[str, ...]
 
     @property
-    def attempt_count(self) -> int:
-        return len(self.attempts)
+    def attempts(self) -> int:
+        """How many attempts were made (each one is in :attr:`attempt_log`)."""
+        return len(self.attempt_log)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (used by the CLI and the HTTP API)."""
@@ -387,6 +394,7 @@ class DeliveryReport:
             "provider_message_id": self.provider_message_id,
             "last_error": self.last_error,
             "route": list(self.route),
+            "attempt_count": self.attempts,
             "attempts": [
                 {
                     "number": a.number,
@@ -400,7 +408,7 @@ class DeliveryReport:
                     "delivery_status": a.delivery_status.value if a.delivery_status else None,
                     "started_at": _dt(a.started_at).isoformat(),  # type: ignore[union-attr]
                 }
-                for a in self.attempts
+                for a in self.attempt_log
             ],
             "history": [
                 {**dict(e.data), "type": e.type, "at": _dt(e.at).isoformat()}  # type: ignore[union-attr]

@@ -27,10 +27,10 @@ def reports_table(reports: Iterable[DeliveryReport], title: str = "Delivery repo
     for r in reports:
         style = _STATUS_STYLE.get(r.status.value, "")
         trail = " → ".join(
-            f"{a.channel}:{a.outcome.value}" + (f"({a.error_code})" if a.error_code else "") for a in r.attempts
+            f"{a.channel}:{a.outcome.value}" + (f"({a.error_code})" if a.error_code else "") for a in r.attempt_log
         )
         table.add_row(r.message_id[-10:], r.message_type.value, r.priority.name, r.recipient,
-                      f"[{style}]{r.status.value}[/]", r.channel or "-", str(len(r.attempts)), trail or "-",
+                      f"[{style}]{r.status.value}[/]", r.channel or "-", str(r.attempts), trail or "-",
                       (r.last_error or "")[:60])
     return table
 

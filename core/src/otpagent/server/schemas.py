@@ -114,7 +114,8 @@ _STATUS = ["queued", "scheduled", "sending", "retrying", "sent", "delivered", "r
 
 DELIVERY_REPORT: dict[str, Any] = {
     "type": "object",
-    "required": ["message_id", "status", "channel", "attempts", "history", "cost", "created_at", "updated_at"],
+    "required": ["message_id", "status", "channel", "attempts", "attempt_count", "history", "cost", "created_at",
+                 "updated_at"],
     "properties": {
         "message_id": {"type": "string"}, "status": {"type": "string", "enum": _STATUS},
         "channel": {"type": ["string", "null"]}, "recipient": {"type": "string"},
@@ -123,6 +124,7 @@ DELIVERY_REPORT: dict[str, Any] = {
         "scheduled_for": {"type": ["string", "null"]}, "provider_message_id": {"type": ["string", "null"]},
         "last_error": {"type": ["string", "null"]}, "route": {"type": "array", "items": {"type": "string"}},
         "attempts": {"type": "array", "items": _ATTEMPT},
+        "attempt_count": {"type": "integer", "minimum": 0},
         "history": {"type": "array", "items": {"type": "object", "required": ["type", "at"],
                                                "properties": {"type": {"type": "string"}, "at": {"type": "string"}}}},
     },
