@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 
 import pytest
 
@@ -92,12 +91,11 @@ def test_a_provider_that_does_not_answer_in_time_is_a_transient_timeout(fake, ma
     fake.stall(RECIPIENT, 5)
     channel = make_channel(api_config={"timeout_seconds": 0.3})
 
-    started = time.monotonic()
     result = channel.send(otp_envelope())
 
+    # The fake answers after 5 s: a "timeout" result means the 0.3 s client timeout fired first.
     assert result.outcome is Outcome.TRANSIENT
     assert result.code == "timeout"
-    assert time.monotonic() - started < 3
 
 
 def test_a_refused_connection_is_transient(make_channel):

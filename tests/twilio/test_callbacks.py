@@ -163,7 +163,7 @@ def test_an_unknown_sid_is_answered_404_after_a_bounded_wait(fake: FakeTwilio, m
     response = callbacks(agent).post("SM" + "0" * 32, "delivered")
 
     assert response.status_code == 404
-    assert 0.25 <= time.monotonic() - started < 3
+    assert 0.25 <= time.monotonic() - started < 8  # it looked for the sid for its 0.3 s, then answered
 
 
 def test_callbacks_for_unknown_or_non_twilio_channels_are_404(make_agent, callbacks) -> None:  # type: ignore[no-untyped-def]

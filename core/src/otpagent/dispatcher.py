@@ -233,23 +233,28 @@ class Dispatcher:
             self._update(message, MessageUpdate(message_id=message.id, status=Status.QUEUED, due_at=now + wait,
                                                 expected_owner=self.worker_id), now)
             return
+        # When the rate limiter let this send go (recorded with the attempt: what the limiter
+        # promises, whatever the machine's load does to the moment the send really starts).
+        slot = now + wait if self.channel_configs[channel_name].rate_limit is not None else None
         if wait > 0:
             time.sleep(wait)  # our reserved slot under the rate limit; the lease outlasts it
         started = self.clock()
         result = self.guard.send(channel, channel_name, message.envelope(), self._pool,
-                                 functools.partial(self._record_abandoned, message, channel_name, started))
+                                 functools.partial(self._record_abandoned, message, channel_name, started, slot))
         if result is not None:  # None: abandoned, the watchdog recorded the timeout
-            self._record(message, channel_name, result, started, self.clock())
+            self._record(message, channel_name, result, started, self.clock(), slot)
 
-    def _record_abandoned(self, message: Message, channel_name: str, started: float, result: SendResult) -> None:
+    def _record_abandoned(self, message: Message, channel_name: str, started: float, slot: float | None,
+                          result: SendResult) -> None:
         """On the watchdog thread: record the timeout of a send that was abandoned."""
         try:
-            self._record(message, channel_name, result, started, self.clock())
+            self._record(message, channel_name, result, started, self.clock(), slot)
         except Exception as exc:
             log.exception("dispatch_failed", message_id=message.id)
             self.leases.orphan(message.id, exc)
 
-    def _record(self, message: Message, channel_name: str, result: SendResult, started: float, finished: float) -> None:
+    def _record(self, message: Message, channel_name: str, result: SendResult, started: float, finished: float,
+                slot: float | None = None) -> None:
         number = message.attempt_count + 1
         cost = (result.cost if result.cost is not None else self.channel_configs[channel_name].cost or 0.0) \
             if result.ok else 0.0
@@ -261,6 +266,7 @@ class Dispatcher:
         attempt_event = Event(type="attempt", message_id=message.id, at=finished, data={
             "channel": channel_name, "number": number, "outcome": result.outcome.value,
             "error_code": result.code, "latency_ms": round((finished - started) * 1000, 3),
+            **({"rate_limit_slot": round(slot, 6)} if slot is not None else {}),
         })
         now = finished
         self._observe(message, channel_name, result, finished - started, cost)

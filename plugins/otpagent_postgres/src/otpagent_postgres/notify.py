@@ -34,34 +34,55 @@ class WorkListener:
         self._closed = False
 
     def wait(self, timeout: float) -> None:
-        """Return when work may have arrived, or after ``timeout`` seconds."""
+        """Return when work may have arrived, or after ``timeout`` seconds.
+
+        One caller at a time listens on the connection; the others wait to be told. When the
+        listener leaves without news for this schema (its own timeout, a lost connection), it
+        says so, and a waiter that still has time left takes over the listening, so a
+        notification never arrives with nobody reading it.
+        """
         if self._closed or timeout <= 0:
             return
+        deadline = time.monotonic() + timeout
         with self._woken:
             seen = self._generation
-        if self._listening.acquire(blocking=False):
-            try:
-                if self._listen(timeout):
-                    with self._woken:
+        while not self._closed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self._listening.acquire(blocking=False):
+                try:
+                    woke = self._generation == seen and self._listen(remaining)
+                finally:
+                    self._listening.release()
+                with self._woken:
+                    if woke:
                         self._generation += 1
-                        self._woken.notify_all()
-            finally:
-                self._listening.release()
-            return
-        with self._woken:
-            self._woken.wait_for(lambda: self._generation != seen or self._closed, timeout)
+                    self._woken.notify_all()  # the news, or "the listener left: take over"
+                if woke or self._generation != seen:
+                    return
+                continue
+            with self._woken:
+                self._woken.wait(remaining)
+                if self._generation != seen:
+                    return
 
     def _listen(self, timeout: float) -> bool:
+        """Listen until a notification for this schema (True) or ``timeout`` (False).
+
+        The channel is shared by every schema on the server: another schema's notification is
+        not news for us, and listening goes on.
+        """
         deadline = time.monotonic() + timeout
         try:
             conn = self._ensure_connection()
-            woke = False
-            for note in conn.notifies(timeout=timeout, stop_after=1):
-                woke = woke or note.payload == self._schema
-            # Drain what queued up meanwhile, so one burst of enqueues means one wake-up.
-            for note in conn.notifies(timeout=0.001):
-                woke = woke or note.payload == self._schema
-            return woke
+            while (remaining := deadline - time.monotonic()) > 0:
+                if any(note.payload == self._schema for note in conn.notifies(timeout=remaining, stop_after=1)):
+                    # Drain what queued up meanwhile, so one burst of enqueues means one wake-up.
+                    for _note in conn.notifies(timeout=0.001):
+                        pass
+                    return True
+            return False
         except psycopg.Error:
             self._drop_connection()
             # Do not spin while the database is away: sleep out the rest of the timeout.
