@@ -47,6 +47,7 @@ from otpagent.storage.rows import (
 )
 from otpagent.storage.sqlite_outbox import SqliteWebhookOutbox
 from otpagent.storage.sqlite_schema import migrate
+from otpagent.storage.sqlite_wakeup import DataVersionWatch
 from otpagent.storage.sqlite_writer import SqliteTx, SqliteWriter
 
 __all__ = ["SqliteStorage", "create_sqlite_storage"]
@@ -87,21 +88,27 @@ def create_sqlite_storage(settings: Mapping[str, Any], context: PluginContext) -
 
 class SqliteStorage(SqliteWriter):
     """A :class:`~otpagent.protocols.StorageBackend` on one SQLite file, with every capability
-    but the work wake-up (an idle worker polls; in-process enqueues wake it at once).
+    (the work wake-up watches ``PRAGMA data_version``: see :mod:`otpagent.storage.sqlite_wakeup`).
     """
 
     name = "sqlite"
-    capabilities = frozenset(Capability) - {Capability.WORK_WAKEUP}
+    capabilities = frozenset(Capability)
 
     def __init__(self, path: str | Path, *, synchronous: str = "full", busy_timeout: float = 30.0) -> None:
         super().__init__(path, synchronous=synchronous, busy_timeout=busy_timeout)
         self._outbox: SqliteWebhookOutbox | None = None
         self._outbox_lock = threading.Lock()
+        self._watch = DataVersionWatch(self._conn)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             migrate(self._conn(), begin=self._begin_immediate)
         except sqlite3.Error as exc:
             raise ConfigError("storage.path", f"cannot open SQLite database {str(self.path)!r}: {exc}") from None
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Block until another connection (any process) added a message, or ``timeout`` seconds
+        pass (the work wake-up capability)."""
+        self._watch.wait_for_work(timeout)
 
     # -- queue ---------------------------------------------------------------------------------
     def enqueue(self, items: Sequence[NewMessage], now: float) -> list[EnqueueResult]:
