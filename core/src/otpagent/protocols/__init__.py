@@ -9,12 +9,20 @@ works. One submodule per concern; everything is re-exported here, so
 - :mod:`~otpagent.protocols.sinks`: :class:`EventSink`, the :class:`WebhookOutbox`
 - :mod:`~otpagent.protocols.storage`: the required :class:`StorageBackend` core, :class:`Capability`
 - :mod:`~otpagent.protocols.capabilities`: the optional storage capabilities
+- :mod:`~otpagent.protocols.activity`: what the fleet did over a window (``Housekeeping`` reads)
 - :mod:`~otpagent.protocols.otp`, :mod:`~otpagent.protocols.provider_events`: their values
 - :mod:`~otpagent.protocols.context`: :class:`PluginContext`, :class:`ChannelSpec`
 """
 
 from __future__ import annotations
 
+from otpagent.protocols.activity import (
+    ACTIVITY_EVENT_TYPES,
+    MAX_HISTORY_BUCKETS,
+    Activity,
+    ActivityBucket,
+    AttemptTally,
+)
 from otpagent.protocols.capabilities import (
     Housekeeping,
     OtpStore,
@@ -52,9 +60,14 @@ from otpagent.protocols.storage import (
 )
 
 __all__ = [
+    "ACTIVITY_EVENT_TYPES",
     "FINISHED_STATUSES",
     "IDEMPOTENCY_WINDOW_SECONDS",
+    "MAX_HISTORY_BUCKETS",
     "STATS_WINDOW_SECONDS",
+    "Activity",
+    "ActivityBucket",
+    "AttemptTally",
     "Capability",
     "Channel",
     "ChannelInfo",

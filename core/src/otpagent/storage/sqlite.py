@@ -22,6 +22,8 @@ from otpagent.errors import ConfigError
 from otpagent.model import Attempt, Event, Message, Status
 from otpagent.protocols import (
     IDEMPOTENCY_WINDOW_SECONDS,
+    Activity,
+    ActivityBucket,
     Capability,
     EnqueueResult,
     IdempotencyConflict,
@@ -264,6 +266,12 @@ class SqliteStorage(SqliteWriter):
 
     def stats(self, now: float) -> StorageStats:
         return sqlreads.stats(SqliteTx(self._conn()), now)
+
+    def activity(self, since: float, now: float) -> Activity:
+        return sqlreads.activity(SqliteTx(self._conn()), since, now)
+
+    def history(self, since: float, now: float, bucket_seconds: float) -> list[ActivityBucket]:
+        return sqlreads.history(SqliteTx(self._conn()), since, now, bucket_seconds)
 
     def cleanup(self, older_than: float, now: float) -> Mapping[str, int]:
         counts: dict[str, int] = {}
