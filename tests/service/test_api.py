@@ -169,7 +169,8 @@ def test_metrics_come_as_json_and_in_prometheus_text(live: LiveServer, api: http
     assert f'otpagent_channel_attempts_24h{{channel="{channel}",outcome="accepted"}} 1.0' in body
     assert f'otpagent_channel_attempts_5m{{channel="{channel}",outcome="accepted"}} 1.0' in body
     # The histogram is fed by this process's event bus, on its own thread: it may lag the store.
-    observed = f'otpagent_attempt_latency_seconds_count{{channel="{channel}",outcome="accepted",process="{process}"}} 1.0'
+    labels = f'channel="{channel}",outcome="accepted",process="{process}"'
+    observed = f"otpagent_attempt_latency_seconds_count{{{labels}}} 1.0"
     assert wait_for(lambda: observed in api.get("/metrics").text)
     assert f'otpagent_worker_events_total{{event="sent",process="{process}"}} 1.0' in body
     assert f'otpagent_channel_cost_24h{{channel="{channel}"}}' in body
