@@ -25,7 +25,7 @@ MEMBERS = {
     Capability.RATE_LIMITS: ("acquire", "acquire_all"),
     Capability.OTP_STORE: ("issue_otp", "verify_otp", "redact_expired_secrets"),
     Capability.PROVIDER_EVENTS: ("apply_provider_event",),
-    Capability.HOUSEKEEPING: ("stats", "activity", "history", "costs_by_day", "cleanup"),
+    Capability.HOUSEKEEPING: ("stats", "event_counts", "attempt_counts", "history", "costs_by_day", "cleanup"),
     Capability.WEBHOOK_OUTBOXES: ("webhook_outbox",),
     Capability.WORK_WAKEUP: ("wait_for_work",),
 }

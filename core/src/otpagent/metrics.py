@@ -18,10 +18,11 @@ see only the work its own dispatcher did, so they answer "what is this worker do
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from otpagent.fleet import live_workers
-from otpagent.protocols import STATS_WINDOW_SECONDS, Activity, ChannelStats
+from otpagent.protocols import STATS_WINDOW_SECONDS, AttemptTally, ChannelStats, total_attempts
 
 if TYPE_CHECKING:
     from otpagent.agent import IntelligentOTPAgent
@@ -44,7 +45,7 @@ def collect_metrics(agent: IntelligentOTPAgent) -> dict[str, Any]:
     now = agent.clock()
     housekeeping = agent.capabilities.housekeeping
     stats = housekeeping.stats(now)
-    window = housekeeping.activity(now - STATS_WINDOW_SECONDS, now)
+    events = housekeeping.event_counts(now - STATS_WINDOW_SECONDS, now)
     by_status = dict(stats.by_status)
     succeeded = sum(by_status.get(s, 0) for s in _SUCCEEDED)
     failed = sum(by_status.get(s, 0) for s in _FAILED)
@@ -72,7 +73,7 @@ def collect_metrics(agent: IntelligentOTPAgent) -> dict[str, Any]:
             # Share of finished messages that reached a provider (sent) or the user (delivered).
             "success_rate": round(100.0 * succeeded / finished, 2) if finished else 0.0,
         },
-        "last_24h": _last_24h(window),
+        "last_24h": _last_24h(events, stats.channels),
         "channels": channels,
         "total_cost": round(sum(c["cost"] for c in channels.values()), 6),
         "cost_by_day": costs_by_day,
@@ -105,11 +106,14 @@ def _channel(agent: IntelligentOTPAgent, name: str, cs: ChannelStats | None, spe
     }
 
 
-def _last_24h(window: Activity) -> dict[str, Any]:
-    attempts = window.all_attempts
+def _last_24h(events: Mapping[str, int], channels: Mapping[str, ChannelStats]) -> dict[str, Any]:
+    # The channels' statistics cover the same window: their attempts need no second read.
+    attempts = total_attempts(AttemptTally(accepted=c.accepted, transient=c.transient, permanent=c.permanent,
+                                           delivered=c.delivered, undelivered=c.undelivered)
+                              for c in channels.values())
     return {
         "window_seconds": STATS_WINDOW_SECONDS,
-        "messages": {key: window.count(event) for event, key in _MESSAGE_EVENTS.items()},
+        "messages": {key: int(events.get(event, 0)) for event, key in _MESSAGE_EVENTS.items()},
         "attempts": {"total": attempts.attempts, "accepted": attempts.accepted, "transient": attempts.transient,
                      "permanent": attempts.permanent, "undelivered": attempts.undelivered,
                      "failed": attempts.failed,

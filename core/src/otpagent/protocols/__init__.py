@@ -19,9 +19,9 @@ from __future__ import annotations
 from otpagent.protocols.activity import (
     ACTIVITY_EVENT_TYPES,
     MAX_HISTORY_BUCKETS,
-    Activity,
     ActivityBucket,
     AttemptTally,
+    total_attempts,
 )
 from otpagent.protocols.capabilities import (
     Housekeeping,
@@ -65,7 +65,6 @@ __all__ = [
     "IDEMPOTENCY_WINDOW_SECONDS",
     "MAX_HISTORY_BUCKETS",
     "STATS_WINDOW_SECONDS",
-    "Activity",
     "ActivityBucket",
     "AttemptTally",
     "Capability",
@@ -103,4 +102,5 @@ __all__ = [
     "event_type_name",
     "observes_country",
     "sink_start",
+    "total_attempts",
 ]

@@ -4,18 +4,18 @@ Every state change of a message is written to the ``events`` table in the same t
 the change, and every attempt is a row of its own, whichever process made it. So counts over a
 window read from there are the same from every process of a fleet, unlike the counters a
 process keeps in memory (which start at zero in each process and only see that process's
-work). :class:`~otpagent.protocols.capabilities.Housekeeping` answers two such reads:
-``activity`` (totals of one window, attempts per channel) and ``history`` (equal buckets, for
-charts).
+work). :class:`~otpagent.protocols.capabilities.Housekeeping` answers three such reads, one
+query each: ``event_counts`` (events by type in a window), ``attempt_counts`` (attempts by
+channel in a window) and ``history`` (both, in equal buckets, for charts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
 
-__all__ = ["ACTIVITY_EVENT_TYPES", "MAX_HISTORY_BUCKETS", "Activity", "ActivityBucket", "AttemptTally"]
+__all__ = ["ACTIVITY_EVENT_TYPES", "MAX_HISTORY_BUCKETS", "ActivityBucket", "AttemptTally", "total_attempts"]
 
 #: The event types the activity reads count: every state a message moves to, and
 #: ``retrying``/``fallback``. Not ``attempt``: attempts are counted from their own rows.
@@ -52,31 +52,6 @@ class AttemptTally:
 
 
 @attrs.frozen(kw_only=True)
-class Activity:
-    """What happened with ``since <= time <= until``: events of each
-    :data:`ACTIVITY_EVENT_TYPES` type (by ``at``) and attempts per channel (by ``finished_at``).
-    Types and channels with nothing in the window may be absent.
-    """
-
-    since: float
-    until: float
-    events: Mapping[str, int] = attrs.field(factory=dict)
-    attempts: Mapping[str, AttemptTally] = attrs.field(factory=dict)
-
-    def count(self, event_type: str) -> int:
-        """How many events of ``event_type`` (0 when none)."""
-        return int(self.events.get(event_type, 0))
-
-    @property
-    def all_attempts(self) -> AttemptTally:
-        """Every channel's attempts together."""
-        total = AttemptTally()
-        for tally in self.attempts.values():
-            total = total + tally
-        return total
-
-
-@attrs.frozen(kw_only=True)
 class ActivityBucket:
     """One slice ``[start, start + bucket_seconds)`` of a ``history`` read (the last slice also
     holds what happened at exactly ``until``)."""
@@ -87,3 +62,11 @@ class ActivityBucket:
 
     def count(self, event_type: str) -> int:
         return int(self.events.get(event_type, 0))
+
+
+def total_attempts(tallies: Iterable[AttemptTally]) -> AttemptTally:
+    """Several channels' attempts together."""
+    result = AttemptTally()
+    for tally in tallies:
+        result = result + tally
+    return result

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from otpagent.model import Event, Status
-from otpagent.protocols.activity import Activity, ActivityBucket
+from otpagent.protocols.activity import ActivityBucket, AttemptTally
 from otpagent.protocols.otp import OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
 from otpagent.protocols.provider_events import ProviderEvent, ProviderEventResult
 from otpagent.protocols.sinks import WebhookOutbox
@@ -151,16 +151,19 @@ class Housekeeping(Protocol):
         the history is).
         """
 
-    def activity(self, since: float, now: float) -> Activity:
-        """What the whole fleet did with ``since <= time <= now``: how many events of each
-        :data:`~otpagent.protocols.activity.ACTIVITY_EVENT_TYPES` type were recorded (by
-        ``at``; retries, fallbacks, failures, expiries...) and each channel's attempts by outcome
-        (by ``finished_at``). Counted with an explicit list of types so an index on the events'
-        type and time serves it, whatever the size of the table.
+    def event_counts(self, since: float, now: float) -> Mapping[str, int]:
+        """How many events of each :data:`~otpagent.protocols.activity.ACTIVITY_EVENT_TYPES`
+        type the whole fleet recorded with ``since <= at <= now`` (retries, fallbacks, failures,
+        expiries...); types with none may be absent. Count with the explicit list of types, so an
+        index on the events' type and time serves it whatever the size of the table.
         """
 
+    def attempt_counts(self, since: float, now: float) -> Mapping[str, AttemptTally]:
+        """Each channel's attempts by outcome with ``since <= finished_at <= now``, fleet-wide;
+        channels with none may be absent."""
+
     def history(self, since: float, now: float, bucket_seconds: float) -> list[ActivityBucket]:
-        """The same counts (attempts of every channel together) in consecutive buckets of
+        """Both counts (attempts of every channel together) in consecutive buckets of
         ``bucket_seconds`` from ``since``: ``ceil((now - since) / bucket_seconds)`` buckets, empty
         ones included, oldest first; an event at exactly ``now`` falls in the last. Raises
         ``ValueError`` for a bucket that is not positive, ``now < since``, or more than

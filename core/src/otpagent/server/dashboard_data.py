@@ -5,16 +5,17 @@ what it counts: *messages* (what was asked for) or *attempts* (each try on a cha
 which window. The charts plot "the 60 seconds ending here" at every point: the history read
 gives one point per minute for the last hour (:meth:`Housekeeping.history`, queue depth from
 the workers' minute samples, :mod:`otpagent.fleet`), and each snapshot adds a live point for the
-minute ending now (:meth:`Housekeeping.activity`), so the two join without a seam.
+minute ending now (``event_counts`` and ``attempt_counts``), so the two join without a seam.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from otpagent.fleet import queue_depth_samples
 from otpagent.model import Message
-from otpagent.protocols import Activity, ActivityBucket, AttemptTally, StorageBackend
+from otpagent.protocols import AttemptTally, Housekeeping, StorageBackend, total_attempts
 from otpagent.server.service import Service
 
 __all__ = ["HOUR", "MINUTE", "collect_history", "collect_snapshot", "mask_recipient"]
@@ -24,20 +25,23 @@ HOUR = 3600.0
 _FINISHED_BADLY = ("failed", "expired")
 
 
-def _minute_figures(events: Activity | ActivityBucket, attempts: AttemptTally) -> dict[str, int]:
+def _figures(events: Mapping[str, int], attempts: AttemptTally) -> dict[str, int]:
     """One chart point's counts: messages finished (sent, or failed/expired) and attempts."""
-    sent = events.count("sent")
-    failed = sum(events.count(t) for t in _FINISHED_BADLY)
+    sent = int(events.get("sent", 0))
+    failed = sum(int(events.get(t, 0)) for t in _FINISHED_BADLY)
     return {"sent": sent, "failed": failed, "finished": sent + failed,
             "attempts_accepted": attempts.accepted, "attempts_failed": attempts.transient + attempts.permanent}
+
+
+def _window(housekeeping: Housekeeping, since: float, now: float) -> dict[str, int]:
+    attempts = total_attempts(housekeeping.attempt_counts(since, now).values())
+    return _figures(housekeeping.event_counts(since, now), attempts)
 
 
 def collect_snapshot(service: Service, recent: int = 15) -> dict[str, Any]:
     agent = service.agent
     m = agent.get_metrics()
     now = agent.clock()
-    minute = agent.capabilities.housekeeping.activity(now - MINUTE, now)
-    hour = agent.capabilities.housekeeping.activity(now - HOUR, now)
     db = m["database_stats"]
     channels = [{"name": name, **{k: c[k] for k in (
         "kind", "attempts", "sent", "delivered", "failed", "success_rate", "p50_latency_ms", "p95_latency_ms",
@@ -51,8 +55,8 @@ def collect_snapshot(service: Service, recent: int = 15) -> dict[str, Any]:
                      "success_rate": db["success_rate"], "by_status": db["by_status"]},
         "last_24h": {"attempts": m["last_24h"]["attempts"], "retries": m["last_24h"]["messages"]["retries"],
                      "fallbacks": m["last_24h"]["messages"]["fallbacks"], "cost": m["total_cost"]},
-        "last_minute": _minute_figures(minute, minute.all_attempts),
-        "last_hour": _minute_figures(hour, hour.all_attempts),
+        "last_minute": _window(agent.capabilities.housekeeping, now - MINUTE, now),
+        "last_hour": _window(agent.capabilities.housekeeping, now - HOUR, now),
         "channels": channels, "recent": messages,
     }
 
@@ -63,7 +67,7 @@ def collect_history(service: Service, seconds: float = HOUR) -> dict[str, Any]:
     now = agent.clock()
     since = now - seconds
     buckets = agent.capabilities.housekeeping.history(since, now, MINUTE)
-    points = [{"t": b.start + MINUTE, **_minute_figures(b, b.attempts)} for b in buckets]
+    points = [{"t": b.start + MINUTE, **_figures(b.events, b.attempts)} for b in buckets]
     queue = [[at, depth] for at, depth in queue_depth_samples(agent.capabilities.shared_state, since)]
     return {"at": now, "since": since, "bucket_seconds": MINUTE, "points": points, "queue": queue,
             "totals": {k: sum(p[k] for p in points) for k in ("finished", "sent", "failed", "attempts_accepted",

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from otpagent.model import Event
-from otpagent.protocols import Activity
+from otpagent.protocols import AttemptTally
 from otpagent.server.service import service_of
 
 if TYPE_CHECKING:
@@ -86,7 +86,9 @@ class StorageCollector(Collector):
         agent = self.agent
         m = agent.get_metrics()
         now = agent.clock()
-        recent = agent.capabilities.housekeeping.activity(now - SHORT_WINDOW_SECONDS, now)
+        housekeeping = agent.capabilities.housekeeping
+        recent_events = housekeeping.event_counts(now - SHORT_WINDOW_SECONDS, now)
+        recent_attempts = housekeeping.attempt_counts(now - SHORT_WINDOW_SECONDS, now)
         yield _gauge("otpagent_queue_depth", "Messages waiting or in flight (fleet)", value=m["queue_size"])
         yield _gauge("otpagent_queue_oldest_due_age_seconds",
                      "How long the oldest due message has waited to be claimed (0 when none is due)",
@@ -99,15 +101,15 @@ class StorageCollector(Collector):
                      value=m["workers"]["live"])
         yield _gauge("otpagent_worker_threads_live", "Worker threads of the live worker processes",
                      value=m["workers"]["threads"])
-        yield from _message_events(m["last_24h"]["messages"], recent)
-        yield from _channel_windows(m["channels"], recent)
+        yield from _message_events(m["last_24h"]["messages"], recent_events)
+        yield from _channel_windows(m["channels"], recent_attempts)
         yield from _channel_state(m["channels"])
 
 
-def _message_events(day: Mapping[str, int], recent: Activity) -> Iterator[Metric]:
+def _message_events(day: Mapping[str, int], recent: Mapping[str, int]) -> Iterator[Metric]:
     keys = {"retrying": "retries", "fallback": "fallbacks"}
     for suffix, counts in (("24h", {t: day[keys.get(t, t)] for t in _EVENT_TYPES}),
-                           ("5m", {t: recent.count(t) for t in _EVENT_TYPES})):
+                           ("5m", {t: int(recent.get(t, 0)) for t in _EVENT_TYPES})):
         family = _gauge(f"otpagent_message_events_{suffix}",
                         f"Message events of the last {suffix} by type, fleet-wide (from the events table)", ["type"])
         for event_type, count in counts.items():
@@ -115,7 +117,7 @@ def _message_events(day: Mapping[str, int], recent: Activity) -> Iterator[Metric
         yield family
 
 
-def _channel_windows(channels: Mapping[str, Mapping[str, Any]], recent: Activity) -> Iterator[Metric]:
+def _channel_windows(channels: Mapping[str, Mapping[str, Any]], recent: Mapping[str, AttemptTally]) -> Iterator[Metric]:
     """Attempts by outcome and provider-reported deliveries per channel, over 24 h and 5 min."""
     for suffix in ("24h", "5m"):
         attempts = _gauge(f"otpagent_channel_attempts_{suffix}",
@@ -129,7 +131,7 @@ def _channel_windows(channels: Mapping[str, Mapping[str, Any]], recent: Activity
                            "permanent": c["permanent_failures"], "delivered": c["delivered"],
                            "undelivered": c["undelivered"]}
             else:
-                tally = recent.attempts.get(name)
+                tally = recent.get(name)
                 figures = {k: getattr(tally, k) if tally is not None else 0
                            for k in ("accepted", "transient", "permanent", "delivered", "undelivered")}
             for outcome in ("accepted", "transient", "permanent"):

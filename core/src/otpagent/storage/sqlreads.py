@@ -15,7 +15,6 @@ from otpagent.protocols import (
     ACTIVITY_EVENT_TYPES,
     MAX_HISTORY_BUCKETS,
     STATS_WINDOW_SECONDS,
-    Activity,
     ActivityBucket,
     AttemptTally,
     ChannelStats,
@@ -24,8 +23,8 @@ from otpagent.protocols import (
 from otpagent.storage.rows import attempt_from_row, event_from_row, message_from_row, percentile
 from otpagent.storage.sqlrules import CLAIMABLE_SQL, Row, Tx
 
-__all__ = ["activity", "find_by_provider_id", "get_attempts", "get_events", "get_message", "history",
-           "history_buckets", "recent_messages", "stats"]
+__all__ = ["attempt_counts", "event_counts", "find_by_provider_id", "get_attempts", "get_events", "get_message",
+           "history", "history_buckets", "recent_messages", "stats"]
 
 #: The counted types as SQL literals: with an explicit list, both SQLite and PostgreSQL read the
 #: ``events (type, at)`` index for each type's range of time (and SQLite reads nothing else), so
@@ -114,11 +113,14 @@ def _tally(row: Row) -> AttemptTally:
                         undelivered=int(row["undelivered"]))
 
 
-def activity(tx: Tx, since: float, now: float) -> Activity:
-    """Events by type and attempts by channel with ``since <= time <= now`` (see ``Housekeeping``)."""
-    events = {str(r["type"]): int(r["n"]) for r in tx.all(_EVENTS_BY_TYPE, (since, now))}
-    attempts = {str(r["channel"]): _tally(r) for r in tx.all(_ATTEMPTS_BY_CHANNEL, (since, now))}
-    return Activity(since=since, until=now, events=events, attempts=attempts)
+def event_counts(tx: Tx, since: float, now: float) -> dict[str, int]:
+    """Events by type with ``since <= at <= now`` (see ``Housekeeping.event_counts``)."""
+    return {str(r["type"]): int(r["n"]) for r in tx.all(_EVENTS_BY_TYPE, (since, now))}
+
+
+def attempt_counts(tx: Tx, since: float, now: float) -> dict[str, AttemptTally]:
+    """Attempts by channel with ``since <= finished_at <= now`` (see ``Housekeeping.attempt_counts``)."""
+    return {str(r["channel"]): _tally(r) for r in tx.all(_ATTEMPTS_BY_CHANNEL, (since, now))}
 
 
 def history_buckets(since: float, now: float, bucket_seconds: float) -> int:

@@ -23,8 +23,8 @@ from otpagent.protocols import (
     FINISHED_STATUSES,
     IDEMPOTENCY_WINDOW_SECONDS,
     STATS_WINDOW_SECONDS,
-    Activity,
     ActivityBucket,
+    AttemptTally,
     Capability,
     ChannelStats,
     EnqueueResult,
@@ -287,9 +287,13 @@ class InMemoryStorage:
             oldest_due_age_seconds=max(0.0, now - min(due)) if due else None,
         )
 
-    def activity(self, since: float, now: float) -> Activity:
+    def event_counts(self, since: float, now: float) -> dict[str, int]:
         with self._tx() as s:
-            return memory_activity.activity(s, since, now)
+            return memory_activity.event_counts(s, since, now)
+
+    def attempt_counts(self, since: float, now: float) -> dict[str, AttemptTally]:
+        with self._tx() as s:
+            return memory_activity.attempt_counts(s, since, now)
 
     def history(self, since: float, now: float, bucket_seconds: float) -> list[ActivityBucket]:
         with self._tx() as s:

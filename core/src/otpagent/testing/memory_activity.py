@@ -1,5 +1,5 @@
 """Fleet activity over a window, for the in-memory backend: the plain-Python answer to the
-``activity`` and ``history`` reads of :class:`~otpagent.protocols.Housekeeping`.
+``event_counts``, ``attempt_counts`` and ``history`` reads of :class:`~otpagent.protocols.Housekeeping`.
 
 The same rules as the SQL in :mod:`otpagent.storage.sqlreads`: events of the counted types by
 ``at``, attempts by ``finished_at``, both with ``since <= time <= now``; buckets of equal width
@@ -12,11 +12,11 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from otpagent.protocols import ACTIVITY_EVENT_TYPES, Activity, ActivityBucket, AttemptTally
+from otpagent.protocols import ACTIVITY_EVENT_TYPES, ActivityBucket, AttemptTally
 from otpagent.storage.sqlreads import history_buckets
 from otpagent.testing.memory_store import MemoryStore
 
-__all__ = ["activity", "history"]
+__all__ = ["attempt_counts", "event_counts", "history"]
 
 _COUNTED = frozenset(ACTIVITY_EVENT_TYPES)
 
@@ -32,17 +32,20 @@ def _tally(rows: Iterable[dict[str, Any]]) -> AttemptTally:
     return AttemptTally(**outcomes)
 
 
-def activity(s: MemoryStore, since: float, now: float) -> Activity:
+def event_counts(s: MemoryStore, since: float, now: float) -> dict[str, int]:
     events: dict[str, int] = {}
     for _message_id, type_, at, _data in s.events.values():
         if type_ in _COUNTED and since <= at <= now:
             events[type_] = events.get(type_, 0) + 1
+    return events
+
+
+def attempt_counts(s: MemoryStore, since: float, now: float) -> dict[str, AttemptTally]:
     by_channel: dict[str, list[dict[str, Any]]] = {}
     for a in s.attempts.values():
         if since <= a["finished_at"] <= now:
             by_channel.setdefault(a["channel"], []).append(a)
-    return Activity(since=since, until=now, events=events,
-                    attempts={channel: _tally(rows) for channel, rows in by_channel.items()})
+    return {channel: _tally(rows) for channel, rows in by_channel.items()}
 
 
 def history(s: MemoryStore, since: float, now: float, bucket_seconds: float) -> list[ActivityBucket]:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from otpagent.model import Attempt, Event, Message, Status
 from otpagent.protocols import (
-    Activity,
     ActivityBucket,
+    AttemptTally,
     Capability,
     EnqueueResult,
     MessageUpdate,
@@ -192,8 +192,11 @@ class PostgresStorage:
     def stats(self, now: float) -> StorageStats:
         return self._db.run(lambda conn, _u: sqlreads.stats(PgTx(conn), now))
 
-    def activity(self, since: float, now: float) -> Activity:
-        return self._db.run(lambda conn, _u: sqlreads.activity(PgTx(conn), since, now))
+    def event_counts(self, since: float, now: float) -> dict[str, int]:
+        return self._db.run(lambda conn, _u: sqlreads.event_counts(PgTx(conn), since, now))
+
+    def attempt_counts(self, since: float, now: float) -> dict[str, AttemptTally]:
+        return self._db.run(lambda conn, _u: sqlreads.attempt_counts(PgTx(conn), since, now))
 
     def history(self, since: float, now: float, bucket_seconds: float) -> list[ActivityBucket]:
         sqlreads.history_buckets(since, now, bucket_seconds)  # refuse a bad window before connecting

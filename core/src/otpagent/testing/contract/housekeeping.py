@@ -15,6 +15,7 @@ from otpagent.protocols import (
     MessageUpdate,
     OtpStore,
     StorageBackend,
+    total_attempts,
 )
 from otpagent.testing.contract.base import ContractBase
 from otpagent.testing.data import T0, issue, make_attempt, new
@@ -102,7 +103,7 @@ class HousekeepingContract(ContractBase):
             assert storage.update_message(MessageUpdate(message_id=message_id, status=Status.RETRYING), at,
                                           events=[Event(type=type_, message_id=message_id, at=at)])
 
-    def test_activity_counts_events_by_type_and_attempts_by_channel_within_the_window(
+    def test_events_are_counted_by_type_and_attempts_by_channel_within_the_window(
             self, storage: StorageBackend, housekeeping: Housekeeping) -> None:
         item = new()
         storage.enqueue([item], T0)  # its ``queued`` event, at T0
@@ -118,23 +119,24 @@ class HousekeepingContract(ContractBase):
                                    attempt=make_attempt(mid, number=number, channel=channel, outcome=outcome, now=at,
                                                         delivery_status=delivery))
 
-        window = housekeeping.activity(T0, T0 + 100)
+        events = housekeeping.event_counts(T0, T0 + 100)
+        attempts = housekeeping.attempt_counts(T0, T0 + 100)
 
-        assert (window.since, window.until) == (T0, T0 + 100)
-        assert {t: n for t, n in window.events.items() if n} == {"queued": 1, "retrying": 2, "fallback": 1,
-                                                                  "failed": 1}, "both ends are inside the window"
-        assert window.count("expired") == 0 and window.count("attempt") == 0
-        assert window.attempts["SMS"] == AttemptTally(accepted=1, transient=1, delivered=1)
-        assert window.attempts["EMAIL"] == AttemptTally(accepted=1, permanent=1, undelivered=1)
-        assert (window.all_attempts.attempts, window.all_attempts.failed) == (4, 3)
+        assert {t: n for t, n in events.items() if n} == {"queued": 1, "retrying": 2, "fallback": 1,
+                                                          "failed": 1}, "both ends are inside the window"
+        assert "attempt" not in events and "circuit_opened" not in events
+        assert attempts["SMS"] == AttemptTally(accepted=1, transient=1, delivered=1)
+        assert attempts["EMAIL"] == AttemptTally(accepted=1, permanent=1, undelivered=1)
+        assert (total_attempts(attempts.values()).attempts, total_attempts(attempts.values()).failed) == (4, 3)
 
-    def test_activity_of_a_quiet_window_is_empty(self, storage: StorageBackend, housekeeping: Housekeeping) -> None:
+    def test_a_quiet_window_counts_nothing(self, storage: StorageBackend, housekeeping: Housekeeping) -> None:
         storage.enqueue([new()], T0)
 
-        quiet = housekeeping.activity(T0 + 1, T0 + 3600)
+        events = housekeeping.event_counts(T0 + 1, T0 + 3600)
+        attempts = housekeeping.attempt_counts(T0 + 1, T0 + 3600)
 
-        assert all(n == 0 for n in quiet.events.values())
-        assert all(t.attempts == 0 for t in quiet.attempts.values())
+        assert all(n == 0 for n in events.values())
+        assert all(t.attempts == 0 for t in attempts.values())
 
     def test_history_cuts_the_window_into_equal_buckets_oldest_first(self, storage: StorageBackend,
                                                                      housekeeping: Housekeeping) -> None:
