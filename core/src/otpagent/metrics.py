@@ -61,7 +61,6 @@ def collect_metrics(agent: IntelligentOTPAgent) -> dict[str, Any]:
     return {
         "queue_size": stats.queue_size,
         "oldest_due_age_seconds": stats.oldest_due_age_seconds,
-        "is_running": agent.is_running,
         "workers": {"live": len(workers), "threads": sum(w.threads for w in workers),
                     "processes": [w.to_dict() for w in workers]},
         "database_stats": {
