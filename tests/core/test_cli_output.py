@@ -3,6 +3,7 @@ statuses, tables that stay readable at 80 columns, and shell completion."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -133,3 +134,29 @@ def test_shell_completion_script_generates_and_completes_commands() -> None:
 
     assert script.returncode == 0 and "complete -o nosort -F _otpagent_completion otpagent" in script.stdout
     assert completed.stdout.split() == ["plain,otp"]
+
+
+@pytest.mark.parametrize("width", [80, 150])
+def test_delivery_reports_keep_every_attempt_whole_at_any_width(tmp_path: Path, width: int) -> None:
+    from rich.console import Console
+
+    from otpagent import IntelligentOTPAgent, MessageRequest, Priority
+    from otpagent.reporting import reports_table
+
+    base = {"plugin": "console", "quiet": True, "kind": "sms"}
+    config = agent_config(tmp_path, channels={"sms-primary": {**base, "weight": 2, "fail_rate": 1.0,
+                                                              "fail_mode": "permanent"}, "sms-backup": base})
+    with IntelligentOTPAgent(config) as agent:
+        agent.start_processing()
+        message_id = agent.send_message(MessageRequest(phone_number="+447700900123", content="x",
+                                                       priority=Priority.CRITICAL, message_type="notification"))
+        assert agent.wait_until_idle(10)
+        report = agent.get_delivery_report(message_id)
+    console = Console(width=width, record=True, file=io.StringIO())
+
+    console.print(reports_table([report]))
+    text = console.export_text()
+
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert "sms-primary:permanent(console-400) → sms-backup:accepted" in text
+    assert re.search(rf"{message_id[-10:]}\s+notification\s+CRITICAL\s+sent\s+sms-backup\s+2", text)

@@ -18,11 +18,11 @@ from otpagent.model import DeliveryReport
 require("cli", "otpagent's terminal tables")  # before rich: say which extra to install, not ImportError
 
 from rich import box  # noqa: E402
-from rich.console import Console  # noqa: E402
+from rich.console import Console, ConsoleOptions, RenderResult  # noqa: E402
 from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-__all__ = ["channels_table", "print_metrics", "print_report", "reports_table"]
+__all__ = ["ReportsTable", "channels_table", "print_metrics", "print_report", "reports_table"]
 
 _STATUS_STYLE = {"sent": "green", "delivered": "bold green", "read": "bold green", "failed": "red",
                  "undelivered": "red", "expired": "yellow", "cancelled": "dim", "scheduled": "cyan",
@@ -47,22 +47,50 @@ def _table(title: str | None = None) -> Table:
     return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
 
 
-def reports_table(reports: Iterable[DeliveryReport], title: str = "Delivery reports") -> Table:
-    """One line per message: the figures in columns, the route of attempts folded in its own."""
-    table = _table(title)
-    table.add_column("message", no_wrap=True)
-    table.add_column("type", no_wrap=True)
-    table.add_column("priority", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("channel", no_wrap=True)
-    table.add_column("tries", justify="right", no_wrap=True)
-    table.add_column("attempts (channel:outcome)", overflow="fold", ratio=1, min_width=14)
-    for r in reports:
-        trail = " → ".join(f"{a.channel}:{a.outcome.value}" + (f"({a.error_code})" if a.error_code else "")
-                           for a in r.attempts)
-        table.add_row(r.message_id[-10:], r.message_type.value, r.priority.name, _status(r.status.value),
-                      escape(r.channel or "-"), str(len(r.attempts)), escape(trail or "-"))
-    return table
+def reports_table(reports: Iterable[DeliveryReport], title: str = "Delivery reports") -> ReportsTable:
+    """One line per message; its attempts in a column when the console is wide, else each
+    message's attempts on a line of its own under the table (never folded mid-word)."""
+    return ReportsTable(list(reports), title)
+
+
+class ReportsTable:
+    """A rich renderable that lays the reports out for the width it is given."""
+
+    #: Below this width the attempts leave the table for lines of their own.
+    WIDE = 110
+
+    def __init__(self, reports: list[DeliveryReport], title: str) -> None:
+        self.reports = reports
+        self.title = title
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        wide = options.max_width >= self.WIDE
+        table = _table(self.title)
+        table.padding = (0, 1)
+        table.collapse_padding = True
+        for column in ("message", "type", "priority", "status", "channel"):
+            table.add_column(column, no_wrap=True, overflow="ellipsis")
+        table.add_column("tries", justify="right", no_wrap=True)
+        if wide:
+            table.add_column("attempts (channel:outcome)", overflow="fold", ratio=1)
+        for r in self.reports:
+            cells = [r.message_id[-10:], r.message_type.value, r.priority.name, _status(r.status.value),
+                     escape(r.channel or "-"), str(len(r.attempts))]
+            table.add_row(*cells, *([escape(_trail(r))] if wide else []))
+        yield table
+        if not wide:
+            yield "[bold]Attempts[/] (channel:outcome)"
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(no_wrap=True)
+            grid.add_column(overflow="fold")
+            for r in self.reports:
+                grid.add_row(r.message_id[-10:], escape(_trail(r)))
+            yield grid
+
+
+def _trail(report: DeliveryReport) -> str:
+    return " → ".join(f"{a.channel}:{a.outcome.value}" + (f"({a.error_code})" if a.error_code else "")
+                      for a in report.attempts) or "-"
 
 
 def print_report(report: DeliveryReport, console: Console | None = None) -> None:
