@@ -22,6 +22,7 @@ TEST_DEPS = [
     "pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27", "starlette>=0.37", "uvicorn>=0.29", "jsonschema>=4.21",
     "cryptography>=42", "schemathesis>=4.0", "playwright>=1.45",  # browser: Debian's /usr/bin/chromium
     "hatchling>=1.24",  # tests/core/broken_plugins.py builds real plugin packages offline (no build isolation)
+    "pyyaml>=6",  # tests/service/test_monitoring.py reads deploy/'s Prometheus rules
 ]
 
 

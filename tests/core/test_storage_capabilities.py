@@ -25,7 +25,7 @@ MEMBERS = {
     Capability.RATE_LIMITS: ("acquire", "acquire_all"),
     Capability.OTP_STORE: ("issue_otp", "verify_otp", "redact_expired_secrets"),
     Capability.PROVIDER_EVENTS: ("apply_provider_event",),
-    Capability.HOUSEKEEPING: ("stats", "costs_by_day", "cleanup"),
+    Capability.HOUSEKEEPING: ("stats", "event_counts", "attempt_counts", "history", "costs_by_day", "cleanup"),
     Capability.WEBHOOK_OUTBOXES: ("webhook_outbox",),
     Capability.WORK_WAKEUP: ("wait_for_work",),
 }
@@ -147,7 +147,7 @@ def test_components_get_the_capabilities_the_backend_provides(build, make_agent)
     assert (lean.capabilities.rate_limits, lean.capabilities.provider_events, lean.capabilities.wakeup) == (
         None, None, None)
     assert lean.capabilities.shared_state is lean.storage
-    assert sqlite.capabilities.wakeup is None, "SQLite polls"
+    assert sqlite.capabilities.wakeup is sqlite.storage, "SQLite watches data_version"
     assert sqlite.capabilities.webhook_outboxes is sqlite.storage
     assert memory.capabilities.wakeup is memory.storage
 

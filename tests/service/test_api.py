@@ -153,7 +153,7 @@ def test_unknown_message_is_a_404_problem(api: httpx.Client) -> None:
     assert response.headers["content-type"] == PROBLEM
 
 
-def test_metrics_come_as_json_and_in_prometheus_text(api: httpx.Client) -> None:
+def test_metrics_come_as_json_and_in_prometheus_text(live: LiveServer, api: httpx.Client) -> None:
     message_id = api.post("/v1/messages", json={"phone_number": "+447700900006", "content": "m"}).json()["message_id"]
     assert wait_for(lambda: api.get(f"/v1/messages/{message_id}").json()["status"] == "sent")
 
@@ -165,9 +165,18 @@ def test_metrics_come_as_json_and_in_prometheus_text(api: httpx.Client) -> None:
     body = text.text
     assert "otpagent_queue_depth" in body
     channel = api.get(f"/v1/messages/{message_id}").json()["channel"]
-    assert f'otpagent_channel_attempts_total{{channel="{channel}",outcome="accepted"}} 1.0' in body
-    assert f'otpagent_attempt_latency_seconds_count{{channel="{channel}",outcome="accepted"}} 1.0' in body
-    assert f'otpagent_channel_cost_total{{channel="{channel}"}}' in body
+    process = live.agent.dispatcher.worker_id
+    assert f'otpagent_channel_attempts_24h{{channel="{channel}",outcome="accepted"}} 1.0' in body
+    assert f'otpagent_channel_attempts_5m{{channel="{channel}",outcome="accepted"}} 1.0' in body
+    # The histogram is fed by this process's event bus, on its own thread: it may lag the store.
+    labels = f'channel="{channel}",outcome="accepted",process="{process}"'
+    observed = f"otpagent_attempt_latency_seconds_count{{{labels}}} 1.0"
+    assert wait_for(lambda: observed in api.get("/metrics").text)
+    assert f'otpagent_worker_events_total{{event="sent",process="{process}"}} 1.0' in body
+    assert f'otpagent_channel_cost_24h{{channel="{channel}"}}' in body
+    assert 'otpagent_message_events_24h{type="sent"} 1.0' in body
+    assert "otpagent_workers_live 1.0" in body
+    assert "# TYPE otpagent_channel_attempts_24h gauge" in body, "a sliding window is a gauge, never a counter"
 
 
 def test_metrics_need_a_key_unless_public(make_server: Callable[..., LiveServer]) -> None:

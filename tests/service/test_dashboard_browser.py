@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import wait_for
-from tests.service.conftest import API_KEY, LiveServer
+from otpagent.fleet import queue_depth_samples
+from tests.conftest import agent_config, console_channels, wait_for
+from tests.service.conftest import API_KEY, LiveServer, service_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -76,7 +77,8 @@ def test_the_dashboard_shows_live_figures_as_messages_are_sent(live: LiveServer,
 
     expect(page.locator("#total-messages")).to_have_text("6", timeout=10_000)
     expect(page.locator("#recent tbody tr")).to_have_count(6, timeout=10_000)
-    expect(page.locator("#channels tr[data-channel=email] td:nth-child(3)")).to_have_text("5", timeout=10_000)
+    expect(page.locator("#caption-throughput")).to_have_text("· 6 finished in the last hour", timeout=10_000)
+    expect(page.locator("#channels tr[data-channel=email] td:nth-child(4)")).to_have_text("5", timeout=10_000)
     page.wait_for_timeout(1500)  # let the charts gather a few points for the screenshot
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
@@ -85,6 +87,78 @@ def test_the_dashboard_shows_live_figures_as_messages_are_sent(live: LiveServer,
     assert "••" in page.inner_text("#recent")  # recipients are masked
     assert page.locator("#recent .attempt.accepted").count() == 6
     assert external == []
+
+
+def _sign_in(page: Any, live: LiveServer) -> None:
+    page.goto(f"{live.base_url}/")
+    page.fill("input[name=key]", API_KEY)
+    page.click("button[type=submit]")
+
+
+#: Counts the pixels of a colour drawn above a chart's zero line (a line at zero draws none).
+_PIXELS_ABOVE_ZERO = """([id, r, g, b]) => {
+  const c = document.getElementById(id), ctx = c.getContext("2d");
+  const ratio = window.devicePixelRatio || 1, h = c.height, w = c.width;
+  const zero = Math.floor((c.clientHeight - 14) * ratio) - 4;  // the plot's bottom edge, less a margin
+  const data = ctx.getImageData(0, 0, w, zero).data;
+  let n = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.abs(data[i] - r) < 40 && Math.abs(data[i + 1] - g) < 40 && Math.abs(data[i + 2] - b) < 40) { n++; }
+  }
+  return n;
+}"""
+
+
+def test_the_charts_show_the_last_hour_from_storage_as_the_page_loads(live: LiveServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    with live.client() as api:
+        api.post("/v1/messages", json=[{"email": f"u{i}@example.com", "content": f"before {i}", "priority": "LOW"}
+                                       for i in range(5)])
+        assert wait_for(lambda: api.get("/v1/metrics").json()["queue_size"] == 0)
+    state = live.agent.capabilities.shared_state
+    assert wait_for(lambda: queue_depth_samples(state, 0.0) != [], timeout=20), "a worker samples the queue"
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.route("**/dashboard/snapshot", lambda route: route.abort())  # only what the page read on load
+
+    _sign_in(page, live)
+
+    expect(page.locator("#caption-throughput")).to_have_text("· 5 finished in the last hour", timeout=10_000)
+    expect(page.locator("#caption-success")).to_have_text("· 5 sent, 0 failed in the last hour")
+    expect(page.locator("#caption-queue")).to_have_text("· sampled by the workers each minute")
+    assert page.evaluate(_PIXELS_ABOVE_ZERO, ["chart-throughput", 0x1F, 0x9D, 0x55]) > 0
+    assert page.evaluate(_PIXELS_ABOVE_ZERO, ["chart-attempts", 0x1F, 0x9D, 0x55]) > 0
+    assert page.evaluate(_PIXELS_ABOVE_ZERO, ["chart-success", 0xC9, 0x8A, 0x10]) > 0
+    assert page.evaluate(_PIXELS_ABOVE_ZERO, ["chart-attempts", 0xD6, 0x45, 0x45]) == 0, "no attempt failed"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-history.png"), full_page=True)
+
+
+def test_message_and_attempt_figures_are_labelled_apart(make_server: Any, browser: Any, tmp_path: Any) -> None:
+    from playwright.sync_api import expect
+
+    config = service_config(tmp_path)
+    config["channels"] = console_channels(tmp_path / "outbox.jsonl")
+    config["channels"]["email"]["fail_first"] = 2  # two refused attempts, then every message goes out
+    config["routing"] = agent_config(tmp_path)["routing"]
+    live = make_server(config)
+    with live.client() as api:
+        api.post("/v1/messages", json=[{"email": f"u{i}@example.com", "content": f"m{i}", "priority": "LOW"}
+                                       for i in range(3)])
+        assert wait_for(lambda: api.get("/v1/metrics").json()["database_stats"]["sent_messages"] == 3)
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+
+    _sign_in(page, live)
+
+    expect(page.locator("#attempts-failed")).to_have_text("2", timeout=10_000)
+    assert page.inner_text("#success-rate") == "100.0%"
+    assert page.inner_text("#attempts-total") == "5"
+    assert page.inner_text("#attempts-rate") == "60.0%"
+    assert page.inner_text("#retries") == "2 / 0"
+    tiles = {page.inner_text(f"#{i}").strip(): page.locator(f".tile:has(#{i}) .label").inner_text()
+             for i in ("success-rate", "attempts-failed")}
+    assert tiles == {"100.0%": "Message success rate", "2": "Attempts failed"}
+    expect(page.locator("#channels tr[data-channel=email] td:nth-child(6)")).to_have_text("2")
 
 
 def test_the_api_explorer_runs_a_request_under_the_same_csp(live: LiveServer, browser: Any) -> None:

@@ -32,6 +32,7 @@ from otpagent.channelpace import MAX_RESERVE, ChannelPace
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import AgentConfig, ChannelConfig
 from otpagent.events import EventBus
+from otpagent.fleet import RENEW_SECONDS, FleetRoster
 from otpagent.heartbeat import LeaseHeartbeat, LeaseKeeper, ReclaimGate
 from otpagent.logs import get_logger
 from otpagent.model import (
@@ -95,6 +96,8 @@ class Dispatcher:
                                   grace=cfg.channel_timeout_grace_seconds, count=self.count, clock=clock)
         self.leases = LeaseKeeper(storage, self.worker_id, config.dispatcher.lease_seconds)
         self.reclaim_gate = ReclaimGate(config.dispatcher.lease_seconds, gap=config.dispatcher.lease_seconds / 2)
+        #: This worker's entry in the fleet's roster of live workers (see :mod:`otpagent.fleet`).
+        self.roster = FleetRoster(capabilities.shared_state, self.worker_id, threads=cfg.workers)
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
@@ -129,6 +132,10 @@ class Dispatcher:
         self._housekeeper = threading.Thread(target=self._housekeeping_loop, name="otpagent-housekeeper", daemon=True)
         self._claimer.start()
         self._housekeeper.start()
+        try:
+            self.roster.join(self.clock())
+        except Exception:  # the store may be away: the housekeeper says so again in 5 s
+            log.exception("roster_join_failed", worker_id=self.worker_id)
         log.info("dispatcher_started", worker_id=self.worker_id, workers=cfg.workers, lease_seconds=cfg.lease_seconds)
 
     def stop(self, timeout: float | None = None) -> None:
@@ -146,6 +153,11 @@ class Dispatcher:
             log.warning("dispatcher_stopped_with_work_left", worker_id=self.worker_id, tasks=self._pool.busy)
         if self._heartbeat is not None:  # after the pool: in-flight sends keep their leases
             self._heartbeat.stop()
+        if self._claimer is not None:
+            try:
+                self.roster.leave(self.clock())
+            except Exception:  # our presence then lapses on its own
+                log.exception("roster_leave_failed", worker_id=self.worker_id)
         self._claimer = self._housekeeper = None
         self._pool = None
         self._heartbeat = None
@@ -354,14 +366,18 @@ class Dispatcher:
             self.counters[key] += 1
 
     # -- housekeeping --------------------------------------------------------------------------
+    def _queue_size(self, now: float) -> int:
+        return self.capabilities.housekeeping.stats(now).queue_size
+
     def _housekeeping_loop(self) -> None:
         interval = self.config.cleanup.interval_seconds
         next_cleanup = self.clock() + min(interval, 60.0)
-        while not self._stopping.wait(5.0):
+        while not self._stopping.wait(RENEW_SECONDS):
             now = self.clock()
             try:
                 if self.capabilities.otp_store is not None:
                     self.capabilities.otp_store.redact_expired_secrets(now)
+                self.roster.tick(now, functools.partial(self._queue_size, now))
                 if now >= next_cleanup:
                     self.capabilities.housekeeping.cleanup(now - self.config.cleanup.retain_days * 86400.0, now)
                     next_cleanup = now + interval

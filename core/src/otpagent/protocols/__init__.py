@@ -9,6 +9,7 @@ works. One submodule per concern; everything is re-exported here, so
 - :mod:`~otpagent.protocols.sinks`: :class:`EventSink`, the :class:`WebhookOutbox`
 - :mod:`~otpagent.protocols.storage`: the required :class:`StorageBackend` core, :class:`Capability`
 - :mod:`~otpagent.protocols.capabilities`: the optional storage capabilities
+- :mod:`~otpagent.protocols.activity`: what the fleet did over a window (``Housekeeping`` reads)
 - :mod:`~otpagent.protocols.otp`, :mod:`~otpagent.protocols.provider_events`: their values
 - :mod:`~otpagent.protocols.callbacks`: :class:`CallbackHost`, what a provider callback may use
 - :mod:`~otpagent.protocols.context`: :class:`PluginContext`, :class:`ChannelSpec`
@@ -16,6 +17,13 @@ works. One submodule per concern; everything is re-exported here, so
 
 from __future__ import annotations
 
+from otpagent.protocols.activity import (
+    ACTIVITY_EVENT_TYPES,
+    MAX_HISTORY_BUCKETS,
+    ActivityBucket,
+    AttemptTally,
+    total_attempts,
+)
 from otpagent.protocols.callbacks import CallbackHost
 from otpagent.protocols.capabilities import (
     Housekeeping,
@@ -54,9 +62,13 @@ from otpagent.protocols.storage import (
 )
 
 __all__ = [
+    "ACTIVITY_EVENT_TYPES",
     "FINISHED_STATUSES",
     "IDEMPOTENCY_WINDOW_SECONDS",
+    "MAX_HISTORY_BUCKETS",
     "STATS_WINDOW_SECONDS",
+    "ActivityBucket",
+    "AttemptTally",
     "CallbackHost",
     "Capability",
     "Channel",
@@ -93,4 +105,5 @@ __all__ = [
     "event_type_name",
     "observes_country",
     "sink_start",
+    "total_attempts",
 ]

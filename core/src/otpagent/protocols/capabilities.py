@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from otpagent.model import Event, Status
+from otpagent.protocols.activity import ActivityBucket, AttemptTally
 from otpagent.protocols.otp import OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
 from otpagent.protocols.provider_events import ProviderEvent, ProviderEventResult
 from otpagent.protocols.sinks import WebhookOutbox
@@ -137,7 +138,8 @@ class ProviderEvents(Protocol):
 
 @runtime_checkable
 class Housekeeping(Protocol):
-    """Statistics for metrics, dashboards and routing, spend per day, and retention.
+    """Statistics for metrics, dashboards and routing, fleet activity over a window, spend per
+    day, and retention.
 
     Needed by every configuration (config key ``cleanup``: the dispatcher deletes old records).
     """
@@ -147,6 +149,25 @@ class Housekeeping(Protocol):
         finished in the last :data:`~otpagent.protocols.storage.STATS_WINDOW_SECONDS` (recent
         behaviour is what routing and dashboards need, and the cost stays bounded however long
         the history is).
+        """
+
+    def event_counts(self, since: float, now: float) -> Mapping[str, int]:
+        """How many events of each :data:`~otpagent.protocols.activity.ACTIVITY_EVENT_TYPES`
+        type the whole fleet recorded with ``since <= at <= now`` (retries, fallbacks, failures,
+        expiries...); types with none may be absent. Count with the explicit list of types, so an
+        index on the events' type and time serves it whatever the size of the table.
+        """
+
+    def attempt_counts(self, since: float, now: float) -> Mapping[str, AttemptTally]:
+        """Each channel's attempts by outcome with ``since <= finished_at <= now``, fleet-wide;
+        channels with none may be absent."""
+
+    def history(self, since: float, now: float, bucket_seconds: float) -> list[ActivityBucket]:
+        """Both counts (attempts of every channel together) in consecutive buckets of
+        ``bucket_seconds`` from ``since``: ``ceil((now - since) / bucket_seconds)`` buckets, empty
+        ones included, oldest first; an event at exactly ``now`` falls in the last. Raises
+        ``ValueError`` for a bucket that is not positive, ``now < since``, or more than
+        :data:`~otpagent.protocols.activity.MAX_HISTORY_BUCKETS` buckets.
         """
 
     def costs_by_day(self, since: float) -> dict[str, dict[str, float]]:

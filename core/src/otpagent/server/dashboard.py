@@ -1,6 +1,8 @@
-"""The live dashboard at ``/``: an HTML page, its own script and styles, and a JSON snapshot.
+"""The live dashboard at ``/``: an HTML page, its own script and styles, and its JSON.
 
-The page polls ``/dashboard/snapshot`` and draws its charts itself on ``<canvas>``: no external
+On load the page reads ``/dashboard/history`` (the last hour, a point a minute, from storage)
+so its charts start full, then polls ``/dashboard/snapshot`` (see
+:mod:`otpagent.server.dashboard_data`). It draws its charts itself on ``<canvas>``: no external
 library, no CDN, so it works offline. It is protected like the API: a bearer key, or a session
 cookie set by the login form (or by opening ``/?key=...`` once; the key is then dropped from
 the address bar by a redirect). The cookie is HttpOnly and SameSite=Strict and is accepted only
@@ -10,7 +12,6 @@ by the dashboard's own routes, never by the API, so it cannot be used for cross-
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
@@ -18,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from otpagent.model import Message
 from otpagent.server.auth import SESSION_COOKIE, SESSION_SECONDS, authenticate_browser, match_key, session_token
 from otpagent.server.bodies import read_body
+from otpagent.server.dashboard_data import collect_history, collect_snapshot
 from otpagent.server.problems import Problem
 from otpagent.server.service import Service, service_of
 
@@ -83,51 +84,23 @@ async def logout(request: Request) -> Response:
     return response
 
 
-async def snapshot(request: Request) -> Response:
-    """GET /dashboard/snapshot: what the page draws, as JSON."""
+def _signed_in(request: Request) -> Service:
     service = service_of(request)
     if authenticate_browser(request, service.settings.key_digests) is None:
         raise Problem(401, "log in first", headers={"WWW-Authenticate": 'Bearer realm="otpagent"'})
-    data = await run_in_threadpool(collect_snapshot, service)
+    return service
+
+
+async def snapshot(request: Request) -> Response:
+    """GET /dashboard/snapshot: the live figures the page polls, as JSON."""
+    data = await run_in_threadpool(collect_snapshot, _signed_in(request))
     return JSONResponse(data, headers={"Cache-Control": "no-store"})
 
 
-def collect_snapshot(service: Service, recent: int = 15) -> dict[str, Any]:
-    agent = service.agent
-    m = agent.get_metrics()
-    db = m["database_stats"]
-    channels = [{"name": name, **{k: c[k] for k in ("kind", "sent", "delivered", "failed", "success_rate",
-                                                     "p50_latency_ms", "p95_latency_ms", "cost", "circuit",
-                                                     "attempts")}}
-                for name, c in m["channels"].items()]
-    messages = [_message_row(agent.storage, msg) for msg in agent.storage.recent_messages(recent)]
-    return {
-        "at": agent.clock(), "queue_size": m["queue_size"], "is_running": m["is_running"],
-        "inflight": m["runtime_metrics"]["inflight"],
-        "totals": {"messages": db["total_messages"], "succeeded": db["sent_messages"],
-                   "delivered": db["delivered_messages"], "failed": db["failed_messages"],
-                   "success_rate": db["success_rate"], "cost": m["total_cost"]},
-        "by_status": db["by_status"], "channels": channels, "recent": messages,
-    }
-
-
-def _message_row(storage: Any, msg: Message) -> dict[str, Any]:
-    attempts = storage.get_attempts(msg.id)
-    return {
-        "id": msg.id, "type": msg.message_type.value, "priority": msg.priority.name, "status": msg.status.value,
-        "channel": msg.channel, "recipient": mask_recipient(msg.recipient), "updated_at": msg.updated_at,
-        "last_error": msg.last_error or None,
-        "attempts": [{"number": a.number, "channel": a.channel, "outcome": a.outcome.value,
-                      "error_code": a.error_code, "latency_ms": round(a.latency_ms, 1)} for a in attempts],
-    }
-
-
-def mask_recipient(recipient: str) -> str:
-    """Enough of a phone number or address to recognise it, not enough to use it."""
-    if "@" in recipient:
-        local, _, domain = recipient.partition("@")
-        return f"{local[:1]}•••@{domain}"
-    return f"{recipient[:4]}•••{recipient[-3:]}" if len(recipient) > 7 else "•••"
+async def history(request: Request) -> Response:
+    """GET /dashboard/history: the last hour, a point a minute, for the charts on load."""
+    data = await run_in_threadpool(collect_history, _signed_in(request))
+    return JSONResponse(data, headers={"Cache-Control": "no-store"})
 
 
 async def static_asset(request: Request) -> Response:
@@ -144,6 +117,7 @@ def dashboard_routes() -> list[Route]:
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/dashboard/snapshot", snapshot, methods=["GET"]),
+        Route("/dashboard/history", history, methods=["GET"]),
         Route("/static/{name}", static_asset, methods=["GET"]),
         Route("/favicon.ico", no_icon, methods=["GET"]),
     ]

@@ -45,7 +45,9 @@ _INFO: dict[Capability, _Info] = {
     Capability.RATE_LIMITS: _Info(RateLimits, "rate limit", ("acquire", "acquire_all")),
     Capability.OTP_STORE: _Info(OtpStore, "OTP store", ("issue_otp", "verify_otp", "redact_expired_secrets")),
     Capability.PROVIDER_EVENTS: _Info(ProviderEvents, "provider events", ("apply_provider_event",)),
-    Capability.HOUSEKEEPING: _Info(Housekeeping, "housekeeping", ("stats", "costs_by_day", "cleanup")),
+    Capability.HOUSEKEEPING: _Info(Housekeeping, "housekeeping",
+                                   ("stats", "event_counts", "attempt_counts", "history", "costs_by_day",
+                                    "cleanup")),
     Capability.WEBHOOK_OUTBOXES: _Info(WebhookOutboxes, "webhook outbox", ("webhook_outbox",)),
     Capability.WORK_WAKEUP: _Info(WorkWakeup, "work wake-up", ("wait_for_work",)),
 }

@@ -9,6 +9,7 @@ group-committed: each under its own savepoint, all in one transaction, so they s
 
 from __future__ import annotations
 
+import math
 import random
 import sqlite3
 import threading
@@ -59,6 +60,7 @@ class SqliteWriter:
             # _begin_immediate's loop, which polls often and fairly instead of SQLite's 1..100 ms
             # sleep ladder (under which two busy processes starve each other).
             conn.execute("PRAGMA busy_timeout = 5")
+            _ensure_floor(conn)
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)
@@ -208,3 +210,11 @@ class SqliteTx:
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self.conn.execute(sql, params).rowcount
 
+
+def _ensure_floor(conn: sqlite3.Connection) -> None:
+    """The shared SQL buckets time with ``FLOOR``, one of SQLite's math functions (3.35+); give
+    a library built without them the same function."""
+    try:
+        conn.execute("SELECT FLOOR(1.5)")
+    except sqlite3.OperationalError:
+        conn.create_function("FLOOR", 1, lambda x: None if x is None else math.floor(x), deterministic=True)

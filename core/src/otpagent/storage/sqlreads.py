@@ -8,22 +8,48 @@ PostgreSQL's ``FILTER``).
 
 from __future__ import annotations
 
+import math
+
 from otpagent.model import CLAIMABLE_STATUSES, Attempt, Event, Message
-from otpagent.protocols import STATS_WINDOW_SECONDS, ChannelStats, StorageStats
+from otpagent.protocols import (
+    ACTIVITY_EVENT_TYPES,
+    MAX_HISTORY_BUCKETS,
+    STATS_WINDOW_SECONDS,
+    ActivityBucket,
+    AttemptTally,
+    ChannelStats,
+    StorageStats,
+)
 from otpagent.storage.rows import attempt_from_row, event_from_row, message_from_row, percentile
-from otpagent.storage.sqlrules import CLAIMABLE_SQL, Tx
+from otpagent.storage.sqlrules import CLAIMABLE_SQL, Row, Tx
 
-__all__ = ["find_by_provider_id", "get_attempts", "get_events", "get_message", "recent_messages", "stats"]
+__all__ = ["attempt_counts", "event_counts", "find_by_provider_id", "get_attempts", "get_events", "get_message",
+           "history", "history_buckets", "recent_messages", "stats"]
 
-_CHANNEL_STATS = (
-    "SELECT channel, COUNT(*) AS attempts, "
+#: The counted types as SQL literals: with an explicit list, both SQLite and PostgreSQL read the
+#: ``events (type, at)`` index for each type's range of time (and SQLite reads nothing else), so
+#: the cost follows the events in the window, not the size of the table.
+_TYPES_SQL = ", ".join(f"'{t}'" for t in ACTIVITY_EVENT_TYPES)
+_TALLY = (
     "COUNT(CASE WHEN outcome = 'accepted' THEN 1 END) AS accepted, "
     "COUNT(CASE WHEN outcome = 'transient' THEN 1 END) AS transient, "
     "COUNT(CASE WHEN outcome = 'permanent' THEN 1 END) AS permanent, "
     "COUNT(CASE WHEN delivery_status IN ('delivered', 'read') THEN 1 END) AS delivered, "
-    "COUNT(CASE WHEN delivery_status IN ('undelivered', 'failed') THEN 1 END) AS undelivered, "
-    "COALESCE(SUM(cost), 0) AS cost FROM delivery_reports WHERE finished_at >= ? GROUP BY channel"
+    "COUNT(CASE WHEN delivery_status IN ('undelivered', 'failed') THEN 1 END) AS undelivered"
 )
+# Buckets: FLOOR of the offset in buckets (SQLite's FLOOR is one of its math functions; the
+# SQLite backend supplies it where the library was built without them). Grouped by position:
+# PostgreSQL does not see two parameterised expressions as the same.
+_EVENTS_BY_TYPE = (f"SELECT type, COUNT(*) AS n FROM events WHERE type IN ({_TYPES_SQL}) AND at >= ? AND at <= ? "
+                   "GROUP BY type")
+_ATTEMPTS_BY_CHANNEL = (f"SELECT channel, {_TALLY} FROM delivery_reports WHERE finished_at >= ? AND finished_at <= ? "
+                        "GROUP BY channel")
+_EVENTS_BY_BUCKET = (f"SELECT type, FLOOR((at - ?) / ?) AS k, COUNT(*) AS n FROM events WHERE type IN ({_TYPES_SQL}) "
+                     "AND at >= ? AND at <= ? GROUP BY 1, 2")
+_ATTEMPTS_BY_BUCKET = (f"SELECT FLOOR((finished_at - ?) / ?) AS k, {_TALLY} FROM delivery_reports "
+                       "WHERE finished_at >= ? AND finished_at <= ? GROUP BY 1")
+_CHANNEL_STATS = (f"SELECT channel, COUNT(*) AS attempts, {_TALLY}, COALESCE(SUM(cost), 0) AS cost "
+                  "FROM delivery_reports WHERE finished_at >= ? GROUP BY channel")
 #: The latest 1000 attempts of the window are enough for stable percentiles, at a bounded cost.
 _LATENCIES = ("SELECT (finished_at - started_at) * 1000.0 AS ms FROM delivery_reports WHERE channel = ? "
               "AND finished_at >= ? ORDER BY id DESC LIMIT 1000")
@@ -79,3 +105,46 @@ def stats(tx: Tx, now: float) -> StorageStats:
         total=sum(by_status.values()), queue_size=queue_size, by_status=by_status, channels=channels,
         oldest_due_age_seconds=None if oldest is None else max(0.0, now - float(oldest)),
     )
+
+
+def _tally(row: Row) -> AttemptTally:
+    return AttemptTally(accepted=int(row["accepted"]), transient=int(row["transient"]),
+                        permanent=int(row["permanent"]), delivered=int(row["delivered"]),
+                        undelivered=int(row["undelivered"]))
+
+
+def event_counts(tx: Tx, since: float, now: float) -> dict[str, int]:
+    """Events by type with ``since <= at <= now`` (see ``Housekeeping.event_counts``)."""
+    return {str(r["type"]): int(r["n"]) for r in tx.all(_EVENTS_BY_TYPE, (since, now))}
+
+
+def attempt_counts(tx: Tx, since: float, now: float) -> dict[str, AttemptTally]:
+    """Attempts by channel with ``since <= finished_at <= now`` (see ``Housekeeping.attempt_counts``)."""
+    return {str(r["channel"]): _tally(r) for r in tx.all(_ATTEMPTS_BY_CHANNEL, (since, now))}
+
+
+def history_buckets(since: float, now: float, bucket_seconds: float) -> int:
+    """How many buckets ``history`` returns; raises ``ValueError`` for a window it refuses."""
+    if not bucket_seconds > 0 or not math.isfinite(bucket_seconds):
+        raise ValueError(f"bucket_seconds must be a positive number, got {bucket_seconds!r}")
+    if now < since:
+        raise ValueError(f"the window ends ({now}) before it starts ({since})")
+    count = max(1, math.ceil((now - since) / bucket_seconds))
+    if count > MAX_HISTORY_BUCKETS:
+        raise ValueError(f"{count} buckets asked for; at most {MAX_HISTORY_BUCKETS}")
+    return count
+
+
+def history(tx: Tx, since: float, now: float, bucket_seconds: float) -> list[ActivityBucket]:
+    """``activity`` in buckets of ``bucket_seconds`` from ``since`` (see ``Housekeeping``)."""
+    count = history_buckets(since, now, bucket_seconds)
+    events: list[dict[str, int]] = [{} for _ in range(count)]
+    attempts = [AttemptTally() for _ in range(count)]
+    for r in tx.all(_EVENTS_BY_BUCKET, (since, bucket_seconds, since, now)):
+        k = min(count - 1, int(r["k"]))
+        events[k][str(r["type"])] = events[k].get(str(r["type"]), 0) + int(r["n"])
+    for r in tx.all(_ATTEMPTS_BY_BUCKET, (since, bucket_seconds, since, now)):
+        k = min(count - 1, int(r["k"]))
+        attempts[k] = attempts[k] + _tally(r)
+    return [ActivityBucket(start=since + k * bucket_seconds, events=events[k], attempts=attempts[k])
+            for k in range(count)]

@@ -23,6 +23,8 @@ from otpagent.protocols import (
     FINISHED_STATUSES,
     IDEMPOTENCY_WINDOW_SECONDS,
     STATS_WINDOW_SECONDS,
+    ActivityBucket,
+    AttemptTally,
     Capability,
     ChannelStats,
     EnqueueResult,
@@ -40,7 +42,7 @@ from otpagent.protocols import (
 )
 from otpagent.ratelimit import gcra
 from otpagent.storage.rows import attempt_from_row, event_from_row, event_to_row, message_from_row, percentile
-from otpagent.testing import memory_otp
+from otpagent.testing import memory_activity, memory_otp
 from otpagent.testing.memory_outbox import InMemoryWebhookOutbox
 from otpagent.testing.memory_store import MemoryStore, apply_update, prepare_message
 
@@ -284,6 +286,18 @@ class InMemoryStorage:
             by_status=by_status, channels={name: _channel_stats(rows) for name, rows in channels.items()},
             oldest_due_age_seconds=max(0.0, now - min(due)) if due else None,
         )
+
+    def event_counts(self, since: float, now: float) -> dict[str, int]:
+        with self._tx() as s:
+            return memory_activity.event_counts(s, since, now)
+
+    def attempt_counts(self, since: float, now: float) -> dict[str, AttemptTally]:
+        with self._tx() as s:
+            return memory_activity.attempt_counts(s, since, now)
+
+    def history(self, since: float, now: float, bucket_seconds: float) -> list[ActivityBucket]:
+        with self._tx() as s:
+            return memory_activity.history(s, since, now, bucket_seconds)
 
     def costs_by_day(self, since: float) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}

@@ -69,9 +69,10 @@ def create_postgres_storage(settings: Mapping[str, Any], context: PluginContext)
     except SchemaTooNew as exc:
         raise ConfigError("storage.schema", str(exc)) from None
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-        # psycopg's messages name host and port, never the password.
+        # psycopg's messages name host and port, never the password. Chained, so a caller can tell
+        # a server that is down (the CLI's "unavailable") from a key that is wrong.
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError("storage.dsn", f"cannot connect to PostgreSQL: {reason}") from None
+        raise ConfigError("storage.dsn", f"cannot connect to PostgreSQL: {reason}") from exc
 
 
 def _positive_int(settings: Mapping[str, Any], key: str, default: int) -> int:

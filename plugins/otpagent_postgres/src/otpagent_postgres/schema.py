@@ -165,6 +165,12 @@ _MIGRATIONS: list[str] = [
     """
     CREATE INDEX delivery_reports_finished ON delivery_reports (finished_at);
     """,
+    # 4: fleet activity (retries, fallbacks, failures... over a window) counts events of a few
+    # types by time. (On a large existing table, build it first with CREATE INDEX CONCURRENTLY
+    # under this name to avoid blocking writes while it builds; the migration then skips it.)
+    """
+    CREATE INDEX IF NOT EXISTS events_type_at ON events (type, at);
+    """,
 ]
 
 SCHEMA_VERSION = len(_MIGRATIONS)

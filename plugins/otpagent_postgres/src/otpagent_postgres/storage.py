@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from otpagent.model import Attempt, Event, Message, Status
 from otpagent.protocols import (
+    ActivityBucket,
+    AttemptTally,
     Capability,
     EnqueueResult,
     MessageUpdate,
@@ -189,6 +191,16 @@ class PostgresStorage:
     # -- metrics and housekeeping --------------------------------------------------------------
     def stats(self, now: float) -> StorageStats:
         return self._db.run(lambda conn, _u: sqlreads.stats(PgTx(conn), now))
+
+    def event_counts(self, since: float, now: float) -> dict[str, int]:
+        return self._db.run(lambda conn, _u: sqlreads.event_counts(PgTx(conn), since, now))
+
+    def attempt_counts(self, since: float, now: float) -> dict[str, AttemptTally]:
+        return self._db.run(lambda conn, _u: sqlreads.attempt_counts(PgTx(conn), since, now))
+
+    def history(self, since: float, now: float, bucket_seconds: float) -> list[ActivityBucket]:
+        sqlreads.history_buckets(since, now, bucket_seconds)  # refuse a bad window before connecting
+        return self._db.run(lambda conn, _u: sqlreads.history(PgTx(conn), since, now, bucket_seconds))
 
     def cleanup(self, older_than: float, now: float) -> Mapping[str, int]:
         return housekeeping.cleanup(self._db.run, older_than, now, self.cleanup_batch_size)

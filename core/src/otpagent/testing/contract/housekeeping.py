@@ -6,8 +6,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from otpagent.model import Outcome, Status
-from otpagent.protocols import STATS_WINDOW_SECONDS, Housekeeping, MessageUpdate, OtpStore, StorageBackend
+from otpagent.model import Event, Outcome, Status
+from otpagent.protocols import (
+    MAX_HISTORY_BUCKETS,
+    STATS_WINDOW_SECONDS,
+    AttemptTally,
+    Housekeeping,
+    MessageUpdate,
+    OtpStore,
+    StorageBackend,
+    total_attempts,
+)
 from otpagent.testing.contract.base import ContractBase
 from otpagent.testing.data import T0, issue, make_attempt, new
 
@@ -86,6 +95,89 @@ class HousekeepingContract(ContractBase):
         assert set(costs) == {"SMS", "EMAIL"}
         assert costs["SMS"] == {today: pytest.approx(0.03), tomorrow: pytest.approx(0.5)}
         assert costs["EMAIL"] == {today: pytest.approx(0.001)}
+
+    # -- fleet activity over a window ----------------------------------------------------------
+    def _record(self, storage: StorageBackend, message_id: str, *events: tuple[str, float]) -> None:
+        """Record events of the given types at the given times (as the dispatcher would)."""
+        for type_, at in events:
+            assert storage.update_message(MessageUpdate(message_id=message_id, status=Status.RETRYING), at,
+                                          events=[Event(type=type_, message_id=message_id, at=at)])
+
+    def test_events_are_counted_by_type_and_attempts_by_channel_within_the_window(
+            self, storage: StorageBackend, housekeeping: Housekeeping) -> None:
+        item = new()
+        storage.enqueue([item], T0)  # its ``queued`` event, at T0
+        mid = item.message.id
+        self._record(storage, mid, ("retrying", T0 + 10), ("retrying", T0 + 20), ("fallback", T0 + 30),
+                     ("failed", T0 + 100), ("expired", T0 - 1), ("attempt", T0 + 40), ("circuit_opened", T0 + 40))
+        for number, (channel, outcome, at, delivery) in enumerate([
+            ("SMS", Outcome.TRANSIENT, T0 + 10, None), ("SMS", Outcome.ACCEPTED, T0 + 20, Status.DELIVERED),
+            ("EMAIL", Outcome.PERMANENT, T0 + 30, None), ("EMAIL", Outcome.ACCEPTED, T0 + 100, Status.UNDELIVERED),
+            ("EMAIL", Outcome.ACCEPTED, T0 + 101, None),
+        ], start=1):
+            storage.update_message(MessageUpdate(message_id=mid, status=Status.RETRYING), at,
+                                   attempt=make_attempt(mid, number=number, channel=channel, outcome=outcome, now=at,
+                                                        delivery_status=delivery))
+
+        events = housekeeping.event_counts(T0, T0 + 100)
+        attempts = housekeeping.attempt_counts(T0, T0 + 100)
+
+        assert {t: n for t, n in events.items() if n} == {"queued": 1, "retrying": 2, "fallback": 1,
+                                                          "failed": 1}, "both ends are inside the window"
+        assert "attempt" not in events and "circuit_opened" not in events
+        assert attempts["SMS"] == AttemptTally(accepted=1, transient=1, delivered=1)
+        assert attempts["EMAIL"] == AttemptTally(accepted=1, permanent=1, undelivered=1)
+        assert (total_attempts(attempts.values()).attempts, total_attempts(attempts.values()).failed) == (4, 3)
+
+    def test_a_quiet_window_counts_nothing(self, storage: StorageBackend, housekeeping: Housekeeping) -> None:
+        storage.enqueue([new()], T0)
+
+        events = housekeeping.event_counts(T0 + 1, T0 + 3600)
+        attempts = housekeeping.attempt_counts(T0 + 1, T0 + 3600)
+
+        assert all(n == 0 for n in events.values())
+        assert all(t.attempts == 0 for t in attempts.values())
+
+    def test_history_cuts_the_window_into_equal_buckets_oldest_first(self, storage: StorageBackend,
+                                                                     housekeeping: Housekeeping) -> None:
+        item = new()
+        storage.enqueue([item], T0 + 5)
+        mid = item.message.id
+        self._record(storage, mid, ("sent", T0 + 59.9), ("failed", T0 + 60), ("fallback", T0 + 150),
+                     ("retrying", T0 + 180), ("sent", T0 - 0.5))
+        for number, (outcome, at) in enumerate([(Outcome.ACCEPTED, T0 + 1), (Outcome.TRANSIENT, T0 + 61),
+                                                (Outcome.ACCEPTED, T0 + 179)], start=1):
+            storage.update_message(MessageUpdate(message_id=mid, status=Status.RETRYING), at,
+                                   attempt=make_attempt(mid, number=number, outcome=outcome, now=at))
+
+        buckets = housekeeping.history(T0, T0 + 180, 60.0)
+
+        assert [b.start for b in buckets] == [T0, T0 + 60, T0 + 120]
+        assert [{t: n for t, n in b.events.items() if n} for b in buckets] == [
+            {"queued": 1, "sent": 1}, {"failed": 1}, {"fallback": 1, "retrying": 1}]
+        assert [b.attempts for b in buckets] == [AttemptTally(accepted=1), AttemptTally(transient=1),
+                                                 AttemptTally(accepted=1)]
+
+    def test_history_of_an_uneven_window_has_a_short_last_bucket(self, storage: StorageBackend,
+                                                                  housekeeping: Housekeeping) -> None:
+        item = new()
+        storage.enqueue([item], T0)
+        self._record(storage, item.message.id, ("sent", T0 + 130))
+
+        buckets = housekeeping.history(T0, T0 + 130, 60.0)
+
+        assert len(buckets) == 3
+        assert buckets[2].count("sent") == 1 and buckets[0].count("queued") == 1
+        assert housekeeping.history(T0, T0, 60.0)[0].count("queued") == 1, "an empty window is one bucket"
+
+    @pytest.mark.parametrize(("since", "now", "bucket"), [
+        (T0, T0 + 60, 0.0), (T0, T0 + 60, -1.0), (T0 + 60, T0, 60.0),
+        (T0, T0 + 60.0 * (MAX_HISTORY_BUCKETS + 1), 60.0),
+    ])
+    def test_history_refuses_a_window_it_cannot_cut(self, housekeeping: Housekeeping, since: float, now: float,
+                                                    bucket: float) -> None:
+        with pytest.raises(ValueError, match=r"bucket|before|at most"):
+            housekeeping.history(since, now, bucket)
 
     def _finish(self, storage: StorageBackend, status: Status, at: float) -> str:
         item = new(now=at)

@@ -1,0 +1,222 @@
+"""Running and looking after an installation: ``run``, ``load``, ``cleanup``, ``plugins``,
+``config check`` and ``demo``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from otpagent.commands.common import ExitCode, friendly_errors, json_option, open_agent, print_json
+
+__all__ = ["cleanup", "config_group", "demo", "load", "plugins", "run"]
+
+
+@click.command()
+@click.pass_context
+@friendly_errors
+def run(ctx: click.Context) -> None:
+    """Work the queue until SIGINT or SIGTERM, then finish in-flight sends and exit."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with open_agent(ctx) as agent:
+        agent.start_processing()
+        click.echo(f"otpagent worker {agent.dispatcher.worker_id} running; Ctrl-C to stop", err=True)
+        while not stop.wait(0.5):
+            pass
+        click.echo("stopping: finishing in-flight sends...", err=True)
+    click.echo("stopped", err=True)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@json_option()
+@click.pass_context
+@friendly_errors
+def load(ctx: click.Context, file: str, as_json: bool) -> None:
+    """Queue every message of a JSON FILE (validated whole first: all or nothing).
+
+    The file holds a list of message objects, or {"messages": [...]} (docs/messages.md).
+    """
+    from otpagent.intake import load_json_requests
+    from otpagent.model import MessageType
+
+    requests = load_json_requests(file)
+    plain = [r for r in requests if r.message_type is not MessageType.OTP]
+    otps = [r for r in requests if r.message_type is MessageType.OTP]
+    ids: list[str] = []
+    with open_agent(ctx) as agent, _progress(f"queueing {Path(file).name}", len(requests), quiet=as_json) as advance:
+        for start in range(0, len(plain), 500):
+            chunk = plain[start:start + 500]
+            ids.extend(agent.send_bulk_messages(chunk))
+            advance(len(chunk))
+        for r in otps:
+            ids.append(agent.send_otp(r.phone_number, email=r.email, user_id=r.user_id, channels=r.channels,
+                                      priority=r.priority, preferred_channel=r.preferred_channel))
+            advance(1)
+    if as_json:
+        print_json({"file": file, "queued": len(ids), "message_ids": ids})
+    else:
+        click.echo(f"queued {len(ids)} messages from {file}")
+
+
+class _progress:
+    """A progress bar on stderr (rich, the ``cli`` extra), or nothing with ``--json``."""
+
+    def __init__(self, label: str, total: int, *, quiet: bool) -> None:
+        self.label, self.total, self.quiet = label, total, quiet
+        self._bar: Any = None
+
+    def __enter__(self) -> Any:
+        if self.quiet:
+            return lambda n: None
+        from otpagent.extras import require
+
+        require("cli", "otpagent load's progress bar")
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._bar = Progress(console=Console(stderr=True), transient=False)
+        self._bar.__enter__()
+        task = self._bar.add_task(self.label, total=self.total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+@click.command()
+@click.option("--older-than-days", type=click.FloatRange(min=0), help="Default: cleanup.retain_days from the config.")
+@json_option()
+@click.pass_context
+@friendly_errors
+def cleanup(ctx: click.Context, older_than_days: float | None, as_json: bool) -> None:
+    """Delete finished messages, attempts, events and used codes older than the retention."""
+    with open_agent(ctx) as agent:
+        days = agent.config.cleanup.retain_days if older_than_days is None else older_than_days
+        now = time.time()
+        counts = dict(agent.capabilities.housekeeping.cleanup(now - days * 86400.0, now))
+    if as_json:
+        print_json({"older_than_days": days, "deleted": counts})
+    else:
+        click.echo(", ".join(f"{table}: {n}" for table, n in counts.items()) + f" (older than {days:g} days)")
+
+
+@click.command()
+@json_option("Print the list as JSON.")
+@click.option("--check", is_flag=True, help="Exit with status 1 when a plugin failed to load or two plugins "
+                                            "register the same name.")
+def plugins(as_json: bool, check: bool) -> None:
+    """List installed plugins, what each registers, and which failed to load and why."""
+    from otpagent.plugins import describe_plugins
+
+    rows = describe_plugins()
+    if as_json:
+        print_json(rows)
+    else:
+        _print_plugin_table(rows)
+    failed = sum(1 for row in rows if row["status"] == "failed")
+    clashes = {message for row in rows for message in row.get("clashes", ())}
+    if failed or clashes:
+        click.echo(f"{failed} plugin(s) failed to load, {len(clashes)} name clash(es)", err=True)
+        if check:
+            sys.exit(ExitCode.NEGATIVE)
+
+
+def _print_plugin_table(rows: list[dict[str, Any]]) -> None:
+    """The table, then each failure and clash in full on its own line (a table cell would wrap)."""
+    from otpagent.extras import require
+
+    require("cli", "otpagent plugins' table")
+    from rich import box
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="otpagent plugins", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table.add_column("plugin", no_wrap=True)
+    table.add_column("package", no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("version", no_wrap=True)
+    table.add_column("registers", overflow="fold", ratio=1)
+    table.add_column("status", no_wrap=True)
+    for row in rows:
+        registers = "\n".join(f"{k}: {', '.join(v)}" for k, v in row["registers"].items()) or "-"
+        status = "ok"
+        if row["status"] == "failed":
+            status = "[bold red]FAILED[/]"
+        elif row.get("clashes"):
+            status = "[bold red]CLASH[/]"
+        table.add_row(escape(row["name"]), escape(row["package"]), row["version"], escape(registers), status)
+    Console().print(table)
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        click.echo("\nFailed to load (not used):")
+        for r in failed:
+            click.echo(f"  {r['name']} ({r['package']} {r['version']}) failed while {r['phase']}: {r['error']} "
+                       f"(at {r['where']})")
+    clashes = sorted({message for row in rows for message in row.get("clashes", ())})
+    if clashes:
+        click.echo("\nName clashes (each name is unusable until one plugin goes):")
+        for message in clashes:
+            click.echo(f"  {message}")
+
+
+@click.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@json_option()
+@click.pass_context
+@friendly_errors
+def config_check(ctx: click.Context, as_json: bool) -> None:
+    """Validate the config and build every plugin it names (no message is sent).
+
+    Fails when the config needs a plugin that failed to load, when a factory returns something
+    that is not what its protocol says, and when two plugins register the same name.
+    """
+    from otpagent.agent import IntelligentOTPAgent
+    from otpagent.plugins import build_registry
+
+    registry = build_registry(warn=False)  # reported below, not as warnings
+    with IntelligentOTPAgent((ctx.find_root().obj or {}).get("config"), registry=registry) as agent:
+        channels = [{"name": n, "plugin": c.plugin, "kind": agent.channels[n].kind, "enabled": c.enabled}
+                    for n, c in agent.channel_configs.items()]
+        result: dict[str, Any] = {"ok": not registry.clashes, "storage": agent.storage.name,
+                                  "routing": agent.config.routing.get("strategy"), "channels": channels,
+                                  "unused_plugin_failures": [f.describe() for f in registry.failures],
+                                  "clashes": [c.message for c in registry.clashes]}
+    if as_json:
+        print_json(result)
+    else:
+        for failure in result["unused_plugin_failures"]:
+            click.echo(f"warning: {failure}; this config does not use it", err=True)
+        for clash in result["clashes"]:
+            click.echo(f"error: {clash}", err=True)
+        if result["ok"]:
+            names = ", ".join(f"{c['name']} ({c['plugin']})" for c in channels)
+            click.echo(f"config OK: storage {result['storage']}, routing {result['routing']}, channels {names}")
+    if not result["ok"]:
+        sys.exit(ExitCode.BAD_INPUT)
+
+
+@click.command()
+@click.option("--keep", is_flag=True, help="Keep the demo's database and outbox (printed at the end).")
+@friendly_errors
+def demo(keep: bool) -> None:
+    """Run the whole product once on the embedded default (SQLite + console channels)."""
+    from otpagent.demo import run_demo
+
+    run_demo(keep=keep)
