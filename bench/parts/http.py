@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    BENCH_OTP_SECRET,
     Context,
     Row,
     agent_config,
@@ -43,6 +44,7 @@ from bench.common import (
 )
 from bench.httpload import post_all
 from bench.parts.postgres import drop
+from otpagent.otp_seal import CodeSealer
 
 CONNECTIONS = 8
 _CODE = re.compile(r"\b(\d{6})\b")
@@ -131,12 +133,14 @@ def api_pairs(tmp: Path, count: int, budget: float, *, workers: bool = True, lim
         ids = {r[1]["message_id"]: i for i, r in enumerate(issued) if r and r[0] == 202}
         codes: dict[int, str] = {}
 
+        sealer = CodeSealer(BENCH_OTP_SECRET.encode())
+
         def read_codes() -> bool:
             if not workers:
                 with sqlite3.connect(f"file:{tmp / 'a.db'}?mode=ro", uri=True) as db:
                     for message_id, secret in db.execute("SELECT id, secret FROM messages WHERE message_type = 'otp'"):
                         if message_id in ids and secret:
-                            codes[ids[message_id]] = secret
+                            codes[ids[message_id]] = sealer.open(message_id, secret)
                 return len(codes) >= len(ids)
             if outbox.exists():
                 for line in outbox.read_text().split("\n")[:-1]:  # complete lines only

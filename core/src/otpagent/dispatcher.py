@@ -43,6 +43,7 @@ from otpagent.model import (
     Status,
 )
 from otpagent.onward import route_onward
+from otpagent.otp_seal import CodeSealer, UnreadableCode
 from otpagent.protocols import Channel, MessageUpdate, RouteOutcome, RoutingStrategy, StorageBackend
 from otpagent.routing.planner import RoutePlanner, Unroutable
 from otpagent.storage.capabilities import AgentCapabilities
@@ -70,7 +71,7 @@ class Dispatcher:
         channels: Mapping[str, Channel],
         channel_configs: Mapping[str, ChannelConfig], planner: RoutePlanner, strategy: RoutingStrategy,
         breakers: CircuitBreakers, bus: EventBus, clock: Callable[[], float] = time.time, worker_id: str = "",
-        plugin_labels: Mapping[str, str] | None = None,
+        plugin_labels: Mapping[str, str] | None = None, codes: CodeSealer | None = None,
     ) -> None:
         self.config = config
         self.storage = storage
@@ -82,6 +83,8 @@ class Dispatcher:
         self.breakers = breakers
         self.bus = bus
         self.clock = clock
+        #: Opens the sealed OTP code a message carries, just before it is sent (None: OTPs are off).
+        self.codes = codes
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._rng = random.Random()
         self._wake = threading.Event()
@@ -211,6 +214,13 @@ class Dispatcher:
         if message.expires_at is not None and now >= message.expires_at:
             self._finish(message, Status.EXPIRED, "expired before it could be delivered", now)
             return
+        if message.secret is not None:
+            # The OTP code is stored sealed: opened here, in memory only, for this step's send.
+            try:
+                message = _with_code(message, self.codes)
+            except UnreadableCode as exc:
+                self._finish(message, Status.FAILED, str(exc), now)
+                return
         if not message.route:
             route = self.planner.plan(message)
             if isinstance(route, Unroutable):
@@ -369,6 +379,14 @@ class Dispatcher:
 
 def _with_route(message: Message, route: tuple[str, ...]) -> Message:
     return attrs.evolve(message, route=route, route_index=0)
+
+
+def _with_code(message: Message, codes: CodeSealer | None) -> Message:
+    """``message`` with its OTP code opened (never written back: updates only clear it)."""
+    if codes is None:
+        raise UnreadableCode("the message carries an OTP code but OTPs are turned off (otp.enabled is false), "
+                             "so the code cannot be opened; it was not sent")
+    return attrs.evolve(message, secret=codes.open(message.id, message.secret or ""))
 
 
 def _error_text(channel_name: str, result: SendResult) -> str:

@@ -26,7 +26,7 @@ from otpagent.protocols.capabilities import (
 )
 from otpagent.protocols.channels import Channel
 from otpagent.protocols.context import ChannelSpec, PluginContext
-from otpagent.protocols.otp import OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
+from otpagent.protocols.otp import LEGACY_OTP_KEY_STATE, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
 from otpagent.protocols.provider_events import ProviderEvent, ProviderEventOutcome, ProviderEventResult
 from otpagent.protocols.routing import ChannelInfo, ChannelStats, RouteOutcome, RoutingStrategy, observes_country
 from otpagent.protocols.sinks import (
@@ -54,6 +54,7 @@ from otpagent.protocols.storage import (
 __all__ = [
     "FINISHED_STATUSES",
     "IDEMPOTENCY_WINDOW_SECONDS",
+    "LEGACY_OTP_KEY_STATE",
     "STATS_WINDOW_SECONDS",
     "Capability",
     "Channel",

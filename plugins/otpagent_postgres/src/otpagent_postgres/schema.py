@@ -165,6 +165,12 @@ _MIGRATIONS: list[str] = [
     """
     CREATE INDEX delivery_reports_finished ON delivery_reports (finished_at);
     """,
+    # 4: wrong guesses count against the live code, never against the recipient (a stranger
+    # could lock a number out by guessing). Codes outstanding at the upgrade start from zero.
+    """
+    ALTER TABLE otps ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+    DROP TABLE otp_failures;
+    """,
 ]
 
 SCHEMA_VERSION = len(_MIGRATIONS)
