@@ -265,3 +265,29 @@ def test_a_sent_code_is_dropped_when_it_expires(make_agent, outbox: Outbox):
 
     assert agent.storage.redact_expired_secrets(clock()) == 1
     assert _final(agent, message_id).secret is None
+
+
+def test_each_seal_is_fresh_and_opens_only_for_its_message() -> None:
+    from otpagent.otp_seal import CodeSealer, UnreadableCode
+
+    sealer = CodeSealer(b"a-master-secret-of-some-length")
+    first, second = sealer.seal("msg_1", "123456"), sealer.seal("msg_1", "123456")
+
+    assert first != second, "a random nonce per seal"
+    assert sealer.open("msg_1", first) == sealer.open("msg_1", second) == "123456"
+    with pytest.raises(UnreadableCode):
+        sealer.open("msg_2", first)
+    with pytest.raises(UnreadableCode):
+        CodeSealer(b"another-master-secret-entirely").open("msg_1", first)
+
+
+def test_no_key_appears_in_a_repr_or_a_log_line(make_agent, caplog):
+    caplog.set_level("DEBUG", logger="otpagent")
+    agent = make_agent(otp={"secret": "never-print-this-secret-0123"})
+    agent.send_otp(PHONES[0])
+
+    printed = " ".join([repr(agent.otp), repr(agent.otp.keys), repr(agent.otp.sealer),  # type: ignore[union-attr]
+                        repr(agent.config), repr(agent.storage.get_message(agent.storage.recent_messages(1)[0].id)),
+                        caplog.text])
+    assert "never-print-this-secret-0123" not in printed
+    assert "enc1:" not in printed, "not even the sealed code is printed"

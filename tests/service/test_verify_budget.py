@@ -7,14 +7,13 @@ default ``server.trusted_proxies``), as a reverse proxy in front of the service 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from otpagent import IntelligentOTPAgent
 from tests.conftest import FakeClock, Outbox
 from tests.service.conftest import OTHER_KEY, LiveServer, service_config
 
@@ -24,23 +23,16 @@ OWNER_IP = {"X-Forwarded-For": "198.51.100.20"}
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Any]:
-    """Serve an agent on ``service_config`` plus overrides, with a clock the test moves."""
-    started: list[tuple[LiveServer, IntelligentOTPAgent]] = []
+def serve(make_server: Callable[..., LiveServer], tmp_path: Path) -> Callable[..., LiveServer]:
+    """Serve an agent on ``service_config`` with these limits and ``otp`` keys."""
 
     def make(*, limits: dict[str, Any] | None = None, otp: dict[str, Any] | None = None,
              clock: FakeClock | None = None) -> LiveServer:
         config = service_config(tmp_path, **({"limits": limits} if limits is not None else {}))
         config["otp"] = {**config["otp"], **(otp or {})}
-        agent = IntelligentOTPAgent(config, **({"clock": clock} if clock is not None else {}))
-        live = LiveServer(agent).__enter__()
-        started.append((live, agent))
-        return live
+        return make_server(config, **({"clock": clock} if clock is not None else {}))
 
-    yield make
-    for live, agent in reversed(started):
-        live.__exit__(None, None, None)
-        agent.close()
+    return make
 
 
 def verify(api: httpx.Client, code: str, headers: dict[str, str], recipient: str = OWNER) -> httpx.Response:

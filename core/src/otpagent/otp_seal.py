@@ -55,7 +55,10 @@ class CodeSealer:
         return "CodeSealer(<key hidden>)"
 
     def _cipher(self) -> AESGCM:
-        with self._lock:
+        aead = self._aead
+        if aead is not None:
+            return aead
+        with self._lock:  # the first seal or open: import and derive once
             if self._aead is None:
                 from cryptography.hazmat.primitives import hashes
                 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
