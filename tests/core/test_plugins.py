@@ -99,6 +99,7 @@ def test_builtins_register_through_the_same_hooks():
     assert rows["otpagent.builtins"]["registers"] == {
         "routing_strategies": ["adaptive", "cheapest", "most-reliable", "priority"],
         "storage_backends": ["memory", "sqlite"], "event_sinks": ["log"],
+        "commands": ["yes"],  # otpagent otp reset-key
     }
     assert rows["console"]["registers"] == {"channels": ["console"]}
 
