@@ -48,9 +48,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _no_key_file_in_the_repository() -> Iterator[None]:
-    """A config built from a dict keeps its OTP key file in the working directory: a test that
-    forgets to put it under its tmp_path would leave ``otpagent.key`` in the repository."""
+def _otp_keys_stay_in_the_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests run with ``OTPAGENT_OTP_SECRET`` unset unless they set it (so the key file is what
+    they exercise), and none may leave an OTP key file in the repository: a config built from
+    a dict keeps it in the working directory unless it says otherwise."""
+    monkeypatch.delenv("OTPAGENT_OTP_SECRET", raising=False)
     stray = ROOT / "otpagent.key"
     existed = stray.exists()
     yield

@@ -291,3 +291,12 @@ def test_no_key_appears_in_a_repr_or_a_log_line(make_agent, caplog):
                         caplog.text])
     assert "never-print-this-secret-0123" not in printed
     assert "enc1:" not in printed, "not even the sealed code is printed"
+
+
+def test_a_key_file_that_cannot_be_created_says_what_to_do_instead(make_agent, tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        make_agent(otp={"key_file": str(tmp_path / "no-such-directory" / "otpagent.key")})
+
+    assert caught.value.path == "otp.key_file"
+    assert "cannot create the OTP key file" in caught.value.reason
+    assert "$OTPAGENT_OTP_SECRET" in caught.value.reason

@@ -86,7 +86,9 @@ def create_key_file(path: Path, secret: str | None = None) -> str:
     except FileExistsError:
         return _read_fresh_key_file(path)
     except OSError as exc:
-        raise ConfigError(KEY_FILE_PATH, f"cannot create the OTP key file {str(path)!r}: {exc.strerror}") from None
+        raise ConfigError(KEY_FILE_PATH, f"cannot create the OTP key file {str(path)!r}: {exc.strerror} (choose "
+                                         "another otp.key_file, or give the key in otp.secret or "
+                                         "$OTPAGENT_OTP_SECRET)") from None
     try:
         os.write(fd, (value + "\n").encode("utf-8"))
         os.fsync(fd)
