@@ -22,6 +22,7 @@ from typing import Any
 from otpagent.storage.rows import percentile as storage_percentile
 
 __all__ = [
+    "BENCH_OTP_SECRET",
     "Context",
     "Row",
     "agent_config",
@@ -123,6 +124,10 @@ def console_channel(*, outbox: Path | None = None, latency_ms: float = 0.0) -> d
     return section
 
 
+#: The benchmarks' master OTP secret (not for production: it is in the repository).
+BENCH_OTP_SECRET = "bench-otp-secret-not-for-production"
+
+
 def agent_config(db: Path | None, *, channels: dict[str, Any] | None = None, workers: int = 16,
                  storage: dict[str, Any] | None = None, synchronous: str = "full", **extra: Any) -> dict[str, Any]:
     """An agent config for benchmarks: one channel, no sinks, fast retries, no OTP cooldown."""
@@ -132,7 +137,10 @@ def agent_config(db: Path | None, *, channels: dict[str, Any] | None = None, wor
         "routing": {"strategy": "priority"},
         "retry": {"max_attempts": 3, "base_delay_seconds": 0.01, "max_delay_seconds": 0.05},
         "dispatcher": {"workers": workers, "poll_interval_seconds": 0.05},
-        "otp": {"resend_cooldown_seconds": 0, "max_per_hour": 1_000_000, "max_attempts": 5},
+        # A fixed secret in the config: every process of a run (and the producer built from this
+        # dict in the bench's own process) then holds the same OTP key, wherever it runs.
+        "otp": {"resend_cooldown_seconds": 0, "max_per_hour": 1_000_000, "max_attempts": 5,
+                "secret": BENCH_OTP_SECRET},
         "sinks": [],
     }
     config.update(extra)

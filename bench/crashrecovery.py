@@ -83,7 +83,7 @@ def kill_one_of_two(workdir: Path, storage: dict[str, Any], *, count: int = 200,
         path = workdir / f"worker-{i}.json"
         path.write_text(json.dumps(config))
         configs.append(path)
-    with IntelligentOTPAgent(json.loads(configs[0].read_text())) as producer:
+    with IntelligentOTPAgent(str(configs[0])) as producer:  # the workers' file: the same OTP key file
         lease_seconds = producer.config.dispatcher.lease_seconds
         ids = producer.send_bulk_messages([
             {"phone_number": f"+447700900{i % 1000:03d}", "content": f"crash run {i}", "priority": "HIGH"}

@@ -22,8 +22,16 @@ def console_channels(outbox: Path, **extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def agent_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """A config on files under ``tmp_path``, the OTP key file included (a config built from a
+    dict would otherwise keep it in the working directory, the repository's root).
+
+    An ``otp`` override keeps that key file unless it sets ``secret`` or ``key_file`` itself.
+    """
+    key_file = {"key_file": str(tmp_path / "otpagent.key")}
+    otp = overrides.pop("otp", {})
     config: dict[str, Any] = {
         "storage": {"backend": "sqlite", "path": str(tmp_path / "otpagent.db")},
+        "otp": otp if "secret" in otp or "key_file" in otp else {**key_file, **otp},
         "channels": console_channels(tmp_path / "outbox.jsonl"),
         "retry": {"max_attempts": 3, "base_delay_seconds": 0.01, "max_delay_seconds": 0.05},
         "dispatcher": {"workers": 4, "poll_interval_seconds": 0.05},
@@ -34,6 +42,24 @@ def agent_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     for key, value in overrides.items():
         config[key] = value
     return config
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _otp_keys_stay_in_the_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests run with ``OTPAGENT_OTP_SECRET`` unset unless they set it (so the key file is what
+    they exercise), and none may leave an OTP key file in the repository: a config built from
+    a dict keeps it in the working directory unless it says otherwise."""
+    monkeypatch.delenv("OTPAGENT_OTP_SECRET", raising=False)
+    stray = ROOT / "otpagent.key"
+    existed = stray.exists()
+    yield
+    if stray.exists() and not existed:
+        stray.unlink()
+        pytest.fail(f"this test created the OTP key file {stray}: give its config otp.key_file under tmp_path "
+                    "(tests.conftest.agent_config does)", pytrace=False)
 
 
 class Outbox:

@@ -1,8 +1,8 @@
 """Figure 6: OTP issue + verify pairs, in process (``send_otp`` then ``verify_otp``).
 
 Each pair uses a distinct recipient (no resend cooldown involved). Codes are issued first,
-then read from the queued message's ``secret`` column (not timed: a real user reads them
-from their phone), then verified; pairs/s = pairs / (issue time + verify time).
+then read from the queued message's sealed ``secret`` column and opened (not timed: a real
+user reads them from their phone), then verified; pairs/s = pairs / (issue time + verify time).
 """
 
 from __future__ import annotations
@@ -75,9 +75,10 @@ def agent_pairs_threads(tmp: Path, count: int, budget: float, threads: int) -> t
 
 
 def _secret(agent: object, message_id: str) -> str:
+    """The code of a queued OTP, opened from its sealed ``secret`` as a worker would."""
     message = agent.storage.get_message(message_id)  # type: ignore[attr-defined]
-    assert message is not None and message.secret, "a queued OTP holds its code until sent"
-    return str(message.secret)
+    assert message is not None and message.secret, "a queued OTP holds its (sealed) code until sent"
+    return str(agent.otp.sealer.open(message_id, message.secret))  # type: ignore[attr-defined]
 
 
 def run(ctx: Context) -> list[Row]:

@@ -49,12 +49,38 @@ def test_original_shape_maps_channel_names_to_default_plugins():
         ({"colour": "blue"}, "colour"),
         ({"otp": {"global_per_minute": "lots"}}, "otp.global_per_minute"),
         ({"otp": {"secret": "short"}}, "otp.secret"),
+        ({"otp": {"lockout_seconds": 900}}, "otp.lockout_seconds"),
+        ({"otp": {"key_file": ""}}, "otp.key_file"),
+        ({"otp": {"key_file": "k.key", "secret": "s" * 20}}, "otp.key_file"),
+        ({"otp": {"global_failures_per_minute": 0}}, "otp.global_failures_per_minute"),
+        ({"otp": {"global_failures_per_minute": "many"}}, "otp.global_failures_per_minute"),
     ],
 )
 def test_validation_errors_name_the_key_path(config, path):
     with pytest.raises(ConfigError) as exc:
         parse_config(config, environ={})
     assert exc.value.path == path
+
+
+def test_the_removed_lockout_says_what_replaced_it():
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"otp": {"lockout_seconds": 900}}, environ={})
+    assert "no longer exists: remove it" in exc.value.reason
+    assert "against the live code (otp.max_attempts per code" in exc.value.reason
+
+
+def test_the_global_failure_guard_is_on_by_default_and_null_turns_it_off():
+    assert parse_config({}, environ={}).otp.global_failures_per_minute == 600
+    assert parse_config({"otp": {"global_failures_per_minute": None}}, environ={}).otp.global_failures_per_minute \
+        is None
+
+
+def test_an_otp_secret_from_the_environment_must_be_long_enough(make_agent, monkeypatch):
+    monkeypatch.setenv("OTPAGENT_OTP_SECRET", "short")
+    with pytest.raises(ConfigError) as exc:
+        make_agent()
+    assert exc.value.path == "otp.secret"
+    assert "OTPAGENT_OTP_SECRET must hold at least 16 characters" in exc.value.reason
 
 
 def test_channel_plugin_keys_are_checked_by_the_plugin(tmp_path):

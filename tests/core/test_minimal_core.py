@@ -32,7 +32,8 @@ from otpagent.plugins import build_registry
 build_registry()  # every installed plugin loaded, Twilio's, SendGrid's and PostgreSQL's included
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in
                         ("starlette", "uvicorn", "prometheus_client", "httpx", "standardwebhooks", "rich",
-                         "twilio", "sendgrid", "psycopg", "structlog", "email_validator", "phonenumbers"))))
+                         "twilio", "sendgrid", "psycopg", "structlog", "email_validator", "phonenumbers",
+                         "cryptography"))))
 """
     result = run_python(code)
 
@@ -57,6 +58,24 @@ print(json.dumps(sorted(m for m in {SERVER!r} if m in sys.modules)))
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_cryptography_is_imported_only_when_a_code_is_issued(tmp_path: Path) -> None:
+    config = json.dumps(agent_config(tmp_path))
+    code = f"""
+import json
+from otpagent import IntelligentOTPAgent
+with IntelligentOTPAgent(json.loads({config!r})) as agent:
+    agent.send_message({{"phone_number": "+447700900123", "content": "hello"}})
+    agent.verify_otp("+447700900123", "123456")
+    before = "cryptography" in sys.modules
+    agent.send_otp("+447700900124")
+    print(json.dumps([before, "cryptography" in sys.modules]))
+"""
+    result = run_python(code)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [False, True]
 
 
 def test_the_library_works_without_any_extra_installed(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ def test_wrong_code_fails_and_unknown_number_gets_the_same_answer(make_agent, ou
     assert agent.verify_otp("not a number", code) == (False, "invalid")
 
 
-def test_lockout_after_too_many_wrong_codes_survives_a_resend(make_agent, outbox):
+def test_wrong_guesses_kill_the_live_code_and_a_new_code_comes_within_the_resend_limits(make_agent, outbox):
     clock = FakeClock()
     agent = make_agent(clock=clock, otp={"max_attempts": 3, "resend_cooldown_seconds": 30})
     agent.start_processing()
@@ -46,13 +46,58 @@ def test_lockout_after_too_many_wrong_codes_survives_a_resend(make_agent, outbox
     assert agent.verify_otp(PHONE, wrong) == (False, "invalid")
     assert agent.verify_otp(PHONE, wrong) == (False, "invalid")
     assert agent.verify_otp(PHONE, wrong) == (False, "too_many_attempts")
-    assert agent.verify_otp(PHONE, first) == (False, "locked")
+    assert agent.verify_otp(PHONE, first) == (False, "invalid"), "the dead code never verifies (and says no more)"
+    with pytest.raises(RateLimited, match="cooldown"):
+        agent.send_otp(PHONE)
     clock.advance(31)
     second = outbox.code_for(agent.send_otp(PHONE))
-    assert agent.verify_otp(PHONE, second) == (False, "locked"), "a resend must not reset the failure count"
-    clock.advance(901)
-    third = outbox.code_for(agent.send_otp(PHONE))
-    assert agent.verify_otp(PHONE, third) == (True, "verified")
+    assert agent.verify_otp(PHONE, wrong if wrong != second else "777777") == (False, "invalid")
+    assert agent.verify_otp(PHONE, second) == (True, "verified"), "a new code comes with its own attempts"
+
+
+def test_a_strangers_100_wrong_guesses_do_not_stop_the_owner_verifying_the_code_sent_next(make_agent, outbox):
+    """The finding: failures counted per recipient, even with no code live, so anyone able to
+    call verify could lock a number out for 15 minutes, again and again."""
+    agent = make_agent()
+    agent.start_processing()
+    stranger = [agent.verify_otp(PHONE, f"{i:06d}") for i in range(100)]
+
+    code = outbox.code_for(agent.send_otp(PHONE))
+
+    assert set(stranger) == {(False, "invalid")}
+    assert agent.verify_otp(PHONE, code) == (True, "verified")
+
+
+def test_the_global_failure_rate_refuses_guesses_without_evaluating_them(make_agent, outbox):
+    clock = FakeClock()
+    # 4 failures a minute, burst 1: after one failure the next token comes 15 s later.
+    agent = make_agent(clock=clock, otp={"global_failures_per_minute": 4, "max_attempts": 2})
+    agent.start_processing()
+    alice = outbox.code_for(agent.send_otp(PHONE))
+    bob = outbox.code_for(agent.send_otp("+447700900124"))
+    wrong_for = {code: "000000" if code != "000000" else "111111" for code in (alice, bob)}
+
+    assert agent.verify_otp(PHONE, wrong_for[alice]) == (False, "invalid")
+    with pytest.raises(RateLimited, match="failed OTP verifications") as refused:
+        agent.verify_otp("+447700900124", wrong_for[bob])
+    assert 14 < refused.value.retry_after <= 15
+    with pytest.raises(RateLimited):
+        agent.verify_otp("+447700900124", bob)  # the right code waits too: nothing is compared
+    clock.advance(15)
+    assert agent.verify_otp("+447700900124", wrong_for[bob]) == (False, "invalid"), \
+        "the refused guesses were not counted against Bob's code (max_attempts is 2)"
+    clock.advance(15)
+    assert agent.verify_otp("+447700900124", bob) == (True, "verified")
+
+
+def test_guesses_at_numbers_without_a_live_code_do_not_spend_the_global_failure_rate(make_agent, outbox):
+    agent = make_agent(otp={"global_failures_per_minute": 4})
+    agent.start_processing()
+    strangers = [agent.verify_otp(f"+4477009002{i:02d}", "000000") for i in range(50)]
+    code = outbox.code_for(agent.send_otp(PHONE))
+
+    assert set(strangers) == {(False, "invalid")}
+    assert agent.verify_otp(PHONE, code) == (True, "verified")
 
 
 def test_code_expires_after_its_lifetime(make_agent, outbox):

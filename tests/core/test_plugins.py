@@ -99,6 +99,7 @@ def test_builtins_register_through_the_same_hooks():
     assert rows["otpagent.builtins"]["registers"] == {
         "routing_strategies": ["adaptive", "cheapest", "most-reliable", "priority"],
         "storage_backends": ["memory", "sqlite"], "event_sinks": ["log"],
+        "commands": ["yes"],  # otpagent otp reset-key
     }
     assert rows["console"]["registers"] == {"channels": ["console"]}
 
@@ -125,6 +126,7 @@ def test_plugin_registered_in_process_is_used_from_config(tmp_path):
     pm.register(plugin, name="email-first-test")
     try:
         config = {"storage": {"path": str(tmp_path / "a.db")}, "routing": {"strategy": "email-first"}, "sinks": [],
+                  "otp": {"key_file": str(tmp_path / "otpagent.key")},
                   "channels": {k: {"plugin": "console", "kind": k, "quiet": True} for k in ("sms", "email")}}
         with IntelligentOTPAgent(config, registry=build_registry(pm)) as agent:
             agent.start_processing()
@@ -142,6 +144,7 @@ def test_label_says_who_registered_each_configured_plugin(tmp_path):
     pm.register(plugin, name="email-first-test")
     try:
         config = {"storage": {"path": str(tmp_path / "a.db")}, "routing": {"strategy": "email-first"}, "sinks": [],
+                  "otp": {"key_file": str(tmp_path / "otpagent.key")},
                   "channels": {"SMS": {"plugin": "console", "kind": "sms", "quiet": True}}}
         with IntelligentOTPAgent(config, registry=build_registry(pm)) as agent:
             assert agent.plugin_label("channels", agent.channel_configs["SMS"].plugin) == "otpagent-console 0.1.0"
@@ -297,6 +300,7 @@ def _build(tmp_path, made, **config):
     pm = _only_builtins_console_and(_Factories(made))
     pm_name = pm.get_name(next(p for p in pm.get_plugins() if isinstance(p, _Factories)))
     base = {"storage": {"path": str(tmp_path / "a.db")}, "sinks": [],
+            "otp": {"key_file": str(tmp_path / "otpagent.key")},
             "channels": {"SMS": {"plugin": "console", "kind": "sms", "quiet": True}}}
     return pm_name, lambda: IntelligentOTPAgent({**base, **config}, registry=build_registry(pm, warn=False))
 

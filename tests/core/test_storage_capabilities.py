@@ -23,13 +23,15 @@ CORE = ("enqueue", "claim_due", "renew_leases", "update_message", "get_message",
 MEMBERS = {
     Capability.SHARED_STATE: ("get_state", "put_state", "update_state", "states_with_prefix"),
     Capability.RATE_LIMITS: ("acquire", "acquire_all"),
-    Capability.OTP_STORE: ("issue_otp", "verify_otp", "redact_expired_secrets"),
+    Capability.OTP_STORE: ("issue_otp", "verify_otp", "redact_expired_secrets", "seal_legacy_secrets"),
     Capability.PROVIDER_EVENTS: ("apply_provider_event",),
     Capability.HOUSEKEEPING: ("stats", "event_counts", "attempt_counts", "history", "costs_by_day", "cleanup"),
     Capability.WEBHOOK_OUTBOXES: ("webhook_outbox",),
     Capability.WORK_WAKEUP: ("wait_for_work",),
 }
 EVERY_AGENT_NEEDS = {Capability.SHARED_STATE, Capability.HOUSEKEEPING}
+#: What OTPs need with the default config: the store, and rate limits for the failure guard.
+OTPS_NEED = {Capability.OTP_STORE, Capability.RATE_LIMITS}
 
 
 def _delegate(member: str) -> Callable[..., Any]:
@@ -86,7 +88,7 @@ def test_a_webhook_sink_on_a_backend_without_an_outbox_is_refused_naming_the_key
     sink = {"plugin": "webhook", "url": "https://hooks.example.com/x", "secret": "whsec_" + "A" * 32}
 
     with pytest.raises(ConfigError) as caught:
-        build(EVERY_AGENT_NEEDS | {Capability.OTP_STORE}, sinks=[{"plugin": "log"}, sink])
+        build(EVERY_AGENT_NEEDS | OTPS_NEED, sinks=[{"plugin": "log"}, sink])
 
     assert str(caught.value) == (
         "config error at sinks[1].plugin: the storage backend 'acme' does not provide the webhook outbox capability "
@@ -94,14 +96,14 @@ def test_a_webhook_sink_on_a_backend_without_an_outbox_is_refused_naming_the_key
 
 
 def test_a_declared_capability_without_its_methods_is_refused_naming_them(build) -> None:
-    declared = EVERY_AGENT_NEEDS | {Capability.OTP_STORE}
+    declared = EVERY_AGENT_NEEDS | OTPS_NEED
 
     with pytest.raises(ConfigError) as caught:
-        build(declared, present=EVERY_AGENT_NEEDS)
+        build(declared, present=EVERY_AGENT_NEEDS | {Capability.RATE_LIMITS})
 
     assert caught.value.path == "otp.enabled"
     assert "declares the OTP store capability (OtpStore) but lacks issue_otp(), verify_otp(), " \
-           "redact_expired_secrets()" in caught.value.reason
+           "redact_expired_secrets(), seal_legacy_secrets()" in caught.value.reason
 
 
 @pytest.mark.parametrize(("capability", "path", "overrides"), [
@@ -111,6 +113,7 @@ def test_a_declared_capability_without_its_methods_is_refused_naming_them(build)
     (Capability.RATE_LIMITS, "channels.sms.rate_limit",
      {"channels": {"sms": {"plugin": "console", "kind": "sms", "quiet": True, "rate_limit": {"per_second": 5}}}}),
     (Capability.RATE_LIMITS, "otp.global_per_minute", {"otp": {"global_per_minute": 100}}),
+    (Capability.RATE_LIMITS, "otp.global_failures_per_minute", {}),
     (Capability.PROVIDER_EVENTS, "server.public_url", {"server": {"public_url": "https://otp.example"}}),
 ])
 def test_each_need_is_checked_at_the_key_that_needs_it(build, capability: Capability, path: str,
@@ -140,7 +143,7 @@ def test_otps_can_be_turned_off_for_a_backend_without_an_otp_store(build, outbox
 
 
 def test_components_get_the_capabilities_the_backend_provides(build, make_agent) -> None:
-    lean = build(EVERY_AGENT_NEEDS | {Capability.OTP_STORE})
+    lean = build(EVERY_AGENT_NEEDS | {Capability.OTP_STORE}, otp={"global_failures_per_minute": None})
     sqlite = make_agent()
     memory = make_agent(storage={"backend": "memory"})
 
@@ -156,7 +159,8 @@ def test_the_services_abuse_limits_need_rate_limits(build) -> None:
     from otpagent.server.app import create_app
     from otpagent.server.settings import LIMIT_NAMES, parse_server_settings
 
-    agent = build(EVERY_AGENT_NEEDS | {Capability.OTP_STORE}, server={"api_keys": ["k" * 32]})
+    agent = build(EVERY_AGENT_NEEDS | {Capability.OTP_STORE}, server={"api_keys": ["k" * 32]},
+                  otp={"global_failures_per_minute": None})
     no_limits = dict.fromkeys(LIMIT_NAMES)
 
     with pytest.raises(ConfigError) as caught:

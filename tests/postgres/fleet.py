@@ -36,6 +36,8 @@ def fleet_config(schema: str, outbox: Path, *, per_second: float | None = None, 
         "dispatcher": {"workers": workers, "poll_interval_seconds": 0.02, "lease_seconds": lease_seconds,
                        "channel_timeout_seconds": 1.0},
         "sinks": [],
+        # One key file for every worker (and for agents the test builds from this dict).
+        "otp": {"key_file": str(outbox.parent / "otpagent.key")},
     }
 
 

@@ -134,6 +134,30 @@ def test_the_agent_delivers_and_verifies_an_otp_on_postgres(pg_schema: str, tmp_
     assert report.attempt_log[0].outcome.value == "accepted"
 
 
+def test_codes_are_sealed_and_no_key_is_kept_on_postgres(pg_schema: str, tmp_path: Path) -> None:
+    from otpagent import IntelligentOTPAgent
+    from tests.conftest import Outbox, agent_config
+
+    config = agent_config(tmp_path, storage={"backend": "postgres", "dsn": PG_DSN, "schema": pg_schema})
+    outbox = Outbox(tmp_path / "outbox.jsonl")
+    with IntelligentOTPAgent(config) as agent:
+        message_id = agent.send_otp("+447700900123")
+        with psycopg.connect(PG_DSN) as conn:
+            (queued,) = conn.execute(f'SELECT secret FROM "{pg_schema}".messages WHERE id = %s',
+                                     (message_id,)).fetchone()
+            state = dict(conn.execute(f'SELECT key, value FROM "{pg_schema}".state').fetchall())
+        agent.start_processing()
+        code = outbox.code_for(message_id, timeout=10)
+        secret = agent.otp.keys.secret  # type: ignore[union-attr]
+        fingerprint = agent.otp.keys.fingerprint  # type: ignore[union-attr]
+
+    assert queued.startswith("enc1:") and code not in queued
+    assert agent.otp.sealer.open(message_id, queued) == code  # type: ignore[union-attr]
+    assert state.get("otp.key_fingerprint") == fingerprint
+    assert "otp.server_key" not in state
+    assert not any(secret.decode() in value for value in state.values())
+
+
 def test_db_migrate_on_the_command_line_reports_the_version(pg_schema: str, tmp_path: Path) -> None:
     import json
     import os

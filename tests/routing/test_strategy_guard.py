@@ -107,6 +107,7 @@ def test_a_message_routed_by_a_broken_strategy_is_sent_in_priority_order(tmp_pat
     pm.register(plugin, name="broken-strategy-test")
     try:
         config = {"storage": {"path": str(tmp_path / "a.db")}, "routing": {"strategy": "broken"}, "sinks": [],
+                  "otp": {"key_file": str(tmp_path / "otpagent.key")},
                   "channels": {k: {"plugin": "console", "kind": k, "quiet": True} for k in ("sms", "email")}}
         with IntelligentOTPAgent(config, registry=build_registry(pm)) as agent:
             agent.start_processing()

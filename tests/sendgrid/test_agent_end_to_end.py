@@ -55,6 +55,7 @@ def start_agent(
             "routing": {"strategy": "priority"},
             "sinks": [],
             "server": {"public_url": "https://otp.example"},
+            "otp": {"key_file": str(tmp_path / "otpagent.key")},
         }
         agent = IntelligentOTPAgent(config=config, registry=_registry())
         agents.append(agent)

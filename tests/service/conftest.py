@@ -70,8 +70,9 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     """Start a served agent; everything is stopped and closed at the end of the test."""
     started: list[tuple[LiveServer, IntelligentOTPAgent]] = []
 
-    def make(config: dict[str, Any] | None = None, *, run_workers: bool = True, **server: Any) -> LiveServer:
-        agent = IntelligentOTPAgent(config or service_config(tmp_path, **server))
+    def make(config: dict[str, Any] | None = None, *, run_workers: bool = True,
+             clock: Callable[[], float] = time.time, **server: Any) -> LiveServer:
+        agent = IntelligentOTPAgent(config or service_config(tmp_path, **server), clock=clock)
         live = LiveServer(agent, run_workers=run_workers).__enter__()
         started.append((live, agent))
         return live

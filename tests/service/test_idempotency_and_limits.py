@@ -91,17 +91,6 @@ def test_the_core_resend_cooldown_is_a_429_too(api: httpx.Client) -> None:
     assert 1 <= int(again.headers["retry-after"]) <= 30
 
 
-def test_verifies_for_one_recipient_are_limited(make_server: Callable[..., LiveServer]) -> None:
-    live = make_server(limits={"otp_verify_per_recipient": {"per_minute": 1, "burst": 2}})
-    with live.client() as api:
-        codes = [api.post("/v1/otp/verify", json={"recipient": "+447700900100", "code": "000000"}).status_code
-                 for _ in range(3)]
-        other = api.post("/v1/otp/verify", json={"recipient": "+447700900101", "code": "000000"})
-
-    assert codes == [200, 200, 429]
-    assert other.status_code == 200
-
-
 def test_otp_sends_are_limited_per_client_address(make_server: Callable[..., LiveServer]) -> None:
     live = make_server(limits={"otp_send_per_ip": {"per_minute": 1, "burst": 2}})
     with live.client() as api:
@@ -112,18 +101,18 @@ def test_otp_sends_are_limited_per_client_address(make_server: Callable[..., Liv
 
 def test_a_request_refused_by_one_limit_does_not_use_up_the_others(
         make_server: Callable[..., LiveServer]) -> None:
-    live = make_server(limits={"otp_verify_per_key": {"per_minute": 1, "burst": 2},
-                               "otp_verify_per_recipient": {"per_minute": 1, "burst": 1},
-                               "otp_verify_per_ip": None})
+    live = make_server(limits={"otp_send_per_key": {"per_minute": 1, "burst": 2},
+                               "otp_send_per_recipient": {"per_minute": 1, "burst": 1},
+                               "otp_send_per_ip": None})
     with live.client() as api:
-        first = api.post("/v1/otp/verify", json={"recipient": "+447700900110", "code": "000000"})
-        refused = api.post("/v1/otp/verify", json={"recipient": "+447700900110", "code": "000000"})
-        other = api.post("/v1/otp/verify", json={"recipient": "+447700900111", "code": "000000"})
-        spent = api.post("/v1/otp/verify", json={"recipient": "+447700900112", "code": "000000"})
+        first = api.post("/v1/otp", json={"email": "one@example.com"})
+        refused = api.post("/v1/otp", json={"email": "one@example.com"})
+        other = api.post("/v1/otp", json={"email": "two@example.com"})
+        spent = api.post("/v1/otp", json={"email": "three@example.com"})
 
-    assert (first.status_code, refused.status_code) == (200, 429)
+    assert (first.status_code, refused.status_code) == (202, 429)
     assert "per recipient" in refused.json()["detail"]
-    assert other.status_code == 200, "the refused request took none of the key's two tokens"
+    assert other.status_code == 202, "the refused request took none of the key's two tokens"
     assert spent.status_code == 429 and "per key" in spent.json()["detail"]
 
 

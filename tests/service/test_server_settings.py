@@ -24,6 +24,9 @@ from tests.service.conftest import service_config
     ({"cors": True}, "server.cors"),
     ({"processes": 0}, "server.processes"),
     ({"processes": "4"}, "server.processes"),
+    ({"limits": {"otp_verify_per_recipient": {"per_minute": 10}}}, "server.limits.otp_verify_per_recipient"),
+    ({"limits": {"otp_verify_failures_per_ip": {"per_minute": 1, "burst": 0}}},
+     "server.limits.otp_verify_failures_per_ip.burst"),
 ])
 def test_bad_server_settings_name_the_key(section: dict[str, Any], path: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -98,6 +98,7 @@ def agent_config(tmp_path: Path, fake: FakeTwilio, *, twilio: dict[str, Any] | N
         "dispatcher": {"workers": 2, "poll_interval_seconds": 0.02},
         "server": {"public_url": PUBLIC_URL},
         "sinks": [],
+        "otp": {"key_file": str(tmp_path / "otpagent.key")},
     }
     config.update(overrides)
     return config

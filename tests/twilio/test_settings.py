@@ -123,6 +123,7 @@ def test_the_documented_example_configuration_builds_all_three_channels(fake, tm
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
     example["storage"] = {"path": str(tmp_path / "doc.db")}
     example["sinks"] = []
+    example["otp"] = {**example.get("otp", {}), "key_file": str(tmp_path / "otpagent.key")}
 
     with IntelligentOTPAgent(example) as agent:
         kinds = {name: channel.kind for name, channel in agent.channels.items()}

@@ -105,7 +105,8 @@ class IntelligentOTPAgent:
             #: The OTP policy; None when ``otp.enabled`` is false.
             self.otp: OtpPolicy | None = None
             if self.config.otp.enabled and caps.otp_store is not None:
-                self.otp = OtpPolicy(caps.otp_store, caps.shared_state, caps.rate_limits, self.config.otp)
+                self.otp = OtpPolicy.start(caps.otp_store, caps.shared_state, caps.rate_limits, self.config.otp,
+                                           base_dir=self.config.base_dir, now=clock())
             worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
             self.breakers = CircuitBreakers(caps.shared_state, self.config.circuit, worker_id=worker_id,
                                             on_change=lambda e: self.bus.publish([e]))
@@ -121,6 +122,7 @@ class IntelligentOTPAgent:
                 breakers=self.breakers, bus=self.bus, clock=clock, worker_id=worker_id,
                 plugin_labels={name: self.plugin_label("channels", cfg.plugin)
                                for name, cfg in self.channel_configs.items()},
+                codes=self.otp.sealer if self.otp is not None else None,
             )
         except BaseException:
             self._close_parts()
@@ -250,9 +252,11 @@ class IntelligentOTPAgent:
         code = generate_code(cfg.length)
         item = to_new_message(request, now=now, body=body, secret=code, expires_at=now + ttl,
                               message_id=new_message_id())
-        errors = self._routability(item, None)
+        errors = self._routability(item, None)  # with the clear code, which counts towards the length
         if errors:
             raise InvalidRequest(errors)
+        # Stored sealed: the clear code lives only in memory, now and just before each send.
+        item = attrs.evolve(item, message=attrs.evolve(item.message, secret=otp.sealer.seal(item.message.id, code)))
         recipient = request.phone_number or (request.email or "").lower()
         record = OtpRecord(id=item.message.id, recipient=recipient, purpose=purpose,
                            code_hash=otp.code_hash(recipient, purpose, code), created_at=now,
@@ -269,7 +273,12 @@ class IntelligentOTPAgent:
 
     def verify_otp(self, recipient: str, code: str, *, purpose: str = "login") -> tuple[bool, str]:
         """``(True, "verified")`` once for the right code; otherwise ``(False, reason)`` where
-        reason is ``invalid``, ``expired``, ``locked`` or ``too_many_attempts``.
+        reason is ``invalid`` (also for a number without a live code), ``expired`` (the right
+        code, too late) or ``too_many_attempts`` (this wrong guess used up the code's
+        ``otp.max_attempts``: the code is dead, a new one must be sent).
+
+        Raises :class:`RateLimited`, without checking the code, while failed verifications
+        across the fleet exceed ``otp.global_failures_per_minute``.
         """
         for field, value, limit in (("recipient", recipient, 320), ("code", code, 32), ("purpose", purpose, 64)):
             if not isinstance(value, str) or not value.strip():

@@ -87,19 +87,25 @@ class OtpConfig:
     enabled: bool = True
     length: int = 6
     ttl_seconds: float = 300.0
+    #: Wrong guesses a live code survives; the one that reaches it kills the code.
     max_attempts: int = 5
-    lockout_seconds: float = 900.0
     resend_cooldown_seconds: float = 30.0
     max_per_hour: int = 5
     allowed_countries: tuple[str, ...] = ()
     per_country_per_minute: int | None = None
     global_per_minute: int | None = None
+    #: Wrong guesses against live codes per minute, across the fleet, before every verify is
+    #: refused (``RateLimited``) until the rate falls; null turns the guard off.
+    global_failures_per_minute: int | None = attrs.field(default=600, metadata={"nullable": True})
     voice_enabled: bool = False
     message: str = "Your verification code is {code}. It expires in {minutes} minutes. Never share it."
     #: Per-locale bodies (BCP 47 tag -> template); ``send_otp(locale=...)`` picks the exact tag,
     #: then its language ("pt-BR" -> "pt"), then ``message``.
     messages: Mapping[str, str] = attrs.field(factory=dict)
     secret: str | None = attrs.field(default=None, repr=lambda v: "None" if v is None else repr(MASK))
+    #: Where the master OTP secret is kept when neither ``secret`` nor ``$OTPAGENT_OTP_SECRET``
+    #: is set: ``otpagent.key`` beside the config file by default (see :mod:`otpagent.otp_keys`).
+    key_file: str | None = None
 
     def template_for(self, locale: str | None) -> str:
         if locale:
@@ -239,7 +245,13 @@ def parse_config(
     _check(retry.max_attempts >= 1, "retry.max_attempts", "must be at least 1")
     _check(0 < retry.base_delay_seconds <= retry.max_delay_seconds, "retry.base_delay_seconds",
            "must be positive and at most retry.max_delay_seconds")
-    otp = _build(OtpConfig, _section(data, "otp", {}), "otp")
+    otp_section = _section(data, "otp", {})
+    if "lockout_seconds" in otp_section:
+        raise ConfigError("otp.lockout_seconds", "no longer exists: remove it. Wrong guesses now count against the "
+                                                 "live code (otp.max_attempts per code, then the code is dead) and "
+                                                 "against the caller, never against the recipient, so nobody can "
+                                                 "lock a number out")
+    otp = _build(OtpConfig, otp_section, "otp")
     _check(4 <= otp.length <= 10, "otp.length", "must be from 4 to 10 digits")
     _check(0 < otp.ttl_seconds <= 600, "otp.ttl_seconds", "must be positive and at most 600 (10 minutes)")
     _check(otp.max_attempts >= 1, "otp.max_attempts", "must be at least 1")
@@ -249,12 +261,17 @@ def parse_config(
     for tag, template in otp.messages.items():
         _check(isinstance(template, str) and "{code}" in template, f"otp.messages.{tag}",
                "must be a string containing the {code} placeholder")
-    for key in ("per_country_per_minute", "global_per_minute"):
+    for key in ("per_country_per_minute", "global_per_minute", "global_failures_per_minute"):
         value = getattr(otp, key)
         if value is not None:
             _int(value, f"otp.{key}", 1)
     if otp.secret is not None and (not isinstance(otp.secret, str) or len(otp.secret) < 16):
         raise ConfigError("otp.secret", "must be a string of at least 16 characters")
+    if otp.key_file is not None:
+        _check(isinstance(otp.key_file, str) and bool(otp.key_file.strip()), "otp.key_file",
+               "must be a file path (relative paths are read from the config file's directory)")
+        _check(otp.secret is None, "otp.key_file", "set either otp.secret or otp.key_file, not both: the secret "
+                                                   "would be used and the key file ignored")
     otp = attrs.evolve(otp, allowed_countries=tuple(c.upper() for c in otp.allowed_countries))
     cleanup = _build(CleanupConfig, _section(data, "cleanup", {}), "cleanup")
     _check(cleanup.retain_days >= 0, "cleanup.retain_days", "must not be negative")
@@ -339,6 +356,9 @@ def _build(cls: Any, section: Mapping[str, Any], path: str) -> Any:
     for key, value in section.items():
         if key not in fields:
             raise ConfigError(f"{path}.{key}", f"unknown key (expected one of {', '.join(fields)})")
+        if value is None and fields[key].metadata.get("nullable"):
+            kwargs[key] = None  # null turns the setting off
+            continue
         kwargs[key] = _coerce(value, fields[key].default, f"{path}.{key}")
     return cls(**kwargs)
 

@@ -41,7 +41,8 @@ def demo_config(workdir: Path) -> dict[str, object]:
             "voice": {**console, "kind": "voice", "cost": 0.013},
             "email": {**console, "kind": "email", "cost": 0.0006},
         },
-        "otp": {"ttl_seconds": 300},
+        # The OTP key file beside the demo's database, not in the working directory.
+        "otp": {"ttl_seconds": 300, "key_file": str(workdir / "otpagent.key")},
         "sinks": [],
     }
 

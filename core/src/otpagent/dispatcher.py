@@ -32,7 +32,7 @@ from otpagent.channelpace import MAX_RESERVE, ChannelPace
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import AgentConfig, ChannelConfig
 from otpagent.events import EventBus
-from otpagent.fleet import RENEW_SECONDS, FleetRoster
+from otpagent.fleet import FleetRoster
 from otpagent.heartbeat import LeaseHeartbeat, LeaseKeeper, ReclaimGate
 from otpagent.logs import get_logger
 from otpagent.model import (
@@ -45,14 +45,17 @@ from otpagent.model import (
     Status,
 )
 from otpagent.onward import route_onward
+from otpagent.otp_seal import CodeSealer, UnreadableCode
 from otpagent.protocols import Channel, MessageUpdate, RouteOutcome, RoutingStrategy, StorageBackend
 from otpagent.routing.planner import RoutePlanner, Unroutable
 from otpagent.storage.capabilities import AgentCapabilities
+from otpagent.upkeep import upkeep_loop
 from otpagent.workerpool import WorkerPool
 
 __all__ = ["Dispatcher"]
 
 log = get_logger("otpagent.dispatcher")
+
 
 class Dispatcher:
     """Works the queue until stopped. Thread-safe; one per agent.
@@ -67,7 +70,7 @@ class Dispatcher:
         channels: Mapping[str, Channel],
         channel_configs: Mapping[str, ChannelConfig], planner: RoutePlanner, strategy: RoutingStrategy,
         breakers: CircuitBreakers, bus: EventBus, clock: Callable[[], float] = time.time, worker_id: str = "",
-        plugin_labels: Mapping[str, str] | None = None,
+        plugin_labels: Mapping[str, str] | None = None, codes: CodeSealer | None = None,
     ) -> None:
         self.config = config
         self.storage = storage
@@ -79,6 +82,8 @@ class Dispatcher:
         self.breakers = breakers
         self.bus = bus
         self.clock = clock
+        #: Opens the sealed OTP code a message carries, just before it is sent (None: OTPs are off).
+        self.codes = codes
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._rng = random.Random()
         self._wake = threading.Event()
@@ -129,7 +134,10 @@ class Dispatcher:
                                          worker_id=self.worker_id)
         self._heartbeat.start()
         self._claimer = threading.Thread(target=self._claim_loop, args=(pool,), name="otpagent-claimer", daemon=True)
-        self._housekeeper = threading.Thread(target=self._housekeeping_loop, name="otpagent-housekeeper", daemon=True)
+        self._housekeeper = threading.Thread(
+            target=upkeep_loop, name="otpagent-housekeeper", daemon=True,
+            kwargs={"capabilities": self.capabilities, "cleanup": self.config.cleanup, "roster": self.roster,
+                    "clock": self.clock, "stopping": self._stopping})
         self._claimer.start()
         self._housekeeper.start()
         try:
@@ -216,21 +224,42 @@ class Dispatcher:
     def process(self, message: Message) -> None:
         """Take one leased message one step forward (send, retry later, fall back or end)."""
         now = self.clock()
+        prepared = self._prepared(message, now)
+        if prepared is None:
+            return
+        target = self._channel_for(prepared, now)
+        if target is not None:
+            self._send(prepared, target[0], target[1], now)
+
+    def _prepared(self, message: Message, now: float) -> Message | None:
+        """The message ready to send (code opened, route planned), or None when it ended here."""
         if message.expires_at is not None and now >= message.expires_at:
             self._finish(message, Status.EXPIRED, "expired before it could be delivered", now)
-            return
+            return None
+        if message.secret is not None:
+            # The OTP code is stored sealed: opened here, in memory only, for this step's send.
+            try:
+                message = _with_code(message, self.codes)
+            except UnreadableCode as exc:
+                self._finish(message, Status.FAILED, str(exc), now)
+                return None
         if not message.route:
             route = self.planner.plan(message)
             if isinstance(route, Unroutable):
                 self._finish(message, Status.FAILED, str(route), now)
-                return
+                return None
             # The route is stored with this step's outcome (see _update), not in a write of its
             # own: if the worker dies before that, the message is planned again when reclaimed.
             message = _with_route(message, tuple(route))
+        return message
+
+    def _channel_for(self, message: Message, now: float) -> tuple[str, Channel] | None:
+        """The route's current channel when it may be used now; else the message falls back
+        (or fails when the route is spent) and None."""
         channel_name = message.current_channel
         if channel_name is None:
             self._finish(message, Status.FAILED, message.last_error or "every channel failed", now)
-            return
+            return None
         channel = self.channels.get(channel_name)
         why = self.planner.unavailable_reason(channel_name) if channel is not None else "no longer configured"
         if why is None and not self.breakers.allow(channel_name, now):
@@ -239,7 +268,10 @@ class Dispatcher:
             # Keep the failure that led here (e.g. the plugin fault that opened the circuit).
             earlier = f" (after: {message.last_error})" if message.last_error else ""
             self._fall_back(message, f"{channel_name}: {why}{earlier}", now, attempt=None)
-            return
+            return None
+        return channel_name, channel
+
+    def _send(self, message: Message, channel_name: str, channel: Channel, now: float) -> None:
         wait = self.pace.wait_before_send(channel_name, now)
         if wait > MAX_RESERVE:
             self._update(message, MessageUpdate(message_id=message.id, status=Status.QUEUED, due_at=now + wait,
@@ -365,28 +397,17 @@ class Dispatcher:
         with self._counter_lock:
             self.counters[key] += 1
 
-    # -- housekeeping --------------------------------------------------------------------------
-    def _queue_size(self, now: float) -> int:
-        return self.capabilities.housekeeping.stats(now).queue_size
-
-    def _housekeeping_loop(self) -> None:
-        interval = self.config.cleanup.interval_seconds
-        next_cleanup = self.clock() + min(interval, 60.0)
-        while not self._stopping.wait(RENEW_SECONDS):
-            now = self.clock()
-            try:
-                if self.capabilities.otp_store is not None:
-                    self.capabilities.otp_store.redact_expired_secrets(now)
-                self.roster.tick(now, functools.partial(self._queue_size, now))
-                if now >= next_cleanup:
-                    self.capabilities.housekeeping.cleanup(now - self.config.cleanup.retain_days * 86400.0, now)
-                    next_cleanup = now + interval
-            except Exception:
-                log.exception("housekeeping_failed")
-
 
 def _with_route(message: Message, route: tuple[str, ...]) -> Message:
     return attrs.evolve(message, route=route, route_index=0)
+
+
+def _with_code(message: Message, codes: CodeSealer | None) -> Message:
+    """``message`` with its OTP code opened (never written back: updates only clear it)."""
+    if codes is None:
+        raise UnreadableCode("the message carries an OTP code but OTPs are turned off (otp.enabled is false), "
+                             "so the code cannot be opened; it was not sent")
+    return attrs.evolve(message, secret=codes.open(message.id, message.secret or ""))
 
 
 def _error_text(channel_name: str, result: SendResult) -> str:

@@ -206,7 +206,7 @@ class Envelope:
     phone_number: str | None = None
     email: str | None = None
     subject: str | None = None
-    code: str | None = None
+    code: str | None = attrs.field(default=None, repr=False)  # the clear OTP code: never printed
     expires_at: float | None = None
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -216,7 +216,9 @@ class Message:
     """A message as stored: the request plus its place in the lifecycle.
 
     ``body`` never contains an OTP code: OTP bodies hold the ``{code}`` placeholder and the code
-    itself lives in ``secret`` only until the message is sent, fails or expires.
+    itself lives in ``secret``, sealed (``enc1:...``, see :mod:`otpagent.otp_seal`), until the
+    message reaches a final state or the code expires; a worker opens it in memory just before
+    a send.
     """
 
     id: str
@@ -237,7 +239,7 @@ class Message:
     max_retries: int | None = None
     callback_url: str | None = None
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
-    secret: str | None = None
+    secret: str | None = attrs.field(default=None, repr=False)  # the sealed code (clear only in a worker)
     expires_at: float | None = None
     route: tuple[str, ...] = ()
     route_index: int = 0

@@ -1,8 +1,17 @@
-"""The OTP policy (design §5): code generation, keyed hashing, admission and verification.
+"""The OTP policy (design §5): code generation, keyed hashing, sealing, admission and verification.
 
-Codes come from ``secrets``; only ``HMAC-SHA256(server key, recipient, purpose, code)`` is stored
-and it is compared in constant time by the backend. The server key comes from config
-(``otp.secret``) or is generated once and kept in the store, shared by every worker.
+Codes come from ``secrets``; only ``HMAC-SHA256(key, recipient, purpose, code)`` is stored and
+compared in constant time by the backend, and the code a queued message must carry is sealed
+(:mod:`otpagent.otp_seal`). Both keys come from the master OTP secret, which never enters the
+database (:mod:`otpagent.otp_keys`).
+
+Wrong guesses count against the live code (``otp.max_attempts`` per code, then it is dead),
+never against the recipient, and a global rate of failed verifications across the fleet
+(``otp.global_failures_per_minute``) turns a distributed guessing attack into a slowdown:
+while it is exceeded every verify is refused with :class:`RateLimited` before any code is
+compared. Only guesses that met a live code count towards it, since only those could ever
+succeed; guessing at numbers without a code costs an attacker's own budget (the service's
+per-key and per-address failure budgets), not everyone's.
 """
 
 from __future__ import annotations
@@ -10,15 +19,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from pathlib import Path
 
 from otpagent.config import OtpConfig
 from otpagent.errors import ConfigError, InvalidRequest, RateLimited
+from otpagent.otp_keys import OtpKeys, load_otp_keys
+from otpagent.otp_seal import CodeSealer
 from otpagent.protocols import OtpStore, OtpVerifyOutcome, RateLimits, SharedState
 from otpagent.recipients import country_of, normalise_email, normalise_phone
 
 __all__ = ["OtpPolicy", "generate_code", "normalise_recipient"]
 
-_SERVER_KEY_STATE = "otp.server_key"
+#: The rate-limit bucket of failed verifications across the fleet.
+_FAILURES_BUCKET = "otp:verify-failures"
+#: The store's answers that are guesses against a live code (they could have succeeded).
+_LIVE_CODE_FAILURES = frozenset({OtpVerifyOutcome.INVALID, OtpVerifyOutcome.TOO_MANY_ATTEMPTS})
 
 
 def generate_code(length: int) -> str:
@@ -40,21 +55,31 @@ def normalise_recipient(recipient: str) -> str:
 class OtpPolicy:
     """Applies the configured limits; the storage backend does the atomic parts.
 
-    ``rate_limits`` may be None only when no velocity limit is configured
-    (``otp.per_country_per_minute``, ``otp.global_per_minute``).
+    ``rate_limits`` may be None only when no limit that needs it is configured
+    (``otp.per_country_per_minute``, ``otp.global_per_minute``, ``otp.global_failures_per_minute``).
+    Build it with :meth:`start`, which loads the keys and puts away what older versions left.
     """
 
-    def __init__(self, store: OtpStore, state: SharedState, rate_limits: RateLimits | None,
-                 config: OtpConfig) -> None:
+    def __init__(self, store: OtpStore, rate_limits: RateLimits | None, config: OtpConfig, keys: OtpKeys) -> None:
         self.store = store
         self.rate_limits = rate_limits
         self.config = config
-        key = config.secret or state.put_state(_SERVER_KEY_STATE, secrets.token_hex(32), only_if_absent=True)
-        self._key = key.encode()
+        self.keys = keys
+        #: Seals and opens the codes queued messages carry (the dispatcher opens them).
+        self.sealer = CodeSealer(keys.secret)
+
+    @classmethod
+    def start(cls, store: OtpStore, state: SharedState, rate_limits: RateLimits | None, config: OtpConfig, *,
+              base_dir: Path, now: float) -> OtpPolicy:
+        """Load this worker's OTP keys (refusing a key the store's codes were not made with),
+        then seal any code an older otpagent left in clear and delete its in-store key."""
+        policy = cls(store, rate_limits, config, load_otp_keys(config, base_dir, state))
+        store.seal_legacy_secrets(policy.sealer.seal, now)
+        return policy
 
     def code_hash(self, recipient: str, purpose: str, code: str) -> bytes:
         msg = f"{recipient}\x00{purpose}\x00{code}".encode()
-        return hmac.new(self._key, msg, hashlib.sha256).digest()
+        return hmac.new(self.keys.hmac_key, msg, hashlib.sha256).digest()
 
     def admit(self, phone_number: str | None, now: float) -> None:
         """Refuse an OTP to a number outside the allow-list or over a pumping velocity limit."""
@@ -73,25 +98,42 @@ class OtpPolicy:
         )
         for path, key, per_minute in limits:
             if per_minute:
-                if self.rate_limits is None:  # the agent's capability check rules this out
-                    raise ConfigError(path, "needs a storage backend with the rate limit capability")
-                wait = self.rate_limits.acquire(key, 60.0 / per_minute, max(1, per_minute // 4), now)
+                wait = self._limits(path).acquire(key, 60.0 / per_minute, max(1, per_minute // 4), now)
                 if wait:
                     raise RateLimited(key.split(":")[1] + " velocity limit", wait)
 
     def verify(self, recipient: str, purpose: str, code: str, now: float) -> tuple[bool, str]:
         """Check a code: ``(True, "verified")`` or ``(False, reason)`` without an oracle.
 
-        An unknown recipient and a wrong code get the same answer (``invalid``) and both count
-        a failure, so probing numbers costs an attacker the same as guessing codes.
+        An unknown recipient and a wrong code get the same answer (``invalid``). Raises
+        :class:`RateLimited`, comparing nothing, while the fleet's failure rate is exceeded.
         """
+        bucket = self._failure_bucket()
+        if bucket is not None:
+            # A peek (a wait of -inf is never granted): a refused guess is never evaluated.
+            wait = self._limits("otp.global_failures_per_minute").acquire(
+                _FAILURES_BUCKET, *bucket, now, max_wait=float("-inf"))
+            if wait > 0:
+                raise RateLimited("too many failed OTP verifications across all callers", wait)
         try:
             key = normalise_recipient(recipient)
         except InvalidRequest:
             return False, OtpVerifyOutcome.INVALID.value
         candidate = "".join(code.split()) if isinstance(code, str) else ""
-        outcome = self.store.verify_otp(
-            key, purpose, self.code_hash(key, purpose, candidate),
-            max_failures=self.config.max_attempts, lockout_seconds=self.config.lockout_seconds, now=now,
-        )
-        return outcome is OtpVerifyOutcome.VERIFIED, outcome.value
+        outcome = self.store.verify_otp(key, purpose, self.code_hash(key, purpose, candidate),
+                                        max_attempts=self.config.max_attempts, now=now)
+        if bucket is not None and outcome in _LIVE_CODE_FAILURES:
+            # Always recorded (the debt is capped at one more burst), so concurrent guesses
+            # that all passed the peek are all paid for.
+            self._limits("otp.global_failures_per_minute").acquire(
+                _FAILURES_BUCKET, *bucket, now, max_wait=bucket[0] * bucket[1])
+        return outcome is OtpVerifyOutcome.VERIFIED, outcome.answer
+
+    def _failure_bucket(self) -> tuple[float, int] | None:
+        per_minute = self.config.global_failures_per_minute
+        return (60.0 / per_minute, max(1, per_minute // 4)) if per_minute else None
+
+    def _limits(self, path: str) -> RateLimits:
+        if self.rate_limits is None:  # the agent's capability check rules this out
+            raise ConfigError(path, "needs a storage backend with the rate limit capability")
+        return self.rate_limits

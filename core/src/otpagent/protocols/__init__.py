@@ -36,7 +36,7 @@ from otpagent.protocols.capabilities import (
 )
 from otpagent.protocols.channels import Channel
 from otpagent.protocols.context import ChannelSpec, PluginContext
-from otpagent.protocols.otp import OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
+from otpagent.protocols.otp import LEGACY_OTP_KEY_STATE, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
 from otpagent.protocols.provider_events import ProviderEvent, ProviderEventOutcome, ProviderEventResult
 from otpagent.protocols.routing import ChannelInfo, ChannelStats, RouteOutcome, RoutingStrategy, observes_country
 from otpagent.protocols.sinks import (
@@ -65,6 +65,7 @@ __all__ = [
     "ACTIVITY_EVENT_TYPES",
     "FINISHED_STATUSES",
     "IDEMPOTENCY_WINDOW_SECONDS",
+    "LEGACY_OTP_KEY_STATE",
     "MAX_HISTORY_BUCKETS",
     "STATS_WINDOW_SECONDS",
     "ActivityBucket",

@@ -27,7 +27,7 @@ __all__ = ["Housekeeping", "OtpStore", "ProviderEvents", "RateLimits", "SharedSt
 @runtime_checkable
 class SharedState(Protocol):
     """Small shared key/values: circuit breakers, provider ``Retry-After`` pauses, adaptive
-    routing's posteriors, the OTP server key, the API's idempotency records.
+    routing's posteriors, the OTP key's fingerprint, the API's idempotency records.
 
     Needed by every configuration (config key ``circuit``: the breakers always run).
     """
@@ -90,16 +90,34 @@ class OtpStore(Protocol):
         """
 
     def verify_otp(
-        self, recipient: str, purpose: str, candidate_hash: bytes, *, max_failures: int,
-        lockout_seconds: float, now: float,
+        self, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int, now: float,
     ) -> OtpVerifyOutcome:
-        """In one transaction: refuse when the recipient is locked out; compare the candidate
-        with the active code in constant time; consume it on a match before expiry (exactly one
-        concurrent verifier wins); EXPIRED only for the right code after expiry (so the answer
-        reveals nothing to someone without the code); otherwise count a failure against the
-        recipient (across codes) and answer INVALID, or TOO_MANY_ATTEMPTS on the failure that
-        reaches ``max_failures``. Failures count within ``lockout_seconds`` of the first; the one
-        that reaches ``max_failures`` starts the lockout, which lasts ``lockout_seconds`` (LOCKED).
+        """In one transaction, against the recipient's live code for the purpose (the newest one
+        neither consumed, replaced nor dead), comparing in constant time even when there is none:
+
+        - it matches and has not expired: consume it, VERIFIED (of concurrent correct
+          verifiers exactly one wins);
+        - it matches but has expired: EXPIRED (only someone holding the code learns it);
+        - no live code, or it has expired, or it already used up ``max_attempts``: NO_LIVE_CODE,
+          and nothing is written: a guess against a number without a live code counts against
+          nobody, so no stranger can lock a recipient out;
+        - otherwise the guess is wrong: count it against that code; the guess that brings its
+          count to ``max_attempts`` kills the code (it never verifies again) and answers
+          TOO_MANY_ATTEMPTS, earlier ones INVALID.
+
+        Guesses per recipient are bounded by ``max_attempts`` times the codes the resend limits
+        allow (``issue_otp``); the budget of whoever guesses is kept by the caller.
+        """
+
+    def seal_legacy_secrets(self, seal: Callable[[str, str], str], now: float) -> int:
+        """In one transaction, put away what otpagent before sealed codes left in the store:
+        every message ``secret`` that does not start with ``enc1:`` becomes
+        ``seal(message_id, secret)`` (or is cleared when the message's ``expires_at`` has
+        passed), and the shared state key ``otp.server_key`` (the HMAC key older versions kept
+        in the store) is deleted. Returns how many values were sealed, cleared or deleted; the
+        agent calls it at every start, so it must be cheap when there is nothing to do. A
+        backend that writes files should leave no copy of the old values behind where it can
+        help it (SQLite: secure delete and a truncating WAL checkpoint).
         """
 
     def redact_expired_secrets(self, now: float) -> int:

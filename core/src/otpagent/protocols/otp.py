@@ -6,7 +6,11 @@ import enum
 
 import attrs
 
-__all__ = ["OtpIssueOutcome", "OtpRecord", "OtpVerifyOutcome"]
+__all__ = ["LEGACY_OTP_KEY_STATE", "OtpIssueOutcome", "OtpRecord", "OtpVerifyOutcome"]
+
+#: The shared state key where otpagent before sealed codes kept its generated OTP HMAC key;
+#: ``OtpStore.seal_legacy_secrets`` deletes it.
+LEGACY_OTP_KEY_STATE = "otp.server_key"
 
 
 @attrs.frozen(kw_only=True)
@@ -30,8 +34,24 @@ class OtpIssueOutcome(enum.StrEnum):
 
 
 class OtpVerifyOutcome(enum.StrEnum):
+    """What one guess did. The first four are what callers answer; :data:`NO_LIVE_CODE` is
+    answered as ``invalid`` too (no oracle), and says that the guess was compared with nothing
+    and counted against no code, so it can never have succeeded.
+    """
+
+    #: The live code matched: it is consumed.
     VERIFIED = "verified"
+    #: A wrong guess against the live code: one of its attempts is used up.
     INVALID = "invalid"
+    #: The right code after its expiry (only someone holding the code learns this).
     EXPIRED = "expired"
-    LOCKED = "locked"
+    #: The wrong guess that used up the live code's last attempt: the code is dead.
     TOO_MANY_ATTEMPTS = "too_many_attempts"
+    #: No live code for the recipient and purpose (none issued, consumed, replaced, dead or
+    #: expired): nothing was counted anywhere.
+    NO_LIVE_CODE = "no_live_code"
+
+    @property
+    def answer(self) -> str:
+        """The reason a caller is given: ``no_live_code`` reads ``invalid``, like a wrong code."""
+        return "invalid" if self is OtpVerifyOutcome.NO_LIVE_CODE else self.value

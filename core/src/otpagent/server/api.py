@@ -22,7 +22,7 @@ from otpagent.errors import InvalidRequest
 from otpagent.intake import parse_request
 from otpagent.server.bodies import parse_json, read_body, schema_errors, validated
 from otpagent.server.idempotency import with_idempotency
-from otpagent.server.limits import check_limits
+from otpagent.server.limits import check_failure_budget, check_limits, record_failure
 from otpagent.server.problems import Problem, field_errors
 from otpagent.server.schemas import MESSAGES_BODY, OTP_SEND, OTP_VERIFY
 from otpagent.server.service import Service, service_of
@@ -69,16 +69,26 @@ async def send_otp(request: Request) -> Response:
 
 
 async def verify_otp(request: Request) -> Response:
-    """POST /v1/otp/verify: ``{"verified": bool, "reason": ...}``, the same for unknown recipients."""
+    """POST /v1/otp/verify: ``{"verified": bool, "reason": ...}``, the same for unknown recipients.
+
+    A caller whose failed verifications used up its budget (per key, per address) gets a 429
+    before its guess is evaluated, as does everyone while the fleet's failure rate is exceeded
+    (``RateLimited`` from the core); each failure is taken from the caller's budgets.
+    """
 
     async def work(service: Service, key_id: str, data: Any) -> Response:
         body = validated(data, OTP_VERIFY)
         client_ip = service.client_ip(request)
 
         def verify() -> tuple[bool, str]:  # one thread-pool hop for the abuse limits and the check
-            check_limits(service.rate_limits, service.settings.limits, "otp_verify", key_id=key_id,
-                         client_ip=client_ip, recipient=body["recipient"], clock=service.agent.clock)
-            return service.agent.verify_otp(body["recipient"], body["code"], purpose=body.get("purpose", "login"))
+            limits, store, clock = service.settings.limits, service.rate_limits, service.agent.clock
+            check_limits(store, limits, "otp_verify", key_id=key_id, client_ip=client_ip, recipient=None, clock=clock)
+            # The caller's failure budget, before the guess is evaluated; then each failure is taken from it.
+            check_failure_budget(store, limits, key_id=key_id, client_ip=client_ip, clock=clock)
+            ok, reason = service.agent.verify_otp(body["recipient"], body["code"], purpose=body.get("purpose", "login"))
+            if not ok:
+                record_failure(store, limits, key_id=key_id, client_ip=client_ip, clock=clock)
+            return ok, reason
 
         ok, reason = await run_in_threadpool(verify)
         return JSONResponse({"verified": ok, "reason": reason})

@@ -151,8 +151,7 @@ COMPONENTS: dict[str, Any] = {
                 "properties": {"message_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued"]}}},
     "OtpVerifyResult": {"type": "object", "required": ["verified", "reason"], "additionalProperties": False,
                         "properties": {"verified": {"type": "boolean"}, "reason": {
-                            "type": "string", "enum": ["verified", "invalid", "expired", "locked",
-                                                       "too_many_attempts"]}}},
+                            "type": "string", "enum": ["verified", "invalid", "expired", "too_many_attempts"]}}},
     "MessagesAccepted": {"oneOf": [
         {"type": "object", "required": ["message_id"], "additionalProperties": False,
          "properties": {"message_id": {"type": "string"}}},

@@ -21,16 +21,28 @@ _KNOWN = ("host", "port", "public_url", "api_keys", "public_metrics", "public_he
           "max_body_bytes", "trusted_proxies", "dashboard_refresh_seconds", "processes")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
-#: Abuse limits on the OTP endpoints: action x scope, each ``{"per_minute": N, "burst": M}`` or null.
+#: Abuse limits on the OTP endpoints, each ``{"per_minute": N, "burst": M}`` or null: requests
+#: per action and scope, and the budget of *failed* verifications per caller (API key, client
+#: address). There is deliberately no verify limit per recipient: anyone could spend it and
+#: lock the number's owner out; wrong guesses count against the live code instead.
 LIMIT_NAMES = ("otp_send_per_key", "otp_send_per_ip", "otp_send_per_recipient",
-               "otp_verify_per_key", "otp_verify_per_ip", "otp_verify_per_recipient")
+               "otp_verify_per_key", "otp_verify_per_ip",
+               "otp_verify_failures_per_key", "otp_verify_failures_per_ip")
 _DEFAULT_LIMITS: Mapping[str, tuple[float, int]] = {
     "otp_send_per_key": (600.0, 100),
     "otp_send_per_ip": (60.0, 20),
     "otp_send_per_recipient": (6.0, 3),
     "otp_verify_per_key": (1200.0, 200),
     "otp_verify_per_ip": (120.0, 30),
-    "otp_verify_per_recipient": (10.0, 5),
+    "otp_verify_failures_per_key": (120.0, 60),
+    "otp_verify_failures_per_ip": (30.0, 10),
+}
+#: Limits that existed once, and why they are gone.
+_REMOVED_LIMITS = {
+    "otp_verify_per_recipient": "no longer exists: remove it. Anyone could spend a recipient's verify budget and "
+                                "lock its owner out; wrong guesses now count against the live code "
+                                "(otp.max_attempts) and against the caller (otp_verify_failures_per_key, "
+                                "otp_verify_failures_per_ip)",
 }
 
 
@@ -132,6 +144,8 @@ def _limits(raw: Any) -> dict[str, Limit | None]:
     out: dict[str, Limit | None] = {name: Limit(60.0 / rate, burst) for name, (rate, burst) in _DEFAULT_LIMITS.items()}
     for name, value in raw.items():
         path = f"server.limits.{name}"
+        if name in _REMOVED_LIMITS:
+            raise ConfigError(path, _REMOVED_LIMITS[name])
         if name not in LIMIT_NAMES:
             raise ConfigError(path, f"unknown limit (expected one of {', '.join(LIMIT_NAMES)})")
         if value is None:

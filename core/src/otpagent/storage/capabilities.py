@@ -43,7 +43,8 @@ _INFO: dict[Capability, _Info] = {
     Capability.SHARED_STATE: _Info(SharedState, "shared state",
                                    ("get_state", "put_state", "update_state", "states_with_prefix")),
     Capability.RATE_LIMITS: _Info(RateLimits, "rate limit", ("acquire", "acquire_all")),
-    Capability.OTP_STORE: _Info(OtpStore, "OTP store", ("issue_otp", "verify_otp", "redact_expired_secrets")),
+    Capability.OTP_STORE: _Info(OtpStore, "OTP store", ("issue_otp", "verify_otp", "redact_expired_secrets",
+                                                        "seal_legacy_secrets")),
     Capability.PROVIDER_EVENTS: _Info(ProviderEvents, "provider events", ("apply_provider_event",)),
     Capability.HOUSEKEEPING: _Info(Housekeeping, "housekeeping",
                                    ("stats", "event_counts", "attempt_counts", "history", "costs_by_day",
@@ -135,6 +136,9 @@ def needs_of(config: AgentConfig) -> list[Need]:
         if per_minute:
             needs.append(Need(capability=Capability.RATE_LIMITS, config_path=f"otp.{key}",
                               needed_by="the OTP velocity limits"))
+    if config.otp.enabled and config.otp.global_failures_per_minute:
+        needs.append(Need(capability=Capability.RATE_LIMITS, config_path="otp.global_failures_per_minute",
+                          needed_by="the global rate of failed OTP verifications (null turns it off)"))
     if config.otp.enabled:
         needs.append(Need(capability=Capability.OTP_STORE, config_path="otp.enabled",
                           needed_by="sending and verifying OTPs (set otp.enabled to false to run without)"))

@@ -234,13 +234,21 @@ class SqliteStorage(SqliteWriter):
 
         return self._grouped(work)
 
-    def verify_otp(
-        self, recipient: str, purpose: str, candidate_hash: bytes, *, max_failures: int,
-        lockout_seconds: float, now: float,
-    ) -> OtpVerifyOutcome:
+    def verify_otp(self, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int,
+                   now: float) -> OtpVerifyOutcome:
         return self._grouped(lambda conn: sqlrules.verify_otp(
-            SqliteTx(conn), recipient, purpose, candidate_hash, max_failures=max_failures,
-            lockout_seconds=lockout_seconds, now=now))
+            SqliteTx(conn), recipient, purpose, candidate_hash, max_attempts=max_attempts, now=now))
+
+    def seal_legacy_secrets(self, seal: Callable[[str, str], str], now: float) -> int:
+        """Seal clear codes and delete the legacy key (see ``OtpStore``), then, if anything
+        changed, checkpoint and truncate the WAL: the old pages held them in clear, and secure
+        delete (set on every connection) has zeroed them in the pages written since."""
+        with self.transaction() as conn:
+            changed = sqlrules.seal_legacy_secrets(SqliteTx(conn), seal, now)
+        if changed:
+            with self._write_lock:  # best effort: another process's reader may keep old frames a while
+                self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return changed
 
     # -- shared state --------------------------------------------------------------------------
     def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1,

@@ -56,6 +56,10 @@ class SqliteWriter:
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA temp_store=MEMORY")  # savepoints' statement journals stay in memory
+            if not conn.execute("PRAGMA secure_delete").fetchone()[0]:
+                # Cleared values (an OTP's sealed code, data moved out of the store) are zeroed in
+                # the pages being written anyway, at no extra I/O; builds that default to ON keep it.
+                conn.execute("PRAGMA secure_delete = FAST")
             # From now on a short built-in busy timeout covers rare reader waits; writers wait in
             # _begin_immediate's loop, which polls often and fairly instead of SQLite's 1..100 ms
             # sleep ladder (under which two busy processes starve each other).

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from otpagent.model import CLAIMABLE_STATUSES, Event, Status
+from otpagent.otp_seal import SEALED_PREFIX
 from otpagent.protocols import (
     FINISHED_STATUSES,
+    LEGACY_OTP_KEY_STATE,
     MessageUpdate,
     OtpIssueOutcome,
     OtpRecord,
@@ -31,7 +33,8 @@ from otpagent.storage.rows import Row, event_to_row
 
 __all__ = [
     "CLAIMABLE_SQL", "FINISHED_SQL", "INSERT_EVENT", "RENEW_LEASES", "Row", "Tx", "acquire", "acquire_all",
-    "apply_provider_event", "insert_event", "issue_otp", "message_update", "message_update_statement", "verify_otp",
+    "apply_provider_event", "insert_event", "issue_otp", "message_update", "message_update_statement",
+    "seal_legacy_secrets", "verify_otp",
 ]
 
 #: The claimable statuses as SQL literals, exactly as in both backends' ``messages_ready``
@@ -78,40 +81,48 @@ def issue_otp(tx: Tx, otp: OtpRecord, *, cooldown_seconds: float, max_per_hour: 
     return OtpIssueOutcome.ISSUED, 0.0
 
 
-def verify_otp(tx: Tx, recipient: str, purpose: str, candidate_hash: bytes, *, max_failures: int,
-               lockout_seconds: float, now: float) -> OtpVerifyOutcome:
-    """The verification rules of ``StorageBackend.verify_otp`` (see its docstring)."""
-    fail = tx.one("SELECT failures, first_failure_at FROM otp_failures WHERE recipient = ?", (recipient,))
-    failures = 0
-    if fail is not None:
-        if now - fail["first_failure_at"] >= lockout_seconds:
-            tx.run("DELETE FROM otp_failures WHERE recipient = ?", (recipient,))
-        else:
-            failures = fail["failures"]
-    if failures >= max_failures:
-        return OtpVerifyOutcome.LOCKED
-    row = tx.one("SELECT id, code_hash, expires_at FROM otps WHERE recipient = ? AND purpose = ? "
+def verify_otp(tx: Tx, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int,
+               now: float) -> OtpVerifyOutcome:
+    """The verification rules of ``OtpStore.verify_otp`` (see its docstring): wrong guesses
+    count against the live code, never against the recipient."""
+    row = tx.one("SELECT id, code_hash, expires_at, failures FROM otps WHERE recipient = ? AND purpose = ? "
                  "AND consumed_at IS NULL AND invalidated_at IS NULL ORDER BY created_at DESC LIMIT 1",
                  (recipient, purpose))
     stored = bytes(row["code_hash"]) if row is not None else b"\0" * len(candidate_hash)
     # Compare even when there is no code, so timing does not tell whether one exists.
-    matches = hmac.compare_digest(stored, candidate_hash) and row is not None
-    if matches and row is not None and row["expires_at"] > now:
-        tx.run("UPDATE otps SET consumed_at = ? WHERE id = ?", (now, row["id"]))
-        tx.run("DELETE FROM otp_failures WHERE recipient = ?", (recipient,))
-        return OtpVerifyOutcome.VERIFIED
+    matches = hmac.compare_digest(stored, candidate_hash)
+    if row is None or row["failures"] >= max_attempts:
+        return OtpVerifyOutcome.NO_LIVE_CODE
+    live = row["expires_at"] > now
     if matches:
-        # The right code, too late: say so (only someone holding the code learns it).
-        return OtpVerifyOutcome.EXPIRED
-    # The try that reaches the limit restarts the window, so a lockout always lasts
-    # ``lockout_seconds`` from the moment it starts (not from the first failure).
-    tx.run("INSERT INTO otp_failures AS f (recipient, failures, first_failure_at) VALUES (?, 1, ?) "
-           "ON CONFLICT (recipient) DO UPDATE SET failures = f.failures + 1, "
-           "first_failure_at = CASE WHEN f.failures + 1 >= ? THEN excluded.first_failure_at "
-           "ELSE f.first_failure_at END", (recipient, now, max_failures))
-    if failures + 1 >= max_failures:
+        if not live:
+            return OtpVerifyOutcome.EXPIRED
+        tx.run("UPDATE otps SET consumed_at = ? WHERE id = ?", (now, row["id"]))
+        return OtpVerifyOutcome.VERIFIED
+    if not live:
+        return OtpVerifyOutcome.NO_LIVE_CODE
+    failures = row["failures"] + 1
+    if failures >= max_attempts:
+        tx.run("UPDATE otps SET failures = ?, invalidated_at = ? WHERE id = ?", (failures, now, row["id"]))
         return OtpVerifyOutcome.TOO_MANY_ATTEMPTS
+    tx.run("UPDATE otps SET failures = ? WHERE id = ?", (failures, row["id"]))
     return OtpVerifyOutcome.INVALID
+
+
+def seal_legacy_secrets(tx: Tx, seal: Callable[[str, str], str], now: float) -> int:
+    """The rules of ``OtpStore.seal_legacy_secrets``: seal (or, once expired, clear) every
+    message secret not sealed yet, and delete the legacy OTP server key from shared state."""
+    changed = 0
+    rows = tx.all(f"SELECT id, secret, expires_at FROM messages WHERE secret IS NOT NULL "
+                  f"AND substr(secret, 1, {len(SEALED_PREFIX)}) <> ?", (SEALED_PREFIX,))
+    for row in rows:
+        if row["expires_at"] is not None and row["expires_at"] < now:
+            changed += tx.run("UPDATE messages SET secret = NULL WHERE id = ?", (row["id"],))
+        else:
+            changed += tx.run("UPDATE messages SET secret = ? WHERE id = ?", (seal(row["id"], row["secret"]),
+                                                                              row["id"]))
+    changed += tx.run("DELETE FROM state WHERE key = ?", (LEGACY_OTP_KEY_STATE,))
+    return changed
 
 
 def message_update(tx: Tx, u: MessageUpdate, now: float) -> bool:

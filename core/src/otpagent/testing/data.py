@@ -79,9 +79,7 @@ def issue(
 
 
 def verify(
-    store: OtpStore, recipient: str, code: str, *, now: float = T0, purpose: str = "login",
-    max_failures: int = 5, lockout: float = 900.0,
+    store: OtpStore, recipient: str, code: str, *, now: float = T0, purpose: str = "login", max_attempts: int = 5,
 ) -> OtpVerifyOutcome:
     """Verify ``code`` for ``recipient`` through the store (hashing it as :func:`issue` did)."""
-    return store.verify_otp(recipient, purpose, code_hash(recipient, code), max_failures=max_failures,
-                            lockout_seconds=lockout, now=now)
+    return store.verify_otp(recipient, purpose, code_hash(recipient, code), max_attempts=max_attempts, now=now)

@@ -236,11 +236,14 @@ class InMemoryStorage:
             return memory_otp.issue_otp(s, otp, message, cooldown_seconds=cooldown_seconds,
                                         max_per_hour=max_per_hour, now=now)
 
-    def verify_otp(self, recipient: str, purpose: str, candidate_hash: bytes, *, max_failures: int,
-                   lockout_seconds: float, now: float) -> OtpVerifyOutcome:
+    def verify_otp(self, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int,
+                   now: float) -> OtpVerifyOutcome:
         with self._tx() as s:
-            return memory_otp.verify_otp(s, recipient, purpose, candidate_hash, max_failures=max_failures,
-                                         lockout_seconds=lockout_seconds, now=now)
+            return memory_otp.verify_otp(s, recipient, purpose, candidate_hash, max_attempts=max_attempts, now=now)
+
+    def seal_legacy_secrets(self, seal: Callable[[str, str], str], now: float) -> int:
+        with self._tx() as s:
+            return memory_otp.seal_legacy_secrets(s, seal, now)
 
     def redact_expired_secrets(self, now: float) -> int:
         with self._tx() as s:

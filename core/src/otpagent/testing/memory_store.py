@@ -36,7 +36,6 @@ class MemoryStore:
         self.attempts: dict[int, dict[str, Any]] = {}  # id -> row, ascending ids
         self.events: dict[int, tuple[Any, ...]] = {}  # id -> (message_id, type, at, data JSON)
         self.otps: dict[str, dict[str, Any]] = {}
-        self.otp_failures: dict[str, tuple[int, float]] = {}  # recipient -> (failures, first failure at)
         self.rate_limits: dict[str, float] = {}
         self.state: dict[str, str] = {}
         self.seen_events: dict[tuple[str, str], float] = {}

@@ -1,8 +1,8 @@
 """OTP issue and verification in SQL, serialised per recipient with advisory locks.
 
-Row locks alone would let many concurrent guesses for one recipient each read "4 failures so
-far" and all be compared; a transaction-scoped advisory lock on the recipient makes every
-issue and verify for that recipient take its turn, across every worker and machine.
+Row locks alone would let many concurrent guesses at one code each read "4 failures so far" and
+all be compared; a transaction-scoped advisory lock on the recipient makes every issue and
+verify for that recipient take its turn, across every worker and machine.
 """
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ def issue_otp(
 
 
 def verify_otp(
-    conn: Conn, schema: str, recipient: str, purpose: str, candidate_hash: bytes, *, max_failures: int,
-    lockout_seconds: float, now: float,
+    conn: Conn, schema: str, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int, now: float,
 ) -> OtpVerifyOutcome:
     _lock_recipient(conn, schema, recipient)
-    return sqlrules.verify_otp(PgTx(conn), recipient, purpose, candidate_hash, max_failures=max_failures,
-                               lockout_seconds=lockout_seconds, now=now)
+    return sqlrules.verify_otp(PgTx(conn), recipient, purpose, candidate_hash, max_attempts=max_attempts, now=now)

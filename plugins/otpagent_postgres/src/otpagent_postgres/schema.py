@@ -171,6 +171,12 @@ _MIGRATIONS: list[str] = [
     """
     CREATE INDEX IF NOT EXISTS events_type_at ON events (type, at);
     """,
+    # 5: wrong guesses count against the live code, never against the recipient (a stranger
+    # could lock a number out by guessing). Codes outstanding at the upgrade start from zero.
+    """
+    ALTER TABLE otps ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+    DROP TABLE otp_failures;
+    """,
 ]
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -148,13 +148,15 @@ class PostgresStorage:
             conn, self.schema, otp, message, cooldown_seconds=cooldown_seconds, max_per_hour=max_per_hour,
             now=now, uncertain=uncertain))
 
-    def verify_otp(
-        self, recipient: str, purpose: str, candidate_hash: bytes, *, max_failures: int, lockout_seconds: float,
-        now: float,
-    ) -> OtpVerifyOutcome:
+    def verify_otp(self, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int,
+                   now: float) -> OtpVerifyOutcome:
         return self._db.run(lambda conn, _u: otp_sql.verify_otp(
-            conn, self.schema, recipient, purpose, candidate_hash, max_failures=max_failures,
-            lockout_seconds=lockout_seconds, now=now))
+            conn, self.schema, recipient, purpose, candidate_hash, max_attempts=max_attempts, now=now))
+
+    def seal_legacy_secrets(self, seal: Callable[[str, str], str], now: float) -> int:
+        """Seal clear codes and delete the legacy key, in one transaction (idempotent, so a
+        retry after an uncertain commit finds nothing left to do)."""
+        return self._db.run(lambda conn, _u: sqlrules.seal_legacy_secrets(PgTx(conn), seal, now))
 
     # -- shared state --------------------------------------------------------------------------
     def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1,

@@ -101,11 +101,12 @@ class ConcurrencyContract(ContractBase):
     def test_concurrent_wrong_guesses_get_no_more_tries_than_the_limit(self, otp_store: OtpStore) -> None:
         issue(otp_store, ALICE, "123456")
 
-        outcomes = Counter(together(12, lambda i: verify(otp_store, ALICE, f"{i:06d}", now=T0 + 1, max_failures=5)))
+        outcomes = Counter(together(12, lambda i: verify(otp_store, ALICE, f"{i:06d}", now=T0 + 1, max_attempts=5)))
 
         assert outcomes[OtpVerifyOutcome.INVALID] == 4
         assert outcomes[OtpVerifyOutcome.TOO_MANY_ATTEMPTS] == 1
-        assert outcomes[OtpVerifyOutcome.LOCKED] == 7
+        assert outcomes[OtpVerifyOutcome.NO_LIVE_CODE] == 7, "the dead code is compared with no further guess"
+        assert verify(otp_store, ALICE, "123456", now=T0 + 2) is OtpVerifyOutcome.NO_LIVE_CODE
 
     def test_one_provider_event_delivered_by_many_threads_applies_once(self, storage: StorageBackend,
                                                                        provider_events: ProviderEvents) -> None:

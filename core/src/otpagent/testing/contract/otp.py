@@ -1,11 +1,12 @@
-"""Contract: OTP issue limits (cooldown, hourly cap, one active code) and verification rules."""
+"""Contract: OTP issue limits (cooldown, hourly cap, one live code), verification rules (wrong
+guesses count against the live code, never against the recipient), and sealing legacy codes."""
 
 from __future__ import annotations
 
 import pytest
 
 from otpagent.model import MessageType, Status
-from otpagent.protocols import OtpIssueOutcome, OtpStore, OtpVerifyOutcome, StorageBackend
+from otpagent.protocols import OtpIssueOutcome, OtpStore, OtpVerifyOutcome, SharedState, StorageBackend
 from otpagent.testing.contract.base import ContractBase, claimed
 from otpagent.testing.data import T0, issue, new, verify
 
@@ -81,71 +82,80 @@ class OtpStoreContract(ContractBase):
         first = verify(otp_store, ALICE, "123456", now=T0 + 5)
         second = verify(otp_store, ALICE, "123456", now=T0 + 6)
 
-        assert (first, second) == (OtpVerifyOutcome.VERIFIED, OtpVerifyOutcome.INVALID)
+        assert (first, second) == (OtpVerifyOutcome.VERIFIED, OtpVerifyOutcome.NO_LIVE_CODE)
 
-    def test_a_wrong_code_and_an_unknown_recipient_are_both_invalid(self, otp_store: OtpStore) -> None:
+    def test_a_wrong_code_and_an_unknown_recipient_both_answer_invalid(self, otp_store: OtpStore) -> None:
         issue(otp_store, ALICE, "123456")
 
-        assert verify(otp_store, ALICE, "000000", now=T0 + 1) is OtpVerifyOutcome.INVALID
-        assert verify(otp_store, BOB, "123456", now=T0 + 1) is OtpVerifyOutcome.INVALID
+        wrong = verify(otp_store, ALICE, "000000", now=T0 + 1)
+        unknown = verify(otp_store, BOB, "123456", now=T0 + 1)
 
-    def test_failures_count_across_codes_and_the_hitting_try_says_too_many(self, otp_store: OtpStore) -> None:
-        issue(otp_store, ALICE, "111111")
-        outcomes = [verify(otp_store, ALICE, "000000", now=T0 + i) for i in range(3)]
-        issue(otp_store, ALICE, "222222", now=T0 + 60)
+        assert (wrong, unknown) == (OtpVerifyOutcome.INVALID, OtpVerifyOutcome.NO_LIVE_CODE)
+        assert wrong.answer == unknown.answer == "invalid"
 
-        outcomes += [verify(otp_store, ALICE, "000000", now=T0 + 61), verify(otp_store, ALICE, "000000", now=T0 + 62)]
-        after = verify(otp_store, ALICE, "222222", now=T0 + 63)
-
-        assert outcomes == [OtpVerifyOutcome.INVALID] * 4 + [OtpVerifyOutcome.TOO_MANY_ATTEMPTS]
-        assert after is OtpVerifyOutcome.LOCKED
-
-    def test_a_locked_recipient_is_refused_even_with_the_right_code(self, otp_store: OtpStore) -> None:
+    def test_wrong_guesses_use_up_the_live_code_and_the_last_one_kills_it(self, otp_store: OtpStore) -> None:
         issue(otp_store, ALICE, "123456")
-        for i in range(3):
-            verify(otp_store, ALICE, "000000", now=T0 + i, max_failures=3)
 
-        assert verify(otp_store, ALICE, "123456", now=T0 + 10, max_failures=3) is OtpVerifyOutcome.LOCKED
-        assert verify(otp_store, ALICE, "000000", now=T0 + 11, max_failures=3) is OtpVerifyOutcome.LOCKED
+        outcomes = [verify(otp_store, ALICE, "000000", now=T0 + i, max_attempts=3) for i in range(3)]
+        right_code_after = verify(otp_store, ALICE, "123456", now=T0 + 10, max_attempts=3)
+        wrong_code_after = verify(otp_store, ALICE, "000000", now=T0 + 11, max_attempts=3)
 
-    def test_the_lockout_ends_after_the_lockout_window(self, otp_store: OtpStore) -> None:
-        issue(otp_store, ALICE, "123456", ttl=3600)
-        for _ in range(5):
-            verify(otp_store, ALICE, "000000", now=T0 + 1, lockout=900)
+        assert outcomes == [OtpVerifyOutcome.INVALID, OtpVerifyOutcome.INVALID, OtpVerifyOutcome.TOO_MANY_ATTEMPTS]
+        assert right_code_after is OtpVerifyOutcome.NO_LIVE_CODE, "a dead code never verifies"
+        assert wrong_code_after is OtpVerifyOutcome.NO_LIVE_CODE, "after the kill, guesses read as an unknown number"
 
-        during = verify(otp_store, ALICE, "123456", now=T0 + 1 + 899, lockout=900)
-        after = verify(otp_store, ALICE, "123456", now=T0 + 1 + 900, lockout=900)
-
-        assert (during, after) == (OtpVerifyOutcome.LOCKED, OtpVerifyOutcome.VERIFIED)
-
-    def test_the_lockout_lasts_a_whole_window_from_the_locking_try(self, otp_store: OtpStore) -> None:
-        issue(otp_store, ALICE, "123456", ttl=3600)
-        for _ in range(4):
-            verify(otp_store, ALICE, "000000", now=T0, lockout=900)
-        assert verify(otp_store, ALICE, "000000", now=T0 + 800, lockout=900) is OtpVerifyOutcome.TOO_MANY_ATTEMPTS
-
-        during = verify(otp_store, ALICE, "123456", now=T0 + 800 + 899, lockout=900)
-        after = verify(otp_store, ALICE, "123456", now=T0 + 800 + 900, lockout=900)
-
-        assert (during, after) == (OtpVerifyOutcome.LOCKED, OtpVerifyOutcome.VERIFIED)
-
-    def test_a_success_resets_the_failure_count(self, otp_store: OtpStore) -> None:
-        issue(otp_store, ALICE, "111111")
+    def test_the_right_code_within_the_attempts_verifies(self, otp_store: OtpStore) -> None:
+        issue(otp_store, ALICE, "123456")
         for i in range(4):
             verify(otp_store, ALICE, "000000", now=T0 + i)
-        assert verify(otp_store, ALICE, "111111", now=T0 + 5) is OtpVerifyOutcome.VERIFIED
+
+        assert verify(otp_store, ALICE, "123456", now=T0 + 5) is OtpVerifyOutcome.VERIFIED
+
+    def test_guesses_against_a_number_without_a_live_code_count_against_nobody(self, otp_store: OtpStore) -> None:
+        strangers = [verify(otp_store, BOB, f"{i:06d}", now=T0 + i) for i in range(100)]
+        issue(otp_store, BOB, "654321", now=T0 + 200)
+
+        owner = [verify(otp_store, BOB, "000000", now=T0 + 201 + i) for i in range(4)]
+        owner.append(verify(otp_store, BOB, "654321", now=T0 + 210))
+
+        assert set(strangers) == {OtpVerifyOutcome.NO_LIVE_CODE}
+        assert owner == [OtpVerifyOutcome.INVALID] * 4 + [OtpVerifyOutcome.VERIFIED], \
+            "the owner's new code has every attempt, whatever strangers guessed before it existed"
+
+    def test_a_new_code_comes_with_its_own_attempts(self, otp_store: OtpStore) -> None:
+        issue(otp_store, ALICE, "111111")
+        first = [verify(otp_store, ALICE, "000000", now=T0 + i, max_attempts=3) for i in range(3)]
         issue(otp_store, ALICE, "222222", now=T0 + 60)
 
-        outcomes = [verify(otp_store, ALICE, "000000", now=T0 + 61 + i) for i in range(4)]
+        second = [verify(otp_store, ALICE, "000000", now=T0 + 61 + i, max_attempts=3) for i in range(2)]
+        right = verify(otp_store, ALICE, "222222", now=T0 + 70, max_attempts=3)
 
-        assert outcomes == [OtpVerifyOutcome.INVALID] * 4
+        assert first[-1] is OtpVerifyOutcome.TOO_MANY_ATTEMPTS
+        assert (second, right) == ([OtpVerifyOutcome.INVALID] * 2, OtpVerifyOutcome.VERIFIED)
 
-    def test_a_wrong_code_against_an_expired_code_is_invalid_and_counts(self, otp_store: OtpStore) -> None:
+    def test_guesses_at_one_purpose_do_not_use_up_another(self, otp_store: OtpStore) -> None:
+        issue(otp_store, ALICE, "111111", purpose="login")
+        issue(otp_store, ALICE, "222222", purpose="reset", now=T0 + 60)
+        for i in range(5):
+            verify(otp_store, ALICE, "000000", purpose="login", now=T0 + 61 + i)
+
+        assert verify(otp_store, ALICE, "222222", purpose="reset", now=T0 + 70) is OtpVerifyOutcome.VERIFIED
+
+    def test_a_code_that_used_up_a_lowered_limit_is_dead(self, otp_store: OtpStore) -> None:
+        issue(otp_store, ALICE, "123456")
+        for i in range(3):
+            verify(otp_store, ALICE, "000000", now=T0 + i, max_attempts=10)
+
+        assert verify(otp_store, ALICE, "123456", now=T0 + 5, max_attempts=3) is OtpVerifyOutcome.NO_LIVE_CODE
+
+    def test_wrong_guesses_against_an_expired_code_count_nothing(self, otp_store: OtpStore) -> None:
         issue(otp_store, ALICE, "123456", ttl=300)
 
-        outcomes = [verify(otp_store, ALICE, "000000", now=T0 + 400 + i, max_failures=2) for i in range(3)]
+        outcomes = [verify(otp_store, ALICE, "000000", now=T0 + 400 + i, max_attempts=2) for i in range(3)]
+        right = verify(otp_store, ALICE, "123456", now=T0 + 500, max_attempts=2)
 
-        assert outcomes == [OtpVerifyOutcome.INVALID, OtpVerifyOutcome.TOO_MANY_ATTEMPTS, OtpVerifyOutcome.LOCKED]
+        assert outcomes == [OtpVerifyOutcome.NO_LIVE_CODE] * 3
+        assert right is OtpVerifyOutcome.EXPIRED
 
     def test_the_right_code_after_expiry_is_expired(self, otp_store: OtpStore) -> None:
         issue(otp_store, ALICE, "123456", ttl=300)
@@ -170,3 +180,50 @@ class OtpStoreContract(ContractBase):
         assert storage.get_message(sending).secret is None  # type: ignore[union-attr]
         assert storage.get_message(fresh.message.id).secret == "222222"  # type: ignore[union-attr]
         assert otp_store.redact_expired_secrets(T0 + 302) == 0
+
+    def test_legacy_clear_codes_are_sealed_and_the_legacy_key_deleted(self, storage: StorageBackend,
+                                                                      otp_store: OtpStore,
+                                                                      shared_state: SharedState) -> None:
+        live = new(message_type=MessageType.OTP, secret="111111", expires_at=T0 + 300)
+        expired = new(message_type=MessageType.OTP, secret="222222", expires_at=T0 + 10)
+        sealed = new(message_type=MessageType.OTP, secret="enc1:already-sealed", expires_at=T0 + 300)
+        storage.enqueue([live, expired, sealed], T0)
+        shared_state.put_state("otp.server_key", "a" * 64)
+        shared_state.put_state("other", "kept")
+        calls: list[tuple[str, str]] = []
+
+        def seal(message_id: str, code: str) -> str:
+            calls.append((message_id, code))
+            return f"enc1:sealed-{code}"
+
+        changed = otp_store.seal_legacy_secrets(seal, T0 + 20)
+
+        assert changed == 3  # one sealed, one cleared, the key deleted
+        assert calls == [(live.message.id, "111111")]
+        assert storage.get_message(live.message.id).secret == "enc1:sealed-111111"  # type: ignore[union-attr]
+        assert storage.get_message(expired.message.id).secret is None  # type: ignore[union-attr]
+        assert storage.get_message(sealed.message.id).secret == "enc1:already-sealed"  # type: ignore[union-attr]
+        assert shared_state.get_state("otp.server_key") is None
+        assert shared_state.get_state("other") == "kept"
+        assert otp_store.seal_legacy_secrets(seal, T0 + 21) == 0, "nothing left to do the second time"
+
+    def test_sealing_legacy_codes_is_all_or_nothing(self, storage: StorageBackend, otp_store: OtpStore,
+                                                    shared_state: SharedState) -> None:
+        first = new(message_type=MessageType.OTP, secret="111111", expires_at=T0 + 300)
+        second = new(message_type=MessageType.OTP, secret="222222", expires_at=T0 + 300)
+        storage.enqueue([first, second], T0)
+        shared_state.put_state("otp.server_key", "a" * 64)
+        sealed: list[str] = []
+
+        def seal_once(message_id: str, code: str) -> str:
+            if sealed:
+                raise RuntimeError("no key")
+            sealed.append(message_id)
+            return "enc1:x"
+
+        with pytest.raises(RuntimeError, match="no key"):
+            otp_store.seal_legacy_secrets(seal_once, T0 + 1)
+
+        secrets = {storage.get_message(i.message.id).secret for i in (first, second)}  # type: ignore[union-attr]
+        assert secrets == {"111111", "222222"}
+        assert shared_state.get_state("otp.server_key") == "a" * 64
