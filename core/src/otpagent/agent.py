@@ -19,12 +19,13 @@ from otpagent.config import AgentConfig, ChannelConfig, load_config, parse_confi
 from otpagent.dispatcher import Dispatcher
 from otpagent.errors import ConfigError, FieldError, InvalidRequest, RateLimited
 from otpagent.events import EventBus
-from otpagent.intake import load_json_requests, new_message_id, parse_request, parse_requests, to_new_message
+from otpagent.intake import new_message_id, parse_request, parse_requests, to_new_message
 from otpagent.logs import get_logger
 from otpagent.metrics import collect_metrics
 from otpagent.model import (
     DeliveryReport,
     Event,
+    Message,
     MessageRequest,
     MessageType,
     Priority,
@@ -42,6 +43,7 @@ from otpagent.protocols import (
     IdempotencyConflict,
     MessageUpdate,
     NewMessage,
+    OtpIssue,
     OtpIssueOutcome,
     OtpRecord,
     PluginContext,
@@ -199,7 +201,7 @@ class IntelligentOTPAgent:
                 errors.append(FieldError("message_type", "use send_otp() for OTPs (the agent makes the code)", index))
                 continue
             item = to_new_message(request, now=now)
-            errors.extend(self._routability(item, index))
+            errors.extend(self.routability(item, index))
             items.append(item)
         if errors:
             raise InvalidRequest(errors)
@@ -211,20 +213,17 @@ class IntelligentOTPAgent:
         self.dispatcher.notify()
         return [r.message_id for r in results]
 
-    def load_messages_from_json(self, path: str | os.PathLike[str]) -> int:
-        """Queue every message of a JSON file (all or nothing); returns how many were queued.
+    def load_messages_from_json(self, path: str | os.PathLike[str], *, load_id: str | None = None) -> int:
+        """Queue every message of a JSON file, all or nothing; returns how many rows are queued.
 
-        OTP entries are issued as codes (each through :meth:`send_otp`), after the whole file
-        has been validated.
+        The file is validated whole, then queued in one transaction, OTP rows issued as codes in
+        the same transaction; running the same file again queues nothing twice (each row's
+        idempotency key derives from the file's digest, or from ``load_id``). See
+        :mod:`otpagent.loading`.
         """
-        requests = load_json_requests(path)
-        plain = [r for r in requests if r.message_type is not MessageType.OTP]
-        otps = [r for r in requests if r.message_type is MessageType.OTP]
-        ids = self.send_bulk_messages(plain) if plain else []
-        for r in otps:
-            ids.append(self.send_otp(r.phone_number, email=r.email, user_id=r.user_id, channels=r.channels,
-                                     priority=r.priority, preferred_channel=r.preferred_channel))
-        return len(ids)
+        from otpagent.loading import load_file
+
+        return len(load_file(self, path, load_id).message_ids)
 
     def send_otp(
         self, phone_number: str | None = None, *, email: str | None = None, user_id: str | None = None,
@@ -237,22 +236,39 @@ class IntelligentOTPAgent:
         Raises :class:`RateLimited` during the resend cooldown or over the hourly cap, and
         :class:`InvalidRequest` for a bad recipient or a country outside the allow-list.
         """
-        otp = self._otp_policy()
+        otp = self.otp_policy()
         cfg = self.config.otp
-        ttl = min(float(ttl_seconds or cfg.ttl_seconds), 600.0)
         request = parse_request({
             "phone_number": phone_number, "email": email, "user_id": user_id, "channels": channels,
             "message_type": "otp", "priority": priority, "preferred_channel": preferred_channel,
             "callback_url": callback_url, "metadata": {"purpose": purpose, **({"locale": locale} if locale else {})},
         })
         now = self.clock()
+        issue = self.prepare_otp(request, now=now, purpose=purpose, ttl_seconds=ttl_seconds, locale=locale)
+        outcome, wait = otp.store.issue_otp(issue.otp, issue.message, cooldown_seconds=cfg.resend_cooldown_seconds,
+                                            max_per_hour=cfg.max_per_hour, now=now)
+        if outcome is OtpIssueOutcome.COOLDOWN:
+            raise RateLimited("resend cooldown", wait)
+        if outcome is OtpIssueOutcome.HOURLY_LIMIT:
+            raise RateLimited("too many codes this hour", wait)
+        self.announce_queued([issue.message.message])
+        return issue.message.message.id
+
+    def prepare_otp(self, request: MessageRequest, *, now: float, purpose: str, ttl_seconds: float | None = None,
+                    locale: str | None = None) -> OtpIssue:
+        """A new code for ``request``'s recipient, ready to issue: admitted by the abuse rules,
+        routable (with the clear code, which counts towards the length), its message sealed.
+        Raises :class:`InvalidRequest` or :class:`RateLimited`; writes nothing."""
+        otp = self.otp_policy()
+        cfg = self.config.otp
+        ttl = min(float(ttl_seconds or cfg.ttl_seconds), 600.0)
         otp.admit(request.phone_number, now)
         minutes = max(1, round(ttl / 60))
         body = cfg.template_for(locale).replace("{minutes}", str(minutes))
         code = generate_code(cfg.length)
         item = to_new_message(request, now=now, body=body, secret=code, expires_at=now + ttl,
                               message_id=new_message_id())
-        errors = self._routability(item, None)  # with the clear code, which counts towards the length
+        errors = self.routability(item, None)
         if errors:
             raise InvalidRequest(errors)
         # Stored sealed: the clear code lives only in memory, now and just before each send.
@@ -261,15 +277,13 @@ class IntelligentOTPAgent:
         record = OtpRecord(id=item.message.id, recipient=recipient, purpose=purpose,
                            code_hash=otp.code_hash(recipient, purpose, code), created_at=now,
                            expires_at=now + ttl, message_id=item.message.id)
-        outcome, wait = otp.store.issue_otp(record, item, cooldown_seconds=cfg.resend_cooldown_seconds,
-                                            max_per_hour=cfg.max_per_hour, now=now)
-        if outcome is OtpIssueOutcome.COOLDOWN:
-            raise RateLimited("resend cooldown", wait)
-        if outcome is OtpIssueOutcome.HOURLY_LIMIT:
-            raise RateLimited("too many codes this hour", wait)
-        self.bus.publish([queued_event(item.message, now)])
+        return OtpIssue(otp=record, message=item)
+
+    def announce_queued(self, messages: Sequence[Message]) -> None:
+        """Publish the ``queued`` events of messages just stored and wake the workers."""
+        now = self.clock()
+        self.bus.publish([queued_event(m, now) for m in messages])
         self.dispatcher.notify()
-        return item.message.id
 
     def verify_otp(self, recipient: str, code: str, *, purpose: str = "login") -> tuple[bool, str]:
         """``(True, "verified")`` once for the right code; otherwise ``(False, reason)`` where
@@ -284,12 +298,13 @@ class IntelligentOTPAgent:
             if not isinstance(value, str) or not value.strip():
                 raise InvalidRequest.single(field, f"must be a non-empty string, got {type(value).__name__}")
             fields.text(field, value, limit=limit)
-        ok, reason = self._otp_policy().verify(recipient, purpose, code, self.clock())
+        ok, reason = self.otp_policy().verify(recipient, purpose, code, self.clock())
         self.bus.publish([Event(type="otp_verified" if ok else "otp_rejected", message_id=None,
                                 data={"reason": reason, "purpose": purpose})])
         return ok, reason
 
-    def _otp_policy(self) -> OtpPolicy:
+    def otp_policy(self) -> OtpPolicy:
+        """The OTP policy, or a ConfigError naming ``otp.enabled`` when OTPs are turned off."""
         if self.otp is None:
             raise ConfigError("otp.enabled", "OTPs are turned off in this configuration (otp.enabled is false), "
                                              "so codes can be neither sent nor verified")
@@ -306,7 +321,8 @@ class IntelligentOTPAgent:
             self.bus.publish([event])
         return applied
 
-    def _routability(self, item: NewMessage, index: int | None) -> list[FieldError]:
+    def routability(self, item: NewMessage, index: int | None) -> list[FieldError]:
+        """Why no configured channel could carry ``item`` (empty when one can), naming the field."""
         envelope = item.message.envelope()
         refusals = self.planner.refusals(item.message, envelope, check_circuits=False)
         if len(refusals) < len(self.channels):

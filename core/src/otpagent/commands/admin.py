@@ -7,7 +7,6 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -40,60 +39,27 @@ def run(ctx: click.Context) -> None:
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--load-id", help="Name this load (default: a digest of the file): rows already queued under it are "
+                                "not queued again.")
 @json_option()
 @click.pass_context
 @friendly_errors
-def load(ctx: click.Context, file: str, as_json: bool) -> None:
-    """Queue every message of a JSON FILE (validated whole first: all or nothing).
+def load(ctx: click.Context, file: str, load_id: str | None, as_json: bool) -> None:
+    """Queue every message of a JSON FILE: validated whole, then queued in one transaction.
 
-    The file holds a list of message objects, or {"messages": [...]} (docs/messages.md).
+    The file holds a list of message objects, or {"messages": [...]} (docs/messages.md). Running
+    the same file again queues nothing twice.
     """
-    from otpagent.intake import load_json_requests
-    from otpagent.model import MessageType
+    from otpagent.loading import load_file
 
-    requests = load_json_requests(file)
-    plain = [r for r in requests if r.message_type is not MessageType.OTP]
-    otps = [r for r in requests if r.message_type is MessageType.OTP]
-    ids: list[str] = []
-    with open_agent(ctx) as agent, _progress(f"queueing {Path(file).name}", len(requests), quiet=as_json) as advance:
-        for start in range(0, len(plain), 500):
-            chunk = plain[start:start + 500]
-            ids.extend(agent.send_bulk_messages(chunk))
-            advance(len(chunk))
-        for r in otps:
-            ids.append(agent.send_otp(r.phone_number, email=r.email, user_id=r.user_id, channels=r.channels,
-                                      priority=r.priority, preferred_channel=r.preferred_channel))
-            advance(1)
+    with open_agent(ctx) as agent:
+        result = load_file(agent, file, load_id)
     if as_json:
-        print_json({"file": file, "queued": len(ids), "message_ids": ids})
+        print_json({"file": file, "load_id": result.load_id, "queued": result.created,
+                    "already_queued": result.already_queued, "message_ids": list(result.message_ids)})
     else:
-        click.echo(f"queued {len(ids)} messages from {file}")
-
-
-class _progress:
-    """A progress bar on stderr (rich, the ``cli`` extra), or nothing with ``--json``."""
-
-    def __init__(self, label: str, total: int, *, quiet: bool) -> None:
-        self.label, self.total, self.quiet = label, total, quiet
-        self._bar: Any = None
-
-    def __enter__(self) -> Any:
-        if self.quiet:
-            return lambda n: None
-        from otpagent.extras import require
-
-        require("cli", "otpagent load's progress bar")
-        from rich.console import Console
-        from rich.progress import Progress
-
-        self._bar = Progress(console=Console(stderr=True), transient=False)
-        self._bar.__enter__()
-        task = self._bar.add_task(self.label, total=self.total)
-        return lambda n: self._bar.advance(task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
+        click.echo(f"queued {result.created} messages from {file}"
+                   + (f" ({result.already_queued} were queued already)" if result.already_queued else ""))
 
 
 @click.command()

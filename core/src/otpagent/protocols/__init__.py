@@ -36,7 +36,14 @@ from otpagent.protocols.capabilities import (
 )
 from otpagent.protocols.channels import Channel
 from otpagent.protocols.context import ChannelSpec, PluginContext
-from otpagent.protocols.otp import LEGACY_OTP_KEY_STATE, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
+from otpagent.protocols.otp import (
+    LEGACY_OTP_KEY_STATE,
+    BatchIssueResult,
+    OtpIssue,
+    OtpIssueOutcome,
+    OtpRecord,
+    OtpVerifyOutcome,
+)
 from otpagent.protocols.provider_events import ProviderEvent, ProviderEventOutcome, ProviderEventResult
 from otpagent.protocols.routing import ChannelInfo, ChannelStats, RouteOutcome, RoutingStrategy, observes_country
 from otpagent.protocols.sinks import (
@@ -70,6 +77,7 @@ __all__ = [
     "STATS_WINDOW_SECONDS",
     "ActivityBucket",
     "AttemptTally",
+    "BatchIssueResult",
     "CallbackHost",
     "Capability",
     "Channel",
@@ -84,6 +92,7 @@ __all__ = [
     "IdempotencyConflict",
     "MessageUpdate",
     "NewMessage",
+    "OtpIssue",
     "OtpIssueOutcome",
     "OtpRecord",
     "OtpStore",

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from otpagent.model import Event, Status
 from otpagent.protocols.activity import ActivityBucket, AttemptTally
-from otpagent.protocols.otp import OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
+from otpagent.protocols.otp import BatchIssueResult, OtpIssue, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
 from otpagent.protocols.provider_events import ProviderEvent, ProviderEventResult
 from otpagent.protocols.sinks import WebhookOutbox
 from otpagent.protocols.storage import MessageUpdate, NewMessage, StorageStats
@@ -87,6 +87,17 @@ class OtpStore(Protocol):
         """In one transaction: enforce the resend cooldown and hourly cap for the recipient,
         invalidate its active codes for the purpose, store ``otp`` and enqueue ``message``.
         Returns the outcome and, when refused, seconds until a new code may be issued.
+        """
+
+    def issue_batch(
+        self, items: Sequence[NewMessage | OtpIssue], *, cooldown_seconds: float, max_per_hour: int, now: float
+    ) -> BatchIssueResult:
+        """In ONE transaction, in order: enqueue each plain message (as ``enqueue``) and issue
+        each code (as ``issue_otp``); a code whose message's idempotency key already holds a
+        message (within the window, same fingerprint) issues nothing and answers that message
+        (``created=False``). When the resend limits refuse any code, nothing at all is written
+        and ``refused`` lists every refusal. :func:`otpagent.storage.batch_issue.issue_batch`
+        is the algorithm; a key reused with another request raises ``IdempotencyConflict``.
         """
 
     def verify_otp(

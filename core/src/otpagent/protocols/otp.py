@@ -6,7 +6,9 @@ import enum
 
 import attrs
 
-__all__ = ["LEGACY_OTP_KEY_STATE", "OtpIssueOutcome", "OtpRecord", "OtpVerifyOutcome"]
+from otpagent.protocols.storage import EnqueueResult, NewMessage
+
+__all__ = ["LEGACY_OTP_KEY_STATE", "BatchIssueResult", "OtpIssue", "OtpIssueOutcome", "OtpRecord", "OtpVerifyOutcome"]
 
 #: The shared state key where otpagent before sealed codes kept its generated OTP HMAC key;
 #: ``OtpStore.seal_legacy_secrets`` deletes it.
@@ -55,3 +57,22 @@ class OtpVerifyOutcome(enum.StrEnum):
     def answer(self) -> str:
         """The reason a caller is given: ``no_live_code`` reads ``invalid``, like a wrong code."""
         return "invalid" if self is OtpVerifyOutcome.NO_LIVE_CODE else self.value
+
+
+@attrs.frozen(kw_only=True)
+class OtpIssue:
+    """One code to issue in a batch: its record and the message that carries it."""
+
+    otp: OtpRecord
+    message: NewMessage
+
+
+@attrs.frozen(kw_only=True)
+class BatchIssueResult:
+    """What ``OtpStore.issue_batch`` did: one result per item, in order, or (when ``refused``
+    is not empty) nothing at all."""
+
+    results: tuple[EnqueueResult, ...] = ()
+    #: ``(index, outcome, seconds until allowed)`` of each code the resend limits refused; when
+    #: any is, the whole batch was written to nothing.
+    refused: tuple[tuple[int, OtpIssueOutcome, float], ...] = ()

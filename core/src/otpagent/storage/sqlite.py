@@ -24,11 +24,13 @@ from otpagent.protocols import (
     IDEMPOTENCY_WINDOW_SECONDS,
     ActivityBucket,
     AttemptTally,
+    BatchIssueResult,
     Capability,
     EnqueueResult,
     IdempotencyConflict,
     MessageUpdate,
     NewMessage,
+    OtpIssue,
     OtpIssueOutcome,
     OtpRecord,
     OtpVerifyOutcome,
@@ -37,7 +39,7 @@ from otpagent.protocols import (
     ProviderEventResult,
     StorageStats,
 )
-from otpagent.storage import sqlreads, sqlrules
+from otpagent.storage import batch_issue, sqlreads, sqlrules
 from otpagent.storage.rows import (
     ATTEMPT_COLUMNS,
     MESSAGE_COLUMNS,
@@ -223,16 +225,29 @@ class SqliteStorage(SqliteWriter):
     def issue_otp(
         self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int, now: float
     ) -> tuple[OtpIssueOutcome, float]:
-        def work(conn: sqlite3.Connection) -> tuple[OtpIssueOutcome, float]:
-            outcome = sqlrules.issue_otp(SqliteTx(conn), otp, cooldown_seconds=cooldown_seconds,
-                                         max_per_hour=max_per_hour, now=now)
-            if outcome[0] is OtpIssueOutcome.ISSUED:
-                m = message.message
-                conn.execute(_INSERT_MESSAGE, message_to_row(m, message.fingerprint))
-                conn.execute(sqlrules.INSERT_EVENT, event_to_row(queued_event(m, now)))
-            return outcome
+        return self._grouped(lambda conn: self._issue_in(conn, otp, message, cooldown_seconds=cooldown_seconds,
+                                                         max_per_hour=max_per_hour, now=now))
 
-        return self._grouped(work)
+    def issue_batch(self, items: Sequence[NewMessage | OtpIssue], *, cooldown_seconds: float, max_per_hour: int,
+                    now: float) -> BatchIssueResult:
+        def work(conn: sqlite3.Connection) -> list[EnqueueResult]:
+            ops = _SqliteBatchOps(self, conn, cooldown_seconds=cooldown_seconds, max_per_hour=max_per_hour, now=now)
+            return batch_issue.issue_batch(ops, items, now)
+
+        try:  # a piece that raises is rolled back alone: BatchRefused undoes the whole batch
+            return BatchIssueResult(results=tuple(self._grouped(work)))
+        except batch_issue.BatchRefused as refused:
+            return BatchIssueResult(refused=refused.refused)
+
+    def _issue_in(self, conn: sqlite3.Connection, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float,
+                  max_per_hour: int, now: float) -> tuple[OtpIssueOutcome, float]:
+        outcome = sqlrules.issue_otp(SqliteTx(conn), otp, cooldown_seconds=cooldown_seconds,
+                                     max_per_hour=max_per_hour, now=now)
+        if outcome[0] is OtpIssueOutcome.ISSUED:
+            m = message.message
+            conn.execute(_INSERT_MESSAGE, message_to_row(m, message.fingerprint))
+            conn.execute(sqlrules.INSERT_EVENT, event_to_row(queued_event(m, now)))
+        return outcome
 
     def verify_otp(self, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int,
                    now: float) -> OtpVerifyOutcome:
@@ -346,3 +361,24 @@ class SqliteStorage(SqliteWriter):
 
 def _leased(m: Message, owner: str, until: float, now: float) -> Message:
     return attrs.evolve(m, status=Status.SENDING, lease_owner=owner, lease_expires_at=until, updated_at=now)
+
+
+class _SqliteBatchOps:
+    """:class:`~otpagent.storage.batch_issue.BatchOps` on one open SQLite transaction."""
+
+    def __init__(self, storage: SqliteStorage, conn: sqlite3.Connection, *, cooldown_seconds: float,
+                 max_per_hour: int, now: float) -> None:
+        self.storage, self.conn, self.now = storage, conn, now
+        self.cooldown_seconds, self.max_per_hour = cooldown_seconds, max_per_hour
+
+    def holder(self, key: str) -> tuple[str, str | None, float] | None:
+        row = self.conn.execute("SELECT id, fingerprint, created_at FROM messages WHERE idempotency_key = ?",
+                                (key,)).fetchone()
+        return None if row is None else (row["id"], row["fingerprint"], row["created_at"])
+
+    def enqueue(self, items: Sequence[NewMessage]) -> list[EnqueueResult]:
+        return self.storage._enqueue(self.conn, items, self.now)
+
+    def issue(self, issue: OtpIssue) -> tuple[OtpIssueOutcome, float]:
+        return self.storage._issue_in(self.conn, issue.otp, issue.message, cooldown_seconds=self.cooldown_seconds,
+                                      max_per_hour=self.max_per_hour, now=self.now)

@@ -25,12 +25,14 @@ from otpagent.protocols import (
     STATS_WINDOW_SECONDS,
     ActivityBucket,
     AttemptTally,
+    BatchIssueResult,
     Capability,
     ChannelStats,
     EnqueueResult,
     IdempotencyConflict,
     MessageUpdate,
     NewMessage,
+    OtpIssue,
     OtpIssueOutcome,
     OtpRecord,
     OtpVerifyOutcome,
@@ -41,6 +43,7 @@ from otpagent.protocols import (
     StorageStats,
 )
 from otpagent.ratelimit import gcra
+from otpagent.storage import batch_issue
 from otpagent.storage.rows import attempt_from_row, event_from_row, event_to_row, message_from_row, percentile
 from otpagent.testing import memory_activity, memory_otp
 from otpagent.testing.memory_outbox import InMemoryWebhookOutbox
@@ -230,6 +233,20 @@ class InMemoryStorage:
             return waits
 
     # -- OTP store -----------------------------------------------------------------------------
+    def issue_batch(self, items: Sequence[NewMessage | OtpIssue], *, cooldown_seconds: float, max_per_hour: int,
+                    now: float) -> BatchIssueResult:
+        with self._tx() as s:
+            saved = s.snapshot()
+            ops = _MemoryBatchOps(self, s, cooldown_seconds=cooldown_seconds, max_per_hour=max_per_hour, now=now)
+            try:
+                return BatchIssueResult(results=tuple(batch_issue.issue_batch(ops, items, now)))
+            except batch_issue.BatchRefused as refused:
+                s.restore(saved)
+                return BatchIssueResult(refused=refused.refused)
+            except BaseException:
+                s.restore(saved)
+                raise
+
     def issue_otp(self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int,
                   now: float) -> tuple[OtpIssueOutcome, float]:
         with self._tx() as s:
@@ -365,3 +382,23 @@ def _channel_stats(rows: list[dict[str, Any]]) -> ChannelStats:
         cost=sum(a["cost"] for a in rows), p50_latency_ms=percentile(latencies, 0.50),
         p95_latency_ms=percentile(latencies, 0.95),
     )
+
+
+class _MemoryBatchOps:
+    """:class:`~otpagent.storage.batch_issue.BatchOps` on the store, its lock held."""
+
+    def __init__(self, storage: InMemoryStorage, store: MemoryStore, *, cooldown_seconds: float,
+                 max_per_hour: int, now: float) -> None:
+        self.storage, self.store, self.now = storage, store, now
+        self.cooldown_seconds, self.max_per_hour = cooldown_seconds, max_per_hour
+
+    def holder(self, key: str) -> tuple[str, str | None, float] | None:
+        row = self.store.messages.get(self.store.by_idempotency_key.get(key, ""))
+        return None if row is None else (row["id"], row["fingerprint"], row["created_at"])
+
+    def enqueue(self, items: Sequence[NewMessage]) -> list[EnqueueResult]:
+        return self.storage.enqueue(items, self.now)  # the store's lock is re-entrant
+
+    def issue(self, issue: OtpIssue) -> tuple[OtpIssueOutcome, float]:
+        return memory_otp.issue_otp(self.store, issue.otp, issue.message, cooldown_seconds=self.cooldown_seconds,
+                                    max_per_hour=self.max_per_hour, now=self.now)

@@ -9,6 +9,7 @@ mutating last, so an operation that raises leaves nothing half-written.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import threading
@@ -51,6 +52,18 @@ class MemoryStore:
         """Hold the store's one lock for the whole of an operation."""
         with self.lock:
             yield self
+
+    _TABLES = ("messages", "by_idempotency_key", "attempts", "events", "otps", "rate_limits", "state",
+               "seen_events", "webhook_cursors", "webhook_deliveries", "_seq", "_attempt_ids", "_event_ids",
+               "_delivery_ids")
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every table as it is (for an operation that may have to be undone whole)."""
+        return {name: copy.deepcopy(getattr(self, name)) for name in self._TABLES}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        for name, value in snapshot.items():
+            setattr(self, name, value)
 
     # -- rows ----------------------------------------------------------------------------------
     def insert_message(self, prepared: tuple[dict[str, Any], tuple[Any, ...]]) -> None:

@@ -7,13 +7,15 @@ verify for that recipient take its turn, across every worker and machine.
 
 from __future__ import annotations
 
-from otpagent.protocols import NewMessage, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
-from otpagent.storage import sqlrules
+from collections.abc import Sequence
+
+from otpagent.protocols import EnqueueResult, NewMessage, OtpIssue, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
+from otpagent.storage import batch_issue, sqlrules
 from otpagent.storage.rows import message_to_row, queued_event
 from otpagent_postgres.connection import Conn, PgTx
-from otpagent_postgres.queue import _INSERT_MESSAGE, insert_event, notify_enqueued
+from otpagent_postgres.queue import _INSERT_MESSAGE, enqueue, insert_event, notify_enqueued
 
-__all__ = ["issue_otp", "verify_otp"]
+__all__ = ["issue_batch", "issue_otp", "verify_otp"]
 
 
 def _lock_recipient(conn: Conn, schema: str, recipient: str) -> None:
@@ -42,3 +44,34 @@ def verify_otp(
 ) -> OtpVerifyOutcome:
     _lock_recipient(conn, schema, recipient)
     return sqlrules.verify_otp(PgTx(conn), recipient, purpose, candidate_hash, max_attempts=max_attempts, now=now)
+
+
+def issue_batch(conn: Conn, schema: str, items: Sequence[NewMessage | OtpIssue], *, cooldown_seconds: float,
+                max_per_hour: int, now: float, uncertain: bool) -> list[EnqueueResult]:
+    """Every item in this transaction (:func:`otpagent.storage.batch_issue.issue_batch`); raises
+    ``BatchRefused`` (the caller's transaction then rolls back) when a code is refused."""
+    ops = _PgBatchOps(conn, schema, cooldown_seconds=cooldown_seconds, max_per_hour=max_per_hour, now=now,
+                      uncertain=uncertain)
+    results = batch_issue.issue_batch(ops, items, now)
+    if any(r.created for r in results):
+        notify_enqueued(conn, schema)
+    return results
+
+
+class _PgBatchOps:
+    def __init__(self, conn: Conn, schema: str, *, cooldown_seconds: float, max_per_hour: int, now: float,
+                 uncertain: bool) -> None:
+        self.conn, self.schema, self.now, self.uncertain = conn, schema, now, uncertain
+        self.cooldown_seconds, self.max_per_hour = cooldown_seconds, max_per_hour
+
+    def holder(self, key: str) -> tuple[str, str | None, float] | None:
+        row = self.conn.execute("SELECT id, fingerprint, created_at FROM messages WHERE idempotency_key = %s",
+                                (key,)).fetchone()
+        return None if row is None else (row["id"], row["fingerprint"], row["created_at"])
+
+    def enqueue(self, items: Sequence[NewMessage]) -> list[EnqueueResult]:
+        return enqueue(self.conn, items, self.now, self.uncertain)
+
+    def issue(self, issue: OtpIssue) -> tuple[OtpIssueOutcome, float]:
+        return issue_otp(self.conn, self.schema, issue.otp, issue.message, cooldown_seconds=self.cooldown_seconds,
+                         max_per_hour=self.max_per_hour, now=self.now, uncertain=self.uncertain)

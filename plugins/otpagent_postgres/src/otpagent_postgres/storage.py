@@ -16,10 +16,12 @@ from otpagent.model import Attempt, Event, Message, Status
 from otpagent.protocols import (
     ActivityBucket,
     AttemptTally,
+    BatchIssueResult,
     Capability,
     EnqueueResult,
     MessageUpdate,
     NewMessage,
+    OtpIssue,
     OtpIssueOutcome,
     OtpRecord,
     OtpVerifyOutcome,
@@ -28,6 +30,7 @@ from otpagent.protocols import (
     StorageStats,
 )
 from otpagent.storage import sqlreads, sqlrules
+from otpagent.storage.batch_issue import BatchRefused
 from otpagent_postgres import housekeeping, queue
 from otpagent_postgres import otp as otp_sql
 from otpagent_postgres.connection import Conn, Database, PgTx
@@ -147,6 +150,15 @@ class PostgresStorage:
         return self._db.run(lambda conn, uncertain: otp_sql.issue_otp(
             conn, self.schema, otp, message, cooldown_seconds=cooldown_seconds, max_per_hour=max_per_hour,
             now=now, uncertain=uncertain))
+
+    def issue_batch(self, items: Sequence[NewMessage | OtpIssue], *, cooldown_seconds: float, max_per_hour: int,
+                    now: float) -> BatchIssueResult:
+        try:
+            return BatchIssueResult(results=tuple(self._db.run(lambda conn, uncertain: otp_sql.issue_batch(
+                conn, self.schema, items, cooldown_seconds=cooldown_seconds, max_per_hour=max_per_hour, now=now,
+                uncertain=uncertain))))
+        except BatchRefused as refused:  # the transaction rolled back: nothing of the batch was written
+            return BatchIssueResult(refused=refused.refused)
 
     def verify_otp(self, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int,
                    now: float) -> OtpVerifyOutcome:

@@ -26,6 +26,7 @@ pytest.register_assert_rewrite(*(f"{__name__}.{module}" for module in (
     "provider_events", "rate_limits", "shared_state", "updates", "wakeup", "webhook_outbox")))
 
 from otpagent.testing.contract.base import ContractBase, claimed  # noqa: E402
+from otpagent.testing.contract.batch_issue import BatchIssueContract  # noqa: E402
 from otpagent.testing.contract.capabilities import CapabilityContract  # noqa: E402
 from otpagent.testing.contract.claims import ClaimContract  # noqa: E402
 from otpagent.testing.contract.concurrency import ConcurrencyContract  # noqa: E402
@@ -41,6 +42,7 @@ from otpagent.testing.contract.wakeup import WakeupContract  # noqa: E402
 from otpagent.testing.contract.webhook_outbox import WebhookOutboxContract  # noqa: E402
 
 __all__ = [
+    "BatchIssueContract",
     "CapabilityContract",
     "ClaimContract",
     "ConcurrencyContract",
@@ -62,7 +64,7 @@ __all__ = [
 
 class StorageContract(
     CapabilityContract, EnqueueContract, ClaimContract, UpdateContract, SharedStateContract, RateLimitContract,
-    OtpStoreContract, ProviderEventContract, HousekeepingContract, WebhookOutboxContract, WakeupContract,
-    ConcurrencyContract, CrossProcessContract,
+    OtpStoreContract, BatchIssueContract, ProviderEventContract, HousekeepingContract, WebhookOutboxContract,
+    WakeupContract, ConcurrencyContract, CrossProcessContract,
 ):
     """The whole contract: the required core and every capability the backend declares."""
