@@ -64,18 +64,24 @@ class KillRun:
 
 def kill_one_of_two(workdir: Path, storage: dict[str, Any], *, count: int = 200, latency_ms: float = 200.0,
                     workers: int = 4, dispatcher: dict[str, Any] | None = None, timeout: float = 120.0,
-                    env: dict[str, str] | None = None) -> KillRun:
+                    env: dict[str, str] | None = None, victim_latency_ms: float | None = None,
+                    sent_before_kill: int = 10) -> KillRun:
     """Queue ``count`` messages, start two workers, SIGKILL the first while it is sending, and
-    wait (up to ``timeout``) until the store shows every message sent."""
+    wait (up to ``timeout``) until the store shows every message sent.
+
+    ``victim_latency_ms`` makes the first worker's sends slower than the survivor's: a wide
+    window in which the kill finds sends in flight, however loaded the machine (tests use it;
+    the benchmark keeps both alike)."""
     from otpagent import IntelligentOTPAgent
 
     outboxes = [workdir / f"outbox-{i}.jsonl" for i in range(2)]
     configs = []
     for i, outbox in enumerate(outboxes):
+        latency = victim_latency_ms if i == 0 and victim_latency_ms is not None else latency_ms
         config = {
             "storage": storage,
             "channels": {"DEV": {"plugin": "console", "kind": "sms", "quiet": True, "outbox": str(outbox),
-                                 "latency_ms": latency_ms}},
+                                 "latency_ms": latency}},
             "retry": {"max_attempts": 3, "base_delay_seconds": 0.01, "max_delay_seconds": 0.05},
             "dispatcher": {"workers": workers, "poll_interval_seconds": 0.05, **(dispatcher or {})},
             "sinks": [],
@@ -95,7 +101,7 @@ def kill_one_of_two(workdir: Path, storage: dict[str, Any], *, count: int = 200,
         victim_id = _wait_for(lambda: _worker_id(logs[0]), 60, "the first worker did not start", procs, logs)
         _wait_for(lambda: _worker_id(logs[1]), 60, "the second worker did not start", procs, logs)
         # Kill mid-run: once the victim has sent a few and holds sends in flight right now.
-        _wait_for(lambda: len(_entries(outboxes[0])) >= 10 and reader.held_by(victim_id), 60,
+        _wait_for(lambda: len(_entries(outboxes[0])) >= sent_before_kill and reader.held_by(victim_id), 60,
                   "the first worker never had sends in flight", procs, logs)
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(10)

@@ -79,7 +79,7 @@ def test_a_killed_workers_messages_are_sent_by_the_survivor_once_its_short_lease
     sends in flight. Its leases end at most one lease after the kill and the other sends them."""
     monkeypatch.setenv("OTPAGENT_LOAD_PLUGINS", "console")
     run = kill_one_of_two(tmp_path, {"backend": "sqlite", "path": str(tmp_path / "shared.db")}, count=200,
-                          latency_ms=200)
+                          latency_ms=200, victim_latency_ms=3000, sent_before_kill=2)
 
     assert run.lease_seconds == 6.0, "the defaults are what this test shows"
     assert_recovered(run)

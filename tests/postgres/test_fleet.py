@@ -135,7 +135,7 @@ def test_a_killed_workers_messages_are_sent_by_the_survivor_once_its_short_lease
     nothing is enqueued meanwhile (no NOTIFY wakes the survivor: it polls for expired leases)."""
     monkeypatch.setenv("OTPAGENT_LOAD_PLUGINS", "console,postgres")
     storage = {"backend": "postgres", "dsn": PG_DSN, "schema": pg_schema, "pool_max_size": 6}
-    run = kill_one_of_two(tmp_path, storage, count=200, latency_ms=200)
+    run = kill_one_of_two(tmp_path, storage, count=200, latency_ms=200, victim_latency_ms=3000, sent_before_kill=2)
 
     assert run.lease_seconds == 6.0, "the defaults are what this test shows"
     assert_recovered(run)
