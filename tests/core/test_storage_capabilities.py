@@ -23,7 +23,7 @@ CORE = ("enqueue", "claim_due", "renew_leases", "update_message", "get_message",
 MEMBERS = {
     Capability.SHARED_STATE: ("get_state", "put_state", "update_state", "states_with_prefix"),
     Capability.RATE_LIMITS: ("acquire", "acquire_all"),
-    Capability.OTP_STORE: ("issue_otp", "verify_otp", "redact_expired_secrets", "seal_legacy_secrets"),
+    Capability.OTP_STORE: ("issue_otp", "issue_batch", "verify_otp", "seal_legacy_secrets", "redact_expired_secrets"),
     Capability.PROVIDER_EVENTS: ("apply_provider_event",),
     Capability.HOUSEKEEPING: ("stats", "event_counts", "attempt_counts", "history", "costs_by_day", "cleanup"),
     Capability.WEBHOOK_OUTBOXES: ("webhook_outbox",),
@@ -102,8 +102,8 @@ def test_a_declared_capability_without_its_methods_is_refused_naming_them(build)
         build(declared, present=EVERY_AGENT_NEEDS | {Capability.RATE_LIMITS})
 
     assert caught.value.path == "otp.enabled"
-    assert "declares the OTP store capability (OtpStore) but lacks issue_otp(), verify_otp(), " \
-           "redact_expired_secrets(), seal_legacy_secrets()" in caught.value.reason
+    assert "declares the OTP store capability (OtpStore) but lacks issue_otp(), issue_batch(), " \
+           "verify_otp(), seal_legacy_secrets(), redact_expired_secrets()" in caught.value.reason
 
 
 @pytest.mark.parametrize(("capability", "path", "overrides"), [

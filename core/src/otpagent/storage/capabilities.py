@@ -39,18 +39,22 @@ class _Info:
     members: tuple[str, ...]
 
 
+def _members(protocol: Any) -> tuple[str, ...]:
+    """The methods a protocol requires, read from the protocol itself (so they never drift)."""
+    return tuple(name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_"))
+
+
 _INFO: dict[Capability, _Info] = {
-    Capability.SHARED_STATE: _Info(SharedState, "shared state",
-                                   ("get_state", "put_state", "update_state", "states_with_prefix")),
-    Capability.RATE_LIMITS: _Info(RateLimits, "rate limit", ("acquire", "acquire_all")),
-    Capability.OTP_STORE: _Info(OtpStore, "OTP store", ("issue_otp", "verify_otp", "redact_expired_secrets",
-                                                        "seal_legacy_secrets")),
-    Capability.PROVIDER_EVENTS: _Info(ProviderEvents, "provider events", ("apply_provider_event",)),
-    Capability.HOUSEKEEPING: _Info(Housekeeping, "housekeeping",
-                                   ("stats", "event_counts", "attempt_counts", "history", "costs_by_day",
-                                    "cleanup")),
-    Capability.WEBHOOK_OUTBOXES: _Info(WebhookOutboxes, "webhook outbox", ("webhook_outbox",)),
-    Capability.WORK_WAKEUP: _Info(WorkWakeup, "work wake-up", ("wait_for_work",)),
+    capability: _Info(protocol, label, _members(protocol))
+    for capability, protocol, label in (
+        (Capability.SHARED_STATE, SharedState, "shared state"),
+        (Capability.RATE_LIMITS, RateLimits, "rate limit"),
+        (Capability.OTP_STORE, OtpStore, "OTP store"),
+        (Capability.PROVIDER_EVENTS, ProviderEvents, "provider events"),
+        (Capability.HOUSEKEEPING, Housekeeping, "housekeeping"),
+        (Capability.WEBHOOK_OUTBOXES, WebhookOutboxes, "webhook outbox"),
+        (Capability.WORK_WAKEUP, WorkWakeup, "work wake-up"),
+    )
 }
 
 
