@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from otpagent.storage.sqlite import create_sqlite_storage
-from otpagent.testing import FactoryOpener, InMemoryStorage, MemoryOpener, StorageContract
+from otpagent.testing import FactoryOpener, InMemoryStorage, InProcessStorageContract, MemoryOpener, StorageContract
 from tests.contract.backends import drop_schema, new_schema_name, postgres_opener, require_postgres
 
 
@@ -30,8 +30,7 @@ class TestPostgresStorage(StorageContract):
         drop_schema(schema)
 
 
-class TestMemoryStorage(StorageContract):
-    shared_across_processes = False
+class TestMemoryStorage(InProcessStorageContract):
 
     @pytest.fixture
     def store_opener(self) -> MemoryOpener:

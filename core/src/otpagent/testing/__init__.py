@@ -20,6 +20,7 @@ __all__ = [
     "T0",
     "FactoryOpener",
     "InMemoryStorage",
+    "InProcessStorageContract",
     "MemoryOpener",
     "StorageContract",
     "StoreOpener",
@@ -35,8 +36,8 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     """``StorageContract`` imports pytest, so it is loaded only when asked for."""
-    if name == "StorageContract":
-        from otpagent.testing.contract import StorageContract
+    if name in ("StorageContract", "InProcessStorageContract"):
+        from otpagent.testing import contract
 
-        return StorageContract
+        return getattr(contract, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,8 @@ cross-process tests hand it to spawned children)::
         def store_opener(self, tmp_path):
             return FactoryOpener(create_acme_storage, {"backend": "acme", "path": str(tmp_path / "db")})
 
-A backend whose store lives in one process sets ``shared_across_processes = False``; the
+A backend whose store lives in one process subclasses :class:`InProcessStorageContract`
+instead (or sets ``shared_across_processes = False``, which reports those tests as skipped); the
 capabilities a backend does not declare are not tested (and reported as not applicable). Each
 concern is a class of its own, so a suite may also combine only some of them.
 """
@@ -50,6 +51,7 @@ __all__ = [
     "CrossProcessContract",
     "EnqueueContract",
     "HousekeepingContract",
+    "InProcessStorageContract",
     "OtpStoreContract",
     "ProviderEventContract",
     "RateLimitContract",
@@ -62,9 +64,14 @@ __all__ = [
 ]
 
 
-class StorageContract(
+class InProcessStorageContract(
     CapabilityContract, EnqueueContract, ClaimContract, UpdateContract, SharedStateContract, RateLimitContract,
     OtpStoreContract, BatchIssueContract, ProviderEventContract, HousekeepingContract, WebhookOutboxContract,
-    WakeupContract, ConcurrencyContract, CrossProcessContract,
+    WakeupContract, ConcurrencyContract,
 ):
+    """The whole contract for a store that lives in one process (the in-memory one): everything
+    but the cross-process tests, which are then not collected at all rather than skipped."""
+
+
+class StorageContract(InProcessStorageContract, CrossProcessContract):
     """The whole contract: the required core and every capability the backend declares."""
