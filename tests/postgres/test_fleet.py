@@ -147,6 +147,9 @@ def test_workers_recover_when_their_database_connections_are_terminated(
     fleet = make_fleet(latency_ms=5, lease_seconds=3.0)
     ids = _enqueue(fleet, 2000)
     fleet.start()
+    # A worker whose start-up connection is terminated fails to start, as it should (exit code 3,
+    # "unavailable"); this test is about workers that were running, so it waits until all are.
+    assert fleet.wait_running(60)
     deadline = time.monotonic() + 60
     while len(fleet.entries()) < 400 and time.monotonic() < deadline:
         fleet.assert_alive()
