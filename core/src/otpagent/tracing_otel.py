@@ -251,9 +251,10 @@ class OtelTracing(Tracing):
 
     @contextlib.contextmanager
     def provider_call(self, message: Message, channel_name: str, kind: str) -> Iterator[SpanOutcome]:
-        attributes = {"otpagent.channel": channel_name, "otpagent.channel.kind": kind,
-                      "messaging.message.id": message.id, "otpagent.attempt.number": message.attempt_count + 1,
-                      "otpagent.recipient": mask_recipient(message.recipient)}
+        attributes: dict[str, Any] = {"otpagent.channel": channel_name, "otpagent.channel.kind": kind,
+                                      "messaging.message.id": message.id,
+                                      "otpagent.attempt.number": message.attempt_count + 1,
+                                      "otpagent.recipient": mask_recipient(message.recipient)}
         with self.tracer.start_as_current_span(f"send {channel_name}", kind=SpanKind.CLIENT, attributes=attributes,
                                                record_exception=False, set_status_on_exception=False) as span, \
                 _failing(span):
