@@ -11,7 +11,7 @@ from opentelemetry.trace import SpanKind
 
 from otpagent import IntelligentOTPAgent, MessageRequest, Priority, Status
 from tests.tracing.conftest import Spans
-from tests.twilio.conftest import RECIPIENT, AppClient, TwilioCallbacks, agent_config, callback_app, dispatch
+from tests.twilio.conftest import PUBLIC_URL, RECIPIENT, AppClient, TwilioCallbacks, agent_config, dispatch
 from tests.twilio.fake_twilio import AUTH_TOKEN, FakeTwilio
 
 
@@ -24,12 +24,16 @@ def fake() -> Iterator[FakeTwilio]:
 
 @pytest.fixture
 def callbacks(fake: FakeTwilio) -> Callable[[Any], TwilioCallbacks]:
-    return lambda agent: TwilioCallbacks(fake, AppClient(callback_app(agent)))
+    """Signed callbacks posted to the service's whole app (its tracing middleware included)."""
+    from otpagent.server import create_app
+
+    return lambda agent: TwilioCallbacks(fake, AppClient(create_app(agent)))
 
 
 def test_a_callback_span_is_linked_to_its_message_and_its_fallback_continues_the_trace(
         tmp_path: Path, fake: FakeTwilio, callbacks: Callable[[Any], Any], spans: Spans) -> None:
-    config = agent_config(tmp_path, fake, tracing={"enabled": True})
+    config = agent_config(tmp_path, fake, tracing={"enabled": True},
+                          server={"public_url": PUBLIC_URL, "api_keys": ["key-0123456789abcdef"]})
     with IntelligentOTPAgent(config, tracer_provider=spans.provider) as agent:
         message_id = agent.send_message(MessageRequest(phone_number=RECIPIENT, message_type="alert",
                                                        content="Security alert", priority=Priority.HIGH,
@@ -58,6 +62,9 @@ def test_a_callback_span_is_linked_to_its_message_and_its_fallback_continues_the
     assert callback.attributes["otpagent.delivery.status"] == "undelivered"
     assert callback.attributes["otpagent.error.code"] == "30003"
     assert callback.attributes["otpagent.callback.outcome"] == "applied"
+    request = next(s for s in spans.named("POST") if s.context.span_id == callback.parent.span_id)  # type: ignore[union-attr]
+    assert request.attributes["url.path"] == "/callbacks/twilio/SMS"
+    assert request.attributes["http.response.status_code"] == 204
 
     # The fallback the callback caused is worked in the message's own trace.
     backup = spans.one("send BACKUP")
