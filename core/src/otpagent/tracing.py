@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +107,19 @@ class SpanOutcome:
 _NO_OUTCOME = SpanOutcome()
 
 
+class _Nothing(contextlib.AbstractContextManager[Any]):
+    """The no-op block of every hook: no generator, no allocation per call (hot paths call it)."""
+
+    def __enter__(self) -> SpanOutcome:
+        return _NO_OUTCOME
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NOTHING = _Nothing()
+
+
 class Tracing:
     """The hooks otpagent calls along a message's way; this base class is tracing off.
 
@@ -115,43 +129,38 @@ class Tracing:
 
     enabled = False
 
-    @contextlib.contextmanager
-    def enqueue(self, operation: str) -> Iterator[SpanOutcome]:
+    def enqueue(self, operation: str) -> AbstractContextManager[SpanOutcome]:
         """Around one enqueue call (``send_message``, ``send_otp``, ``send_bulk_messages``...)."""
-        yield _NO_OUTCOME
+        return _NOTHING
 
     def claimed(self, started_ns: int, ended_ns: int, count: int, worker_id: str) -> Claim | None:
         """A claim just brought ``count`` messages; what each one's ``process`` span will show."""
         return None
 
-    @contextlib.contextmanager
-    def process(self, message: Message, claim: Claim | None) -> Iterator[None]:
+    def process(self, message: Message, claim: Claim | None) -> AbstractContextManager[Any]:
         """Around one worker step of a leased message (continues the message's trace)."""
-        yield
+        return _NOTHING
 
     def plan(self, planner: RoutePlanner, message: Message) -> list[str] | Unroutable:
         """The message's route from ``planner``, and (traced) why."""
         return planner.plan(message)
 
-    @contextlib.contextmanager
-    def provider_call(self, message: Message, channel_name: str, kind: str) -> Iterator[SpanOutcome]:
+    def provider_call(self, message: Message, channel_name: str, kind: str) -> AbstractContextManager[SpanOutcome]:
         """Around one channel ``send``; ``record`` the ``SendResult`` (None: abandoned)."""
-        yield _NO_OUTCOME
+        return _NOTHING
 
     def events(self, events: Sequence[Event]) -> None:
         """State changes just stored for the message in hand (fallback, retrying, sent...)."""
 
-    @contextlib.contextmanager
     def provider_callback(self, event: ProviderEvent,
-                          find_message: Callable[[], Message | None]) -> Iterator[SpanOutcome]:
+                          find_message: Callable[[], Message | None]) -> AbstractContextManager[SpanOutcome]:
         """Around applying a provider's status report; linked to the message it is about."""
-        yield _NO_OUTCOME
+        return _NOTHING
 
-    @contextlib.contextmanager
     def server_request(self, method: str, path: str, scheme: str,
-                       headers: Iterable[tuple[bytes, bytes]]) -> Iterator[SpanOutcome]:
+                       headers: Iterable[tuple[bytes, bytes]]) -> AbstractContextManager[SpanOutcome]:
         """Around one HTTP request to the service; ``record`` its status code."""
-        yield _NO_OUTCOME
+        return _NOTHING
 
 
 #: Tracing off.
