@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -49,9 +50,12 @@ from otpagent.otp_seal import CodeSealer, UnreadableCode
 from otpagent.protocols import Channel, MessageUpdate, RouteOutcome, RoutingStrategy, StorageBackend
 from otpagent.routing.planner import RoutePlanner, Unroutable
 from otpagent.storage.capabilities import AgentCapabilities
-from otpagent.tracing import NO_TRACING, Claim, Tracing
+from otpagent.tracing import NO_TRACING, Tracing
 from otpagent.upkeep import upkeep_loop
 from otpagent.workerpool import WorkerPool
+
+if TYPE_CHECKING:
+    from otpagent.tracing_otel import Claim
 
 __all__ = ["Dispatcher"]
 

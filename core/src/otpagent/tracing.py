@@ -28,17 +28,15 @@ from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from otpagent.errors import ConfigError
 
 if TYPE_CHECKING:
     from otpagent.model import Event, Message
     from otpagent.protocols import ProviderEvent
     from otpagent.routing.planner import RoutePlanner, Unroutable
+    from otpagent.tracing_otel import Claim
 
-__all__ = ["NO_TRACING", "Claim", "SpanOutcome", "Tracing", "TracingSettings", "build_tracing",
-           "current_trace_context", "parse_tracing"]
+__all__ = ["NO_TRACING", "SpanOutcome", "Tracing", "build_tracing", "current_trace_context", "parse_tracing"]
 
 #: The W3C trace context of the enqueue span in progress in this thread or task (None: none, or
 #: tracing off). Read by :func:`otpagent.intake.to_new_message` so every message queued inside
@@ -62,17 +60,11 @@ def carrying(context: Mapping[str, str] | None) -> Iterator[None]:
         _ENQUEUE_CONTEXT.reset(token)
 
 
-@attrs.frozen
-class TracingSettings:
-    """The ``tracing`` config section. ``enabled``: True, False, or None for ``"auto"``."""
-
-    enabled: bool | None = None
-
-
-def parse_tracing(section: Any) -> TracingSettings:
-    """Validate the ``tracing`` section (absent: ``{"enabled": "auto"}``)."""
+def parse_tracing(section: Any) -> bool | None:
+    """Validate the ``tracing`` section; returns ``enabled``: True, False, or None for
+    ``"auto"`` (also when the section is absent)."""
     if section is None:
-        return TracingSettings()
+        return None
     if not isinstance(section, Mapping):
         raise ConfigError("tracing", f"must be an object such as {{\"enabled\": true}}, got {type(section).__name__}")
     for key in section:
@@ -80,21 +72,10 @@ def parse_tracing(section: Any) -> TracingSettings:
             raise ConfigError(f"tracing.{key}", "unknown key (expected: enabled)")
     enabled = section.get("enabled", "auto")
     if enabled == "auto":
-        return TracingSettings(None)
+        return None
     if not isinstance(enabled, bool):
         raise ConfigError("tracing.enabled", f"must be true, false or \"auto\", got {enabled!r}")
-    return TracingSettings(enabled)
-
-
-@attrs.frozen
-class Claim:
-    """When a worker's claim that brought a message started and ended (ns since the epoch), and
-    how many messages it brought: the ``receive`` span of each message's ``process`` span."""
-
-    started_ns: int
-    ended_ns: int
-    count: int
-    worker_id: str
+    return enabled
 
 
 class SpanOutcome:
@@ -167,16 +148,17 @@ class Tracing:
 NO_TRACING = Tracing()
 
 
-def build_tracing(settings: TracingSettings, *, tracer_provider: Any = None, strategy: str = "",
+def build_tracing(enabled: bool | None, *, tracer_provider: Any = None, strategy: str = "",
                   strategy_label: str = "") -> Tracing:
-    """The agent's tracing: off, or OpenTelemetry (``tracer_provider``, else the global one).
+    """The agent's tracing for ``tracing.enabled`` (see :func:`parse_tracing`): off, or
+    OpenTelemetry (``tracer_provider``, else the global one).
 
     ``enabled: true`` without the ``otel`` extra is a :class:`~otpagent.extras.MissingExtra`
     naming it; ``"auto"`` never imports OpenTelemetry unless the app already has.
     """
-    if settings.enabled is False:
+    if enabled is False:
         return NO_TRACING
-    if tracer_provider is None and settings.enabled is None and not _app_configured_tracing():
+    if tracer_provider is None and enabled is None and not _app_configured_tracing():
         return NO_TRACING
     from otpagent.extras import require
 

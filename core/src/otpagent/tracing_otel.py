@@ -31,19 +31,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from otpagent.tracing import Claim, SpanOutcome, Tracing, carrying
+from otpagent.tracing import SpanOutcome, Tracing, carrying
 
 if TYPE_CHECKING:
     from otpagent.model import Event, Message, SendResult
     from otpagent.protocols import ProviderEvent, ProviderEventResult
     from otpagent.routing.planner import RoutePlanner, Unroutable
 
-__all__ = ["OtelTracing", "mask_recipient", "mask_text"]
+__all__ = ["Claim", "OtelTracing", "mask_recipient", "mask_text"]
 
 #: ``messaging.system`` and ``messaging.destination.name`` of otpagent's queue.
 SYSTEM = "otpagent"
@@ -77,6 +78,17 @@ def mask_recipient(recipient: str) -> str:
     if len(recipient) <= 6:
         return "*" * len(recipient)
     return recipient[:3] + "*" * (len(recipient) - 5) + recipient[-2:]
+
+
+@attrs.frozen
+class Claim:
+    """When the claim that leased a message started and ended (ns since the epoch), how many
+    messages it brought and for which worker: the ``receive`` child of each ``process`` span."""
+
+    started_ns: int
+    ended_ns: int
+    count: int
+    worker_id: str
 
 
 def _messaging(operation_type: str, operation_name: str) -> dict[str, Any]:
