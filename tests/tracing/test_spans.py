@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,19 @@ def test_a_rejected_enqueue_marks_its_span_failed_without_quoting_the_input(tmp_
     assert enqueue.status.status_code is StatusCode.ERROR
     assert enqueue.attributes["error.type"] == "InvalidRequest"
     assert "900123" not in spans.texts()
+
+
+def test_messages_loaded_from_a_file_continue_the_load_span(tmp_path: Path, spans: Spans) -> None:
+    file = tmp_path / "messages.json"
+    file.write_text(json.dumps({"messages": [{"phone_number": PHONE, "content": "a"},
+                                             {"phone_number": PHONE, "message_type": "otp"}]}))
+    with traced_agent(tmp_path, spans) as agent:
+        assert agent.load_messages_from_json(file) == 2
+        run(agent)
+
+    load = spans.one("load_messages_from_json otpagent")
+    assert load.attributes["messaging.batch.message_count"] == 2
+    processed = spans.named("process otpagent")
+    assert len(processed) == 2
+    assert {s.parent.span_id for s in processed if s.parent} == {load.context.span_id}
+    assert {s.attributes["otpagent.message.type"] for s in processed} == {"notification", "otp"}
