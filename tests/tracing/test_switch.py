@@ -184,3 +184,6 @@ def test_masking_keeps_what_tells_things_apart_and_hides_numbers_codes_and_addre
         "The 'To' number " + "*" * len("+44 7700 900123") + " is not a valid phone number."
     assert mask_text("code 482913 rejected; HTTP 400") == "code ****** rejected; HTTP 400"
     assert mask_text("bounced: jane.doe@example.com") == "bounced: ***@example.com"
+    assert mask_text("cannot reach https://user:hunter2@gw.example/send") == \
+        "cannot reach https://user:***@gw.example/send"
+    assert mask_text("dsn host=db password=s3cret-pw") == "dsn host=db password=***"

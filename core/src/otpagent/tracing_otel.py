@@ -37,6 +37,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from otpagent.redact import redacted
 from otpagent.tracing import SpanOutcome, Tracing, carrying
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ DESTINATION = "otpagent"
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 _DIGITS = re.compile(r"\+?\d(?:[\d .()/-]{2,}\d)")  # 4+ digits, with the separators numbers have
-_EMAIL = re.compile(r"[^\s@<>\"']+@([^\s@<>\"']+)")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 #: Event data worth a span event attribute; free text among it is masked.
 _EVENT_KEYS = ("channel", "from", "to", "reason", "retry_in", "provider_message_id", "error_code", "circuit")
 _FREE_TEXT = frozenset({"reason"})
@@ -65,8 +66,9 @@ _STEP_EVENTS = frozenset({"retrying", "fallback", "sent", "failed", "expired", "
 
 
 def mask_text(text: str) -> str:
-    """``text`` with every run of 4+ digits (phone numbers, OTP codes) and every email address masked."""
-    text = _EMAIL.sub(lambda m: f"***@{m.group(1)}", text)
+    """``text`` with every run of 4+ digits (phone numbers, OTP codes), every email address and
+    every password in a URL or connection string masked."""
+    text = _EMAIL.sub(lambda m: f"***@{m.group(1)}", str(redacted(text)))
     return _DIGITS.sub(lambda m: "*" * len(m.group(0)), text)
 
 
