@@ -55,6 +55,8 @@ def test_a_request_without_trace_context_starts_a_trace_of_its_own(tmp_path: Pat
     try:
         with live.client() as api:
             assert api.post("/v1/otp", json={"phone_number": "+447700900123"}).status_code == 202
+            assert api.get("/healthz").status_code == 200
+            assert api.get("/metrics").status_code == 200
     finally:
         live.__exit__(None, None, None)
         agent.close()
@@ -63,3 +65,4 @@ def test_a_request_without_trace_context_starts_a_trace_of_its_own(tmp_path: Pat
     assert server.parent is None
     enqueue = spans.one("send_otp otpagent")
     assert enqueue.parent is not None and enqueue.parent.span_id == server.context.span_id
+    assert spans.named("GET") == []  # probes and scrapes are not traced

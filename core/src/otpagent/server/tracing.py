@@ -11,7 +11,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otpagent.tracing import Tracing
 
-__all__ = ["TraceContext"]
+__all__ = ["UNTRACED_PATHS", "TraceContext"]
+
+#: Probes and scrapes: polled every few seconds, they would bury the traces that matter.
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class TraceContext:
@@ -22,7 +25,7 @@ class TraceContext:
         self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in UNTRACED_PATHS:
             await self.app(scope, receive, send)
             return
         with self.tracing.server_request(scope["method"], scope["path"], scope.get("scheme", "http"),
