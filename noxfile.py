@@ -23,6 +23,7 @@ TEST_DEPS = [
     "cryptography>=42", "schemathesis>=4.0", "playwright>=1.45",  # browser: Debian's /usr/bin/chromium
     "hatchling>=1.24",  # tests/core/broken_plugins.py builds real plugin packages offline (no build isolation)
     "pyyaml>=6",  # tests/service/test_monitoring.py reads deploy/'s Prometheus rules
+    "opentelemetry-api>=1.27", "opentelemetry-sdk>=1.27",  # tests/tracing: spans in the SDK's in-memory exporter
 ]
 
 

@@ -20,7 +20,7 @@ from bench.common import Context, Row, child_env
 
 TARGET_MS = 150.0
 _HEAVY = ("starlette", "uvicorn", "prometheus_client", "httpx", "standardwebhooks", "rich", "twilio", "sendgrid",
-          "psycopg")
+          "psycopg", "opentelemetry")
 _CHILD = """
 import json, sys, time
 started = time.perf_counter()

@@ -46,8 +46,11 @@ def legacy_database(db: Path) -> str:
         conn.execute("INSERT INTO otp_failures (recipient, failures, first_failure_at) VALUES (?, 4, ?)", (PHONE, now))
         message = make_message(message_type=MessageType.OTP, priority=Priority.HIGH, secret=QUEUED, now=now,
                                phone_number="+447700900124", body="Your code is {code}.", expires_at=now + 300)
-        conn.execute(f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
-                     f"VALUES ({', '.join(':' + c for c in MESSAGE_COLUMNS)})", message_to_row(message, None))
+        # The columns a schema-2 table has (later migrations added some, e.g. trace_context).
+        existing = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+        columns = [c for c in MESSAGE_COLUMNS if c in existing]
+        conn.execute(f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})",
+                     {c: v for c, v in message_to_row(message, None).items() if c in existing})
     return message.id
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -57,6 +58,7 @@ from otpagent.registration import PluginKind
 from otpagent.routing.planner import RoutePlanner
 from otpagent.storage.capabilities import AgentCapabilities, check_capabilities
 from otpagent.storage.rows import queued_event
+from otpagent.tracing import Tracing, build_tracing, parse_tracing
 
 __all__ = ["IntelligentOTPAgent"]
 
@@ -75,7 +77,7 @@ class IntelligentOTPAgent:
     """
 
     def __init__(self, config: ConfigSource = None, *, clock: Callable[[], float] = time.time,
-                 registry: Registry | None = None) -> None:
+                 registry: Registry | None = None, tracer_provider: Any = None) -> None:
         self.config = _load(config)
         self.clock = clock
         self.registry = registry or build_registry()
@@ -112,6 +114,10 @@ class IntelligentOTPAgent:
             worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
             self.breakers = CircuitBreakers(caps.shared_state, self.config.circuit, worker_id=worker_id,
                                             on_change=lambda e: self.bus.publish([e]))
+            #: OpenTelemetry spans (``tracing`` config; ``tracer_provider``, else the global one).
+            self.tracing: Tracing = build_tracing(
+                parse_tracing(self.config.raw.get("tracing")), tracer_provider=tracer_provider,
+                strategy=strategy_name, strategy_label=self.plugin_label("routing_strategies", strategy_name))
             self.planner = RoutePlanner(
                 channels=self.channels, configs=self.channel_configs, strategy=self.strategy,
                 breakers=self.breakers, storage=caps.housekeeping, voice_otp_enabled=self.config.otp.voice_enabled,
@@ -124,7 +130,7 @@ class IntelligentOTPAgent:
                 breakers=self.breakers, bus=self.bus, clock=clock, worker_id=worker_id,
                 plugin_labels={name: self.plugin_label("channels", cfg.plugin)
                                for name, cfg in self.channel_configs.items()},
-                codes=self.otp.sealer if self.otp is not None else None,
+                codes=self.otp.sealer if self.otp is not None else None, tracing=self.tracing,
             )
         except BaseException:
             self._close_parts()
@@ -188,10 +194,19 @@ class IntelligentOTPAgent:
     # -- sending -------------------------------------------------------------------------------
     def send_message(self, request: MessageRequest | Mapping[str, Any]) -> str:
         """Queue one message; returns its id (the existing id for a repeated idempotency key)."""
-        return self.send_bulk_messages([request])[0]
+        with self.tracing.enqueue("send_message") as span:
+            (message_id,) = self._queue([request])
+            span.record(message_id)
+            return message_id
 
     def send_bulk_messages(self, requests: Sequence[MessageRequest | Mapping[str, Any]]) -> list[str]:
         """Validate every request, then queue them all in one transaction; returns the ids."""
+        with self.tracing.enqueue("send_bulk_messages") as span:
+            ids = self._queue(requests)
+            span.record(ids)
+            return ids
+
+    def _queue(self, requests: Sequence[MessageRequest | Mapping[str, Any]]) -> list[str]:
         parsed = parse_requests(requests)
         now = self.clock()
         items: list[NewMessage] = []
@@ -223,7 +238,10 @@ class IntelligentOTPAgent:
         """
         from otpagent.loading import load_file
 
-        return len(load_file(self, path, load_id).message_ids)
+        with self.tracing.enqueue("load_messages_from_json") as span:
+            ids = load_file(self, path, load_id).message_ids
+            span.record(ids)
+            return len(ids)
 
     def send_otp(
         self, phone_number: str | None = None, *, email: str | None = None, user_id: str | None = None,
@@ -244,13 +262,16 @@ class IntelligentOTPAgent:
             "callback_url": callback_url, "metadata": {"purpose": purpose, **({"locale": locale} if locale else {})},
         })
         now = self.clock()
-        issue = self.prepare_otp(request, now=now, purpose=purpose, ttl_seconds=ttl_seconds, locale=locale)
-        outcome, wait = otp.store.issue_otp(issue.otp, issue.message, cooldown_seconds=cfg.resend_cooldown_seconds,
-                                            max_per_hour=cfg.max_per_hour, now=now)
-        if outcome is OtpIssueOutcome.COOLDOWN:
-            raise RateLimited("resend cooldown", wait)
-        if outcome is OtpIssueOutcome.HOURLY_LIMIT:
-            raise RateLimited("too many codes this hour", wait)
+        with self.tracing.enqueue("send_otp") as span:
+            issue = self.prepare_otp(request, now=now, purpose=purpose, ttl_seconds=ttl_seconds, locale=locale)
+            outcome, wait = otp.store.issue_otp(issue.otp, issue.message,
+                                                cooldown_seconds=cfg.resend_cooldown_seconds,
+                                                max_per_hour=cfg.max_per_hour, now=now)
+            if outcome is OtpIssueOutcome.COOLDOWN:
+                raise RateLimited("resend cooldown", wait)
+            if outcome is OtpIssueOutcome.HOURLY_LIMIT:
+                raise RateLimited("too many codes this hour", wait)
+            span.record(issue.message.message.id)
         self.announce_queued([issue.message.message])
         return issue.message.message.id
 
@@ -381,7 +402,15 @@ class IntelligentOTPAgent:
         to the next channel of its route, or ends it when there is none. A repeated event id is
         a REPLAY; if the write fails, nothing is remembered and the provider's retry applies it.
         """
-        return record_provider_event(self, event)
+        with self.tracing.provider_callback(event, functools.partial(self._message_by_provider_id,
+                                                                     event.provider_message_id)) as span:
+            result = record_provider_event(self, event)
+            span.record(result)
+            return result
+
+    def _message_by_provider_id(self, provider_message_id: str) -> Message | None:
+        attempt = self.storage.find_by_provider_id(provider_message_id)
+        return self.storage.get_message(attempt.message_id) if attempt is not None else None
 
 
 def _load(config: ConfigSource) -> AgentConfig:

@@ -22,6 +22,7 @@ from otpagent.errors import ConfigError
 from otpagent.logs import get_logger
 from otpagent.model import ChannelKind
 from otpagent.redact import MASK, redacted_repr
+from otpagent.tracing import parse_tracing
 
 __all__ = [
     "COMMON_CHANNEL_KEYS",
@@ -222,10 +223,11 @@ def parse_config(
         raise ConfigError("", f"the config must be a JSON object, got {type(data).__name__}")
     data = _interpolate(data, "", env)
     known = {"storage", "routing", "channels", "otp", "retry", "dispatcher", "cleanup", "sinks", "circuit",
-             "server", "monitoring", "fallback", "agent_config", "$schema", "rate_limits", "costs"}
+             "server", "monitoring", "fallback", "agent_config", "$schema", "rate_limits", "costs", "tracing"}
     for key in data:
         if key not in known:
             raise ConfigError(key, f"unknown key (expected one of {', '.join(sorted(known - {'$schema'}))})")
+    parse_tracing(data.get("tracing"))  # checked here so `config check` names a bad key; read by the agent
     storage = _section(data, "storage", {"backend": "sqlite"})
     if not isinstance(storage["backend"], str):
         raise ConfigError("storage.backend", "must be a string such as 'sqlite' or 'postgres'")

@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -49,8 +50,12 @@ from otpagent.otp_seal import CodeSealer, UnreadableCode
 from otpagent.protocols import Channel, MessageUpdate, RouteOutcome, RoutingStrategy, StorageBackend
 from otpagent.routing.planner import RoutePlanner, Unroutable
 from otpagent.storage.capabilities import AgentCapabilities
+from otpagent.tracing import NO_TRACING, Tracing
 from otpagent.upkeep import upkeep_loop
 from otpagent.workerpool import WorkerPool
+
+if TYPE_CHECKING:
+    from otpagent.tracing_otel import Claim
 
 __all__ = ["Dispatcher"]
 
@@ -71,6 +76,7 @@ class Dispatcher:
         channel_configs: Mapping[str, ChannelConfig], planner: RoutePlanner, strategy: RoutingStrategy,
         breakers: CircuitBreakers, bus: EventBus, clock: Callable[[], float] = time.time, worker_id: str = "",
         plugin_labels: Mapping[str, str] | None = None, codes: CodeSealer | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.config = config
         self.storage = storage
@@ -84,6 +90,8 @@ class Dispatcher:
         self.clock = clock
         #: Opens the sealed OTP code a message carries, just before it is sent (None: OTPs are off).
         self.codes = codes
+        #: Spans of each step (:mod:`otpagent.tracing`; no-ops when tracing is off).
+        self.tracing = tracing
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._rng = random.Random()
         self._wake = threading.Event()
@@ -188,17 +196,19 @@ class Dispatcher:
                 continue
             try:
                 self._wake.clear()
-                started = time.monotonic()
+                started, started_ns = time.monotonic(), time.time_ns()
                 messages = self.storage.claim_due(self.worker_id, free, cfg.lease_seconds, self.clock(),
                                                   reclaim=self.reclaim_gate.may_reclaim(started))
                 self.reclaim_gate.contact(started, time.monotonic())
+                claim = self.tracing.claimed(started_ns, time.time_ns(), len(messages), self.worker_id) \
+                    if messages else None
             except Exception:
                 log.exception("claim_failed", worker_id=self.worker_id)
-                messages = []
+                messages, claim = [], None
                 self._stopping.wait(min(1.0, idle_wait * 5))
             pool.unreserve(free - len(messages))
             for message in messages:
-                pool.submit(functools.partial(self._work, message))
+                pool.submit(functools.partial(self._work, message, claim))
             if not messages:
                 if wakeup is not None and not self._wake.is_set():
                     wakeup.wait_for_work(idle_wait)
@@ -211,9 +221,10 @@ class Dispatcher:
         self.reclaim_gate.contact(started, time.monotonic())
         return renewed
 
-    def _work(self, message: Message) -> None:
+    def _work(self, message: Message, claim: Claim | None = None) -> None:
         try:
-            self.process(message)
+            with self.tracing.process(message, claim):
+                self.process(message)
         except Exception as exc:
             log.exception("dispatch_failed", message_id=message.id)
             self.leases.orphan(message.id, exc)
@@ -244,7 +255,7 @@ class Dispatcher:
                 self._finish(message, Status.FAILED, str(exc), now)
                 return None
         if not message.route:
-            route = self.planner.plan(message)
+            route = self.tracing.plan(self.planner, message)
             if isinstance(route, Unroutable):
                 self._finish(message, Status.FAILED, str(route), now)
                 return None
@@ -283,8 +294,10 @@ class Dispatcher:
         if wait > 0:
             time.sleep(wait)  # our reserved slot under the rate limit; the lease outlasts it
         started = self.clock()
-        result = self.guard.send(channel, channel_name, message.envelope(), self._pool,
-                                 functools.partial(self._record_abandoned, message, channel_name, started, slot))
+        with self.tracing.provider_call(message, channel_name, channel.kind) as call:
+            result = self.guard.send(channel, channel_name, message.envelope(), self._pool,
+                                     functools.partial(self._record_abandoned, message, channel_name, started, slot))
+            call.record(result)
         if result is not None:  # None: abandoned, the watchdog recorded the timeout
             self._record(message, channel_name, result, started, self.clock(), slot)
 
@@ -381,6 +394,7 @@ class Dispatcher:
         applied = self.storage.update_message(update, now, attempt=attempt, events=events)
         if applied:
             self.bus.publish(events)
+            self.tracing.events(events)
         else:
             log.warning("lease_lost", message_id=message.id, worker_id=self.worker_id)
         return applied

@@ -22,6 +22,7 @@ EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
                "the HTTP service (otpagent serve)"),
     "webhooks": (("httpx", "standardwebhooks"), "signed outgoing webhooks"),
     "cli": (("rich",), "the command line's tables and progress bars"),
+    "otel": (("opentelemetry.trace",), "OpenTelemetry traces"),
 }
 
 

@@ -20,6 +20,7 @@ import attrs
 from otpagent.errors import FieldError, InvalidRequest
 from otpagent.model import Message, MessageRequest, Status
 from otpagent.protocols import NewMessage
+from otpagent.tracing import current_trace_context
 
 __all__ = ["load_json_requests", "new_message_id", "parse_request", "parse_requests", "to_new_message"]
 
@@ -130,5 +131,6 @@ def to_new_message(
         idempotency_key=request.idempotency_key, channels=request.channels,
         preferred_channel=request.preferred_channel, max_retries=request.max_retries,
         callback_url=request.callback_url, metadata=request.metadata, secret=secret, expires_at=expires_at,
+        trace_context=current_trace_context(),
     )
     return NewMessage(message=message, fingerprint=fingerprint(request) if request.idempotency_key else None)

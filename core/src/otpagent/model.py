@@ -251,6 +251,9 @@ class Message:
     cost: float = 0.0
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    #: The W3C trace context (``traceparent``, ``tracestate``) of the enqueue that created the
+    #: message, when tracing is on: workers continue that trace (see :mod:`otpagent.tracing`).
+    trace_context: Mapping[str, str] | None = None
 
     @property
     def recipient(self) -> str:

@@ -28,7 +28,10 @@ def run(ctx: click.Context) -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    from otpagent.tracing_sdk import configure_sdk
+
     with open_agent(ctx) as agent:
+        configure_sdk(agent.tracing)  # tracing.enabled: spans exported as OTEL_* say
         agent.start_processing()
         click.echo(f"otpagent worker {agent.dispatcher.worker_id} running; Ctrl-C to stop", err=True)
         while not stop.wait(0.5):

@@ -34,6 +34,7 @@ from otpagent.server.problems import Problem, handle_exception, problem_response
 from otpagent.server.prometheus import build_registry, prometheus_metrics
 from otpagent.server.service import Service
 from otpagent.server.settings import ServerSettings, parse_server_settings
+from otpagent.server.tracing import TraceContext
 from otpagent.storage.capabilities import require
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = Non
     app.state.service = service
     app.state.registry = registry
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if agent.tracing.enabled:  # outermost: the span covers the whole request, refusals included
+        app.add_middleware(TraceContext, tracing=agent.tracing)
     return app
 
 

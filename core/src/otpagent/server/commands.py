@@ -44,8 +44,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_workers: bo
 
     from otpagent.server import create_app, parse_server_settings
     from otpagent.server.process import CONFIG_ENV, LOG_LEVEL_ENV, WORKERS_ENV
+    from otpagent.tracing_sdk import configure_sdk
 
     with _agent(ctx) as agent:
+        configure_sdk(agent.tracing)  # tracing.enabled: spans exported as OTEL_* say
         settings = parse_server_settings(agent.config.server, run_workers=not no_workers)
         bind_host, bind_port = host or settings.host, settings.port if port is None else port
         count = processes or settings.processes

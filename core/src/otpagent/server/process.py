@@ -17,6 +17,7 @@ from otpagent.agent import IntelligentOTPAgent
 from otpagent.logs import configure_cli_logging
 from otpagent.server.app import create_app
 from otpagent.server.settings import parse_server_settings
+from otpagent.tracing_sdk import configure_sdk
 
 __all__ = ["CONFIG_ENV", "LOG_LEVEL_ENV", "WORKERS_ENV", "app_from_environment"]
 
@@ -31,6 +32,7 @@ def app_from_environment() -> Starlette:
     configure_cli_logging(os.environ.get(LOG_LEVEL_ENV, "warning"))
     agent = IntelligentOTPAgent(os.environ.get(CONFIG_ENV) or None)
     try:
+        configure_sdk(agent.tracing)  # each process exports its own spans
         settings = parse_server_settings(agent.config.server, run_workers=os.environ.get(WORKERS_ENV, "1") != "0")
         return create_app(agent, settings, owns_agent=True)
     except BaseException:

@@ -32,7 +32,7 @@ MESSAGE_COLUMNS = (
     "idempotency_key", "fingerprint", "channels", "preferred_channel", "max_retries", "callback_url",
     "metadata", "secret", "expires_at", "status", "created_at", "updated_at", "due_at", "route",
     "route_index", "channel_attempts", "attempt_count", "channel", "provider_message_id",
-    "last_error", "cost", "lease_owner", "lease_expires_at",
+    "last_error", "cost", "lease_owner", "lease_expires_at", "trace_context",
 )
 
 
@@ -50,6 +50,7 @@ def message_to_row(m: Message, fingerprint: str | None) -> dict[str, Any]:
         "channel_attempts": m.channel_attempts, "attempt_count": m.attempt_count, "channel": m.channel,
         "provider_message_id": m.provider_message_id, "last_error": m.last_error, "cost": m.cost,
         "lease_owner": m.lease_owner, "lease_expires_at": m.lease_expires_at,
+        "trace_context": json.dumps(dict(m.trace_context)) if m.trace_context else None,
     }
 
 
@@ -67,6 +68,7 @@ def message_from_row(r: Row) -> Message:
         channel_attempts=r["channel_attempts"], attempt_count=r["attempt_count"], channel=r["channel"],
         provider_message_id=r["provider_message_id"], last_error=r["last_error"], cost=r["cost"],
         lease_owner=r["lease_owner"], lease_expires_at=r["lease_expires_at"],
+        trace_context=json.loads(r["trace_context"]) if r["trace_context"] else None,
     )
 
 

@@ -116,6 +116,11 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE otps ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
     DROP TABLE otp_failures;
     """,
+    # 5: the W3C trace context of the enqueue (JSON: traceparent, tracestate), so the worker that
+    # claims a message continues its trace (otpagent.tracing). NULL when tracing is off.
+    """
+    ALTER TABLE messages ADD COLUMN trace_context TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(_MIGRATIONS)

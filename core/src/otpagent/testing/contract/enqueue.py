@@ -12,6 +12,8 @@ from otpagent.testing.data import T0, make_message, new
 __all__ = ["EnqueueContract"]
 
 DAY = IDEMPOTENCY_WINDOW_SECONDS
+#: The W3C trace context an enqueue span stores with its message (otpagent.tracing).
+TRACE_CONTEXT = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": "vendor=v1"}
 
 
 def _count(storage: StorageBackend) -> int:
@@ -41,11 +43,20 @@ class EnqueueContract(ContractBase):
         original = make_message(
             email="a@example.com", subject="Hi", user_id="u1", channels=("SMS", "EMAIL"), preferred_channel="SMS",
             max_retries=2, callback_url="https://app.example/cb", metadata={"n": 1}, secret="123456",
-            expires_at=T0 + 300, route=("SMS", "EMAIL"), idempotency_key="k-1",
+            expires_at=T0 + 300, route=("SMS", "EMAIL"), idempotency_key="k-1", trace_context=TRACE_CONTEXT,
         )
         storage.enqueue([new(original, "fp")], T0)
 
         assert storage.get_message(original.id) == original
+
+    def test_the_worker_that_claims_a_message_gets_its_trace_context(self, storage: StorageBackend) -> None:
+        traced, untraced = new(trace_context=TRACE_CONTEXT), new()
+        storage.enqueue([traced, untraced], T0)
+
+        claimed = {m.id: m for m in storage.claim_due("w1", 10, 30.0, T0 + 1)}
+
+        assert claimed[traced.message.id].trace_context == TRACE_CONTEXT
+        assert claimed[untraced.message.id].trace_context is None
 
     def test_unknown_message_is_none(self, storage: StorageBackend) -> None:
         assert storage.get_message("does-not-exist") is None
