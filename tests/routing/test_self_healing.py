@@ -72,41 +72,27 @@ def test_channel_level_failure_opens_the_circuit_for_the_whole_fleet(tmp_path):
 
 
 LIMIT_SCRIPT = textwrap.dedent("""
-    import sys, time
+    import sys
     from otpagent.storage.sqlite import SqliteStorage
     storage = SqliteStorage(sys.argv[1])
-    start = float(sys.argv[2])
-    while time.time() < start:
-        time.sleep(0.001)
-    granted = 0
-    for _ in range(100000):
-        now = time.time()
-        if now >= start + 2.0:
-            break
-        if storage.acquire("channel:shared", 1 / 100, 10, now) == 0.0:
-            granted += 1
-        else:
-            time.sleep(0.001)
+    # A simulated clock: 2,000 tries 1 ms apart over 2 s; the processes run them concurrently
+    # against one bucket, in whatever real-time order the machine gives them.
+    granted = sum(storage.acquire("channel:shared", 1 / 100, 10, 1000.0 + k / 1000) == 0.0 for k in range(2000))
+    storage.close()
     print(granted)
 """)
 
 
 def test_two_processes_share_one_rate_limit(tmp_path):
-    import time
-
     db = tmp_path / "limit.db"
     SqliteStorage(db).close()
-    start = time.time() + 1.0
-    procs = [subprocess.Popen([sys.executable, "-c", LIMIT_SCRIPT, str(db), repr(start)], stdout=subprocess.PIPE,
-                              text=True) for _ in range(2)]
-    counts = [int(p.communicate(timeout=60)[0]) for p in procs]
-    total = sum(counts)
-    expected = 100 * 2.0 + 10
-    # The limit is a ceiling: together the processes never get more than rate x time + burst.
-    # The floor is loose because a loaded CI machine may not even ask fast enough.
-    assert total <= expected * 1.02, counts
-    assert total >= 0.5 * expected, counts
-    assert min(counts) > 0.2 * total, "both processes got a share"
+    procs = [subprocess.Popen([sys.executable, "-c", LIMIT_SCRIPT, str(db)], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    counts = [int(p.communicate(timeout=120)[0]) for p in procs]
+    # 100 tokens/s over 2 s plus a burst of 10 is the ceiling for both processes together (each
+    # alone would get it all). GCRA's floor: a try refused at the last instant means the grants
+    # already cover up to the burst before it, so at least 200 - 10 were granted.
+    assert 190 <= sum(counts) <= 210, counts
 
 
 class PausingChannel:
