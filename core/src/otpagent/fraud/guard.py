@@ -11,6 +11,7 @@ emits ``fraud_prefix_held``. Holds are read from the shared record (cached for
 from __future__ import annotations
 
 import collections
+import json
 import threading
 from collections.abc import Callable
 
@@ -18,7 +19,7 @@ import attrs
 
 from otpagent.errors import InvalidRequest, OtpHeld
 from otpagent.fraud.prefixes import Destination, destination
-from otpagent.fraud.record import Record, Tally
+from otpagent.fraud.record import Hold, Record, Tally
 from otpagent.fraud.rules import Change, release, step
 from otpagent.fraud.settings import PREFIX_PATTERN, FraudGuardSettings
 from otpagent.model import Event
@@ -28,6 +29,7 @@ __all__ = ["PREFIX_KEY", "FraudGuard", "PrefixStatus"]
 
 PREFIX_KEY = "fraud:prefix:"
 COUNTRY_KEY = "fraud:country:"
+HOLD_KEY = "fraud:hold:"
 _CACHE_LIMIT = 4096
 
 
@@ -62,7 +64,7 @@ class FraudGuard:
         self._prefixes: dict[Destination, Tally] = collections.defaultdict(Tally)
         self._countries: dict[str, Tally] = collections.defaultdict(Tally)
         self._last_flush = float("-inf")
-        self._cache: dict[str, tuple[float, Record]] = {}
+        self._holds: dict[str, tuple[float, Hold | None]] = {}
 
     # -- the issue and verify paths -------------------------------------------------------------
     def check(self, phone_number: str | None, now: float) -> None:
@@ -71,15 +73,17 @@ class FraudGuard:
         if where is None:
             return
         self.maybe_flush(now)
-        record = self._read(where.prefix, now)
-        if record.hold is None:
+        hold = self._hold(where.prefix, now)
+        if hold is None:
             return
-        if now >= record.hold.until:  # due: re-evaluate now, so an attack still going leaks nothing
+        if now >= hold.until:  # due: re-evaluate now, so an attack still going leaks nothing
             record = self._update_prefix(where, Tally(), now, self._country_conversion(where.country))
-            if not record.held(now) or record.hold is None:
+            self._publish_hold(where.prefix, record, now)
+            hold = record.hold
+            if hold is None or now >= hold.until:
                 return
         self._add(where, Tally(refused=1))
-        raise OtpHeld(where.prefix, record.hold.until, now)
+        raise OtpHeld(where.prefix, hold.until, now)
 
     def record_sent(self, phone_number: str | None, now: float) -> None:
         """Count a code issued to the number (after the store accepted it)."""
@@ -129,12 +133,16 @@ class FraudGuard:
             self._update_prefix(where, tally, now, fallback)
 
     def _update_country(self, country: str, tally: Tally, now: float) -> float:
+        result: list[Record] = []
+
         def update(raw: str | None) -> str:
             record = Record.decode(raw)
             record.add(tally, now, self.settings)
+            result[:] = [record]
             return record.encode()
 
-        return self._conversion_of(Record.decode(self.state.update_state(COUNTRY_KEY + country, update)))
+        self.state.update_state(COUNTRY_KEY + country, update)
+        return self._conversion_of(result[0])
 
     def _country_conversion(self, country: str) -> float:
         return self._conversion_of(Record.decode(self.state.get_state(COUNTRY_KEY + country)))
@@ -144,34 +152,50 @@ class FraudGuard:
         return self.settings.expected_conversion if usual is None else usual
 
     def _update_prefix(self, where: Destination, tally: Tally, now: float, fallback: float) -> Record:
-        changes: list[Change | None] = [None]
+        result: list[tuple[Record, Change | None]] = []
 
         def update(raw: str | None) -> str:
             record = Record.decode(raw)
             record.country = where.country
-            changes[0] = step(record, tally, now, self.settings, fallback)
+            result[:] = [(record, step(record, tally, now, self.settings, fallback))]
             return record.encode()
 
-        record = Record.decode(self.state.update_state(PREFIX_KEY + where.prefix, update))
-        self._remember(where.prefix, now, record)
-        if changes[0] is not None:
-            self._announce(where, changes[0], now)
+        self.state.update_state(PREFIX_KEY + where.prefix, update)
+        record, change = result[0]
+        if change is not None or record.hold is not None:
+            self._publish_hold(where.prefix, record, now)
+        if change is not None:
+            self._announce(where, change, now)
         return record
 
-    def _read(self, prefix: str, now: float) -> Record:
+    def _publish_hold(self, prefix: str, record: Record, now: float) -> None:
+        """Mirror a prefix's hold under its own small key, which every issue reads (usually
+        finding nothing) instead of the prefix's whole record. The record stays the truth; the
+        mirror only ever moves to a newer version of its hold."""
+        mirror = json.dumps({"v": record.version, "h": attrs.asdict(record.hold) if record.hold else None})
+
+        def update(raw: str | None) -> str:
+            return mirror if not raw or json.loads(raw)["v"] <= record.version else raw
+
+        stored = json.loads(self.state.update_state(HOLD_KEY + prefix, update))
+        self._cache_hold(prefix, now, Hold(**stored["h"]) if stored["h"] else None)
+
+    def _cache_hold(self, prefix: str, now: float, hold: Hold | None) -> None:
         with self._lock:
-            cached = self._cache.get(prefix)
+            if len(self._holds) >= _CACHE_LIMIT:
+                self._holds.clear()
+            self._holds[prefix] = (now, hold)
+
+    def _hold(self, prefix: str, now: float) -> Hold | None:
+        with self._lock:
+            cached = self._holds.get(prefix)
         if cached is not None and now - cached[0] < self.settings.flush_seconds:
             return cached[1]
-        record = Record.decode(self.state.get_state(PREFIX_KEY + prefix))
-        self._remember(prefix, now, record)
-        return record
-
-    def _remember(self, prefix: str, now: float, record: Record) -> None:
-        with self._lock:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[prefix] = (now, record)
+        raw = self.state.get_state(HOLD_KEY + prefix)
+        stored = json.loads(raw) if raw else {"h": None}
+        hold = Hold(**stored["h"]) if stored["h"] else None
+        self._cache_hold(prefix, now, hold)
+        return hold
 
     def _announce(self, where: Destination, change: Change, now: float) -> None:
         if self.on_event is None:
@@ -190,20 +214,21 @@ class FraudGuard:
         prefix = prefix.strip()
         if not PREFIX_PATTERN.match(prefix):
             raise InvalidRequest.single("prefix", f"{prefix!r} is not a prefix like +447700 (+, country code, digits)")
-        was: list[bool] = [False]
+        result: list[tuple[Record, bool]] = []
 
         def update(raw: str | None) -> str:
             record = Record.decode(raw)
             record.advance(now, self.settings)
-            was[0] = release(record, now, self.settings)
+            result[:] = [(record, release(record, now, self.settings))]
             return record.encode()
 
-        record = Record.decode(self.state.update_state(PREFIX_KEY + prefix, update))
-        self._remember(prefix, now, record)
-        if was[0] and self.on_event is not None:
+        self.state.update_state(PREFIX_KEY + prefix, update)
+        record, was_held = result[0]
+        self._publish_hold(prefix, record, now)
+        if was_held and self.on_event is not None:
             self.on_event(Event(type="fraud_prefix_released", message_id=None, at=now,
                                 data={"prefix": prefix, "reason": "released by an operator", "by": "operator"}))
-        return was[0]
+        return was_held
 
     def status(self, now: float) -> list[PrefixStatus]:
         """Every tracked prefix and country: held ones first, then by volume in the window."""

@@ -61,6 +61,12 @@ class Record:
     grace_until: float = 0.0
     #: The ISO country of a prefix's record (for status).
     country: str | None = None
+    #: Bumped at every change of the hold, so a late mirror write never undoes a newer one.
+    version: int = 0
+
+    def set_hold(self, hold: Hold | None) -> None:
+        self.hold = hold
+        self.version += 1
 
     # -- storage -------------------------------------------------------------------------------
     @classmethod
@@ -72,14 +78,16 @@ class Record:
         return cls(buckets=[list(b) for b in data.get("w", [])], base_sent=data.get("bs", 0.0),
                    base_verified=data.get("bv", 0.0), base_seconds=data.get("bt", 0.0), base_end=data.get("be"),
                    hold=Hold(**hold) if hold else None, holds=data.get("n", 0),
-                   last_hold_end=data.get("ne", 0.0), grace_until=data.get("g", 0.0), country=data.get("c"))
+                   last_hold_end=data.get("ne", 0.0), grace_until=data.get("g", 0.0), country=data.get("c"),
+                   version=data.get("v", 0))
 
     def encode(self) -> str:
         data: dict[str, Any] = {"w": self.buckets, "bs": round(self.base_sent, 3), "bv": round(self.base_verified, 3),
                                 "bt": round(self.base_seconds, 1), "be": self.base_end}
         if self.hold is not None:
             data["h"] = attrs.asdict(self.hold)
-        for key, value in (("n", self.holds), ("ne", self.last_hold_end), ("g", self.grace_until), ("c", self.country)):
+        for key, value in (("n", self.holds), ("ne", self.last_hold_end), ("g", self.grace_until), ("c", self.country),
+                           ("v", self.version)):
             if value:
                 data[key] = value
         return json.dumps(data, separators=(",", ":"))

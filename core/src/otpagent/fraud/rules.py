@@ -6,8 +6,10 @@
   is at most ``collapse_ratio`` times the baseline conversion (the prefix's own, else its
   country's, else ``expected_conversion``).
 - **At expiry**, re-evaluate: requests kept coming while held (at least ``min_volume`` refused
-  in the window, at ``volume_factor`` times the baseline rate) extend the hold, doubled;
-  otherwise it is released and codes flow again (and are judged afresh).
+  in the window, at ``volume_factor`` times the baseline rate) extend the hold by
+  ``hold_seconds``; otherwise it is released and codes flow again, judged afresh. A prefix held
+  again within ``max_hold_seconds`` of its release is held twice as long as the time before
+  (up to ``max_hold_seconds``): an attacker who pauses to wait out holds pays more each time.
 - **An operator's release** ends the hold, forgets the window's evidence and keeps the guard
   off the prefix for ``release_grace_seconds``.
 """
@@ -64,12 +66,14 @@ def collapse(record: Record, now: float, settings: FraudGuardSettings, fallback_
 
 
 def _hold(record: Record, now: float, settings: FraudGuardSettings, reason: str, kind: str) -> Change:
-    if now - record.last_hold_end > settings.max_hold_seconds and kind == "held":
-        record.holds = 0
-    seconds = min(settings.max_hold_seconds, settings.hold_seconds * 2 ** min(record.holds, 16))
+    """Hold (a hold soon after the last one lasts twice as long), or extend by ``hold_seconds``."""
+    seconds = settings.hold_seconds
+    if kind == "held":
+        again = record.holds > 0 and now - record.last_hold_end <= settings.max_hold_seconds
+        record.holds = record.holds + 1 if again else 1
+        seconds = min(settings.max_hold_seconds, settings.hold_seconds * 2 ** min(record.holds - 1, 16))
     since = record.hold.since if record.hold is not None else now
-    record.hold = Hold(since=since, until=now + seconds, reason=reason)
-    record.holds += 1
+    record.set_hold(Hold(since=since, until=now + seconds, reason=reason))
     record.clear_window()
     return Change(kind, reason, record.hold)
 
@@ -80,7 +84,7 @@ def _reconsider(record: Record, now: float, settings: FraudGuardSettings) -> Cha
     if refused >= settings.min_volume and rate >= settings.volume_factor * record.baseline_rate():
         reason = f"{refused} requests refused in the last {settings.window_seconds / 60:g} min while held"
         return _hold(record, now, settings, reason, "extended")
-    record.hold = None
+    record.set_hold(None)
     record.last_hold_end = now
     return Change("released", "the hold expired and requests fell back to their usual rate", None)
 
@@ -88,7 +92,7 @@ def _reconsider(record: Record, now: float, settings: FraudGuardSettings) -> Cha
 def release(record: Record, now: float, settings: FraudGuardSettings) -> bool:
     """An operator's release; returns whether the prefix was held."""
     was_held = record.held(now)
-    record.hold = None
+    record.set_hold(None)
     record.holds = 0
     record.last_hold_end = now
     record.grace_until = now + settings.release_grace_seconds
