@@ -138,3 +138,17 @@ def test_the_cli_exits_5_for_a_held_prefix_and_can_show_and_release_it(tmp_path:
     assert otpagent(path, "fraud", "release", "+447700").returncode == 0
     assert otpagent(path, "fraud", "release", "+447700").returncode == 1
     assert otpagent(path, "otp", "send", "+447700900556").returncode == 0
+
+
+def test_a_file_with_an_otp_to_a_held_prefix_queues_nothing(tmp_path: Path,
+                                                          make_agent: Callable[..., IntelligentOTPAgent]) -> None:
+    clock = FakeClock()
+    agent = make_agent(clock=clock, otp=OTP)
+    pump(agent, clock)
+    before = agent.capabilities.housekeeping.stats(clock()).by_status.get("queued", 0)
+    rows = [{"phone_number": "+447911123456", "message_type": "otp"},
+            {"phone_number": "+447700900321", "message_type": "otp"}]
+    (tmp_path / "codes.json").write_text(json.dumps(rows))
+    with pytest.raises(OtpHeld):
+        agent.load_messages_from_json(tmp_path / "codes.json")
+    assert agent.capabilities.housekeeping.stats(clock()).by_status.get("queued", 0) == before

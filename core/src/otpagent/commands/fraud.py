@@ -42,7 +42,7 @@ def fraud_status(ctx: click.Context, limit: int, as_json: bool) -> None:
         usual = "-" if r.baseline_conversion is None else f"{r.baseline_conversion:.0%}"
         until = f"{(r.held_until - now) / 60:.0f} min more: {r.reason}" if r.held_until is not None else ""
         click.echo(f"{r.prefix or '(country)':<14} {r.country or '?':<7} {r.sent:>6} {r.verified:>8} "
-                   f"{r.refused:>7} {conv:>5} {usual:>5}  {until}")
+                   f"{r.refused:>7} {conv:>5} {usual:>5}  {until}".rstrip())
 
 
 def _row(r: Any) -> dict[str, Any]:
