@@ -32,6 +32,8 @@ __all__ = ["SEEDS", "Source", "main", "run", "simulate"]
 
 HOUR = 3600.0
 SEEDS = (11, 23, 37)
+#: The prefixes the attacker pumps.
+ATTACKED = ("+9989012", "+3712955", "+447911")
 
 
 @attrs.frozen
@@ -129,6 +131,8 @@ def simulate(seed: int, *, hours: float = 12.0, scale: float = 1.0, attack: bool
     events: list[Event] = []
     guard = FraudGuard(InMemoryStorage(), settings or FraudGuardSettings(), on_event=events.append)
     tallies = {"attack": Tally(), "legit": Tally()}
+    attacked = tuple(ATTACKED)
+    elsewhere = 0  # legitimate requests refused outside the attacked prefixes: false alarms
     pending: list[tuple[float, str]] = []  # (time the user types the code, number)
     for t, index in _arrivals(sources, hours, rng):
         while pending and pending[0][0] <= t:
@@ -142,6 +146,7 @@ def simulate(seed: int, *, hours: float = 12.0, scale: float = 1.0, attack: bool
             guard.check(number, t)
         except OtpHeld:
             tally.refused += 1
+            elsewhere += not source.attack and not number.startswith(attacked)
             continue
         guard.record_sent(number, t)
         if rng.random() < source.p:
@@ -150,6 +155,7 @@ def simulate(seed: int, *, hours: float = 12.0, scale: float = 1.0, attack: bool
     return {"seed": seed, "hours": hours, "attack": attack, "attack_requests": tallies["attack"].requests,
             "attack_blocked": tallies["attack"].share, "legit_requests": tallies["legit"].requests,
             "legit_blocked": tallies["legit"].share, "legit_refused": tallies["legit"].refused,
+            "legit_refused_elsewhere": elsewhere,
             "holds": [(e.at, e.data["prefix"], bool(e.data.get("extended"))) for e in events
                       if e.type == "fraud_prefix_held"],
             "releases": [(e.at, e.data["prefix"]) for e in events if e.type == "fraud_prefix_released"]}
@@ -170,8 +176,9 @@ def verdicts(results: Sequence[dict[str, Any]]) -> list[tuple[str, bool]]:
 
 
 def table(results: Sequence[dict[str, Any]]) -> str:
-    lines = ["| seed | attack | attack OTPs | blocked | legitimate OTPs | blocked | prefixes held (first hold, h) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| seed | attack | attack OTPs | blocked | legitimate OTPs | blocked | of them outside the attacked "
+             "prefixes | prefixes held (first hold, h) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in results:
         first: dict[str, float] = {}
         for at, prefix, _extended in r["holds"]:
@@ -179,7 +186,8 @@ def table(results: Sequence[dict[str, Any]]) -> str:
         held = ", ".join(f"{p} ({at / HOUR:.2f})" for p, at in sorted(first.items(), key=lambda x: x[1])) or "none"
         lines.append(f"| {r['seed']} | {'yes' if r['attack'] else 'no'} | {r['attack_requests']:,} | "
                      f"{100 * r['attack_blocked']:.2f}% | {r['legit_requests']:,} | "
-                     f"{100 * r['legit_blocked']:.3f}% ({r['legit_refused']}) | {held} |")
+                     f"{100 * r['legit_blocked']:.3f}% ({r['legit_refused']}) | "
+                     f"{r['legit_refused_elsewhere']} | {held} |")
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ def test_a_pumping_attack_is_blocked_and_legitimate_users_are_not() -> None:
     assert attacked["attack_requests"] > 3000 and attacked["legit_requests"] > 30000
     assert attacked["attack_blocked"] >= 0.95
     assert attacked["legit_blocked"] < 0.005
+    assert attacked["legit_refused_elsewhere"] == 0, "only real users of the pumped prefixes wait"
     assert calm["legit_blocked"] == 0.0 and calm["holds"] == []
     assert {prefix for _at, prefix, _extended in attacked["holds"]} == {"+9989012", "+3712955", "+447911"}
     assert all(ok for _what, ok in verdicts([attacked, calm]))
