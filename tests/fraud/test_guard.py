@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -211,3 +212,25 @@ def test_settings_parse_allow_entries_and_numbers() -> None:
     settings = parse_fraud_guard({"allow": ["gb", "+4477009"], "hold_seconds": 600, "min_volume": 50})
     assert settings.allow == ("GB", "+4477009") and settings.hold_seconds == 600.0 and settings.min_volume == 50
     assert settings.allows("+447700900123", "GB") and not settings.allows("+33612345678", "FR")
+
+
+class FailingOnce(InMemoryStorage):
+    """A store whose next shared-state write fails (a lost connection, say)."""
+
+    fail = False
+
+    def update_state(self, key: str, update: Callable[[str | None], str]) -> str:
+        if self.fail:
+            self.fail = False
+            raise ConnectionError("the store went away")
+        return super().update_state(key, update)
+
+
+def test_a_store_that_fails_keeps_the_counts_for_the_next_flush_and_raises_nothing() -> None:
+    store = FailingOnce()
+    run = Run(FraudGuardSettings(min_volume=10, flush_seconds=0.0), store=store)
+    store.fail = True
+    assert run.request(number(PUMPED, 1)), "the guard fails open"
+    run.request(number(PUMPED, 2))
+    record = json.loads(store.get_state(f"fraud:prefix:{PUMPED}") or "{}")
+    assert sum(b[1] for b in record["w"]) == 2

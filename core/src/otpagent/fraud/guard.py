@@ -22,10 +22,13 @@ from otpagent.fraud.prefixes import Destination, destination
 from otpagent.fraud.record import Hold, Record, Tally
 from otpagent.fraud.rules import Change, release, step
 from otpagent.fraud.settings import PREFIX_PATTERN, FraudGuardSettings
+from otpagent.logs import get_logger
 from otpagent.model import Event
 from otpagent.protocols import SharedState
 
 __all__ = ["PREFIX_KEY", "FraudGuard", "PrefixStatus"]
+
+log = get_logger("otpagent.fraud")
 
 PREFIX_KEY = "fraud:prefix:"
 COUNTRY_KEY = "fraud:country:"
@@ -109,10 +112,8 @@ class FraudGuard:
 
     def _add(self, where: Destination, tally: Tally) -> None:
         with self._lock:
-            for pending in (self._prefixes[where], self._countries[where.country]):
-                pending.sent += tally.sent
-                pending.verified += tally.verified
-                pending.refused += tally.refused
+            _merge(self._prefixes[where], tally)
+            _merge(self._countries[where.country], tally)
 
     # -- publishing -----------------------------------------------------------------------------
     def maybe_flush(self, now: float) -> None:
@@ -120,17 +121,38 @@ class FraudGuard:
             self.flush(now)
 
     def flush(self, now: float) -> None:
-        """Publish this process's counts: one atomic update per country, then per prefix."""
+        """Publish this process's counts: one atomic update per country, then per prefix.
+
+        A store that fails keeps the counts for the next flush and is logged, never raised: a
+        code already queued must not look failed to its caller because a count could not be
+        written (the guard fails open, as Twilio's does).
+        """
         with self._lock:
             self._last_flush = now
             prefixes, self._prefixes = self._prefixes, collections.defaultdict(Tally)
             countries, self._countries = self._countries, collections.defaultdict(Tally)
-        conversions = {country: self._update_country(country, tally, now) for country, tally in countries.items()}
-        for where, tally in prefixes.items():
-            fallback = conversions.get(where.country)
-            if fallback is None:
-                fallback = self._country_conversion(where.country)
-            self._update_prefix(where, tally, now, fallback)
+        conversions: dict[str, float] = {}
+        try:
+            while countries:
+                country, tally = next(iter(countries.items()))
+                conversions[country] = self._update_country(country, tally, now)
+                del countries[country]
+            while prefixes:
+                where, tally = next(iter(prefixes.items()))
+                fallback = conversions.get(where.country)
+                self._update_prefix(where, tally, now,
+                                    self._country_conversion(where.country) if fallback is None else fallback)
+                del prefixes[where]
+        except Exception:
+            log.exception("fraud_guard_flush_failed", prefixes=len(prefixes), countries=len(countries))
+            self._restore(prefixes, countries)
+
+    def _restore(self, prefixes: dict[Destination, Tally], countries: dict[str, Tally]) -> None:
+        with self._lock:
+            for where, tally in prefixes.items():
+                _merge(self._prefixes[where], tally)
+            for country, tally in countries.items():
+                _merge(self._countries[country], tally)
 
     def _update_country(self, country: str, tally: Tally, now: float) -> float:
         result: list[Record] = []
@@ -249,3 +271,9 @@ class FraudGuard:
                             refused=totals.refused,
                             baseline_conversion=record.baseline_conversion(self.settings.min_volume),
                             baseline_per_hour=record.baseline_rate() * 3600.0)
+
+
+def _merge(into: Tally, tally: Tally) -> None:
+    into.sent += tally.sent
+    into.verified += tally.verified
+    into.refused += tally.refused
