@@ -65,6 +65,7 @@ def test_codes_to_a_pumped_prefix_are_held_and_the_event_reaches_the_sinks(
     held = next(e for e in sink.events if e.type == "fraud_prefix_held")
     assert held.data["prefix"] == "+447700" and held.data["country"] == "GB"
     assert [s.prefix for s in agent.fraud_status() if s.held_until is not None] == ["+447700"]
+    assert list(agent.get_metrics()["fraud_guard"]["held"]) == ["+447700"]
 
 
 def test_codes_that_are_entered_keep_the_prefix_open(make_agent: Callable[..., IntelligentOTPAgent]) -> None:

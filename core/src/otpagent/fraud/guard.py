@@ -252,6 +252,15 @@ class FraudGuard:
                                 data={"prefix": prefix, "reason": "released by an operator", "by": "operator"}))
         return was_held
 
+    def held(self, now: float) -> dict[str, Hold]:
+        """The prefixes held now, fleet-wide, from the holds' small keys (cheap: for metrics)."""
+        out = {}
+        for key, raw in self.state.states_with_prefix(HOLD_KEY).items():
+            stored = json.loads(raw) if raw else {"h": None}
+            if stored["h"] and now < stored["h"]["until"]:
+                out[key.removeprefix(HOLD_KEY)] = Hold(**stored["h"])
+        return out
+
     def status(self, now: float) -> list[PrefixStatus]:
         """Every tracked prefix and country: held ones first, then by volume in the window."""
         self.flush(now)
