@@ -74,7 +74,8 @@ def to_problem(exc: Exception) -> Problem:
                        headers={"Retry-After": str(seconds)})
     if isinstance(exc, OtpHeld):
         # 403, not 429: the caller did nothing wrong and retrying soon will not help; the hold
-        # ends by itself (Retry-After says when at the latest) or when an operator releases it.
+        # ends by itself (Retry-After: the current hold's end; an attack going on extends it)
+        # or when an operator releases it.
         seconds = max(1, math.ceil(exc.retry_after))
         return Problem(403, str(exc), type_=OTP_HELD_TYPE, headers={"Retry-After": str(seconds)},
                        errors=[{"field": "phone_number", "index": None,
