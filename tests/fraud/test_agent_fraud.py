@@ -136,6 +136,9 @@ def test_the_cli_exits_5_for_a_held_prefix_and_can_show_and_release_it(tmp_path:
     rows = json.loads(status.stdout)
     assert rows[0]["prefix"] == "+447700" and rows[0]["held_until"] is not None
 
+    table = otpagent(path, "fraud", "status").stdout
+    assert table.startswith("1 prefix(es) held") and "+447700" in table and "min more" in table
+
     assert otpagent(path, "fraud", "release", "+447700").returncode == 0
     assert otpagent(path, "fraud", "release", "+447700").returncode == 1
     assert otpagent(path, "otp", "send", "+447700900556").returncode == 0
@@ -153,3 +156,10 @@ def test_a_file_with_an_otp_to_a_held_prefix_queues_nothing(tmp_path: Path,
     with pytest.raises(OtpHeld):
         agent.load_messages_from_json(tmp_path / "codes.json")
     assert agent.capabilities.housekeeping.stats(clock()).by_status.get("queued", 0) == before
+
+
+def test_the_error_survives_a_trip_between_processes() -> None:
+    import pickle
+
+    error = pickle.loads(pickle.dumps(OtpHeld("+447700", 2000.0, 1000.0)))
+    assert (error.prefix, error.until, error.retry_after) == ("+447700", 2000.0, 1000.0)
