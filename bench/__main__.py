@@ -36,6 +36,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "http": ("bench.parts.http", "figure 10: HTTP API POST /v1/otp + verify over loopback"),
     "recovery": ("bench.parts.recovery", "figure 11: SIGKILL one of two workers -> its in-flight messages sent again"),
     "routing": ("bench.parts.routing", "routing simulation (bench/routing.py, when present)"),
+    "fraud": ("bench.parts.fraud", "fraud guard simulation: a pumping attack in normal traffic (bench/fraud.py)"),
     "import": ("bench.parts.importtime", "figure 12: import time of the library with its plugins"),
     "peers-pg": ("bench.parts.peers_pg", "beside PgQueuer and procrastinate: processing, CPU, enqueue"),
     "peers-sqlite": ("bench.parts.peers_sqlite", "beside huey (SQLite, fsync): processing, CPU, enqueue"),

@@ -20,6 +20,7 @@ from otpagent.config import AgentConfig, ChannelConfig, load_config, parse_confi
 from otpagent.dispatcher import Dispatcher
 from otpagent.errors import ConfigError, FieldError, InvalidRequest, RateLimited
 from otpagent.events import EventBus
+from otpagent.fraud import FraudGuard, PrefixStatus
 from otpagent.intake import new_message_id, parse_request, parse_requests, to_new_message
 from otpagent.logs import get_logger
 from otpagent.metrics import collect_metrics
@@ -34,7 +35,7 @@ from otpagent.model import (
     mask_code,
     to_datetime,
 )
-from otpagent.otp import OtpPolicy, generate_code
+from otpagent.otp import OtpPolicy, generate_code, normalise_recipient
 from otpagent.plugin_checks import call_channel_factory, call_sink_factory, call_storage_factory, call_strategy_factory
 from otpagent.plugins import Registry, build_registry
 from otpagent.protocols import (
@@ -111,6 +112,11 @@ class IntelligentOTPAgent:
             if self.config.otp.enabled and caps.otp_store is not None:
                 self.otp = OtpPolicy.start(caps.otp_store, caps.shared_state, caps.rate_limits, self.config.otp,
                                            base_dir=self.config.base_dir, now=clock())
+            #: The SMS-pumping guard (docs/fraud.md); None when OTPs or the guard are off.
+            self.fraud_guard: FraudGuard | None = None
+            if self.otp is not None and self.config.otp.fraud_guard.enabled:
+                self.fraud_guard = FraudGuard(caps.shared_state, self.config.otp.fraud_guard,
+                                              on_event=lambda e: self.bus.publish([e]))
             worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
             self.breakers = CircuitBreakers(caps.shared_state, self.config.circuit, worker_id=worker_id,
                                             on_change=lambda e: self.bus.publish([e]))
@@ -171,6 +177,11 @@ class IntelligentOTPAgent:
             return
         self._closed = True
         self.stop_processing()
+        if self.fraud_guard is not None:
+            try:
+                self.fraud_guard.flush(self.clock())  # publish this process's last counts
+            except Exception:  # closing must go on
+                log.exception("fraud_guard_flush_failed")
         self._close_parts()
 
     def _close_parts(self) -> None:
@@ -251,8 +262,9 @@ class IntelligentOTPAgent:
     ) -> str:
         """Issue a new code for the recipient and queue it; returns the message id.
 
-        Raises :class:`RateLimited` during the resend cooldown or over the hourly cap, and
-        :class:`InvalidRequest` for a bad recipient or a country outside the allow-list.
+        Raises :class:`RateLimited` during the resend cooldown or over the hourly cap,
+        :class:`InvalidRequest` for a bad recipient or a country outside the allow-list, and
+        :class:`~otpagent.errors.OtpHeld` when the fraud guard holds the number's prefix.
         """
         otp = self.otp_policy()
         cfg = self.config.otp
@@ -279,11 +291,14 @@ class IntelligentOTPAgent:
                     locale: str | None = None) -> OtpIssue:
         """A new code for ``request``'s recipient, ready to issue: admitted by the abuse rules,
         routable (with the clear code, which counts towards the length), its message sealed.
-        Raises :class:`InvalidRequest` or :class:`RateLimited`; writes nothing."""
+        Raises :class:`InvalidRequest`, :class:`RateLimited` or :class:`OtpHeld` (the fraud
+        guard holds the number's prefix); writes nothing."""
         otp = self.otp_policy()
         cfg = self.config.otp
         ttl = min(float(ttl_seconds or cfg.ttl_seconds), 600.0)
         otp.admit(request.phone_number, now)
+        if self.fraud_guard is not None:
+            self.fraud_guard.check(request.phone_number, now)
         minutes = max(1, round(ttl / 60))
         body = cfg.template_for(locale).replace("{minutes}", str(minutes))
         code = generate_code(cfg.length)
@@ -301,8 +316,13 @@ class IntelligentOTPAgent:
         return OtpIssue(otp=record, message=item)
 
     def announce_queued(self, messages: Sequence[Message]) -> None:
-        """Publish the ``queued`` events of messages just stored and wake the workers."""
+        """Publish the ``queued`` events of messages just stored and wake the workers; OTPs
+        among them count as sent for the fraud guard."""
         now = self.clock()
+        if self.fraud_guard is not None:
+            for message in messages:
+                if message.message_type is MessageType.OTP:
+                    self.fraud_guard.record_sent(message.phone_number, now)
         self.bus.publish([queued_event(m, now) for m in messages])
         self.dispatcher.notify()
 
@@ -319,10 +339,30 @@ class IntelligentOTPAgent:
             if not isinstance(value, str) or not value.strip():
                 raise InvalidRequest.single(field, f"must be a non-empty string, got {type(value).__name__}")
             fields.text(field, value, limit=limit)
-        ok, reason = self.otp_policy().verify(recipient, purpose, code, self.clock())
+        now = self.clock()
+        ok, reason = self.otp_policy().verify(recipient, purpose, code, now)
+        if ok and self.fraud_guard is not None:
+            self.fraud_guard.record_verified(normalise_recipient(recipient), now)
         self.bus.publish([Event(type="otp_verified" if ok else "otp_rejected", message_id=None,
                                 data={"reason": reason, "purpose": purpose})])
         return ok, reason
+
+    def fraud_status(self) -> list[PrefixStatus]:
+        """Every prefix and country the fraud guard tracks (held first) with its window's counts."""
+        return self._fraud().status(self.clock())
+
+    def release_prefix(self, prefix: str) -> bool:
+        """Release a prefix the fraud guard holds (``+447700``), the override for a false alarm:
+        codes flow at once and the guard leaves it alone for ``otp.fraud_guard.release_grace_seconds``.
+        Returns whether it was held. To never hold a prefix or country, list it in
+        ``otp.fraud_guard.allow``."""
+        return self._fraud().release(prefix, self.clock())
+
+    def _fraud(self) -> FraudGuard:
+        if self.fraud_guard is None:
+            raise ConfigError("otp.fraud_guard.enabled", "the fraud guard is off in this configuration "
+                                                         "(or otp.enabled is false)")
+        return self.fraud_guard
 
     def otp_policy(self) -> OtpPolicy:
         """The OTP policy, or a ConfigError naming ``otp.enabled`` when OTPs are turned off."""

@@ -12,6 +12,7 @@ import click
 
 from otpagent.commands.admin import cleanup, config_group, demo, load, plugins, run
 from otpagent.commands.common import ExitCode, friendly_errors
+from otpagent.commands.fraud import fraud
 from otpagent.commands.reports import stats, status
 from otpagent.commands.sending import otp, send
 from otpagent.logs import configure_cli_logging
@@ -33,7 +34,7 @@ def cli(ctx: click.Context, config: str | None, log_level: str) -> None:
 
     Exit status: 0 done, 1 a negative answer (wrong code, failed message, not found), 2 bad
     input or config (or a missing extra), 3 unavailable (store unreachable, rate limited),
-    4 --wait ran out before the message finished.
+    4 --wait ran out before the message finished, 5 held by the fraud guard.
     """
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
@@ -54,7 +55,7 @@ def _warn_about_broken_plugins() -> None:
     build_registry(warn=True)
 
 
-for _command in (run, send, otp, status, stats, load, cleanup, plugins, config_group, demo):
+for _command in (run, send, otp, status, stats, load, cleanup, plugins, config_group, demo, fraud):
     cli.add_command(_command)
 
 

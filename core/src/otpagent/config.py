@@ -19,6 +19,7 @@ import attrs
 
 from otpagent.circuit import BreakerSettings
 from otpagent.errors import ConfigError
+from otpagent.fraud.settings import FraudGuardSettings, parse_fraud_guard
 from otpagent.logs import get_logger
 from otpagent.model import ChannelKind
 from otpagent.redact import MASK, redacted_repr
@@ -107,6 +108,8 @@ class OtpConfig:
     #: Where the master OTP secret is kept when neither ``secret`` nor ``$OTPAGENT_OTP_SECRET``
     #: is set: ``otpagent.key`` beside the config file by default (see :mod:`otpagent.otp_keys`).
     key_file: str | None = None
+    #: The SMS-pumping guard (``otp.fraud_guard``, docs/fraud.md); on by default.
+    fraud_guard: FraudGuardSettings = attrs.field(factory=FraudGuardSettings)
 
     def template_for(self, locale: str | None) -> str:
         if locale:
@@ -253,7 +256,8 @@ def parse_config(
                                                  "live code (otp.max_attempts per code, then the code is dead) and "
                                                  "against the caller, never against the recipient, so nobody can "
                                                  "lock a number out")
-    otp = _build(OtpConfig, otp_section, "otp")
+    fraud_guard = parse_fraud_guard(otp_section.pop("fraud_guard", None), "otp.fraud_guard")
+    otp = attrs.evolve(_build(OtpConfig, otp_section, "otp"), fraud_guard=fraud_guard)
     _check(4 <= otp.length <= 10, "otp.length", "must be from 4 to 10 digits")
     _check(0 < otp.ttl_seconds <= 600, "otp.ttl_seconds", "must be positive and at most 600 (10 minutes)")
     _check(otp.max_attempts >= 1, "otp.max_attempts", "must be at least 1")

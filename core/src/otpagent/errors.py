@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "FieldError",
     "InvalidRequest",
+    "OtpHeld",
     "OtpagentError",
     "PluginConflict",
     "PluginLoadFailed",
@@ -91,3 +92,19 @@ class RateLimited(OtpagentError):
 
     def __reduce__(self) -> tuple[type[RateLimited], tuple[str, float]]:
         return (type(self), (self.reason, self.retry_after))
+
+
+class OtpHeld(OtpagentError):
+    """An OTP to a destination prefix the fraud guard holds (suspected SMS pumping); nothing was
+    issued or sent. The hold ends by itself at ``until`` (when requests have calmed down) or
+    when an operator releases it (``otpagent fraud release <prefix>``)."""
+
+    def __init__(self, prefix: str, until: float, now: float) -> None:
+        self.prefix = prefix
+        self.until = until
+        self.retry_after = max(0.0, until - now)
+        super().__init__(f"OTPs to numbers starting {prefix} are held by the fraud guard (suspected SMS pumping) "
+                         f"for up to {self.retry_after:.0f} s more; nothing was sent")
+
+    def __reduce__(self) -> tuple[type[OtpHeld], tuple[str, float, float]]:
+        return (type(self), (self.prefix, self.until, self.until - self.retry_after))

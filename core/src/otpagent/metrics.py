@@ -8,7 +8,8 @@ reports the same numbers:
 - ``workers``: the live workers of the fleet (:mod:`otpagent.fleet`);
 - ``last_24h``: message events (retries, fallbacks, failures, expiries...) and attempts of the
   last 24 hours, counted from the ``events`` table and the attempt rows;
-- ``channels``: each channel's attempts over the same 24 hours, today's spend and its budget.
+- ``channels``: each channel's attempts over the same 24 hours, today's spend and its budget;
+- ``fraud_guard``: the prefixes the fraud guard holds now.
 
 ``this_process`` holds this process's own counters: they start at zero in every process and
 see only the work its own dispatcher did, so they answer "what is this worker doing", never
@@ -76,8 +77,18 @@ def collect_metrics(agent: IntelligentOTPAgent) -> dict[str, Any]:
         "channels": channels,
         "total_cost": round(sum(c["cost"] for c in channels.values()), 6),
         "cost_by_day": costs_by_day,
+        "fraud_guard": _fraud_guard(agent, now),
         "this_process": _this_process(agent),
     }
+
+
+def _fraud_guard(agent: IntelligentOTPAgent, now: float) -> dict[str, Any]:
+    """The prefixes the fraud guard holds now (docs/fraud.md), fleet-wide."""
+    guard = agent.fraud_guard
+    if guard is None:
+        return {"enabled": False, "held": {}}
+    return {"enabled": True, "held": {prefix: {"until": hold.until, "since": hold.since, "reason": hold.reason}
+                                      for prefix, hold in sorted(guard.held(now).items())}}
 
 
 def _channel(agent: IntelligentOTPAgent, name: str, cs: ChannelStats | None, spent_today: float,

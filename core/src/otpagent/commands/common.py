@@ -13,6 +13,7 @@ stderr, never a traceback. The exit status says what happened (docs/cli.md):
 3   unavailable now: the store cannot be reached, or a limit refused it (the
     message says when to retry)
 4   not finished in time: ``--wait`` ran out while the message is still on its way
+5   held: the fraud guard holds OTPs to the number's prefix (suspected SMS pumping)
 ==  =================================================================================
 """
 
@@ -28,7 +29,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from otpagent.errors import ConfigError, InvalidRequest, OtpagentError, RateLimited
+from otpagent.errors import ConfigError, InvalidRequest, OtpagentError, OtpHeld, RateLimited
 from otpagent.extras import MissingExtra
 
 __all__ = ["ExitCode", "fail", "friendly_errors", "json_option", "open_agent", "print_json"]
@@ -44,6 +45,7 @@ class ExitCode(enum.IntEnum):
     BAD_INPUT = 2
     UNAVAILABLE = 3
     NOT_FINISHED = 4
+    HELD = 5
 
 
 def json_option(help_text: str = "Print the result as JSON (one document on stdout).") -> Callable[[F], F]:
@@ -85,9 +87,8 @@ def friendly_errors(func: F) -> F:
                       for e in exc.errors]
             fail(ExitCode.BAD_INPUT, "invalid_input", f"invalid input: {'; '.join(str(e) for e in exc.errors)}",
                  as_json=as_json, errors=errors)
-        except RateLimited as exc:
-            fail(ExitCode.UNAVAILABLE, "rate_limited", str(exc), as_json=as_json,
-                 retry_after=round(exc.retry_after, 3))
+        except (RateLimited, OtpHeld) as exc:
+            _refused(exc, as_json)
         except ConfigError as exc:
             if exc.__cause__ is not None and _unavailable(exc.__cause__):  # a backend that cannot connect
                 fail(ExitCode.UNAVAILABLE, "unavailable", f"unavailable: {exc}", as_json=as_json)
@@ -104,6 +105,14 @@ def friendly_errors(func: F) -> F:
                  as_json=as_json)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _refused(exc: RateLimited | OtpHeld, as_json: bool) -> NoReturn:
+    """A limit said no (exit 3) or the fraud guard holds the prefix (exit 5)."""
+    if isinstance(exc, OtpHeld):
+        fail(ExitCode.HELD, "otp_held", str(exc), as_json=as_json, prefix=exc.prefix,
+             retry_after=round(exc.retry_after, 3))
+    fail(ExitCode.UNAVAILABLE, "rate_limited", str(exc), as_json=as_json, retry_after=round(exc.retry_after, 3))
 
 
 def open_agent(ctx: click.Context) -> Any:

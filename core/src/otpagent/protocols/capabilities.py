@@ -27,7 +27,8 @@ __all__ = ["Housekeeping", "OtpStore", "ProviderEvents", "RateLimits", "SharedSt
 @runtime_checkable
 class SharedState(Protocol):
     """Small shared key/values: circuit breakers, provider ``Retry-After`` pauses, adaptive
-    routing's posteriors, the OTP key's fingerprint, the API's idempotency records.
+    routing's posteriors, the OTP key's fingerprint, the API's idempotency records, the fraud
+    guard's counts and holds.
 
     Needed by every configuration (config key ``circuit``: the breakers always run).
     """

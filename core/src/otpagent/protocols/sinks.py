@@ -128,9 +128,11 @@ class WebhookOutbox(Protocol):
 
 
 def event_type_name(event_type: str) -> str:
-    """The Standard Webhooks ``type`` of a core event: ``message.delivered``, ``otp.verified``..."""
-    if event_type.startswith("otp_"):
-        return "otp." + event_type.removeprefix("otp_")
+    """The Standard Webhooks ``type`` of a core event: ``message.delivered``, ``otp.verified``,
+    ``fraud.prefix_held``..."""
+    for family in ("otp", "fraud"):
+        if event_type.startswith(f"{family}_"):
+            return f"{family}." + event_type.removeprefix(f"{family}_")
     return "message." + event_type
 
 

@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otpagent.callback_host import AgentCallbackHost
-from otpagent.errors import ConfigError, InvalidRequest, RateLimited
+from otpagent.errors import ConfigError, InvalidRequest, OtpHeld, RateLimited
 from otpagent.logs import get_logger
 from otpagent.protocols import CallbackHost, Capability
 from otpagent.server.api import api_routes
@@ -88,7 +88,8 @@ def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = Non
 
     handler: Any = handle_exception
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        Problem: handler, InvalidRequest: handler, RateLimited: handler, HTTPException: _http_exception,
+        Problem: handler, InvalidRequest: handler, RateLimited: handler, OtpHeld: handler,
+        HTTPException: _http_exception,
         Exception: handler,
     })
     app.state.service = service

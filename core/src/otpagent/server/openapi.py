@@ -49,7 +49,7 @@ _EXAMPLES: dict[str, Any] = {
 
 
 def _post(operation_id: str, summary: str, body_ref: str | dict[str, Any], ok_status: str, ok: dict[str, Any],
-          *, limited: bool = True) -> dict[str, Any]:
+          *, limited: bool = True, held: bool = False) -> dict[str, Any]:
     schema = {"$ref": f"#/components/schemas/{body_ref}"} if isinstance(body_ref, str) else body_ref
     responses: dict[str, Any] = {
         ok_status: ok,
@@ -61,6 +61,9 @@ def _post(operation_id: str, summary: str, body_ref: str | dict[str, Any], ok_st
     }
     if limited:
         responses["429"] = _problem("Rate limited", retry_after=True)
+    if held:
+        responses["403"] = _problem("The fraud guard holds OTPs to the number's prefix (suspected SMS pumping); "
+                                    "nothing was sent", retry_after=True)
     return {"operationId": operation_id, "summary": summary, "security": _BEARER, "parameters": [_IDEMPOTENCY],
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": schema, "example": _EXAMPLES[operation_id]}}},
@@ -75,7 +78,7 @@ def openapi_document(settings: ServerSettings) -> dict[str, Any]:
     health_401 = {} if settings.public_health else {"401": _UNAUTHORIZED}
     paths: dict[str, Any] = {
         "/v1/otp": {"post": _post("sendOtp", "Send a one-time code", "OtpSendRequest", "202",
-                                  _json("OtpSent", "The code is queued for delivery"))},
+                                  _json("OtpSent", "The code is queued for delivery"), held=True)},
         "/v1/otp/verify": {"post": _post("verifyOtp", "Verify a code", "OtpVerifyRequest", "200",
                                          _json("OtpVerifyResult", "Whether the code is right (the reason never "
                                                                   "reveals whether the recipient is known)"))},

@@ -1,7 +1,7 @@
 """Errors as ``application/problem+json`` (RFC 9457), naming the field at fault.
 
-Handlers raise :class:`Problem`; the app turns it (and the core's InvalidRequest and
-RateLimited) into a response. Anything unexpected becomes a bare 500 that reveals nothing:
+Handlers raise :class:`Problem`; the app turns it (and the core's InvalidRequest, RateLimited
+and OtpHeld) into a response. Anything unexpected becomes a bare 500 that reveals nothing:
 configuration errors and tracebacks go to the log, never to the caller.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from otpagent.errors import FieldError, InvalidRequest, RateLimited
+from otpagent.errors import FieldError, InvalidRequest, OtpHeld, RateLimited
 from otpagent.logs import get_logger
 
 __all__ = ["PROBLEM_JSON", "Problem", "field_errors", "handle_exception", "problem_response"]
@@ -24,11 +24,12 @@ PROBLEM_JSON = "application/problem+json"
 log = get_logger("otpagent.server")
 
 _TITLES = {
-    400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-    413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content",
     429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable",
 }
 _TYPES = {422: "urn:otpagent:problem:invalid-request", 429: "urn:otpagent:problem:rate-limited"}
+OTP_HELD_TYPE = "urn:otpagent:problem:otp-held"
 
 
 class Problem(Exception):
@@ -71,6 +72,14 @@ def to_problem(exc: Exception) -> Problem:
         seconds = max(1, math.ceil(exc.retry_after))
         return Problem(429, f"rate limited ({exc.reason}); retry after {seconds} s",
                        headers={"Retry-After": str(seconds)})
+    if isinstance(exc, OtpHeld):
+        # 403, not 429: the caller did nothing wrong and retrying soon will not help; the hold
+        # ends by itself (Retry-After: the current hold's end; an attack going on extends it)
+        # or when an operator releases it.
+        seconds = max(1, math.ceil(exc.retry_after))
+        return Problem(403, str(exc), type_=OTP_HELD_TYPE, headers={"Retry-After": str(seconds)},
+                       errors=[{"field": "phone_number", "index": None,
+                                "reason": f"OTPs to numbers starting {exc.prefix} are held by the fraud guard"}])
     return Problem(500, "internal error")
 
 

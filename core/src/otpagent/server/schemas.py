@@ -166,7 +166,9 @@ COMPONENTS: dict[str, Any] = {
                 "required": ["queue_size", "database_stats", "workers", "last_24h", "channels", "this_process"],
                 "properties": {"queue_size": {"type": "integer"}, "database_stats": {"type": "object"},
                                "workers": {"type": "object"}, "last_24h": {"type": "object"},
-                               "channels": {"type": "object"}, "this_process": {"type": "object"}}},
+                               "channels": {"type": "object"}, "this_process": {"type": "object"},
+                               "fraud_guard": {"type": "object", "properties": {
+                                   "enabled": {"type": "boolean"}, "held": {"type": "object"}}}}},
     "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"},
                                                                         "checks": {"type": "object"}}},
     "Problem": PROBLEM,

@@ -37,6 +37,7 @@ EVENT_LEVELS: Mapping[str, int] = {
     "circuit_opened": logging.WARNING,
     "budget_exhausted": logging.WARNING,
     "otp_rejected": logging.INFO,
+    "fraud_prefix_held": logging.WARNING,
 }
 
 

@@ -40,7 +40,7 @@ log = get_logger("otpagent.webhooks")
 WEBHOOK_JITTER_FLOOR = 0.5
 
 #: Events the core publishes on the bus without storing them; the sink stores them itself.
-BUS_ONLY_EVENTS = frozenset({"otp_verified", "otp_rejected"})
+BUS_ONLY_EVENTS = frozenset({"otp_verified", "otp_rejected", "fraud_prefix_held", "fraud_prefix_released"})
 
 
 class WebhookSink:

@@ -14,9 +14,11 @@ from otpagent.sinks.webhook_target import check_url
 
 __all__ = ["EVENT_TYPES", "WebhookSettings", "parse_webhook_settings"]
 
-#: Every event type the core emits; a filter may name them bare or as ``message.x`` / ``otp.x``.
+#: Every event type the core emits; a filter may name them bare or as ``message.x`` / ``otp.x`` /
+#: ``fraud.x``.
 EVENT_TYPES = ("queued", "scheduled", "attempt", "sent", "retrying", "fallback", "delivered", "read",
-               "undelivered", "failed", "cancelled", "expired", "otp_verified", "otp_rejected")
+               "undelivered", "failed", "cancelled", "expired", "otp_verified", "otp_rejected", "fraud_prefix_held",
+               "fraud_prefix_released")
 _KEYS = ("plugin", "name", "url", "secret", "events", "allow_private", "timeout_seconds", "retry",
          "poll_interval_seconds", "retain_days")
 _RETRY_KEYS = ("base_delay_seconds", "max_delay_seconds", "horizon_seconds")
@@ -94,7 +96,8 @@ def _events(raw: Any, path: str) -> frozenset[str] | None:
     out = set()
     for name in raw:
         bare = name.removeprefix("message.")
-        bare = "otp_" + bare.removeprefix("otp.") if bare.startswith("otp.") else bare
+        for family in ("otp", "fraud"):
+            bare = f"{family}_" + bare.removeprefix(f"{family}.") if bare.startswith(f"{family}.") else bare
         if bare not in EVENT_TYPES:
             raise ConfigError(path, f"unknown event type {name!r} (expected any of {', '.join(EVENT_TYPES)})")
         out.add(bare)
