@@ -41,7 +41,7 @@ from otpagent.redact import MASK
 if TYPE_CHECKING:
     import cattrs
 
-__all__ = ["SettingSpec", "json_schema", "setting", "structure", "suggest"]
+__all__ = ["SettingSpec", "describes", "json_schema", "setting", "settings_class_of", "structure", "suggest"]
 
 T = TypeVar("T")
 _META = "otpagent.setting"
@@ -151,6 +151,31 @@ def structure(cls: type[T], data: Any, *, path: str = "") -> T:
         return _converter().structure(data, cls)
     except (BaseValidationError, ValueError, TypeError, KeyError) as exc:
         raise ConfigError.combine([ConfigError(p, r) for p, r in _problems(exc, path)]) from None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def describes(cls: type[Any]) -> Callable[[F], F]:
+    """Mark a plugin's factory with the attrs class of its section, so ``otpagent config schema``
+    publishes it (for a channel: the keys beside the channel keys every channel takes; for a
+    strategy: the ``routing`` keys beside ``strategy``; for a sink: the keys beside ``plugin``)::
+
+        @describes(HttpSmsSettings)
+        def create_channel(spec: ChannelSpec) -> HttpSmsChannel: ...
+    """
+
+    def mark(factory: F) -> F:
+        factory.otpagent_settings = cls  # type: ignore[attr-defined]
+        return factory
+
+    return mark
+
+
+def settings_class_of(factory: Callable[..., Any]) -> type[Any] | None:
+    """The attrs class a factory was marked with by :func:`describes`, if any."""
+    cls = getattr(factory, "otpagent_settings", None)
+    return cls if isinstance(cls, type) and attrs.has(cls) else None
 
 
 def suggest(key: str, known: Iterable[str]) -> str:
@@ -489,7 +514,8 @@ def _add_limits(schema: dict[str, Any], spec: SettingSpec) -> None:
     if spec.min_length is not None:
         schema["minItems" if schema.get("type") == "array" else "minLength"] = spec.min_length
     if spec.choices is not None:
-        schema["enum"] = list(spec.choices)
+        nullable = "null" in schema.get("type", ())
+        schema["enum"] = [*spec.choices, *([None] if nullable else [])]
 
 
 def _is_json(value: Any) -> bool:
