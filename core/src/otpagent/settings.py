@@ -463,6 +463,9 @@ def _problems(exc: BaseException, path: str) -> list[tuple[str, str]]:
                     where = _join(path, keys.get(note.name, note.name))
                 elif isinstance(note, IterableValidationNote):
                     where = _join(path, note.index)
+            if isinstance(sub, KeyError) and isinstance(exc, ClassValidationError):
+                out.append((where, _required(exc.cl, where.rsplit(".", 1)[-1])))
+                continue
             out.extend(_problems(sub, where))
         return out
     if isinstance(exc, ForbiddenExtraKeysError):
@@ -473,6 +476,12 @@ def _problems(exc: BaseException, path: str) -> list[tuple[str, str]]:
     if isinstance(exc, ConfigError):
         return [(e.path or path, e.reason) for e in exc.errors]
     return [(path, str(exc))]
+
+
+def _required(cls: type[Any], key: str) -> str:
+    """The reason for a missing key: "required", and what it is for when the field says."""
+    doc = next((_spec(f).doc for f in attrs.fields(cls) if (_spec(f).key or f.name) == key), None)
+    return f"required: {doc[0].lower()}{doc[1:]}" if doc else "required"
 
 
 # --- JSON Schema ----------------------------------------------------------------------------
