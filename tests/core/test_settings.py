@@ -85,7 +85,8 @@ def test_every_mistake_is_named_by_its_key_path_in_one_run():
 
 
 def test_missing_keys_non_objects_and_checks_across_fields():
-    assert _errors({}) == {"channels.sms.name": "required"}
+    assert _errors({}) == {"channels.sms.name": "missing: this key must be set"}
+    assert _errors({"name": None}) == {"channels.sms.name": "missing: this key must be set"}
     assert _errors([1]) == {"channels.sms": "must be a JSON object, got a list"}
     assert _errors({"name": "a", "enabled": False, "token": "t" * 20}) == {
         "channels.sms.token": "is unused while the section is disabled"}

@@ -41,7 +41,10 @@ from otpagent.redact import MASK
 if TYPE_CHECKING:
     import cattrs
 
-__all__ = ["SettingSpec", "describes", "json_schema", "setting", "settings_class_of", "structure", "suggest"]
+    from otpagent.protocols import ChannelSpec
+
+__all__ = ["SettingSpec", "describes", "json_schema", "setting", "settings_class_of", "structure", "structure_channel",
+           "suggest"]
 
 T = TypeVar("T")
 _META = "otpagent.setting"
@@ -151,6 +154,20 @@ def structure(cls: type[T], data: Any, *, path: str = "") -> T:
         return _converter().structure(data, cls)
     except (BaseValidationError, ValueError, TypeError, KeyError) as exc:
         raise ConfigError.combine([ConfigError(p, r) for p, r in _problems(exc, path)]) from None
+
+
+def structure_channel(cls: type[T], spec: ChannelSpec) -> T:
+    """A channel plugin's own keys of its section (``channels.<name>``), as ``cls``.
+
+    The keys every channel takes (``plugin``, ``kind``, ``cost``, ``rate_limit``... the core
+    checks them) are left out, unless ``cls`` declares one: give ``cls`` an ``api_config`` field
+    (an attrs class) to check the provider settings, and any other keys of the plugin beside it.
+    """
+    from otpagent.config import COMMON_CHANNEL_KEYS
+
+    declared = {_spec(f).key or f.name for f in attrs.fields(cls)}
+    own = {k: v for k, v in spec.settings.items() if k not in COMMON_CHANNEL_KEYS or k in declared}
+    return structure(cls, own, path=f"channels.{spec.name}")
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -419,8 +436,20 @@ def _attrs_hook(cls: Any, converter: cattrs.Converter) -> Callable[[Any, Any], A
 _KEYS: dict[type[Any], dict[str, str]] = {}
 
 
+def _allows_none(tp: Any) -> bool:
+    return tp is Any or tp is type(None) or (_is_union(tp) and type(None) in typing.get_args(tp))
+
+
+def _missing(spec: SettingSpec) -> str:
+    """The reason for a missing (or null) key that must be set: what it is for, when the field says."""
+    doc = spec.doc
+    return f"missing: {doc[0].lower()}{doc[1:]}" if doc else "missing: this key must be set"
+
+
 def _checked(hook: Callable[[Any, Any], Any], spec: SettingSpec) -> Callable[[Any, Any], Any]:
     def structure_field(value: Any, tp: Any) -> Any:
+        if value is None and not _allows_none(tp):
+            raise ValueError(_missing(spec))
         try:
             result = hook(value, tp)
         except ValueError:
@@ -479,9 +508,7 @@ def _problems(exc: BaseException, path: str) -> list[tuple[str, str]]:
 
 
 def _required(cls: type[Any], key: str) -> str:
-    """The reason for a missing key: "required", and what it is for when the field says."""
-    doc = next((_spec(f).doc for f in attrs.fields(cls) if (_spec(f).key or f.name) == key), None)
-    return f"required: {doc[0].lower()}{doc[1:]}" if doc else "required"
+    return _missing(next((_spec(f) for f in attrs.fields(cls) if (_spec(f).key or f.name) == key), SettingSpec()))
 
 
 # --- JSON Schema ----------------------------------------------------------------------------
