@@ -31,7 +31,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
@@ -165,7 +165,7 @@ def structure_channel(cls: type[T], spec: ChannelSpec) -> T:
     """
     from otpagent.config import COMMON_CHANNEL_KEYS
 
-    declared = {_spec(f).key or f.name for f in attrs.fields(cls)}
+    declared = {_spec(f).key or f.name for f in attrs.fields(cast(Any, cls))}
     own = {k: v for k, v in spec.settings.items() if k not in COMMON_CHANNEL_KEYS or k in declared}
     return structure(cls, own, path=f"channels.{spec.name}")
 
