@@ -66,6 +66,7 @@ class SettingSpec:
     doc: str | None = None
     secret: bool = False
     reason: str | None = None
+    echo: bool = True
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` (already of the field's type) breaks a limit, or None."""
@@ -80,7 +81,7 @@ class SettingSpec:
             return "must not be empty" if self.min_length == 1 else f"must hold at least {self.min_length} items"
         if isinstance(value, str) and self.pattern is not None and not re.fullmatch(self.pattern, value):
             # A secret is never echoed: a misplaced one must not end up in logs.
-            shown = "" if self.secret else f", got {value!r}"
+            shown = f", got {value!r}" if self.echo and not self.secret else ""
             return f"{self.pattern_reason or f'must match {self.pattern}'}{shown}"
         return None
 
@@ -122,6 +123,7 @@ def setting(
     doc: str | None = None,
     secret: bool = False,
     reason: str | None = None,
+    echo: bool = True,
 ) -> Any:
     """An attrs field of a config section, with its limits (checked by :func:`structure` and
     published by :func:`json_schema`).
@@ -130,12 +132,14 @@ def setting(
     ``le``/``lt`` bound a number, ``min_length`` a string or list, ``pattern`` a string (a full
     match; ``pattern_reason`` is the error, e.g. "expected an account SID: AC + 32 hex digits"),
     ``choices`` any value. ``secret`` keeps the value out of ``repr()`` and error messages.
-    ``reason`` replaces the generated message when the value is of the wrong type or out of range
-    (e.g. "must be at least 1 s: a shorter lease can lapse...").
+    ``echo=False`` keeps a value that breaks ``pattern`` out of the error (an identifier field
+    where a secret is easily pasted by mistake). ``reason`` replaces the generated message when
+    the value is of the wrong type or out of range (e.g. "must be at least 1 s: a shorter lease
+    can lapse...").
     """
     spec = SettingSpec(key=key, ge=ge, gt=gt, le=le, lt=lt, min_length=min_length, pattern=pattern,
                        pattern_reason=pattern_reason, choices=None if choices is None else tuple(choices),
-                       doc=doc, secret=secret, reason=reason)
+                       doc=doc, secret=secret, reason=reason, echo=echo)
     repr_: Any = (lambda v: "None" if v is None else repr(MASK)) if secret else True
     if factory is not None:
         return attrs.field(factory=factory, metadata={_META: spec}, repr=repr_)
@@ -173,13 +177,16 @@ def structure_channel(cls: type[T], spec: ChannelSpec) -> T:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def describes(cls: type[Any]) -> Callable[[F], F]:
+def describes(cls: type[Any] | str) -> Callable[[F], F]:
     """Mark a plugin's factory with the attrs class of its section, so ``otpagent config schema``
-    publishes it (for a channel: the keys beside the channel keys every channel takes; for a
-    strategy: the ``routing`` keys beside ``strategy``; for a sink: the keys beside ``plugin``)::
+    publishes it (for a channel: its own keys, as :func:`structure_channel` checks them; for a
+    strategy: its ``routing`` keys; for a sink: its entry's keys)::
 
-        @describes(HttpSmsSettings)
+        @describes(HttpSmsSection)
         def create_channel(spec: ChannelSpec) -> HttpSmsChannel: ...
+
+    ``cls`` may be given as ``"package.module:ClassName"``, imported only when the schema is
+    asked for, so that a plugin's entry point stays light at start-up.
     """
 
     def mark(factory: F) -> F:
@@ -192,6 +199,11 @@ def describes(cls: type[Any]) -> Callable[[F], F]:
 def settings_class_of(factory: Callable[..., Any]) -> type[Any] | None:
     """The attrs class a factory was marked with by :func:`describes`, if any."""
     cls = getattr(factory, "otpagent_settings", None)
+    if isinstance(cls, str):
+        import importlib
+
+        module, _, name = cls.partition(":")
+        cls = getattr(importlib.import_module(module), name)
     return cls if isinstance(cls, type) and attrs.has(cls) else None
 
 
@@ -485,7 +497,8 @@ def _problems(exc: BaseException, path: str) -> list[tuple[str, str]]:
     if isinstance(exc, BaseValidationError):
         keys = _KEYS.get(exc.cl, {}) if isinstance(exc, ClassValidationError) else {}
         out = []
-        for sub in exc.exceptions:
+        # Unknown keys first: a misspelt key is usually why a required one is missing.
+        for sub in sorted(exc.exceptions, key=lambda e: not isinstance(e, ForbiddenExtraKeysError)):
             where = path
             for note in getattr(sub, "__notes__", []):
                 if isinstance(note, AttributeValidationNote):
@@ -541,12 +554,16 @@ def _type_schema(tp: Any) -> dict[str, Any]:
     return {}
 
 
+_ENV_REFERENCE = r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"
+
+
 def _add_limits(schema: dict[str, Any], spec: SettingSpec) -> None:
     for name, keyword in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum"),
                           ("lt", "exclusiveMaximum"), ("pattern", "pattern")):
         value = getattr(spec, name)
         if value is not None:
-            schema[keyword] = f"^(?:{value})$" if name == "pattern" else value
+            # A pattern also lets "${NAME}" through: the file is checked before interpolation.
+            schema[keyword] = f"^(?:{value})$|{_ENV_REFERENCE}" if name == "pattern" else value
     if spec.min_length is not None:
         schema["minItems" if schema.get("type") == "array" else "minLength"] = spec.min_length
     if spec.choices is not None:
