@@ -220,3 +220,21 @@ def test_otpagent_config_schema_prints_the_schema(tmp_path):
     console = [case for case in schema["properties"]["channels"]["additionalProperties"]["allOf"]
                if case["if"]["properties"]["plugin"] == {"const": "console"}]
     assert "outbox" in console[0]["then"]["properties"] and "weight" in console[0]["then"]["properties"]
+
+
+def test_several_config_errors_survive_pickling_intact():
+    import pickle
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"retry": {"max_attempts": 0}, "otp": {"length": 2}}, environ={})
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert [(e.path, e.reason) for e in again.errors] == [(e.path, e.reason) for e in caught.value.errors]
+    assert str(again) == str(caught.value) and again.path == "otp.length"
+
+
+def test_cattrs_is_imported_only_when_a_section_is_checked(tmp_path):
+    code = ("import sys, otpagent\nfrom otpagent.plugins import build_registry\nbuild_registry(warn=False)\n"
+            "print('cattrs' in sys.modules)\n"
+            "otpagent.IntelligentOTPAgent({'storage': {'backend': 'memory'}}).close()\nprint('cattrs' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.stdout.split() == ["False", "True"], run.stderr

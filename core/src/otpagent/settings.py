@@ -24,7 +24,6 @@ cattrs is imported on the first call, so ``import otpagent`` stays fast.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import types
@@ -209,6 +208,8 @@ def settings_class_of(factory: Callable[..., Any]) -> type[Any] | None:
 
 def suggest(key: str, known: Iterable[str]) -> str:
     """The "unknown key" reason for ``key``: a close match when there is one, and what is known."""
+    import difflib
+
     names = sorted(k for k in known if not k.startswith("$"))
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
