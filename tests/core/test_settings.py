@@ -202,6 +202,8 @@ def test_the_default_and_the_documented_configs_validate_against_the_schema():
     {"dispatcher": {"workers": True}},
     {"otp": {"length": 11}},
     {"channels": {"dev": {"plugin": "console", "outbx": "o.jsonl"}}},  # the console plugin's own keys
+    {"storage": {"pth": "a.db"}},  # the default backend's keys, with no backend named
+    {"routing": {"load_balance": "yes"}},
 ])
 def test_the_schema_rejects_what_the_checks_reject(config, tmp_path):
     assert list(jsonschema.Draft202012Validator(_schema()).iter_errors(config))

@@ -27,15 +27,17 @@ def config_schema(registry: Registry) -> dict[str, Any]:
     props = root["properties"]
     props["channels"] = {"type": ["object", "null"], "description": props["channels"].get("description", ""),
                          "additionalProperties": _by_plugin(registry, "channels", ChannelSection, "plugin")}
-    props["routing"] = _by_plugin(registry, "routing_strategies", RoutingSection, "strategy")
-    props["storage"] = _by_plugin(registry, "storage_backends", StorageSection, "backend")
+    props["routing"] = _by_plugin(registry, "routing_strategies", RoutingSection, "strategy", default="priority")
+    props["storage"] = _by_plugin(registry, "storage_backends", StorageSection, "backend", default="sqlite")
     props["sinks"] = {"type": "array", "items": _by_plugin(registry, "event_sinks", SinkSection, "plugin")}
     props["server"] = json_schema(ServerSection)
     return {"$schema": SCHEMA_DIALECT, "title": "otpagent config.json", **root}
 
 
-def _by_plugin(registry: Registry, kind: PluginKind, core: type[Any], selector: str) -> dict[str, Any]:
-    """The core's keys of a section, and a described plugin's own keys when it is the one named.
+def _by_plugin(registry: Registry, kind: PluginKind, core: type[Any], selector: str,
+               default: str | None = None) -> dict[str, Any]:
+    """The core's keys of a section, and a described plugin's own keys when it is the one named
+    (or, for ``default``, when none is named).
 
     A section naming a plugin that describes its keys is closed (an unknown key is flagged);
     one naming a plugin that does not stays open, since only the plugin knows its keys.
@@ -50,7 +52,7 @@ def _by_plugin(registry: Registry, kind: PluginKind, core: type[Any], selector: 
             continue
         own = json_schema(cls)
         cases.append({
-            "if": {"properties": {selector: {"const": name}}, "required": [selector]},
+            "if": {"properties": {selector: {"const": name}}, **({} if name == default else {"required": [selector]})},
             "then": {"properties": {**base["properties"], **own["properties"]}, "additionalProperties": False,
                      **({"required": own["required"]} if "required" in own else {})},
         })
