@@ -115,11 +115,24 @@ def test_parse_config_reports_every_mistake_including_the_server_section():
         "retry.max_attempts", "otp.length", "otp.lenght", "dispatcher.workers", "server.port",
         "sinks[1].plugin", "channels.a.weight", "channels.b.cost"}
     assert "did you mean 'length'?" in str(caught.value)
-    # The section that structured is checked further once the rest is fixed.
     with pytest.raises(ConfigError) as caught:
-        parse_config({"server": {"api_keys": ["short"], "limits": {"otp_send_per_planet": {"per_minute": 1}}}},
-                     environ={})
-    assert {e.path for e in caught.value.errors} == {"server.api_keys[0]", "server.limits.otp_send_per_planet"}
+        parse_config({"server": {"limits": {"otp_send_per_ip": {"per_minute": 0}, "otp_verify_per_kye": None,
+                                            "otp_verify_per_recipient": {"per_minute": 1}}}}, environ={})
+    assert [(e.path, e.reason[:50]) for e in caught.value.errors] == [
+        ("server.limits.otp_verify_per_recipient", "no longer exists: remove it. Anyone could spend a "),
+        ("server.limits.otp_verify_per_kye", "unknown key (did you mean 'otp_verify_per_key'? ex"),
+        ("server.limits.otp_send_per_ip.per_minute", "must be a positive number")]
+    # Checks beyond a key's type run once the keys themselves are right.
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"server": {"api_keys": ["short", "sha256:abc"]}}, environ={})
+    assert {e.path for e in caught.value.errors} == {"server.api_keys[0]", "server.api_keys[1]"}
+
+
+def test_the_server_limits_default_to_the_documented_figures():
+    from otpagent.server.settings import _DEFAULT_LIMITS, Limit, parse_server_settings
+
+    limits = parse_server_settings({}).limits
+    assert limits == {name: Limit(60.0 / rate, burst) for name, (rate, burst) in _DEFAULT_LIMITS.items()}
 
 
 def test_config_check_reports_every_error_with_its_key_path(tmp_path):

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from otpagent.errors import ConfigError, collect_config_errors
 from otpagent.settings import setting, structure
 
 __all__ = ["LIMIT_NAMES", "Limit", "ServerSection", "ServerSettings", "parse_server_settings"]
@@ -74,7 +75,27 @@ class LimitSection:
     """One abuse limit: ``per_minute`` requests, ``burst`` at once."""
 
     per_minute: float = setting(gt=0, reason="must be a positive number")
-    burst: int | None = setting(None, ge=1, reason="must be an integer of at least 1")
+    burst: int | None = setting(None, ge=1, reason="must be an integer of at least 1",
+                                doc="Requests at once (default: a tenth of a minute's worth)")
+
+
+_OFF = "{\"per_minute\": N, \"burst\": M}; null turns it off"
+
+
+@attrs.frozen
+class LimitsSection:
+    """Abuse limits on the OTP endpoints, each ``{"per_minute": N, "burst": M}`` or null (off).
+
+    The defaults are :data:`_DEFAULT_LIMITS` (a test keeps the two in step).
+    """
+
+    otp_send_per_key: LimitSection | None = setting(LimitSection(600.0, 100), doc=_OFF)
+    otp_send_per_ip: LimitSection | None = setting(LimitSection(60.0, 20), doc=_OFF)
+    otp_send_per_recipient: LimitSection | None = setting(LimitSection(6.0, 3), doc=_OFF)
+    otp_verify_per_key: LimitSection | None = setting(LimitSection(1200.0, 200), doc=_OFF)
+    otp_verify_per_ip: LimitSection | None = setting(LimitSection(120.0, 30), doc=_OFF)
+    otp_verify_failures_per_key: LimitSection | None = setting(LimitSection(120.0, 60), doc=_OFF)
+    otp_verify_failures_per_ip: LimitSection | None = setting(LimitSection(30.0, 10), doc=_OFF)
 
 
 @attrs.frozen
@@ -88,8 +109,7 @@ class ServerSection:
         (), secret=True, doc="API keys: plain (at least 16 characters), or \"sha256:<hex digest>\"")
     public_metrics: bool = setting(False, doc="Serve /metrics without an API key")
     public_health: bool = setting(True, doc="Serve the health probes without an API key")
-    limits: Mapping[str, LimitSection | None] = setting(
-        factory=dict, doc=f"Abuse limits by name ({', '.join(LIMIT_NAMES)}); null turns one off")
+    limits: LimitsSection = setting(factory=LimitsSection, doc="Abuse limits by name; null turns one off")
     max_body_bytes: int = setting(1024 * 1024, ge=1024, reason="must be an integer of at least 1024")
     trusted_proxies: tuple[str, ...] | str = setting(
         "127.0.0.1", reason="must be a list of addresses (or a comma-separated string)")
@@ -97,11 +117,6 @@ class ServerSection:
     processes: int = setting(1, ge=1, le=64, reason="must be an integer from 1 to 64 (processes sharing the port)")
 
     def settings_problems(self) -> Iterator[tuple[str, str]]:
-        for name in self.limits:
-            if name in _REMOVED_LIMITS:
-                yield f"limits.{name}", _REMOVED_LIMITS[name]
-            elif name not in LIMIT_NAMES:
-                yield f"limits.{name}", f"unknown limit (expected one of {', '.join(LIMIT_NAMES)})"
         keys = [self.api_keys] if isinstance(self.api_keys, str) else self.api_keys
         for i, key in enumerate(keys):
             if (problem := _key_problem(key)) is not None:
@@ -110,7 +125,14 @@ class ServerSection:
 
 def parse_server_settings(section: Mapping[str, Any], *, run_workers: bool = True) -> ServerSettings:
     """Validate the ``server`` section; raises :class:`ConfigError` naming every key at fault."""
-    parsed = structure(ServerSection, section, path="server")
+    errors: list[ConfigError] = []
+    limits = section.get("limits")
+    if isinstance(limits, Mapping) and (removed := [name for name in limits if name in _REMOVED_LIMITS]):
+        errors.extend(ConfigError(f"server.limits.{name}", _REMOVED_LIMITS[name]) for name in removed)
+        section = {**section, "limits": {k: v for k, v in limits.items() if k not in _REMOVED_LIMITS}}
+    parsed = collect_config_errors(errors, structure, ServerSection, section, path="server")
+    if errors or parsed is None:
+        raise ConfigError.combine(errors)
     proxies = parsed.trusted_proxies
     return ServerSettings(
         host=parsed.host, port=parsed.port, key_digests=_key_digests(parsed.api_keys),
@@ -143,9 +165,10 @@ def _key_digests(raw: tuple[str, ...] | str) -> tuple[bytes, ...]:
                  for key in keys)
 
 
-def _limits(raw: Mapping[str, LimitSection | None]) -> dict[str, Limit | None]:
-    out: dict[str, Limit | None] = {name: Limit(60.0 / rate, burst) for name, (rate, burst) in _DEFAULT_LIMITS.items()}
-    for name, value in raw.items():
+def _limits(raw: LimitsSection) -> dict[str, Limit | None]:
+    out: dict[str, Limit | None] = {}
+    for name in LIMIT_NAMES:
+        value: LimitSection | None = getattr(raw, name)
         out[name] = None if value is None else Limit(
             60.0 / value.per_minute, value.burst if value.burst is not None else max(1, int(value.per_minute) // 6))
     return out
