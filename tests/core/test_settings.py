@@ -253,3 +253,13 @@ def test_cattrs_is_imported_only_when_a_section_is_checked(tmp_path):
             "otpagent.IntelligentOTPAgent({'storage': {'backend': 'memory'}}).close()\nprint('cattrs' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.stdout.split() == ["False", "True"], run.stderr
+
+
+def test_the_original_agent_config_section_is_honoured_and_checked():
+    cfg = parse_config({"agent_config": {"database_path": "legacy.db", "max_workers": 3}}, environ={})
+    assert (cfg.storage["path"], cfg.dispatcher.workers) == ("legacy.db", 3)
+    cfg = parse_config({"agent_config": {"database_path": "legacy.db"}, "storage": {"path": "new.db"}}, environ={})
+    assert cfg.storage["path"] == "new.db"
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"agent_config": {"max_workers": 0, "workers": 2}}, environ={})
+    assert {e.path for e in caught.value.errors} == {"agent_config.max_workers", "agent_config.workers"}
