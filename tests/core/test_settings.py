@@ -84,6 +84,19 @@ def test_every_mistake_is_named_by_its_key_path_in_one_run():
     }
 
 
+@pytest.mark.parametrize(("config", "reason"), [
+    ({"otp": {"ttl_seconds": 0}}, "must be positive and at most 600"),
+    ({"otp": {"length": 11}}, "must be from 4 to 10"),
+    ({"retry": {"max_attempts": 0}}, "must be at least 1"),
+    ({"cleanup": {"retain_days": -1}}, "must be non-negative"),
+    ({"circuit": {"error_rate": 0}}, "must be in (0, 1]"),
+])
+def test_limits_say_what_is_allowed(config, reason):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(config, environ={})
+    assert caught.value.reason == reason
+
+
 def test_missing_keys_non_objects_and_checks_across_fields():
     assert _errors({}) == {"channels.sms.name": "missing: this key must be set"}
     assert _errors({"name": None}) == {"channels.sms.name": "missing: this key must be set"}

@@ -89,15 +89,15 @@ class SettingSpec:
             return None
         if self.reason is not None:
             return self.reason
-        if low is not None and high is not None:
-            return f"must be from {low:g} to {high:g}"
-        if self.gt == 0:
-            return "must be positive"
-        if self.ge == 0:
-            return "must be non-negative"
+        if self.ge is not None and self.le is not None:
+            return f"must be from {self.ge:g} to {self.le:g}"
+        parts = []
         if low is not None:
-            return f"must be {'at least' if self.ge is not None else 'more than'} {low:g}"
-        return f"must be {'at most' if self.le is not None else 'less than'} {high:g}"
+            parts.append("positive" if self.gt == 0 else "non-negative" if self.ge == 0
+                         else f"at least {low:g}" if self.ge is not None else f"more than {low:g}")
+        if high is not None:
+            parts.append(f"at most {high:g}" if self.le is not None else f"less than {high:g}")
+        return "must be " + " and ".join(parts)
 
 
 def setting(
