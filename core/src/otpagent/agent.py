@@ -19,6 +19,7 @@ from otpagent.circuit import CircuitBreakers
 from otpagent.config import AgentConfig, ChannelConfig, load_config, parse_config
 from otpagent.dispatcher import Dispatcher
 from otpagent.errors import ConfigError, FieldError, InvalidRequest, RateLimited
+from otpagent.errors import collect_config_errors as _collected
 from otpagent.events import EventBus
 from otpagent.fraud import FraudGuard, PrefixStatus
 from otpagent.intake import new_message_id, parse_request, parse_requests, to_new_message
@@ -92,19 +93,18 @@ class IntelligentOTPAgent:
             context = attrs.evolve(context, storage=self.storage)
             self.channel_configs: dict[str, ChannelConfig] = {c.name: c for c in self.config.channels}
             self.channels: dict[str, Channel] = {}
+            # Every plugin's section is checked, so that one run names every mistake.
+            errors: list[ConfigError] = []
             for cfg in self.config.channels:
-                self.channels[cfg.name] = self._build_channel(cfg, context)
+                if (channel := _collected(errors, self._build_channel, cfg, context)) is not None:
+                    self.channels[cfg.name] = channel
             strategy_name = str(self.config.routing.get("strategy", "priority"))
-            strategy = self.registry.lookup("routing_strategies", strategy_name, "routing.strategy")
-            self.strategy: RoutingStrategy = call_strategy_factory(strategy, "routing.strategy", self.config.routing,
-                                                                   context)
-            sinks: list[EventSink] = []
-            for i, section in enumerate(self.config.sinks):
-                sink = self.registry.lookup("event_sinks", section["plugin"], f"sinks[{i}].plugin")
-                try:
-                    sinks.append(call_sink_factory(sink, f"sinks[{i}].plugin", section, context))
-                except ConfigError as exc:  # a factory cannot know its place in the list
-                    raise ConfigError(exc.path.replace("sinks[]", f"sinks[{i}]", 1), exc.reason) from None
+            built_strategy = _collected(errors, self._build_strategy, strategy_name, context)
+            sinks = [sink for i, section in enumerate(self.config.sinks)
+                     if (sink := _collected(errors, self._build_sink, i, section, context)) is not None]
+            if errors or built_strategy is None:
+                raise ConfigError.combine(errors)
+            self.strategy: RoutingStrategy = built_strategy
             self.bus = EventBus(sinks)
             caps = self.capabilities
             #: The OTP policy; None when ``otp.enabled`` is false.
@@ -148,6 +148,18 @@ class IntelligentOTPAgent:
         spec = ChannelSpec(name=cfg.name, plugin=cfg.plugin, kind=cfg.kind, settings=cfg.settings,
                            api_config=api_config, cost=cfg.cost, context=context)
         return call_channel_factory(registered, f"channels.{cfg.name}.plugin", spec)
+
+    def _build_strategy(self, name: str, context: PluginContext) -> RoutingStrategy:
+        strategy = self.registry.lookup("routing_strategies", name, "routing.strategy")
+        return call_strategy_factory(strategy, "routing.strategy", self.config.routing, context)
+
+    def _build_sink(self, i: int, section: Mapping[str, Any], context: PluginContext) -> EventSink:
+        sink = self.registry.lookup("event_sinks", section["plugin"], f"sinks[{i}].plugin")
+        try:
+            return call_sink_factory(sink, f"sinks[{i}].plugin", section, context)
+        except ConfigError as exc:  # a factory cannot know its place in the list
+            raise ConfigError.combine([ConfigError(e.path.replace("sinks[]", f"sinks[{i}]", 1), e.reason)
+                                       for e in exc.errors]) from None
 
     def plugin_label(self, kind: PluginKind, name: str) -> str:
         """Who registered the plugin ``name`` of ``kind`` (``"channels"``, ``"routing_strategies"``,

@@ -20,18 +20,21 @@ import attrs
 
 from otpagent.model import Event
 from otpagent.protocols import SharedState
+from otpagent.settings import setting
 
 __all__ = ["BreakerSettings", "CircuitBreakers"]
 
 
 @attrs.frozen
 class BreakerSettings:
-    open_seconds: float = 60.0
-    consecutive_failures: int = 5
-    window: int = 20
-    error_rate: float = 0.5
-    min_calls: int = 10
-    probe_timeout_seconds: float = 30.0
+    """When a channel's circuit opens (failures in a row, or an error rate) and for how long."""
+
+    open_seconds: float = setting(60.0, gt=0)
+    consecutive_failures: int = setting(5, ge=1)
+    window: int = setting(20, ge=1)
+    error_rate: float = setting(0.5, gt=0, le=1, reason="must be in (0, 1]")
+    min_calls: int = setting(10, ge=1)
+    probe_timeout_seconds: float = setting(30.0, gt=0)
 
 
 def _decode(raw: str | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +19,20 @@ import attrs
 
 from otpagent.circuit import BreakerSettings
 from otpagent.errors import ConfigError
-from otpagent.fraud.settings import FraudGuardSettings, parse_fraud_guard
+from otpagent.errors import collect_config_errors as _collect
+from otpagent.fraud.settings import FraudGuardSettings
 from otpagent.logs import get_logger
 from otpagent.model import ChannelKind
-from otpagent.redact import MASK, redacted_repr
+from otpagent.redact import redacted_repr
+from otpagent.settings import setting, structure
 from otpagent.tracing import parse_tracing
 
 __all__ = [
     "COMMON_CHANNEL_KEYS",
     "AgentConfig",
     "ChannelConfig",
+    "ChannelSection",
+    "ConfigFile",
     "DispatcherConfig",
     "OtpConfig",
     "RetryConfig",
@@ -45,11 +49,6 @@ DEFAULT_CHANNEL_PLUGINS = {
     "EMAIL": "sendgrid-email",
 }
 
-#: Keys of a channel section that the core itself reads; channel plugins accept these beside
-#: their own (and should reject anything else, naming the key).
-COMMON_CHANNEL_KEYS = frozenset({
-    "plugin", "kind", "enabled", "cost", "cost_per_message", "weight", "rate_limit", "daily_budget", "api_config",
-})
 
 log = get_logger("otpagent.config")
 
@@ -60,6 +59,46 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 class RateLimitConfig:
     per_second: float
     burst: int
+
+
+@attrs.frozen
+class RateLimitSection:
+    """A channel's rate limit: ``per_second`` (or ``per_minute``) and a ``burst``."""
+
+    per_second: float | None = setting(None, gt=0, doc="Messages per second")
+    per_minute: float | None = setting(None, gt=0, doc="Messages per minute (instead of per_second)")
+    burst: int | None = setting(None, ge=1, doc="Messages at once (default: one second's worth)")
+
+    def settings_problems(self) -> Iterator[tuple[str, str]]:
+        if self.per_second is None and self.per_minute is None:
+            yield "per_second", "required: set per_second (or per_minute)"
+
+
+@attrs.frozen
+class ChannelSection:
+    """The keys of a channel section that the core reads (its plugin checks the rest)."""
+
+    plugin: str | None = setting(None, min_length=1, doc="The channel plugin (default for SMS, WhatsApp, "
+                                                         "Call/Voice and Email: the Twilio/SendGrid one)")
+    kind: str | None = setting(None, choices=[k.value for k in ChannelKind],
+                               doc="sms, whatsapp, voice or email (plugins that serve several kinds)")
+    enabled: bool = setting(True)
+    cost: float | None = setting(None, ge=0, doc="Price of one message, for cost-aware routing and budgets")
+    cost_per_message: float | None = setting(None, ge=0, doc="The original name of cost")
+    weight: float = setting(1.0, gt=0, doc="Share of traffic among channels of a kind")
+    rate_limit: float | RateLimitSection | None = setting(
+        None, doc="{\"per_second\": N, \"burst\": M}, or messages per minute")
+    daily_budget: float | None = setting(None, ge=0, doc="Spend per UTC day after which the channel is skipped")
+    api_config: Mapping[str, Any] = setting(factory=dict, doc="The plugin's provider settings")
+
+    def settings_problems(self) -> Iterator[tuple[str, str]]:
+        if isinstance(self.rate_limit, float) and self.rate_limit <= 0:
+            yield "rate_limit", "must be positive"
+
+
+#: Keys of a channel section that the core itself reads; channel plugins accept these beside
+#: their own (and should reject anything else, naming the key).
+COMMON_CHANNEL_KEYS = frozenset(f.name for f in attrs.fields(ChannelSection))
 
 
 @attrs.frozen
@@ -77,39 +116,66 @@ class ChannelConfig:
 
 @attrs.frozen
 class RetryConfig:
-    max_attempts: int = 5
-    base_delay_seconds: float = 1.0
-    max_delay_seconds: float = 300.0
+    """How often and how late a failed send is tried again."""
+
+    max_attempts: int = setting(5, ge=1)
+    base_delay_seconds: float = setting(1.0, gt=0)
+    max_delay_seconds: float = setting(300.0, gt=0)
+
+    def settings_problems(self) -> Iterator[tuple[str, str]]:
+        if self.base_delay_seconds > self.max_delay_seconds:
+            yield "base_delay_seconds", "must be positive and at most retry.max_delay_seconds"
+
+
+def _template_problem(template: str) -> str | None:
+    return None if "{code}" in template else "must contain the {code} placeholder"
 
 
 @attrs.frozen
 class OtpConfig:
+    """One-time passcodes: length, lifetime, guesses, resend limits, message templates."""
+
     #: False runs the agent without OTPs (``send_otp``/``verify_otp`` refuse), so a storage
     #: backend without the OTP store capability will do.
-    enabled: bool = True
-    length: int = 6
-    ttl_seconds: float = 300.0
+    enabled: bool = setting(True)
+    length: int = setting(6, ge=4, le=10, doc="Digits in a code")
+    ttl_seconds: float = setting(300.0, gt=0, le=600, doc="Lifetime of a code (at most 10 minutes)")
     #: Wrong guesses a live code survives; the one that reaches it kills the code.
-    max_attempts: int = 5
-    resend_cooldown_seconds: float = 30.0
-    max_per_hour: int = 5
-    allowed_countries: tuple[str, ...] = ()
-    per_country_per_minute: int | None = None
-    global_per_minute: int | None = None
+    max_attempts: int = setting(5, ge=1, doc="Wrong guesses a live code survives")
+    resend_cooldown_seconds: float = setting(30.0, ge=0)
+    max_per_hour: int = setting(5, ge=0)
+    allowed_countries: tuple[str, ...] = setting((), doc="ISO 3166 codes; empty: every country")
+    per_country_per_minute: int | None = setting(None, ge=1)
+    global_per_minute: int | None = setting(None, ge=1)
     #: Wrong guesses against live codes per minute, across the fleet, before every verify is
     #: refused (``RateLimited``) until the rate falls; null turns the guard off.
-    global_failures_per_minute: int | None = attrs.field(default=600, metadata={"nullable": True})
-    voice_enabled: bool = False
-    message: str = "Your verification code is {code}. It expires in {minutes} minutes. Never share it."
+    global_failures_per_minute: int | None = setting(600, ge=1, doc="null turns the guard off")
+    voice_enabled: bool = setting(False)
+    message: str = setting("Your verification code is {code}. It expires in {minutes} minutes. Never share it.",
+                           doc="Template with {code} and {minutes}")
     #: Per-locale bodies (BCP 47 tag -> template); ``send_otp(locale=...)`` picks the exact tag,
     #: then its language ("pt-BR" -> "pt"), then ``message``.
-    messages: Mapping[str, str] = attrs.field(factory=dict)
-    secret: str | None = attrs.field(default=None, repr=lambda v: "None" if v is None else repr(MASK))
+    messages: Mapping[str, str] = setting(factory=dict, doc="Per-locale templates (BCP 47 tag -> template)")
+    secret: str | None = setting(None, secret=True, doc="Master OTP secret (at least 16 characters)")
     #: Where the master OTP secret is kept when neither ``secret`` nor ``$OTPAGENT_OTP_SECRET``
     #: is set: ``otpagent.key`` beside the config file by default (see :mod:`otpagent.otp_keys`).
-    key_file: str | None = None
+    key_file: str | None = setting(None, doc="File holding the master OTP secret")
     #: The SMS-pumping guard (``otp.fraud_guard``, docs/fraud.md); on by default.
-    fraud_guard: FraudGuardSettings = attrs.field(factory=FraudGuardSettings)
+    fraud_guard: FraudGuardSettings = setting(factory=FraudGuardSettings, doc="The SMS-pumping guard (docs/fraud.md)")
+
+    def settings_problems(self) -> Iterator[tuple[str, str]]:
+        if (problem := _template_problem(self.message)) is not None:
+            yield "message", problem
+        for tag, template in self.messages.items():
+            if _template_problem(template) is not None:
+                yield f"messages.{tag}", "must be a string containing the {code} placeholder"
+        if self.secret is not None and len(self.secret) < 16:
+            yield "secret", "must be a string of at least 16 characters"
+        if self.key_file is not None and not self.key_file.strip():
+            yield "key_file", "must be a file path (relative paths are read from the config file's directory)"
+        if self.key_file is not None and self.secret is not None:
+            yield "key_file", ("set either otp.secret or otp.key_file, not both: the secret would be used and "
+                               "the key file ignored")
 
     def template_for(self, locale: str | None) -> str:
         if locale:
@@ -138,23 +204,89 @@ class DispatcherConfig:
     ``channel_timeout_grace_seconds`` (the channel's own timeout should fire first).
     """
 
-    workers: int = 16
-    lease_seconds: float = 6.0
+    workers: int = setting(16, ge=1)
+    lease_seconds: float = setting(
+        6.0, ge=MIN_LEASE_SECONDS,
+        reason=f"must be at least {MIN_LEASE_SECONDS:g} s: a shorter lease can lapse while its worker is alive "
+               "(a slow commit or a pause on a busy machine) and its messages would be sent twice")
     #: Seconds between lease renewals; None: a quarter of the lease.
-    heartbeat_seconds: float | None = None
-    poll_interval_seconds: float = 0.2
-    channel_timeout_seconds: float = 15.0
-    channel_timeout_grace_seconds: float = 5.0
+    heartbeat_seconds: float | None = setting(None, gt=0, reason="must be a positive number of seconds",
+                                               doc="Seconds between lease renewals (default: lease/4)")
+    poll_interval_seconds: float = setting(0.2, gt=0)
+    channel_timeout_seconds: float = setting(15.0, gt=0)
+    channel_timeout_grace_seconds: float = setting(5.0, ge=0)
 
     @property
     def heartbeat_interval(self) -> float:
         return self.lease_seconds / 4.0 if self.heartbeat_seconds is None else self.heartbeat_seconds
 
+    def settings_problems(self) -> Iterator[tuple[str, str]]:
+        if self.heartbeat_interval > self.lease_seconds / 3.0:
+            yield ("heartbeat_seconds" if self.heartbeat_seconds is not None else "lease_seconds",
+                   f"the heartbeat ({self.heartbeat_interval:g} s) must leave slack within the lease "
+                   f"({self.lease_seconds:g} s): renew at most every third of dispatcher.lease_seconds, so that a "
+                   "late renewal or two never lose a live worker's leases")
+
 
 @attrs.frozen
 class CleanupConfig:
-    retain_days: float = 30.0
-    interval_seconds: float = 3600.0
+    """How long finished messages are kept."""
+
+    retain_days: float = setting(30.0, ge=0)
+    interval_seconds: float = setting(3600.0, gt=0)
+
+
+@attrs.frozen
+class LegacyAgentConfig:
+    """The original product's ``agent_config`` section (``database_path``, ``max_workers``)."""
+
+    database_path: str | None = setting(None, doc="The original name of storage.path")
+    max_workers: int | None = setting(None, ge=1, doc="The original name of dispatcher.workers")
+
+
+@attrs.frozen
+class StorageSection:
+    """Where the queue lives; the backend checks its own keys."""
+
+    backend: str = setting("sqlite", min_length=1, doc="sqlite, postgres, or a plugin's backend")
+
+
+@attrs.frozen
+class RoutingSection:
+    """Which routing strategy picks channels; the strategy checks its own keys."""
+
+    strategy: str = setting("priority", min_length=1, doc="simple, priority, adaptive, or a plugin's strategy")
+
+
+@attrs.frozen
+class SinkSection:
+    """An event sink; the sink checks its own keys."""
+
+    plugin: str = setting(min_length=1, doc="log, webhook, or a plugin's sink")
+
+
+@attrs.frozen
+class ConfigFile:
+    """config.json as written: each section checked here (plugins check their own sections)."""
+
+    schema: str | None = setting(None, key="$schema", doc="The JSON Schema editors use (otpagent config schema)")
+    storage: Mapping[str, Any] = setting(factory=dict, doc="The storage backend and its settings")
+    routing: Mapping[str, Any] = setting(factory=dict, doc="The routing strategy and its settings")
+    channels: Mapping[str, Mapping[str, Any]] | None = setting(None, doc="Channel name -> section")
+    otp: OtpConfig = setting(factory=OtpConfig)
+    retry: RetryConfig = setting(factory=RetryConfig)
+    dispatcher: DispatcherConfig = setting(factory=DispatcherConfig)
+    cleanup: CleanupConfig = setting(factory=CleanupConfig)
+    circuit: BreakerSettings = setting(factory=BreakerSettings)
+    sinks: tuple[Mapping[str, Any], ...] = setting(({"plugin": "log"},), doc="Where events go")
+    server: Mapping[str, Any] = setting(factory=dict, doc="The HTTP service (otpagent serve)")
+    tracing: Mapping[str, Any] = setting(factory=dict, doc='OpenTelemetry traces: {"enabled": true, false or "auto"}')
+    monitoring: Mapping[str, Any] = setting(factory=dict, doc="Ignored (the original product's section)")
+    fallback: Mapping[str, Any] = setting(factory=dict, doc="Ignored (the original product's section)")
+    agent_config: LegacyAgentConfig = setting(factory=LegacyAgentConfig)
+    rate_limits: Mapping[str, float | RateLimitSection] = setting(
+        factory=dict, doc="The original product's rate limits by channel name (messages per minute)")
+    costs: Mapping[str, float] = setting(factory=dict, doc="The original product's costs by channel name")
 
 
 @attrs.frozen
@@ -220,103 +352,90 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
 def parse_config(
     data: Any, *, base_dir: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> AgentConfig:
-    """Validate an already-parsed config mapping."""
+    """Validate an already-parsed config mapping; a :class:`ConfigError` names every mistake."""
     env = os.environ if environ is None else environ
     if not isinstance(data, Mapping):
         raise ConfigError("", f"the config must be a JSON object, got {type(data).__name__}")
     data = _interpolate(data, "", env)
-    known = {"storage", "routing", "channels", "otp", "retry", "dispatcher", "cleanup", "sinks", "circuit",
-             "server", "monitoring", "fallback", "agent_config", "$schema", "rate_limits", "costs", "tracing"}
-    for key in data:
-        if key not in known:
-            raise ConfigError(key, f"unknown key (expected one of {', '.join(sorted(known - {'$schema'}))})")
-    parse_tracing(data.get("tracing"))  # checked here so `config check` names a bad key; read by the agent
-    storage = _section(data, "storage", {"backend": "sqlite"})
+    errors: list[ConfigError] = []
+    file = _collect(errors, structure, ConfigFile, _without_removed_keys(data, errors))
+    if file is None:
+        # The sections that did structure are still worth checking for their own mistakes.
+        _collect(errors, _check_sections, data)
+        raise ConfigError.combine(errors)
+    storage = _collect(errors, _storage, file)
+    routing = {"strategy": "priority", **file.routing}
+    _collect(errors, structure, RoutingSection, {"strategy": routing["strategy"]}, path="routing")
+    channels = _collect(errors, _channels, file)
+    sinks = _collect(errors, _sinks, file.sinks)
+    _collect(errors, _server, file.server)
+    _collect(errors, parse_tracing, file.tracing or None)  # read again by the agent
+    if errors:
+        raise ConfigError.combine(errors)
+    assert storage is not None and channels is not None and sinks is not None
+    dispatcher = file.dispatcher
+    if file.agent_config.max_workers is not None:
+        dispatcher = attrs.evolve(dispatcher, workers=file.agent_config.max_workers)
+    otp = attrs.evolve(file.otp, allowed_countries=tuple(c.upper() for c in file.otp.allowed_countries),
+                       fraud_guard=file.otp.fraud_guard.normalized())
+    return AgentConfig(
+        storage=storage, routing=routing, channels=tuple(channels), otp=otp, retry=file.retry,
+        dispatcher=dispatcher, cleanup=file.cleanup, circuit=file.circuit, sinks=tuple(sinks),
+        server=dict(file.server), base_dir=base_dir or Path.cwd(), raw=data,
+    )
+
+
+def _without_removed_keys(data: Mapping[str, Any], errors: list[ConfigError]) -> Mapping[str, Any]:
+    """``data`` without keys that once existed, each reported with what replaced it."""
+    otp = data.get("otp")
+    if isinstance(otp, Mapping) and "lockout_seconds" in otp:
+        errors.append(ConfigError("otp.lockout_seconds", _LOCKOUT_REMOVED))
+        return {**data, "otp": {k: v for k, v in otp.items() if k != "lockout_seconds"}}
+    return data
+
+
+_LOCKOUT_REMOVED = ("no longer exists: remove it. Wrong guesses now count against the live code (otp.max_attempts "
+                    "per code, then the code is dead) and against the caller, never against the recipient, so "
+                    "nobody can lock a number out")
+
+
+def _check_sections(data: Mapping[str, Any]) -> None:
+    """The checks that need the sections' values, on whichever sections are well-formed."""
+    errors: list[ConfigError] = []
+    if isinstance(data.get("channels"), Mapping) and all(isinstance(v, Mapping) for v in data["channels"].values()):
+        _collect(errors, _channel_list, data["channels"], {}, {})
+    if isinstance(data.get("sinks"), list) and all(isinstance(s, Mapping) for s in data["sinks"]):
+        _collect(errors, _sinks, tuple(data["sinks"]))
+    if isinstance(data.get("server"), Mapping):
+        _collect(errors, _server, data["server"])
+    if errors:
+        raise ConfigError.combine(errors)
+
+
+def _storage(file: ConfigFile) -> dict[str, Any]:
+    storage = {"backend": "sqlite", **file.storage}
     if not isinstance(storage["backend"], str):
         raise ConfigError("storage.backend", "must be a string such as 'sqlite' or 'postgres'")
     if storage["backend"] == "sqlite":
         storage.setdefault("path", "otpagent.db")
-    legacy = _section(data, "agent_config", {})
-    if "database_path" in legacy and "path" not in storage:
-        storage = {**storage, "path": legacy["database_path"]}
-    routing = _section(data, "routing", {"strategy": "priority"})
-    if not isinstance(routing.get("strategy", "priority"), str):
-        raise ConfigError("routing.strategy", "must be a string naming a routing strategy")
-    dispatcher = _build(DispatcherConfig, _section(data, "dispatcher", {}), "dispatcher")
-    if "max_workers" in legacy:
-        dispatcher = attrs.evolve(dispatcher, workers=_int(legacy["max_workers"], "agent_config.max_workers", 1))
-    _check_dispatcher(dispatcher)
-    retry = _build(RetryConfig, _section(data, "retry", {}), "retry")
-    _check(retry.max_attempts >= 1, "retry.max_attempts", "must be at least 1")
-    _check(0 < retry.base_delay_seconds <= retry.max_delay_seconds, "retry.base_delay_seconds",
-           "must be positive and at most retry.max_delay_seconds")
-    otp_section = _section(data, "otp", {})
-    if "lockout_seconds" in otp_section:
-        raise ConfigError("otp.lockout_seconds", "no longer exists: remove it. Wrong guesses now count against the "
-                                                 "live code (otp.max_attempts per code, then the code is dead) and "
-                                                 "against the caller, never against the recipient, so nobody can "
-                                                 "lock a number out")
-    fraud_guard = parse_fraud_guard(otp_section.pop("fraud_guard", None), "otp.fraud_guard")
-    otp = attrs.evolve(_build(OtpConfig, otp_section, "otp"), fraud_guard=fraud_guard)
-    _check(4 <= otp.length <= 10, "otp.length", "must be from 4 to 10 digits")
-    _check(0 < otp.ttl_seconds <= 600, "otp.ttl_seconds", "must be positive and at most 600 (10 minutes)")
-    _check(otp.max_attempts >= 1, "otp.max_attempts", "must be at least 1")
-    _check("{code}" in otp.message, "otp.message", "must contain the {code} placeholder")
-    if not isinstance(otp.messages, Mapping):
-        raise ConfigError("otp.messages", "must be an object mapping locales to templates")
-    for tag, template in otp.messages.items():
-        _check(isinstance(template, str) and "{code}" in template, f"otp.messages.{tag}",
-               "must be a string containing the {code} placeholder")
-    for key in ("per_country_per_minute", "global_per_minute", "global_failures_per_minute"):
-        value = getattr(otp, key)
-        if value is not None:
-            _int(value, f"otp.{key}", 1)
-    if otp.secret is not None and (not isinstance(otp.secret, str) or len(otp.secret) < 16):
-        raise ConfigError("otp.secret", "must be a string of at least 16 characters")
-    if otp.key_file is not None:
-        _check(isinstance(otp.key_file, str) and bool(otp.key_file.strip()), "otp.key_file",
-               "must be a file path (relative paths are read from the config file's directory)")
-        _check(otp.secret is None, "otp.key_file", "set either otp.secret or otp.key_file, not both: the secret "
-                                                   "would be used and the key file ignored")
-    otp = attrs.evolve(otp, allowed_countries=tuple(c.upper() for c in otp.allowed_countries))
-    cleanup = _build(CleanupConfig, _section(data, "cleanup", {}), "cleanup")
-    _check(cleanup.retain_days >= 0, "cleanup.retain_days", "must not be negative")
-    circuit = _build(BreakerSettings, _section(data, "circuit", {}), "circuit")
-    _check(0 < circuit.error_rate <= 1, "circuit.error_rate", "must be in (0, 1]")
-    _check(circuit.consecutive_failures >= 1, "circuit.consecutive_failures", "must be at least 1")
-    channels = _channels(data.get("channels"), data)
-    sinks_raw = data.get("sinks", [{"plugin": "log"}])
-    if not isinstance(sinks_raw, list):
-        raise ConfigError("sinks", "must be a list of objects like {\"plugin\": \"log\"}")
-    sinks = []
-    for i, sink in enumerate(sinks_raw):
-        if not isinstance(sink, Mapping) or not isinstance(sink.get("plugin"), str):
-            raise ConfigError(f"sinks[{i}]", "must be an object with a \"plugin\" name")
-        sinks.append(dict(sink))
-    server = _section(data, "server", {})
-    return AgentConfig(
-        storage=storage, routing=routing, channels=tuple(channels), otp=otp, retry=retry,
-        dispatcher=dispatcher, cleanup=cleanup, circuit=circuit, sinks=tuple(sinks), server=server,
-        base_dir=base_dir or Path.cwd(), raw=data,
-    )
+    if file.agent_config.database_path is not None and "path" not in file.storage:
+        storage["path"] = file.agent_config.database_path
+    return storage
 
 
-def _check_dispatcher(d: DispatcherConfig) -> None:
-    _check(d.workers >= 1, "dispatcher.workers", "must be at least 1")
-    _check(d.lease_seconds >= MIN_LEASE_SECONDS, "dispatcher.lease_seconds",
-           f"must be at least {MIN_LEASE_SECONDS:g} s: a shorter lease can lapse while its worker is alive "
-           "(a slow commit or a pause on a busy machine) and its messages would be sent twice")
-    beat = d.heartbeat_seconds
-    if beat is not None:
-        _check(not isinstance(beat, bool) and isinstance(beat, int | float) and beat > 0,
-               "dispatcher.heartbeat_seconds", f"must be a positive number of seconds, got {beat!r}")
-    _check(d.heartbeat_interval <= d.lease_seconds / 3.0,
-           "dispatcher.heartbeat_seconds" if beat is not None else "dispatcher.lease_seconds",
-           f"the heartbeat ({d.heartbeat_interval:g} s) must leave slack within the lease "
-           f"({d.lease_seconds:g} s): renew at most every third of dispatcher.lease_seconds, so that a "
-           "late renewal or two never lose a live worker's leases")
-    _check(d.poll_interval_seconds > 0, "dispatcher.poll_interval_seconds", "must be positive")
-    _check(d.channel_timeout_seconds > 0, "dispatcher.channel_timeout_seconds", "must be positive")
+def _sinks(sinks: tuple[Mapping[str, Any], ...]) -> list[dict[str, Any]]:
+    errors: list[ConfigError] = []
+    for i, sink in enumerate(sinks):
+        _collect(errors, structure, SinkSection, {"plugin": sink.get("plugin")}, path=f"sinks[{i}]")
+    if errors:
+        raise ConfigError.combine(errors)
+    return [dict(sink) for sink in sinks]
+
+
+def _server(section: Mapping[str, Any]) -> None:
+    from otpagent.server.settings import parse_server_settings
+
+    parse_server_settings(section)
 
 
 def _interpolate(value: Any, path: str, env: Mapping[str, str]) -> Any:
@@ -337,135 +456,57 @@ def _interpolate(value: Any, path: str, env: Mapping[str, str]) -> Any:
     return value
 
 
-def _section(data: Mapping[str, Any], key: str, default: Mapping[str, Any]) -> dict[str, Any]:
-    value = data.get(key, default)
-    if not isinstance(value, Mapping):
-        raise ConfigError(key, f"must be a JSON object, got {type(value).__name__}")
-    return {**default, **value} if key in ("storage", "routing") else dict(value)
+def _default_channels() -> list[ChannelConfig]:
+    return [
+        ChannelConfig(name=f"console-{kind}", plugin="console", kind=kind, enabled=True, cost=0.0,
+                      weight=1.0, rate_limit=None, settings={"plugin": "console", "kind": kind})
+        for kind in (ChannelKind.VOICE, ChannelKind.SMS, ChannelKind.WHATSAPP, ChannelKind.EMAIL)
+    ]
 
 
-def _check(ok: bool, path: str, reason: str) -> None:
-    if not ok:
-        raise ConfigError(path, reason)
-
-
-def _int(value: Any, path: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(path, f"must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _build(cls: Any, section: Mapping[str, Any], path: str) -> Any:
-    """Build an attrs config class from a section, checking names and types of every key."""
-    fields = {f.name: f for f in attrs.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in section.items():
-        if key not in fields:
-            raise ConfigError(f"{path}.{key}", f"unknown key (expected one of {', '.join(fields)})")
-        if value is None and fields[key].metadata.get("nullable"):
-            kwargs[key] = None  # null turns the setting off
-            continue
-        kwargs[key] = _coerce(value, fields[key].default, f"{path}.{key}")
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, default: Any, path: str) -> Any:
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(path, f"must be true or false, got {value!r}")
-        return value
-    if isinstance(default, int) and not isinstance(default, bool) and default is not None:
-        return _int(value, path)
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigError(path, f"must be a non-negative number, got {value!r}")
-        return float(value)
-    if isinstance(default, tuple):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(path, "must be a list of strings")
-        return tuple(value)
-    if isinstance(default, str) or default is None:
-        if value is None:
-            return None
-        if isinstance(default, str) and not isinstance(value, str):
-            raise ConfigError(path, f"must be a string, got {type(value).__name__}")
-        if default is None and isinstance(value, bool):
-            raise ConfigError(path, f"invalid value {value!r}")
-        return value
-    return value
-
-
-def _channels(raw: Any, data: Mapping[str, Any]) -> list[ChannelConfig]:
-    if raw is None:
-        return [
-            ChannelConfig(name=f"console-{kind}", plugin="console", kind=kind, enabled=True, cost=0.0,
-                          weight=1.0, rate_limit=None, settings={"plugin": "console", "kind": kind})
-            for kind in (ChannelKind.VOICE, ChannelKind.SMS, ChannelKind.WHATSAPP, ChannelKind.EMAIL)
-        ]
-    if not isinstance(raw, Mapping):
-        raise ConfigError("channels", "must be a JSON object mapping channel names to sections")
-    legacy_costs = data.get("costs", {}) if isinstance(data.get("costs"), Mapping) else {}
-    legacy_limits = data.get("rate_limits", {}) if isinstance(data.get("rate_limits"), Mapping) else {}
-    out = []
-    for name, section in raw.items():
-        path = f"channels.{name}"
-        if not isinstance(section, Mapping):
-            raise ConfigError(path, "must be a JSON object")
-        plugin = section.get("plugin") or DEFAULT_CHANNEL_PLUGINS.get(str(name).upper())
-        if not isinstance(plugin, str):
-            raise ConfigError(f"{path}.plugin", "missing: name the channel plugin (e.g. \"console\", \"twilio-sms\")")
-        kind = section.get("kind")
-        if kind is not None and kind not in {k.value for k in ChannelKind}:
-            raise ConfigError(f"{path}.kind", f"unknown kind {kind!r} (expected sms, whatsapp, voice or email)")
-        enabled = section.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise ConfigError(f"{path}.enabled", "must be true or false")
-        cost_raw = section.get("cost", section.get("cost_per_message", legacy_costs.get(name)))
-        cost = None
-        if cost_raw is not None:
-            if isinstance(cost_raw, bool) or not isinstance(cost_raw, int | float) or cost_raw < 0:
-                raise ConfigError(f"{path}.cost", f"must be a non-negative number, got {cost_raw!r}")
-            cost = float(cost_raw)
-        weight = section.get("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
-            raise ConfigError(f"{path}.weight", "must be a positive number")
-        limit = section.get("rate_limit", legacy_limits.get(name))
-        budget = section.get("daily_budget")
-        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0):
-            raise ConfigError(f"{path}.daily_budget", f"must be a non-negative number, got {budget!r}")
-        api_config = section.get("api_config", {})
-        if not isinstance(api_config, Mapping):
-            raise ConfigError(f"{path}.api_config", "must be a JSON object")
-        out.append(ChannelConfig(name=str(name), plugin=plugin, kind=kind, enabled=enabled, cost=cost,
-                                 weight=float(weight), rate_limit=_rate_limit(limit, f"{path}.rate_limit"),
-                                 settings=dict(section),
-                                 daily_budget=None if budget is None else float(budget)))
+def _channels(file: ConfigFile) -> list[ChannelConfig]:
+    if file.channels is None:
+        return _default_channels()
+    out = _channel_list(file.channels, file.costs, file.rate_limits)
     if not any(c.enabled for c in out):
         raise ConfigError("channels", "no channel is enabled")
     return out
 
 
-def _rate_limit(value: Any, path: str) -> RateLimitConfig | None:
+def _channel_list(raw: Mapping[str, Mapping[str, Any]], legacy_costs: Mapping[str, float],
+                  legacy_limits: Mapping[str, float | RateLimitSection]) -> list[ChannelConfig]:
+    """Each channel's core keys, checked; every mistake of every channel is reported."""
+    errors: list[ConfigError] = []
+    out = []
+    for name, section in raw.items():
+        channel = _collect(errors, _channel, str(name), section, legacy_costs.get(name),
+                           legacy_limits.get(name))
+        if channel is not None:
+            out.append(channel)
+    if errors:
+        raise ConfigError.combine(errors)
+    return out
+
+
+def _channel(name: str, section: Mapping[str, Any], legacy_cost: float | None,
+             legacy_limit: float | RateLimitSection | None) -> ChannelConfig:
+    path = f"channels.{name}"
+    core = structure(ChannelSection, {k: v for k, v in section.items() if k in COMMON_CHANNEL_KEYS}, path=path)
+    plugin = core.plugin or DEFAULT_CHANNEL_PLUGINS.get(name.upper())
+    if plugin is None:
+        raise ConfigError(f"{path}.plugin", "missing: name the channel plugin (e.g. \"console\", \"twilio-sms\")")
+    cost = next((c for c in (core.cost, core.cost_per_message, legacy_cost) if c is not None), None)
+    limit = core.rate_limit if core.rate_limit is not None else legacy_limit
+    return ChannelConfig(name=name, plugin=plugin, kind=core.kind, enabled=core.enabled, cost=cost,
+                         weight=core.weight, rate_limit=_rate_limit(limit), settings=dict(section),
+                         daily_budget=core.daily_budget)
+
+
+def _rate_limit(value: float | RateLimitSection | None) -> RateLimitConfig | None:
     if value is None:
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, float):
         # The original product wrote limits as messages per minute.
-        if value <= 0:
-            raise ConfigError(path, "must be positive")
-        return RateLimitConfig(per_second=float(value) / 60.0, burst=max(1, int(value) // 6))
-    if not isinstance(value, Mapping):
-        raise ConfigError(path, "must be {\"per_second\": N, \"burst\": M} or messages per minute")
-    for key in value:
-        if key not in ("per_second", "per_minute", "burst"):
-            raise ConfigError(f"{path}.{key}", "unknown key (expected per_second, per_minute, burst)")
-    if "per_second" in value:
-        rate = value["per_second"]
-    elif "per_minute" in value:
-        rate = value["per_minute"] / 60.0 if isinstance(value["per_minute"], int | float) else None
-    else:
-        raise ConfigError(path, "needs per_second (or per_minute)")
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
-        raise ConfigError(f"{path}.per_second", f"must be a positive number, got {rate!r}")
-    burst = value.get("burst", max(1, int(rate)))
-    _int(burst, f"{path}.burst", 1)
-    return RateLimitConfig(per_second=float(rate), burst=int(burst))
+        return RateLimitConfig(per_second=value / 60.0, burst=max(1, int(value) // 6))
+    rate = value.per_second if value.per_second is not None else (value.per_minute or 0.0) / 60.0
+    return RateLimitConfig(per_second=rate, burst=value.burst if value.burst is not None else max(1, int(rate)))

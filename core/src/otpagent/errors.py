@@ -6,12 +6,14 @@ API edge and for configuration mistakes, and each one names what is wrong.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import attrs
 
 __all__ = [
     "ConfigError",
+    "ConfigErrors",
     "FieldError",
     "InvalidRequest",
     "OtpHeld",
@@ -20,6 +22,7 @@ __all__ = [
     "PluginLoadFailed",
     "PluginNotFound",
     "RateLimited",
+    "collect_config_errors",
 ]
 
 
@@ -65,9 +68,55 @@ class ConfigError(OtpagentError, ValueError):
         self.reason = reason
         super().__init__(f"config error at {path or '<root>'}: {reason}")
 
-    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str]]:
+    def __reduce__(self) -> tuple[Any, ...]:
         # Picklable, so an error raised in a worker process reaches the parent intact.
         return (type(self), (self.path, self.reason))
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        """Each mistake this error reports (one; :class:`ConfigErrors` holds several)."""
+        return [self]
+
+    @staticmethod
+    def combine(errors: Sequence[ConfigError]) -> ConfigError:
+        """One error for all of ``errors`` (each kept in ``.errors``): itself when there is one."""
+        flat = [e for error in errors for e in error.errors]
+        if not flat:
+            raise ValueError("no config error to combine")
+        return flat[0] if len(flat) == 1 else ConfigErrors(flat)
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration mistakes found in one pass; ``errors`` lists each, in order.
+
+    ``path`` and ``reason`` are the first one's, so code that handles a single error still works.
+    """
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        self._errors = [e for error in errors for e in error.errors]
+        super().__init__(self._errors[0].path, self._errors[0].reason)
+        self.args = (f"{len(self._errors)} config errors: " + "; ".join(str(e) for e in self._errors),)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._errors,))
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        return list(self._errors)
+
+
+T = TypeVar("T")
+
+
+def collect_config_errors(errors: list[ConfigError], check: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """``check(*args, **kwargs)``; or, when it raises a :class:`ConfigError`, None with each of its
+    mistakes added to ``errors`` (so that one run can report every mistake, then
+    ``raise ConfigError.combine(errors)``)."""
+    try:
+        return check(*args, **kwargs)
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+        return None
 
 
 class PluginNotFound(ConfigError):

@@ -181,6 +181,19 @@ def config_check(ctx: click.Context, as_json: bool) -> None:
         sys.exit(ExitCode.BAD_INPUT)
 
 
+@config_group.command("schema")
+@friendly_errors
+def config_schema_command() -> None:
+    """Print the JSON Schema of config.json (the core and every loaded plugin that describes its keys).
+
+    Save it beside the config and name it in "$schema" so an editor completes and checks keys.
+    """
+    from otpagent.config_schema import config_schema
+    from otpagent.plugins import build_registry
+
+    print_json(config_schema(build_registry(warn=False)))
+
+
 @click.command()
 @click.option("--keep", is_flag=True, help="Keep the demo's database and outbox (printed at the end).")
 @friendly_errors

@@ -92,7 +92,11 @@ def friendly_errors(func: F) -> F:
         except ConfigError as exc:
             if exc.__cause__ is not None and _unavailable(exc.__cause__):  # a backend that cannot connect
                 fail(ExitCode.UNAVAILABLE, "unavailable", f"unavailable: {exc}", as_json=as_json)
-            fail(ExitCode.BAD_INPUT, "config", str(exc), as_json=as_json)
+            mistakes = exc.errors
+            message = str(exc) if len(mistakes) == 1 else \
+                f"{len(mistakes)} config errors:\n" + "\n".join(f"  {e}" for e in mistakes)
+            fail(ExitCode.BAD_INPUT, "config", message, as_json=as_json,
+                 errors=[{"field": e.path, "reason": e.reason} for e in mistakes])
         except MissingExtra as exc:
             fail(ExitCode.BAD_INPUT, "missing_extra", str(exc), as_json=as_json, extra=exc.extra)
         except OtpagentError as exc:

@@ -35,6 +35,7 @@ from otpagent.errors import ConfigError
 from otpagent.model import Envelope, MessageType, Priority, Status
 from otpagent.protocols import Capability, ChannelInfo, PluginContext, RouteOutcome, SharedState
 from otpagent.recipients import country_of
+from otpagent.settings import describes, setting, structure
 from otpagent.storage.capabilities import require
 
 __all__ = ["AdaptiveSettings", "AdaptiveStrategy", "Posterior", "create_adaptive_strategy"]
@@ -44,12 +45,14 @@ PREFIX = "routing:adaptive:"
 
 @attrs.frozen
 class AdaptiveSettings:
-    decay: float = 0.97
-    half_life_seconds: float = 900.0
-    sync_interval_seconds: float = 1.0
-    country_prior_strength: float = 4.0
-    otp_latency_share: float = 0.5
-    latency_smoothing: float = 0.2
+    """``routing`` for the ``adaptive`` strategy (docs/routing.md): how fast it learns and forgets."""
+
+    decay: float = setting(0.97, gt=0, le=1, reason="must be in (0, 1]")
+    half_life_seconds: float = setting(900.0, ge=0)
+    sync_interval_seconds: float = setting(1.0, ge=0)
+    country_prior_strength: float = setting(4.0, ge=0)
+    otp_latency_share: float = setting(0.5, ge=0)
+    latency_smoothing: float = setting(0.2, ge=0)
     seed: int | None = None
 
 
@@ -200,26 +203,13 @@ class AdaptiveStrategy:
             self._shared = shared
 
 
+@describes(AdaptiveSettings)
 def create_adaptive_strategy(settings: Mapping[str, Any], context: PluginContext) -> AdaptiveStrategy:
     if context.storage is None:
         raise ConfigError("routing.strategy", "adaptive routing needs a storage backend")
-    fields = {f.name for f in attrs.fields(AdaptiveSettings)}
-    kwargs: dict[str, Any] = {}
-    for key, value in settings.items():
-        if key in ("strategy", "load_balance"):
-            continue
-        if key not in fields:
-            expected = ", ".join(sorted(fields))
-            raise ConfigError(f"routing.{key}", f"unknown key for adaptive routing (expected {expected})")
-        if key == "seed":
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError("routing.seed", "must be an integer")
-        elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigError(f"routing.{key}", f"must be a non-negative number, got {value!r}")
-        kwargs[key] = value
-    s = AdaptiveSettings(**kwargs)
-    if not 0 < s.decay <= 1:
-        raise ConfigError("routing.decay", "must be in (0, 1]")
+    # ``strategy`` is the core's key; ``load_balance`` (priority's) is accepted and unused.
+    own = {k: v for k, v in settings.items() if k not in ("strategy", "load_balance")}
+    s = structure(AdaptiveSettings, own, path="routing")
     state = require(context.storage, Capability.SHARED_STATE, config_path="routing.strategy",
                     needed_by="adaptive routing (it shares what it learns through the store)")
     return AdaptiveStrategy(state, s, clock=context.clock)

@@ -13,11 +13,13 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from otpagent.errors import ConfigError
+import attrs
+
 from otpagent.model import ChannelKind, Envelope, Priority
 from otpagent.protocols import ChannelInfo, PluginContext, RouteOutcome
+from otpagent.settings import describes, setting, structure
 
-__all__ = ["KIND_ORDER", "PriorityStrategy", "create_priority_strategy", "health"]
+__all__ = ["KIND_ORDER", "PrioritySection", "PriorityStrategy", "create_priority_strategy", "health"]
 
 _V, _S, _W, _E = ChannelKind.VOICE, ChannelKind.SMS, ChannelKind.WHATSAPP, ChannelKind.EMAIL
 #: The original product's map: CRITICAL -> voice (most reliable), HIGH -> SMS (fast),
@@ -71,8 +73,15 @@ class PriorityStrategy:
         """The fixed map learns nothing itself; health comes from shared channel stats."""
 
 
+@attrs.frozen
+class PrioritySection:
+    """``routing`` for the ``priority`` strategy."""
+
+    strategy: str = setting("priority")
+    load_balance: bool = setting(True, doc="Weighted random order among channels of one kind "
+                                           "(false: by weight, then cost)")
+
+
+@describes(PrioritySection)
 def create_priority_strategy(settings: Mapping[str, Any], context: PluginContext) -> PriorityStrategy:
-    balance = settings.get("load_balance", True)
-    if not isinstance(balance, bool):
-        raise ConfigError("routing.load_balance", "must be true or false")
-    return PriorityStrategy(load_balance=balance)
+    return PriorityStrategy(load_balance=structure(PrioritySection, settings, path="routing").load_balance)

@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from otpagent.model import Envelope
 from otpagent.protocols import ChannelInfo, PluginContext, RouteOutcome
 from otpagent.routing.priority import kind_rank
+from otpagent.settings import describes, setting, structure
 
-__all__ = ["CheapestStrategy", "MostReliableStrategy", "create_cheapest", "create_most_reliable"]
+__all__ = ["CheapestStrategy", "MostReliableStrategy", "StrategyOnlySection", "create_cheapest", "create_most_reliable"]
 
 
 def reliability(info: ChannelInfo) -> float:
@@ -47,9 +50,20 @@ class MostReliableStrategy:
         """Reliability comes from the shared per-channel statistics."""
 
 
+@attrs.frozen
+class StrategyOnlySection:
+    """``routing`` for a strategy without settings of its own: only ``strategy``."""
+
+    strategy: str = setting()
+
+
+@describes(StrategyOnlySection)
 def create_cheapest(settings: Mapping[str, Any], context: PluginContext) -> CheapestStrategy:
+    structure(StrategyOnlySection, settings, path="routing")
     return CheapestStrategy()
 
 
+@describes(StrategyOnlySection)
 def create_most_reliable(settings: Mapping[str, Any], context: PluginContext) -> MostReliableStrategy:
+    structure(StrategyOnlySection, settings, path="routing")
     return MostReliableStrategy()

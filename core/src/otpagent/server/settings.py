@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
 
-from otpagent.errors import ConfigError
+from otpagent.errors import ConfigError, collect_config_errors
+from otpagent.settings import setting, structure
 
-__all__ = ["LIMIT_NAMES", "Limit", "ServerSettings", "parse_server_settings"]
+__all__ = ["LIMIT_NAMES", "Limit", "ServerSection", "ServerSettings", "parse_server_settings"]
 
-_KNOWN = ("host", "port", "public_url", "api_keys", "public_metrics", "public_health", "limits",
-          "max_body_bytes", "trusted_proxies", "dashboard_refresh_seconds", "processes")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 #: Abuse limits on the OTP endpoints, each ``{"per_minute": N, "burst": M}`` or null: requests
@@ -71,36 +70,77 @@ class ServerSettings:
     processes: int = 1
 
 
+@attrs.frozen
+class LimitSection:
+    """One abuse limit: ``per_minute`` requests, ``burst`` at once."""
+
+    per_minute: float = setting(gt=0, reason="must be a positive number")
+    burst: int | None = setting(None, ge=1, reason="must be an integer of at least 1",
+                                doc="Requests at once (default: a tenth of a minute's worth)")
+
+
+_OFF = "{\"per_minute\": N, \"burst\": M}; null turns it off"
+
+
+@attrs.frozen
+class LimitsSection:
+    """Abuse limits on the OTP endpoints, each ``{"per_minute": N, "burst": M}`` or null (off).
+
+    The defaults are :data:`_DEFAULT_LIMITS` (a test keeps the two in step).
+    """
+
+    otp_send_per_key: LimitSection | None = setting(LimitSection(600.0, 100), doc=_OFF)
+    otp_send_per_ip: LimitSection | None = setting(LimitSection(60.0, 20), doc=_OFF)
+    otp_send_per_recipient: LimitSection | None = setting(LimitSection(6.0, 3), doc=_OFF)
+    otp_verify_per_key: LimitSection | None = setting(LimitSection(1200.0, 200), doc=_OFF)
+    otp_verify_per_ip: LimitSection | None = setting(LimitSection(120.0, 30), doc=_OFF)
+    otp_verify_failures_per_key: LimitSection | None = setting(LimitSection(120.0, 60), doc=_OFF)
+    otp_verify_failures_per_ip: LimitSection | None = setting(LimitSection(30.0, 10), doc=_OFF)
+
+
+@attrs.frozen
+class ServerSection:
+    """The HTTP service (``otpagent serve``): address, API keys, public endpoints, abuse limits."""
+
+    host: str = setting("127.0.0.1", min_length=1, reason="must be a host name or address")
+    port: int = setting(8080, ge=0, le=65535, reason="must be a port number from 0 to 65535")
+    public_url: str | None = setting(None, doc="The URL providers and webhooks reach this service at")
+    api_keys: tuple[str, ...] | str = setting(
+        (), secret=True, doc="API keys: plain (at least 16 characters), or \"sha256:<hex digest>\"")
+    public_metrics: bool = setting(False, doc="Serve /metrics without an API key")
+    public_health: bool = setting(True, doc="Serve the health probes without an API key")
+    limits: LimitsSection = setting(factory=LimitsSection, doc="Abuse limits by name; null turns one off")
+    max_body_bytes: int = setting(1024 * 1024, ge=1024, reason="must be an integer of at least 1024")
+    trusted_proxies: tuple[str, ...] | str = setting(
+        "127.0.0.1", reason="must be a list of addresses (or a comma-separated string)")
+    dashboard_refresh_seconds: float = setting(1.0, ge=0.2, le=60, reason="must be a number from 0.2 to 60")
+    processes: int = setting(1, ge=1, le=64, reason="must be an integer from 1 to 64 (processes sharing the port)")
+
+    def settings_problems(self) -> Iterator[tuple[str, str]]:
+        keys = [self.api_keys] if isinstance(self.api_keys, str) else self.api_keys
+        for i, key in enumerate(keys):
+            if (problem := _key_problem(key)) is not None:
+                yield f"api_keys[{i}]", problem
+
+
 def parse_server_settings(section: Mapping[str, Any], *, run_workers: bool = True) -> ServerSettings:
-    """Validate the ``server`` section; raises :class:`ConfigError` naming the key at fault."""
-    for key in section:
-        if key not in _KNOWN:
-            raise ConfigError(f"server.{key}", f"unknown key (expected one of {', '.join(_KNOWN)})")
-    host = section.get("host", "127.0.0.1")
-    if not isinstance(host, str) or not host:
-        raise ConfigError("server.host", "must be a host name or address")
-    port = section.get("port", 8080)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ConfigError("server.port", "must be a port number from 0 to 65535")
-    max_body = section.get("max_body_bytes", 1024 * 1024)
-    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1024:
-        raise ConfigError("server.max_body_bytes", "must be an integer of at least 1024")
-    refresh = section.get("dashboard_refresh_seconds", 1.0)
-    if isinstance(refresh, bool) or not isinstance(refresh, int | float) or not 0.2 <= refresh <= 60:
-        raise ConfigError("server.dashboard_refresh_seconds", "must be a number from 0.2 to 60")
-    processes = section.get("processes", 1)
-    if isinstance(processes, bool) or not isinstance(processes, int) or not 1 <= processes <= 64:
-        raise ConfigError("server.processes", "must be an integer from 1 to 64 (processes sharing the port)")
-    proxies = section.get("trusted_proxies", "127.0.0.1")
-    if isinstance(proxies, list) and all(isinstance(p, str) for p in proxies):
-        proxies = ",".join(proxies)
-    if not isinstance(proxies, str):
-        raise ConfigError("server.trusted_proxies", "must be a list of addresses (or a comma-separated string)")
+    """Validate the ``server`` section; raises :class:`ConfigError` naming every key at fault."""
+    errors: list[ConfigError] = []
+    limits = section.get("limits")
+    if isinstance(limits, Mapping) and (removed := [name for name in limits if name in _REMOVED_LIMITS]):
+        errors.extend(ConfigError(f"server.limits.{name}", _REMOVED_LIMITS[name]) for name in removed)
+        section = {**section, "limits": {k: v for k, v in limits.items() if k not in _REMOVED_LIMITS}}
+    parsed = collect_config_errors(errors, structure, ServerSection, section, path="server")
+    if errors or parsed is None:
+        raise ConfigError.combine(errors)
+    proxies = parsed.trusted_proxies
     return ServerSettings(
-        host=host, port=port, key_digests=_key_digests(section.get("api_keys", [])),
-        public_metrics=_flag(section, "public_metrics", False), public_health=_flag(section, "public_health", True),
-        limits=_limits(section.get("limits", {})), max_body_bytes=max_body, trusted_proxies=proxies,
-        dashboard_refresh_seconds=float(refresh), run_workers=run_workers, processes=processes,
+        host=parsed.host, port=parsed.port, key_digests=_key_digests(parsed.api_keys),
+        public_metrics=parsed.public_metrics, public_health=parsed.public_health, limits=_limits(parsed.limits),
+        max_body_bytes=parsed.max_body_bytes,
+        trusted_proxies=proxies if isinstance(proxies, str) else ",".join(proxies),
+        dashboard_refresh_seconds=parsed.dashboard_refresh_seconds, run_workers=run_workers,
+        processes=parsed.processes,
     )
 
 
@@ -109,55 +149,26 @@ def key_digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def _key_digests(raw: Any) -> tuple[bytes, ...]:
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list):
-        raise ConfigError("server.api_keys", "must be a list of keys (plain, or \"sha256:<hex digest>\")")
-    digests = []
-    for i, key in enumerate(raw):
-        path = f"server.api_keys[{i}]"
-        if not isinstance(key, str) or not key:
-            raise ConfigError(path, "must be a non-empty string")
-        if key.startswith("sha256:"):
-            hex_digest = key.removeprefix("sha256:").lower()
-            if not _HEX.match(hex_digest):
-                raise ConfigError(path, "a hashed key must be \"sha256:\" followed by 64 hex digits")
-            digests.append(bytes.fromhex(hex_digest))
-        else:
-            if len(key) < 16:
-                raise ConfigError(path, "too short: use at least 16 random characters")
-            digests.append(key_digest(key))
-    return tuple(digests)
+def _key_problem(key: str) -> str | None:
+    if not key:
+        return "must be a non-empty string"
+    if key.startswith("sha256:"):
+        if not _HEX.match(key.removeprefix("sha256:").lower()):
+            return "a hashed key must be \"sha256:\" followed by 64 hex digits"
+        return None
+    return "too short: use at least 16 random characters" if len(key) < 16 else None
 
 
-def _flag(section: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = section.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"server.{key}", "must be true or false")
-    return value
+def _key_digests(raw: tuple[str, ...] | str) -> tuple[bytes, ...]:
+    keys = [raw] if isinstance(raw, str) else raw
+    return tuple(bytes.fromhex(key.removeprefix("sha256:").lower()) if key.startswith("sha256:") else key_digest(key)
+                 for key in keys)
 
 
-def _limits(raw: Any) -> dict[str, Limit | None]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError("server.limits", "must be an object")
-    out: dict[str, Limit | None] = {name: Limit(60.0 / rate, burst) for name, (rate, burst) in _DEFAULT_LIMITS.items()}
-    for name, value in raw.items():
-        path = f"server.limits.{name}"
-        if name in _REMOVED_LIMITS:
-            raise ConfigError(path, _REMOVED_LIMITS[name])
-        if name not in LIMIT_NAMES:
-            raise ConfigError(path, f"unknown limit (expected one of {', '.join(LIMIT_NAMES)})")
-        if value is None:
-            out[name] = None
-            continue
-        if not isinstance(value, Mapping) or set(value) - {"per_minute", "burst"}:
-            raise ConfigError(path, "must be {\"per_minute\": N, \"burst\": M} or null to disable")
-        rate = value.get("per_minute")
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
-            raise ConfigError(f"{path}.per_minute", "must be a positive number")
-        burst = value.get("burst", max(1, int(rate) // 6))
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise ConfigError(f"{path}.burst", "must be an integer of at least 1")
-        out[name] = Limit(60.0 / float(rate), burst)
+def _limits(raw: LimitsSection) -> dict[str, Limit | None]:
+    out: dict[str, Limit | None] = {}
+    for name in LIMIT_NAMES:
+        value: LimitSection | None = getattr(raw, name)
+        out[name] = None if value is None else Limit(
+            60.0 / value.per_minute, value.burst if value.burst is not None else max(1, int(value.per_minute) // 6))
     return out

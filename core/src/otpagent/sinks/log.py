@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+import attrs
 
 from otpagent.errors import ConfigError
 from otpagent.model import Event
 from otpagent.protocols import PluginContext
+from otpagent.settings import describes, setting, structure
 
 __all__ = ["EVENT_LEVELS", "LogSink", "create_log_sink", "parse_level"]
 
@@ -77,11 +80,24 @@ class LogSink:
         """Nothing to flush: the logging handlers own their streams."""
 
 
+@attrs.frozen
+class LogSinkSection:
+    """A ``{"plugin": "log"}`` entry of ``sinks``: events as log lines (the default sink)."""
+
+    plugin: str = setting("log", choices=("log",))
+    format: str = setting("console", doc="console or json (any case)")
+    level: str = setting("info", doc="The lowest level logged: debug, info, warning or error (any case)")
+
+    def settings_problems(self) -> Iterator[tuple[str, str]]:
+        if self.format.strip().lower() not in ("console", "json"):
+            yield "format", f"must be 'console' or 'json', got {self.format!r}"
+        try:
+            parse_level(self.level, "level")
+        except ConfigError as exc:
+            yield "level", exc.reason
+
+
+@describes(LogSinkSection)
 def create_log_sink(settings: Mapping[str, Any], context: PluginContext) -> LogSink:
-    for key in settings:
-        if key not in ("plugin", "format", "level"):
-            raise ConfigError(f"sinks[].{key}", "unknown key for the log sink (expected format, level)")
-    fmt = settings.get("format", "console")
-    if not isinstance(fmt, str) or fmt.strip().lower() not in ("console", "json"):
-        raise ConfigError("sinks[].format", f"must be 'console' or 'json', got {fmt!r}")
-    return LogSink(fmt=fmt.strip().lower(), level=parse_level(settings.get("level", "info"), "sinks[].level"))
+    parsed = structure(LogSinkSection, settings, path="sinks[]")
+    return LogSink(fmt=parsed.format.strip().lower(), level=parse_level(parsed.level, "sinks[].level"))

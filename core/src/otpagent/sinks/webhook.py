@@ -27,7 +27,8 @@ from otpagent.errors import ConfigError
 from otpagent.logs import get_logger
 from otpagent.model import Event
 from otpagent.protocols import Capability, Delivery, PluginContext, WebhookOutbox, event_payload
-from otpagent.sinks.webhook_settings import WebhookSettings, parse_webhook_settings
+from otpagent.settings import describes
+from otpagent.sinks.webhook_settings import WebhookSection, WebhookSettings, parse_webhook_settings
 from otpagent.sinks.webhook_target import TargetRefused, check_resolved
 from otpagent.storage.capabilities import require
 
@@ -164,6 +165,7 @@ class WebhookSink:
         return False
 
 
+@describes(WebhookSection)
 def create_webhook_sink(settings: Mapping[str, Any], context: PluginContext) -> WebhookSink:
     """Factory registered as ``webhook`` (errors say ``sinks[]``: a factory is not told its index)."""
     parsed = parse_webhook_settings(settings, "sinks[].")

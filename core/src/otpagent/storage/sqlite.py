@@ -39,6 +39,7 @@ from otpagent.protocols import (
     ProviderEventResult,
     StorageStats,
 )
+from otpagent.settings import describes, setting, structure
 from otpagent.storage import batch_issue, sqlreads, sqlrules
 from otpagent.storage.rows import (
     ATTEMPT_COLUMNS,
@@ -70,24 +71,26 @@ _READY = (f"SELECT * FROM messages INDEXED BY messages_ready WHERE status IN ({s
           "AND due_at <= ? ORDER BY priority DESC, due_at, seq LIMIT ?")
 
 
+@attrs.frozen
+class SqliteSettings:
+    """``storage`` for the ``sqlite`` backend (the default)."""
+
+    backend: str = setting("sqlite", choices=("sqlite",))
+    path: str = setting("otpagent.db", min_length=1, doc="The database file (relative to the config file); "
+                                                          "':memory:' is not supported: use a file")
+    synchronous: str = setting("full", choices=("full", "normal"),
+                               doc="full survives power loss; normal survives a process crash, for more throughput")
+    busy_timeout_seconds: float = setting(30.0, gt=0, doc="How long a writer waits for another process's lock")
+
+
+@describes(SqliteSettings)
 def create_sqlite_storage(settings: Mapping[str, Any], context: PluginContext) -> SqliteStorage:
     """Factory registered as ``sqlite``: ``{"backend": "sqlite", "path": ..., "synchronous": ...}``."""
-    for key in settings:
-        if key not in ("backend", "path", "synchronous", "busy_timeout_seconds"):
-            raise ConfigError(f"storage.{key}", "unknown key (expected path, synchronous, busy_timeout_seconds)")
-    raw_path = settings.get("path", "otpagent.db")
-    if not isinstance(raw_path, str) or not raw_path:
-        raise ConfigError("storage.path", "must be a file path (or ':memory:' is not supported: use a file)")
-    path = Path(raw_path)
+    s = structure(SqliteSettings, settings, path="storage")
+    path = Path(s.path)
     if not path.is_absolute():
         path = Path(context.config_dir) / path
-    sync = settings.get("synchronous", "full")
-    if sync not in ("full", "normal"):
-        raise ConfigError("storage.synchronous", f"must be 'full' or 'normal', got {sync!r}")
-    timeout = settings.get("busy_timeout_seconds", 30)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise ConfigError("storage.busy_timeout_seconds", "must be a positive number")
-    return SqliteStorage(path, synchronous=sync, busy_timeout=float(timeout))
+    return SqliteStorage(path, synchronous=s.synchronous, busy_timeout=s.busy_timeout_seconds)
 
 
 class SqliteStorage(SqliteWriter):

@@ -17,7 +17,6 @@ from typing import Any
 
 import attrs
 
-from otpagent.errors import ConfigError
 from otpagent.model import CLAIMABLE_STATUSES, Attempt, Event, Message, Status
 from otpagent.protocols import (
     FINISHED_STATUSES,
@@ -43,6 +42,7 @@ from otpagent.protocols import (
     StorageStats,
 )
 from otpagent.ratelimit import gcra
+from otpagent.settings import describes, setting, structure
 from otpagent.storage import batch_issue
 from otpagent.storage.rows import attempt_from_row, event_from_row, event_to_row, message_from_row, percentile
 from otpagent.testing import memory_activity, memory_otp
@@ -55,11 +55,17 @@ _CLAIMABLE = frozenset(s.value for s in CLAIMABLE_STATUSES)
 _FINISHED = frozenset(s.value for s in FINISHED_STATUSES)
 
 
+@attrs.frozen
+class MemorySettings:
+    """``storage`` for the ``memory`` backend: no settings (in this process only, gone at exit)."""
+
+    backend: str = setting("memory", choices=("memory",))
+
+
+@describes(MemorySettings)
 def create_memory_storage(settings: Mapping[str, Any], context: PluginContext) -> InMemoryStorage:
     """Factory registered as ``memory``: ``{"storage": {"backend": "memory"}}`` (no other keys)."""
-    for key in settings:
-        if key != "backend":
-            raise ConfigError(f"storage.{key}", "unknown key (the memory backend takes no settings)")
+    structure(MemorySettings, settings, path="storage")
     return InMemoryStorage()
 
 

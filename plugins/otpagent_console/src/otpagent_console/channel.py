@@ -14,83 +14,73 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
+
+import attrs
 
 from otpagent.config import COMMON_CHANNEL_KEYS
-from otpagent.errors import ConfigError
 from otpagent.model import Envelope, FailureScope, SendResult
 from otpagent.protocols import ChannelSpec
+from otpagent.settings import describes, setting, structure
 
-__all__ = ["ConsoleChannel", "create_console_channel"]
+__all__ = ["ConsoleChannel", "ConsoleSettings", "create_console_channel"]
 
 #: Body limits per kind, as the real providers enforce them (Twilio: 1,600 characters per SMS
 #: request, WhatsApp 4,096; a voice message read aloud is capped at 4,000 here).
 MAX_LENGTH = {"sms": 1600, "whatsapp": 4096, "voice": 4000, "email": 1_000_000}
-_KEYS = COMMON_CHANNEL_KEYS | {"outbox", "latency_ms", "fail_rate", "fail_mode", "seed", "quiet", "max_length",
-                               "fail_first"}
+@attrs.frozen
+class FailRates:
+    """Share of sends that fail for a while (retried) and for good."""
+
+    transient: float = setting(0.0, ge=0)
+    permanent: float = setting(0.0, ge=0)
 
 
+@attrs.frozen
+class ConsoleSettings:
+    """A console channel's own keys (beside the channel keys every channel takes)."""
+
+    outbox: str | None = setting(None, min_length=1, doc="JSON-lines file each message is appended to "
+                                                         "(relative to the config file)")
+    latency_ms: float = setting(0.0, ge=0, doc="Simulated provider latency")
+    fail_rate: float | FailRates | None = setting(None, doc="Share of sends that fail (0 to 1), or "
+                                                            "{\"transient\": x, \"permanent\": y}")
+    fail_mode: str = setting("transient", choices=("transient", "permanent"))
+    seed: int | None = setting(None, doc="Seed of the simulated failures")
+    quiet: bool = setting(False, doc="Do not print messages")
+    max_length: int | None = setting(None, gt=0, doc="Longest body accepted (default: the real provider's)")
+    fail_first: int = setting(0, ge=0, doc="Fail this many sends, then succeed")
+
+    def rates(self) -> tuple[float, float]:
+        if isinstance(self.fail_rate, FailRates):
+            return self.fail_rate.transient, self.fail_rate.permanent
+        rate = self.fail_rate or 0.0
+        return (rate, 0.0) if self.fail_mode == "transient" else (0.0, rate)
+
+    def settings_problems(self) -> Iterator[tuple[str, str]]:
+        if sum(self.rates()) > 1:
+            yield "fail_rate", "rates add up to more than 1"
+
+
+@describes(ConsoleSettings)
 def create_console_channel(spec: ChannelSpec) -> ConsoleChannel:
     """Factory for ``"plugin": "console"`` channel sections."""
-    s = spec.settings
-    path = f"channels.{spec.name}"
-    for key in s:
-        if key not in _KEYS:
-            expected = ", ".join(sorted(_KEYS))
-            raise ConfigError(f"{path}.{key}", f"unknown key for a console channel (expected one of {expected})")
+    own = {k: v for k, v in spec.settings.items() if k not in COMMON_CHANNEL_KEYS}
+    s = structure(ConsoleSettings, own, path=f"channels.{spec.name}")
     kind = spec.kind or "sms"
-    outbox = s.get("outbox")
-    if outbox is not None:
-        if not isinstance(outbox, str) or not outbox:
-            raise ConfigError(f"{path}.outbox", "must be a file path")
-        outbox_path = Path(outbox)
+    outbox_path = None
+    if s.outbox is not None:
+        outbox_path = Path(s.outbox)
         if not outbox_path.is_absolute():
             outbox_path = Path(spec.context.config_dir) / outbox_path
-    else:
-        outbox_path = None
-    latency = _number(s.get("latency_ms", 0), f"{path}.latency_ms")
-    transient, permanent = _fail_rates(s.get("fail_rate"), s.get("fail_mode", "transient"), path)
-    fail_first = s.get("fail_first", 0)
-    if isinstance(fail_first, bool) or not isinstance(fail_first, int) or fail_first < 0:
-        raise ConfigError(f"{path}.fail_first", "must be a non-negative integer")
-    quiet = s.get("quiet", False)
-    if not isinstance(quiet, bool):
-        raise ConfigError(f"{path}.quiet", "must be true or false")
-    max_length = s.get("max_length", MAX_LENGTH[kind])
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
-        raise ConfigError(f"{path}.max_length", "must be a positive integer")
+    transient, permanent = s.rates()
     return ConsoleChannel(
-        name=spec.name, kind=kind, outbox=outbox_path, latency_ms=latency, transient_rate=transient,
-        permanent_rate=permanent, seed=s.get("seed"), quiet=quiet, cost=spec.cost or 0.0,
-        max_length=max_length, fail_first=fail_first,
+        name=spec.name, kind=kind, outbox=outbox_path, latency_ms=s.latency_ms, transient_rate=transient,
+        permanent_rate=permanent, seed=s.seed, quiet=s.quiet, cost=spec.cost or 0.0,
+        max_length=s.max_length or MAX_LENGTH[kind], fail_first=s.fail_first,
     )
-
-
-def _number(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(path, f"must be a non-negative number, got {value!r}")
-    return float(value)
-
-
-def _fail_rates(value: Any, mode: Any, path: str) -> tuple[float, float]:
-    if value is None:
-        return 0.0, 0.0
-    if isinstance(value, Mapping):
-        for key in value:
-            if key not in ("transient", "permanent"):
-                raise ConfigError(f"{path}.fail_rate.{key}", "unknown key (expected transient, permanent)")
-        t = _number(value.get("transient", 0), f"{path}.fail_rate.transient")
-        p = _number(value.get("permanent", 0), f"{path}.fail_rate.permanent")
-    else:
-        rate = _number(value, f"{path}.fail_rate")
-        if mode not in ("transient", "permanent"):
-            raise ConfigError(f"{path}.fail_mode", "must be 'transient' or 'permanent'")
-        t, p = (rate, 0.0) if mode == "transient" else (0.0, rate)
-    if t + p > 1:
-        raise ConfigError(f"{path}.fail_rate", "rates add up to more than 1")
-    return t, p
 
 
 class ConsoleChannel:

@@ -6,27 +6,51 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from otpagent.errors import ConfigError
 from otpagent.hookspecs import hookimpl
 from otpagent.protocols import PluginContext
 from otpagent.registration import RegisterStorageBackend
+from otpagent.settings import describes, setting, structure
 
 if TYPE_CHECKING:
     import click
 
     from otpagent_postgres.storage import PostgresStorage
 
-__all__ = ["create_postgres_storage", "otpagent_register_storage_backends"]
+__all__ = ["PostgresSettings", "create_postgres_storage", "otpagent_register_storage_backends"]
 
-_KEYS = ("backend", "dsn", "schema", "pool_min_size", "pool_max_size", "retry_seconds", "connect_timeout_seconds",
-         "cleanup_batch_size")
 #: core's config loader merges the SQLite default ``path`` into every storage section.
 _CORE_DEFAULT_PATH = "otpagent.db"
-_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+@attrs.frozen
+class PostgresSettings:
+    """``storage`` for the ``postgres`` backend."""
+
+    dsn: str = setting(min_length=1, secret=True,
+                       doc="A PostgreSQL connection string such as postgresql://user@host:5432/dbname "
+                           "(e.g. \"${OTPAGENT_DATABASE_URL}\")")
+    backend: str = setting("postgres", choices=("postgres",))
+    schema: str = setting("public", pattern=r"[A-Za-z_][A-Za-z0-9_]{0,62}",
+                          pattern_reason="must be a plain identifier (letters, digits, underscore)")
+    pool_min_size: int = setting(1, ge=1)
+    pool_max_size: int | None = setting(None, ge=1, doc="Connections at most (default: 10, or pool_min_size)")
+    retry_seconds: float = setting(60.0, gt=0)
+    connect_timeout_seconds: float = setting(5.0, gt=0)
+    cleanup_batch_size: int = setting(1000, ge=1)
+
+    @property
+    def max_size(self) -> int:
+        return self.pool_max_size if self.pool_max_size is not None else max(10, self.pool_min_size)
+
+    def settings_problems(self) -> Iterator[tuple[str, str]]:
+        if self.max_size < self.pool_min_size:
+            yield "pool_max_size", "must be at least pool_min_size"
 
 
 @hookimpl
@@ -34,25 +58,12 @@ def otpagent_register_storage_backends(register: RegisterStorageBackend) -> None
     register("postgres", create_postgres_storage)
 
 
+@describes(PostgresSettings)
 def create_postgres_storage(settings: Mapping[str, Any], context: PluginContext) -> PostgresStorage:
     """Factory for ``"storage": {"backend": "postgres", ...}``: validates, connects, migrates."""
-    for key in settings:
-        if key == "path" and settings[key] == _CORE_DEFAULT_PATH:
-            continue  # filled in by core's config defaults, not written by the user
-        if key not in _KEYS:
-            raise ConfigError(f"storage.{key}", f"unknown key for the postgres backend (expected one of "
-                                                f"{', '.join(_KEYS[1:])})")
-    dsn = settings.get("dsn")
-    if not isinstance(dsn, str) or not dsn.strip():
-        raise ConfigError("storage.dsn", "required: a PostgreSQL connection string such as "
-                                         "postgresql://user@host:5432/dbname (e.g. \"${OTPAGENT_DATABASE_URL}\")")
-    schema = settings.get("schema", "public")
-    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
-        raise ConfigError("storage.schema", "must be a plain identifier (letters, digits, underscore)")
-    min_size = _positive_int(settings, "pool_min_size", 1)
-    max_size = _positive_int(settings, "pool_max_size", max(10, min_size))
-    if max_size < min_size:
-        raise ConfigError("storage.pool_max_size", "must be at least pool_min_size")
+    if settings.get("path") == _CORE_DEFAULT_PATH:  # filled in by core's config defaults, not by the user
+        settings = {k: v for k, v in settings.items() if k != "path"}
+    s = structure(PostgresSettings, settings, path="storage")
     import psycopg  # here, not at start-up: psycopg is heavy and this plugin loads everywhere
     import psycopg_pool
 
@@ -61,10 +72,9 @@ def create_postgres_storage(settings: Mapping[str, Any], context: PluginContext)
 
     try:
         return PostgresStorage(
-            dsn, schema=schema, pool_min_size=min_size, pool_max_size=max_size,
-            retry_seconds=_positive_number(settings, "retry_seconds", 60.0),
-            connect_timeout=_positive_number(settings, "connect_timeout_seconds", 5.0),
-            cleanup_batch_size=_positive_int(settings, "cleanup_batch_size", 1000),
+            s.dsn, schema=s.schema, pool_min_size=s.pool_min_size, pool_max_size=s.max_size,
+            retry_seconds=s.retry_seconds, connect_timeout=s.connect_timeout_seconds,
+            cleanup_batch_size=s.cleanup_batch_size,
         )
     except SchemaTooNew as exc:
         raise ConfigError("storage.schema", str(exc)) from None
@@ -73,20 +83,6 @@ def create_postgres_storage(settings: Mapping[str, Any], context: PluginContext)
         # a server that is down (the CLI's "unavailable") from a key that is wrong.
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError("storage.dsn", f"cannot connect to PostgreSQL: {reason}") from exc
-
-
-def _positive_int(settings: Mapping[str, Any], key: str, default: int) -> int:
-    value = settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"storage.{key}", f"must be a positive integer, got {value!r}")
-    return value
-
-
-def _positive_number(settings: Mapping[str, Any], key: str, default: float) -> float:
-    value = settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"storage.{key}", f"must be a positive number, got {value!r}")
-    return float(value)
 
 
 @hookimpl

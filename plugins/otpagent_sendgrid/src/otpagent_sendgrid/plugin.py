@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from otpagent.hookspecs import hookimpl
 from otpagent.protocols import CallbackHost, Channel, ChannelSpec
 from otpagent.registration import RegisterChannel, RegisterHttpRoute
+from otpagent.settings import describes
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 WEBHOOK_PATH = "/callbacks/sendgrid/events"
 
 
+@describes("otpagent_sendgrid.settings:SendGridSection")
 def create_sendgrid_channel(spec: ChannelSpec) -> Channel:
     from otpagent_sendgrid.channel import create_sendgrid_channel
 

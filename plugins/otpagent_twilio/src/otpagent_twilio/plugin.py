@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from otpagent.hookspecs import hookimpl
 from otpagent.protocols import CallbackHost, Channel, ChannelSpec
 from otpagent.registration import RegisterChannel, RegisterHttpRoute
+from otpagent.settings import describes
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -20,18 +21,21 @@ if TYPE_CHECKING:
 CALLBACK_ROUTE = "/callbacks/twilio/{channel}"
 
 
+@describes("otpagent_twilio.settings:TwilioSmsSection")
 def create_sms_channel(spec: ChannelSpec) -> Channel:
     from otpagent_twilio.channels import create_sms_channel
 
     return create_sms_channel(spec)
 
 
+@describes("otpagent_twilio.settings:TwilioWhatsAppSection")
 def create_whatsapp_channel(spec: ChannelSpec) -> Channel:
     from otpagent_twilio.channels import create_whatsapp_channel
 
     return create_whatsapp_channel(spec)
 
 
+@describes("otpagent_twilio.settings:TwilioVoiceSection")
 def create_voice_channel(spec: ChannelSpec) -> Channel:
     from otpagent_twilio.channels import create_voice_channel
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from otpagent.errors import ConfigError
+import attrs
+
 from otpagent.hookspecs import hookimpl
 from otpagent.model import Envelope, Priority
 from otpagent.protocols import ChannelInfo, PluginContext, RouteOutcome
 from otpagent.registration import RegisterRoutingStrategy
 from otpagent.routing.priority import PriorityStrategy
+from otpagent.settings import describes, setting, structure
 
-__all__ = ["QuietHoursStrategy"]
+__all__ = ["QuietHoursSettings", "QuietHoursStrategy"]
 
 #: Kinds in order of how much they disturb: quiet first.
 _QUIET_ORDER = {"email": 0, "whatsapp": 1, "sms": 2, "voice": 3}
@@ -53,22 +55,22 @@ def _kind(name: str, candidates: Sequence[ChannelInfo]) -> str:
     return next(c.kind for c in candidates if c.name == name)
 
 
-def _hour(settings: Mapping[str, Any], key: str, default: int) -> int:
-    value = settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 23:
-        raise ConfigError(f"routing.{key}", f"must be an hour from 0 to 23, got {value!r}")
-    return value
+@attrs.frozen
+class QuietHoursSettings:
+    """``routing`` for ``quiet-hours``: when phones stay quiet."""
+
+    strategy: str = setting("quiet-hours")
+    start_hour: int = setting(22, ge=0, le=23, doc="Hour the quiet starts (local)")
+    end_hour: int = setting(7, ge=0, le=23, doc="Hour the quiet ends (local)")
+    utc_offset_hours: float = setting(0.0, ge=-12, le=14, doc="Local time's offset from UTC")
 
 
+@describes(QuietHoursSettings)  # publishes the keys in `otpagent config schema`
 def create_quiet_hours(settings: Mapping[str, Any], context: PluginContext) -> QuietHoursStrategy:
-    for key in settings:
-        if key not in ("strategy", "start_hour", "end_hour", "utc_offset_hours"):
-            raise ConfigError(f"routing.{key}", "unknown key (expected start_hour, end_hour, utc_offset_hours)")
-    offset = settings.get("utc_offset_hours", 0)
-    if isinstance(offset, bool) or not isinstance(offset, int | float) or not -12 <= offset <= 14:
-        raise ConfigError("routing.utc_offset_hours", f"must be a number from -12 to 14, got {offset!r}")
-    return QuietHoursStrategy(start_hour=_hour(settings, "start_hour", 22), end_hour=_hour(settings, "end_hour", 7),
-                              utc_offset_hours=float(offset), clock=context.clock)
+    # Unknown keys, wrong types and out-of-range hours are all named at once (routing.start_hour...).
+    s = structure(QuietHoursSettings, settings, path="routing")
+    return QuietHoursStrategy(start_hour=s.start_hour, end_hour=s.end_hour, utc_offset_hours=s.utc_offset_hours,
+                              clock=context.clock)
 
 
 @hookimpl
