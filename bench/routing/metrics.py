@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from bench.routing.engine import Run
-from bench.routing.world import Z90
+from bench.routing.world import Z90, Z95
 from otpagent.model import MessageType
 
 __all__ = ["figures", "p95", "verdicts"]
@@ -23,14 +23,18 @@ def failing_firsts(run: Run) -> int | None:
     """The most messages sent first to a failing channel after its failure could be seen, over
     the scenario's failures (None when it has none). "Could be seen": a tenth of the reports on
     sends made when it began could have arrived (the failure's start, plus the 10th percentile
-    of the channel's time to deliver, plus the scenario's shortest extra report delay)."""
+    of the channel's time to deliver, plus the scenario's shortest extra report delay). For a
+    silent failure (no reports at all) the evidence is a report that does not come, so it could
+    be seen once 95% of the reports would have come (the 95th percentile, the longest extra)."""
     s = run.scenario
     if not s.failures:
         return None
     worst = 0
     for w in s.failures:
         channel = next(c for c in s.channels if c.name == w.channel)
-        seen = w.start * s.duration + channel.ttd * math.exp(-Z90 * channel.spread) + s.report_delay[0]
+        silent = any(c.silent and c.channel == w.channel and c.start == w.start for c in s.changes)
+        seen = w.start * s.duration + (channel.ttd * math.exp(Z95 * channel.spread) + s.report_delay[1] if silent
+                                       else channel.ttd * math.exp(-Z90 * channel.spread) + s.report_delay[0])
         end = w.end * s.duration
         count = sum(1 for m, first in zip(run.messages, run.firsts, strict=True)
                     if seen <= m.at < end and first == w.channel)

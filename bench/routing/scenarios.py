@@ -1,7 +1,8 @@
 """The scenarios: each a kind of trouble the ``adaptive`` strategy must handle, with its own seed.
 
 Sizes are ``messages`` at ``rate`` messages per second of simulated time; ``scale`` in
-:func:`scenarios` shrinks them (never below what the scenario needs to mean something).
+:func:`scenarios` shrinks them (never below what the scenario needs to mean something; the
+flapping provider keeps its 5-minute cycles and has fewer of them).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ def _silent_failure(rate: float, seed: int, messages: int) -> Scenario:
         changes=(Change("whatsapp", 0.4, 0.6, p=0.02),), failures=(Window("whatsapp", 0.4, 0.6),))
 
 
-def _flapping(seed: int) -> Scenario:
-    period = 1 / 6  # 6 cycles: down for the first half of each, healthy for the second
-    downs = tuple(Change("whatsapp", i * period, i * period + period / 2, p=0.02) for i in range(6))
+def flapping(seed: int, cycles: int = 6) -> Scenario:
+    """Cycles of 5 minutes at 2 messages/s: down for the first half of each, healthy for the second."""
+    period = 1 / cycles
+    downs = tuple(Change("whatsapp", i * period, i * period + period / 2, p=0.02) for i in range(cycles))
     return Scenario(
-        name="flapping", seed=seed, messages=3600, rate=2.0, flapping="whatsapp",
-        title="WhatsApp is down (2% delivered) for 2.5 minutes, then healthy for 2.5 minutes, six times",
+        name="flapping", seed=seed, messages=600 * cycles, rate=2.0, flapping="whatsapp",
+        title=f"WhatsApp is down (2% delivered) for 2.5 minutes, then healthy for 2.5 minutes, {cycles} times",
         changes=downs, failures=tuple(Window("whatsapp", c.start, c.end) for c in downs))
 
 
@@ -42,7 +44,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     _silent_failure(1.0, 103, 1500),
     _silent_failure(5.0, 104, 4000),
     _silent_failure(20.0, 105, 12000),
-    _flapping(106),
+    flapping(106),
     Scenario(name="price-change", seed=107, messages=3000, rate=2.0, reports_price=True,
              title="Halfway, WhatsApp's billed price rises from 0.0050 to 0.0095 (config still says 0.0050); "
                    "reports carry the price",
@@ -67,4 +69,5 @@ SCENARIOS: tuple[Scenario, ...] = (
 def scenarios(scale: float = 1.0, names: tuple[str, ...] = ()) -> list[Scenario]:
     """The scenarios (those named, or all), ``messages`` scaled by ``scale``."""
     chosen = [s for s in SCENARIOS if not names or s.name in names]
-    return [attrs.evolve(s, messages=max(200, int(s.messages * scale))) for s in chosen]
+    return [flapping(s.seed, max(2, round(6 * scale))) if s.flapping else  # its minutes are what matter
+            attrs.evolve(s, messages=max(200, int(s.messages * scale))) for s in chosen]

@@ -14,6 +14,7 @@ __all__ = ["BASE_CHANNELS", "COUNTRIES", "Change", "Scenario", "SimChannel", "Tr
 
 #: z for the 90th percentile of a normal: the lognormal's q90 is ``median * exp(Z90 * spread)``.
 Z90 = 1.2816
+Z95 = 1.6449
 
 
 @attrs.frozen

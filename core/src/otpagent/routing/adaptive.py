@@ -36,6 +36,11 @@ from otpagent.storage.capabilities import require
 __all__ = ["AdaptiveSettings", "AdaptiveStrategy", "Belief", "create_adaptive_strategy"]
 
 PREFIX = "routing:adaptive:"
+#: Channel kinds assumed too slow for an OTP reader until their delays are learnt (email often
+#: takes tens of seconds to minutes; every other kind is assumed in time until shown otherwise).
+SLOW_UNTIL_LEARNT = frozenset({"email"})
+#: z of the 90% one-sided bound.
+Z90 = 1.2816
 #: Country evidence needs this many delay samples before its own time to deliver is used.
 MIN_COUNTRY_DELAY_SAMPLES = 5.0
 #: How many delivered message ids are remembered so a read receipt after a delivery is not
@@ -48,7 +53,7 @@ Change = Callable[[Evidence], Evidence]
 @attrs.frozen
 class AdaptiveSettings:
     decay: float = 0.95
-    half_life_seconds: float = 300.0
+    half_life_seconds: float = 1800.0
     sync_interval_seconds: float = 1.0
     country_prior_strength: float = 4.0
     otp_deliver_within_seconds: float = 30.0
@@ -67,6 +72,8 @@ class Belief:
 
     a: float
     b: float
+    #: The long-memory counts (successes, failures; no prior): see :meth:`timing`.
+    steady: tuple[float, float]
     ttd: DelayHistogram
     report: DelayHistogram
     price_ratio: float
@@ -82,10 +89,16 @@ class Belief:
         return self.ttd.quantile(TTD_QUANTILE)
 
     def timing(self, patience: float) -> Timing:
-        """For the OTP in-time test: the delivery probability with a lighter prior than the
-        posterior's uniform one (half a success and half a failure), so a channel that delivers
-        96% is not judged by 92% for lack of a few hundred results."""
-        return Timing(p=(self.a - 0.5) / (self.a + self.b - 1.0), within=self.ttd.share_within(patience),
+        """For the OTP in-time test, which compares a probability with a threshold: a cautious
+        delivery probability, the 90% lower bound from the long-memory counts (the current
+        estimate is too noisy: a channel near the threshold would flip every few messages), with
+        a light prior (half a success and half a failure). A channel failing right now is still
+        last among those in time by its price per delivery, which uses the current estimate."""
+        wins, losses = self.steady
+        n = wins + losses + 1.0
+        mean = (wins + 0.5) / n
+        bound = mean - Z90 * math.sqrt(mean * (1.0 - mean) / n)
+        return Timing(p=max(0.0, bound), p_fallback=mean, within=self.ttd.share_within(patience),
                       within_half=self.ttd.share_within(patience / 2),
                       reported_half=self.report.share_within(patience / 2))
 
@@ -111,18 +124,21 @@ class AdaptiveStrategy:
         """What this worker believes now (shared evidence plus its own unsynced news)."""
         now = self.clock()
         self._maybe_sync(now)
-        overall = self._evidence(PREFIX + channel)
+        overall = self._evidence(PREFIX + channel).aged(now, self._learning)
         a, b = overall.beta(now, self._learning)
+        steady = (overall.steady_wins, overall.steady_losses)
         if country is None:
-            return Belief(a, b, overall.ttd, overall.report, overall.price_ratio, overall.seen)
-        local = self._evidence(f"{PREFIX}{channel}@{country}")
+            return Belief(a, b, steady, overall.ttd, overall.report, overall.price_ratio, overall.seen)
+        local = self._evidence(f"{PREFIX}{channel}@{country}").aged(now, self._learning)
         la, lb = local.beta(now, self._learning)
         k = self.settings.country_prior_strength
         mean = a / (a + b)
+        steady_mean = (steady[0] + 1.0) / (sum(steady) + 2.0)
+        local_steady = (local.steady_wins + k * steady_mean, local.steady_losses + k * (1.0 - steady_mean))
         ttd = local.ttd if local.ttd.weight >= MIN_COUNTRY_DELAY_SAMPLES else overall.ttd
         report = local.report if local.report.weight >= MIN_COUNTRY_DELAY_SAMPLES else overall.report
         ratio = local.price_ratio if local.billed_cost is not None else overall.price_ratio
-        return Belief(la - 1 + k * mean, lb - 1 + k * (1 - mean), ttd, report, ratio, local.seen)
+        return Belief(la - 1 + k * mean, lb - 1 + k * (1 - mean), local_steady, ttd, report, ratio, local.seen)
 
     def plan(self, envelope: Envelope, candidates: Sequence[ChannelInfo]) -> list[str]:
         now = self.clock()
@@ -134,7 +150,9 @@ class AdaptiveStrategy:
         beliefs = [self.belief(c.name, country) for c in candidates]
         timely = in_time([b.timing(patience) for b in beliefs]) if patience is not None else [None] * len(beliefs)
         choices = []
-        for c, belief, chance in zip(candidates, beliefs, timely, strict=True):
+        for c, belief, learnt in zip(candidates, beliefs, timely, strict=True):
+            unknown_but_slow = learnt is None and patience is not None and c.kind in SLOW_UNTIL_LEARNT
+            chance = 0.0 if unknown_but_slow else learnt
             with self._lock:
                 p = self._rng.betavariate(belief.a, belief.b)
             choices.append(Choice(name=c.name, p=p, price=c.cost * belief.price_ratio, ttd=belief.ttd_seconds,

@@ -2,9 +2,9 @@
 
 Delays span milliseconds to hours and matter on a log scale (4 s against 8 s is as different as
 1 min against 2 min), so the histogram has log-spaced bins. Old samples fade by ``keep`` per new
-sample, so the distribution follows a provider whose delivery slows down. Quantiles read the
-upper edge of the bin they fall in: a cautious estimate, never below the truth by more than one
-bin width. A few hundred bytes of JSON, shared through storage like the rest of adaptive state.
+sample, so the distribution follows a provider whose delivery slows down. Quantiles interpolate
+within their bin; shares count whole bins. A few hundred bytes of JSON, shared through storage
+like the rest of adaptive state.
 """
 
 from __future__ import annotations
@@ -39,16 +39,19 @@ class DelayHistogram:
         return DelayHistogram(tuple(counts))
 
     def quantile(self, q: float) -> float | None:
-        """The delay that ``q`` of the samples do not exceed (bin upper edge); None without data.
-        Beyond the last edge it is the last edge doubled."""
+        """The delay that ``q`` of the samples do not exceed, interpolated within its bin; None
+        without data. Beyond the last edge it is the last edge doubled."""
         total = self.weight
         if total <= 0:
             return None
         running = 0.0
         for i, count in enumerate(self.counts):
+            if count > 0 and running + count >= q * total - 1e-12:
+                if i >= len(EDGES):
+                    return 2 * EDGES[-1]
+                low = EDGES[i - 1] if i > 0 else 0.0
+                return low + (EDGES[i] - low) * max(0.0, q * total - running) / count
             running += count
-            if running >= q * total - 1e-12:
-                return EDGES[i] if i < len(EDGES) else 2 * EDGES[-1]
         return 2 * EDGES[-1]
 
     def share_within(self, seconds: float) -> float | None:

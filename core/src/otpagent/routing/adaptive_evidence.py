@@ -45,6 +45,8 @@ UNJUDGED_MAX_AGE_SECONDS = 600.0
 MIN_DELAY_SAMPLES = 5.0
 #: Smoothing of the price estimates (share of a new price in the average).
 PRICE_SMOOTHING = 0.2
+#: Discount per result of the steady (long-memory) delivery counts.
+STEADY_DECAY = 0.99
 #: Fading of old delay samples per new one.
 DELAY_KEEP = 0.98
 #: The chance that a channel has not changed since its last result halves with every this many
@@ -57,7 +59,7 @@ class Learning:
     """The knobs of the evidence record (from :class:`~otpagent.routing.adaptive.AdaptiveSettings`)."""
 
     decay: float = 0.95
-    half_life_seconds: float = 300.0
+    half_life_seconds: float = 1800.0
 
     @property
     def memory(self) -> float:
@@ -77,6 +79,11 @@ def _smooth(old: float | None, new: float) -> float:
 class Evidence:
     wins: float = 0.0
     losses: float = 0.0
+    #: The same results with a longer memory (``STEADY_DECAY`` per result, an hour's half-life
+    #: in time): less noisy, for the OTP in-time test, which compares a probability with a
+    #: threshold.
+    steady_wins: float = 0.0
+    steady_losses: float = 0.0
     t: float = 0.0
     seen: float = 0.0
     ttd: DelayHistogram = attrs.field(factory=DelayHistogram)
@@ -137,15 +144,21 @@ class Evidence:
         if now <= self.t:
             return self
         dt = now - self.t if self.t > 0 else 0.0
-        return attrs.evolve(self, t=now, wins=_fade(self.wins, dt, learning.half_life_seconds),
-                            losses=_fade(self.losses, dt, learning.half_life_seconds),
+        half_life = learning.half_life_seconds
+        return attrs.evolve(self, t=now, wins=_fade(self.wins, dt, half_life),
+                            losses=_fade(self.losses, dt, half_life),
+                            steady_wins=_fade(self.steady_wins, dt, RECEIPT_HALF_LIFE_SECONDS),
+                            steady_losses=_fade(self.steady_losses, dt, RECEIPT_HALF_LIFE_SECONDS),
                             receipts=_fade(self.receipts, dt, RECEIPT_HALF_LIFE_SECONDS),
                             unreported=_fade(self.unreported, dt, RECEIPT_HALF_LIFE_SECONDS))
 
     def _result(self, now: float, wins: float, losses: float, learning: Learning) -> Evidence:
         """Add results of total weight ``wins + losses``, discounting all older ones."""
         keep = learning.decay ** (wins + losses)
-        return attrs.evolve(self, wins=self.wins * keep + wins, losses=self.losses * keep + losses, seen=now)
+        steady = STEADY_DECAY ** (wins + losses)
+        return attrs.evolve(self, wins=self.wins * keep + wins, losses=self.losses * keep + losses, seen=now,
+                            steady_wins=self.steady_wins * steady + wins,
+                            steady_losses=self.steady_losses * steady + losses)
 
     def _changed(self, now: float, delivered: bool) -> Evidence:
         """Older results discounted by the chance that the channel changed before this newest one.
@@ -162,7 +175,9 @@ class Evidence:
         mean = (1.0 + self.wins) / (2.0 + self.wins + self.losses)
         likely = mean if delivered else 1.0 - mean
         changed = hazard * 0.5 / (hazard * 0.5 + (1.0 - hazard) * likely)
-        return attrs.evolve(self, wins=self.wins * (1.0 - changed), losses=self.losses * (1.0 - changed))
+        keep = 1.0 - changed
+        return attrs.evolve(self, wins=self.wins * keep, losses=self.losses * keep,
+                            steady_wins=self.steady_wins * keep, steady_losses=self.steady_losses * keep)
 
     def _newer_sends(self, accepted_at: float) -> float:
         """How many sends were accepted after ``accepted_at`` up to the newest reported one."""
@@ -240,7 +255,8 @@ class Evidence:
     # -- storage -------------------------------------------------------------------------------
     def to_json(self) -> str:
         return json.dumps({
-            "wins": self.wins, "losses": self.losses, "t": self.t, "seen": self.seen, "ttd": self.ttd.to_list(),
+            "wins": self.wins, "losses": self.losses, "steady_wins": self.steady_wins,
+            "steady_losses": self.steady_losses, "t": self.t, "seen": self.seen, "ttd": self.ttd.to_list(),
             "report": self.report.to_list(), "receipts": self.receipts, "unreported": self.unreported,
             "estimated_cost": self.estimated_cost, "billed_cost": self.billed_cost,
             "sends": {str(k): v for k, v in self.sends.items()},
@@ -255,7 +271,8 @@ class Evidence:
             return cls()
         try:
             d = json.loads(raw)
-            return cls(wins=_num(d["wins"]), losses=_num(d["losses"]), t=_num(d["t"]), seen=_num(d["seen"]),
+            return cls(wins=_num(d["wins"]), losses=_num(d["losses"]), steady_wins=_num(d["steady_wins"]),
+                       steady_losses=_num(d["steady_losses"]), t=_num(d["t"]), seen=_num(d["seen"]),
                        ttd=DelayHistogram.from_list(d.get("ttd")), report=DelayHistogram.from_list(d.get("report")),
                        receipts=_num(d["receipts"]), unreported=_num(d["unreported"]),
                        estimated_cost=_opt(d.get("estimated_cost")), billed_cost=_opt(d.get("billed_cost")),

@@ -4,11 +4,11 @@
   deliver within the code's lifetime still go last).
 - OTP: the channels *in time* come first: those that, tried first, reach the person within
   their patience (``otp_deliver_within_seconds``) at least ``IN_TIME_SHARE`` of the time, either
-  themselves or through a fallback once their failure is reported (:func:`in_time`); then those
-  whose learned 90th-percentile time to deliver still fits in the code's remaining lifetime (the
-  hard bound); then the rest. Within each group, cheapest per delivered message first. So a
-  cheap channel that is slow (email) or whose failures are reported late is not an OTP's first
-  choice, however cheap.
+  themselves or through a fallback once their failure is reported (:func:`in_time`), cheapest
+  per delivered message first; then those whose learned 90th-percentile time to deliver still
+  fits in the code's remaining lifetime (the hard bound), the best chance of being in time
+  first; then the rest, cheapest first. So a cheap channel that is slow (email) or whose
+  failures are reported late is not an OTP's first choice, however cheap.
 - Everything else: cheapest per delivered message first: ``price / p``, the order that
   minimises the expected cost of trying channels until one delivers.
 
@@ -38,20 +38,23 @@ IN_TIME_SHARE = 0.9
 class Timing:
     """What decides whether a channel is in time for an OTP (None: not known yet)."""
 
-    #: Its delivery probability.
+    #: Its delivery probability as the first channel (cautious: a lower bound).
     p: float
     #: The share of its deliveries within the reader's patience, and within half of it.
     within: float | None
     within_half: float | None
     #: The share of its reports that come within half the patience (when a fallback can start).
     reported_half: float | None
+    #: Its delivery probability as a fallback (a point estimate; None: ``p``).
+    p_fallback: float | None = None
 
 
 def in_time(timings: Sequence[Timing]) -> list[float | None]:
     """For each channel tried first: the chance the reader has the code within their patience,
     from it, or from the best other channel started when its failure is reported within half the
     patience and delivering within the other half. None when its delays are not known yet."""
-    half = [t.p * (1.0 if t.within_half is None else t.within_half) for t in timings]
+    half = [(t.p if t.p_fallback is None else t.p_fallback) * (1.0 if t.within_half is None else t.within_half)
+            for t in timings]
     out: list[float | None] = []
     for i, t in enumerate(timings):
         if t.within is None:
@@ -96,7 +99,12 @@ def order(choices: Sequence[Choice], *, critical: bool, patience: float | None,
     """``choices`` in route order. ``patience``/``lifetime`` (seconds) are set for OTPs only."""
     if critical:
         return sorted(choices, key=lambda c: (_tier(c, None, lifetime), -c.p))
-    return sorted(choices, key=lambda c: (_tier(c, patience, lifetime), c.cost_per_delivery))
+
+    def key(c: Choice) -> tuple[int, float]:
+        tier = _tier(c, patience, lifetime)
+        return tier, c.cost_per_delivery if tier != 1 else -(c.in_time or 0.0)
+
+    return sorted(choices, key=key)
 
 
 def probed(route: list[Choice], rng: random.Random, share: float, *, patience: float | None,
