@@ -8,7 +8,8 @@
 - **Pending sends**: accepted sends still waiting for their report, counted per 2-second bucket
   of acceptance. One older than the channel's usual report delay (the 95th percentile of its
   learned report delays, ``d``) is evidence of a silent failure: it weighs as a failure, ramping
-  from nothing at ``d`` to a full failure at ``2d``; at ``3d`` it is written off as a failure.
+  from nothing at ``d`` to a full failure at ``2d``; at ``3d`` (at least a minute) it is written
+  off as a failure.
   Both are scaled by the channel's *receipt share* (reports per judged send): a channel that
   never reports on its sends (no status callbacks) is not suspected, and its accepted sends
   count as deliveries straight away instead, as the best evidence there is.
@@ -39,7 +40,10 @@ BUCKET_SECONDS = 2.0
 RECEIPT_HALF_LIFE_SECONDS = 3600.0
 #: Pending buckets this old are dropped whatever else is known.
 PENDING_MAX_AGE_SECONDS = 7200.0
-#: ... and this old while the channel's report delay is not known yet.
+#: A pending send is never written off younger than this (a channel that reports in a second
+#: may still report a little later).
+MIN_WRITE_OFF_SECONDS = 60.0
+#: ... and pending buckets this old are dropped while the report delay is not known yet.
 UNJUDGED_MAX_AGE_SECONDS = 600.0
 #: Report delays needed before pending sends are judged by them.
 MIN_DELAY_SAMPLES = 5.0
@@ -161,20 +165,20 @@ class Evidence:
                             steady_losses=self.steady_losses * steady + losses)
 
     def _changed(self, now: float, delivered: bool) -> Evidence:
-        """Older results discounted by the chance that the channel changed before this newest one.
+        """Older results discounted by the chance that a channel believed bad has recovered.
 
-        A little Bayesian change-point reasoning: the chance of a change grows with the silence
-        since the last result (``CHANGE_HALF_LIFE_SECONDS``), and a result the old evidence
-        found unlikely (a delivery by a channel believed dead) makes a change likelier still.
-        So a probe that succeeds on an abandoned channel wipes most of its bad record at once,
-        while a busy channel's ordinary failures barely move it.
+        A little Bayesian change-point reasoning, for deliveries by a channel whose evidence
+        says it mostly fails: the chance of a change grows with the silence since its last
+        result (``CHANGE_HALF_LIFE_SECONDS``), and a delivery the old evidence found unlikely
+        makes a change likelier still. So a probe that succeeds on an abandoned channel wipes
+        most of its bad record at once. Failures need no such help: each discounts the past
+        by ``decay``, and overdue sends count as they age.
         """
-        if self.seen <= 0 or now <= self.seen:
+        mean = (1.0 + self.wins) / (2.0 + self.wins + self.losses)
+        if not delivered or mean >= 0.5 or self.seen <= 0 or now <= self.seen:
             return self
         hazard = 1.0 - 0.5 ** ((now - self.seen) / CHANGE_HALF_LIFE_SECONDS)
-        mean = (1.0 + self.wins) / (2.0 + self.wins + self.losses)
-        likely = mean if delivered else 1.0 - mean
-        changed = hazard * 0.5 / (hazard * 0.5 + (1.0 - hazard) * likely)
+        changed = hazard * 0.5 / (hazard * 0.5 + (1.0 - hazard) * mean)
         keep = 1.0 - changed
         return attrs.evolve(self, wins=self.wins * keep, losses=self.losses * keep,
                             steady_wins=self.steady_wins * keep, steady_losses=self.steady_losses * keep)
@@ -236,12 +240,13 @@ class Evidence:
         return self
 
     def _written_off(self, now: float, learning: Learning) -> Evidence:
-        """Pending sends past ``3d`` become failures (scaled by the receipt share); very old
-        buckets are dropped."""
+        """Pending sends past ``3d`` (at least a minute) become failures (scaled by the receipt
+        share); very old buckets are dropped."""
         if not self.sends:
             return self
         d = self.report_delay()
-        limit = UNJUDGED_MAX_AGE_SECONDS if d is None else min(PENDING_MAX_AGE_SECONDS, 3 * d)
+        judged = min(PENDING_MAX_AGE_SECONDS, max(3 * d, MIN_WRITE_OFF_SECONDS)) if d is not None else None
+        limit = UNJUDGED_MAX_AGE_SECONDS if judged is None else judged
         oldest = int((now - limit) // BUCKET_SECONDS)
         if min(self.sends, default=oldest) >= oldest:
             return self
