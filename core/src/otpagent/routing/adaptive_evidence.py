@@ -8,7 +8,7 @@
 - **Pending sends**: accepted sends still waiting for their report, counted per 2-second bucket
   of acceptance. One older than the channel's usual report delay (the 95th percentile of its
   learned report delays, ``d``) is evidence of a silent failure: it weighs as a failure, ramping
-  from nothing at ``d`` to a full failure at ``2d``; at ``3d`` (at least a minute) it is written
+  from nothing at ``d`` to a full failure at ``1.5d``; at ``3d`` (at least a minute) it is written
   off as a failure.
   Both are scaled by the channel's *receipt share* (reports per judged send): a channel that
   never reports on its sends (no status callbacks) is not suspected, and its accepted sends
@@ -139,7 +139,7 @@ class Evidence:
         total = 0.0
         for bucket, count in self.pending.items():
             age = now - (bucket + 0.5) * BUCKET_SECONDS
-            total += count * min(1.0, max(0.0, (age - d) / d))
+            total += count * min(1.0, max(0.0, 2.0 * (age - d) / d))
         return total * share
 
     # -- learning ------------------------------------------------------------------------------
