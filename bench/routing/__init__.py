@@ -25,7 +25,7 @@ from otpagent.routing.adaptive import AdaptiveSettings, AdaptiveStrategy
 from otpagent.routing.priority import PriorityStrategy
 from otpagent.storage.sqlite import SqliteStorage
 
-__all__ = ["STRATEGIES", "ScenarioResult", "run", "run_scenario", "table"]
+__all__ = ["STRATEGIES", "ScenarioResult", "run", "run_scenario", "summary", "table"]
 
 STRATEGIES = ("priority", "adaptive", "oracle")
 
@@ -84,4 +84,22 @@ def table(result: ScenarioResult) -> str:
                      f"{_opt(f['failing_firsts'], 'd')} | {_opt(share, '.1f')}{'%' if share is not None else ''} |")
     lines.append("")
     lines.extend(f"- {'PASS' if ok else 'MISS'}: {what}" for what, ok in checks)
+    return "\n".join(lines)
+
+
+def summary(results: Sequence[ScenarioResult]) -> str:
+    """One line per scenario: adaptive against each target."""
+    lines = ["| scenario | cost vs oracle (<= 1.10x) | delivered vs priority | OTP p95 vs bound "
+             "| first to failing (<= 50) | healthy share vs half the oracle's | targets |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for s, by, checks in results:
+        a, o, p = by["adaptive"], by["oracle"], by["priority"]
+        bound = 1.25 * o["otp_p95_seconds"] + 10
+        share = "—" if a["healthy_share"] is None else \
+            f"{100 * a['healthy_share']:.1f}% vs {50 * o['healthy_share']:.1f}%"
+        misses = sum(not ok for _w, ok in checks)
+        lines.append(f"| {s.name} | {a['cost_per_delivered'] / o['cost_per_delivered']:.3f}x | "
+                     f"{100 * a['delivered_rate']:.2f}% vs {100 * p['delivered_rate']:.2f}% | "
+                     f"{a['otp_p95_seconds']:.1f} s vs {bound:.1f} s | {_opt(a['failing_firsts'], 'd')} | {share} | "
+                     f"{'all met' if not misses else f'{misses} MISSED'} |")
     return "\n".join(lines)

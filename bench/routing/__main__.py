@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.routing import ScenarioResult, run, table
+from bench.routing import ScenarioResult, run, summary, table
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "routing.md"
 MARK_START, MARK_END = "<!-- routing-table:start -->", "<!-- routing-table:end -->"
@@ -18,7 +18,7 @@ def write_docs(results: Sequence[ScenarioResult], scale: float) -> None:
     misses = sum(not ok for _s, _by, checks in results for _what, ok in checks)
     head = (f"Scale {scale:g} (`python -m bench.routing --scale {scale:g} --write-docs`); "
             f"{misses} target(s) missed.")
-    body = "\n\n".join([head, *(table(r) for r in results)])
+    body = "\n\n".join([head, summary(results), *(table(r) for r in results)])
     start, end = text.index(MARK_START), text.index(MARK_END) + len(MARK_END)
     DOC.write_text(f"{text[:start]}{MARK_START}\n{body}\n{MARK_END}{text[end:]}", encoding="utf-8")
 
@@ -30,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write-docs", action="store_true", help="update the tables in docs/routing.md")
     args = parser.parse_args(argv)
     results = run(args.scale, args.scenario, on_result=lambda r: print(table(r), end="\n\n", flush=True))
+    print(summary(results))
     if args.write_docs:
         write_docs(results, args.scale)
     return 0 if all(ok for _s, _by, checks in results for _what, ok in checks) else 1

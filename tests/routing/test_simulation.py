@@ -16,7 +16,7 @@ from bench.routing.scenarios import scenarios
 SCALE = 0.4
 #: Scenarios where adaptive misses a target today (docs/routing.md says which and why). Strict:
 #: when one starts passing, the test says so and it leaves this list.
-KNOWN_MISSES = {"late-reports", "silent-failure-20", "blackhole"}
+KNOWN_MISSES = {"late-reports", "blackhole"}
 
 
 @pytest.mark.parametrize("scenario", [

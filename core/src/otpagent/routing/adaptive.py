@@ -52,7 +52,7 @@ Change = Callable[[Evidence], Evidence]
 
 @attrs.frozen
 class AdaptiveSettings:
-    decay: float = 0.95
+    decay: float = 0.93
     half_life_seconds: float = 1800.0
     sync_interval_seconds: float = 1.0
     country_prior_strength: float = 4.0

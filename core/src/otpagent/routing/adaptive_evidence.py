@@ -62,7 +62,7 @@ CHANGE_HALF_LIFE_SECONDS = 30.0
 class Learning:
     """The knobs of the evidence record (from :class:`~otpagent.routing.adaptive.AdaptiveSettings`)."""
 
-    decay: float = 0.95
+    decay: float = 0.93
     half_life_seconds: float = 1800.0
 
     @property
