@@ -35,7 +35,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "memory": ("bench.parts.memory", "figure 9: worker RSS with 10k, 100k and 1M queued messages"),
     "http": ("bench.parts.http", "figure 10: HTTP API POST /v1/otp + verify over loopback"),
     "recovery": ("bench.parts.recovery", "figure 11: SIGKILL one of two workers -> its in-flight messages sent again"),
-    "routing": ("bench.parts.routing", "routing simulation (bench/routing.py, when present)"),
+    "routing": ("bench.parts.routing", "routing simulation: adaptive vs priority and an oracle, per scenario"),
     "fraud": ("bench.parts.fraud", "fraud guard simulation: a pumping attack in normal traffic (bench/fraud.py)"),
     "import": ("bench.parts.importtime", "figure 12: import time of the library with its plugins"),
     "peers-pg": ("bench.parts.peers_pg", "beside PgQueuer and procrastinate: processing, CPU, enqueue"),

@@ -70,9 +70,20 @@ def adaptive(storage, clock, **kw):
 
 
 def feed(strategy, channel, successes, failures, country="GB"):
-    for ok in [True] * successes + [False] * failures:
+    """``successes`` accepted and ``failures`` refused sends, evenly interleaved (as traffic is)."""
+    total = successes + failures
+    for i in range(total):
+        ok = (i + 1) * successes // total > i * successes // total
         strategy.observe(RouteOutcome(message_id="m", channel=channel, priority=Priority.HIGH,
                                       status=Status.SENT if ok else Status.FAILED, country=country, latency_ms=50))
+
+
+def report(strategy, channel, *, delivered, sent_at, message_id="m", ttd=None, country=None, cost=0.0):
+    """A provider's final report on a send accepted at ``sent_at``."""
+    ttd_ms = None if not delivered else 1000.0 * (ttd if ttd is not None else strategy.clock() - sent_at)
+    strategy.observe(RouteOutcome(message_id=message_id, channel=channel, priority=Priority.HIGH, callback=True,
+                                  status=Status.DELIVERED if delivered else Status.UNDELIVERED, country=country,
+                                  accepted_at=sent_at, time_to_deliver_ms=ttd_ms, cost=cost))
 
 
 def firsts(strategy, chans, n=500, **kw):
@@ -130,7 +141,7 @@ def test_adaptive_learning_is_shared_through_storage_and_survives_restarts(stora
     feed(first, "a", 5, 95)
     feed(first, "b", 95, 5)
     second = adaptive(storage, clock)
-    assert second.posterior("b", "GB").mean > 0.8 and second.posterior("a", "GB").mean < 0.2
+    assert second.belief("b", "GB").mean > 0.8 and second.belief("a", "GB").mean < 0.2
 
 
 def test_adaptive_keeps_countries_apart(storage):
@@ -138,31 +149,41 @@ def test_adaptive_keeps_countries_apart(storage):
     strategy = adaptive(storage, clock)
     feed(strategy, "a", 95, 5, country="GB")
     feed(strategy, "a", 5, 95, country="US")
-    assert strategy.posterior("a", "GB").mean > 0.7 > 0.3 > strategy.posterior("a", "US").mean
+    assert strategy.belief("a", "GB").mean > 0.7 > 0.3 > strategy.belief("a", "US").mean
 
 
-def test_an_undelivered_callback_overturns_an_accepted_send(storage):
+def test_an_accepted_send_is_pending_until_its_report_and_an_undelivered_report_is_a_failure(storage):
     clock = FakeClock()
     strategy = adaptive(storage, clock)
-    feed(strategy, "a", 10, 0)
-    before = strategy.posterior("a").mean
-    for _ in range(10):
-        strategy.observe(RouteOutcome(message_id="m", channel="a", priority=Priority.HIGH,
-                                      status=Status.UNDELIVERED, callback=True))
-    assert strategy.posterior("a").mean < 0.3 < before
+    report(strategy, "a", delivered=True, sent_at=clock())  # the channel reports on its sends
+    before = strategy.belief("a").mean
+    for i in range(10):
+        strategy.observe(RouteOutcome(message_id=f"m{i}", channel="a", priority=Priority.HIGH, status=Status.SENT))
+    assert strategy.belief("a").mean == pytest.approx(before), "accepted is not delivered"
+    clock.advance(5)
+    for i in range(10):
+        report(strategy, "a", delivered=False, sent_at=clock() - 5, message_id=f"m{i}")
+    assert strategy.belief("a").mean < 0.3 < before
 
 
-def test_otp_skips_channels_too_slow_for_the_code_lifetime(storage):
+def test_otp_goes_first_to_a_channel_that_reaches_the_reader_within_their_patience(storage):
     clock = FakeClock()
     strategy = adaptive(storage, clock)
-    for _ in range(30):
-        strategy.observe(RouteOutcome(message_id="m", channel="slow", priority=Priority.HIGH, status=Status.SENT,
-                                      latency_ms=400_000))
-        strategy.observe(RouteOutcome(message_id="m", channel="fast", priority=Priority.HIGH, status=Status.SENT,
-                                      latency_ms=2_000))
+    start = clock()
+    sends = [(start + i, "send", name, i) for i in range(60) for name in ("slow", "fast")]
+    reports = [(start + i + ttd, "report", name, i) for i in range(60) for name, ttd in (("slow", 90), ("fast", 3))]
+    events = sorted(sends + reports)
+    for at, what, name, i in events:  # one send per channel per second; reports 3 s and 90 s later
+        clock.now = at
+        if what == "send":
+            strategy.observe(RouteOutcome(message_id=f"{name}{i}", channel=name, priority=Priority.HIGH,
+                                          status=Status.SENT))
+        else:
+            report(strategy, name, delivered=True, sent_at=start + i, message_id=f"{name}{i}")
     chans = [info("slow", "email", 0.0001), info("fast", "sms", 0.01)]
     otp = firsts(strategy, chans, message_type=MessageType.OTP, expires_at=clock() + 300)
-    assert otp["fast"] == 500
+    assert otp["fast"] == 500, "email is cheapest but the reader would wait 90 s"
+    assert firsts(strategy, chans)["slow"] > 450, "a notification can wait: cheapest first"
 
 
 def test_adaptive_is_chosen_from_config(tmp_path, make_agent):

@@ -168,9 +168,10 @@ class TwilioCallbacks:
 
     def post(self, sid: str, status: str, *, token: str = AUTH_TOKEN, error_code: int | None = None,
              error_message: str | None = None, signature: str | None = None,
-             headers: dict[str, str] | None = None) -> Any:
+             headers: dict[str, str] | None = None, extra: dict[str, str] | None = None) -> Any:
         """POST Twilio's callback for ``sid`` reaching ``status``, signed with ``token``."""
-        url, params = self.fake.status_callback(sid, status, error_code=error_code, error_message=error_message)
+        url, params = self.fake.status_callback(sid, status, error_code=error_code, error_message=error_message,
+                                                extra=extra)
         signature = signature if signature is not None else self.fake.sign(url, params, token)
         parts = urlsplit(url)
         return self.client.post(f"{parts.path}?{parts.query}", data=params,

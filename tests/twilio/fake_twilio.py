@@ -128,8 +128,10 @@ class FakeTwilio(LoopbackServer):
 
     # -- callbacks ---------------------------------------------------------------------------------
     def status_callback(self, sid: str, status: str, *, error_code: int | None = None,
-                        error_message: str | None = None) -> tuple[str, dict[str, str]]:
-        """The (URL, form) Twilio would POST to report ``status`` for the resource ``sid``."""
+                        error_message: str | None = None,
+                        extra: Mapping[str, str] | None = None) -> tuple[str, dict[str, str]]:
+        """The (URL, form) Twilio would POST to report ``status`` for the resource ``sid``
+        (``extra``: more form fields, e.g. ``Price``)."""
         resource = self.resources[sid]
         url = resource["_status_callback"]
         if sid.startswith("CA"):
@@ -145,6 +147,7 @@ class FakeTwilio(LoopbackServer):
             params["ErrorCode"] = str(error_code)
             if error_message:
                 params["ErrorMessage"] = error_message
+        params.update(extra or {})
         return url, params
 
     @staticmethod

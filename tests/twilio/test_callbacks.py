@@ -180,3 +180,31 @@ def test_inbound_statuses_are_acknowledged_without_effect(make_agent, callbacks)
 
     assert callbacks(agent).post(sid, "received").status_code == 204
     assert _events(agent, message_id) == before
+
+
+def test_a_delivered_callback_teaches_routing_the_time_to_deliver_and_the_billed_price(make_agent,  # type: ignore[no-untyped-def]
+                                                                                        callbacks) -> None:
+    agent, message_id, sid = _sent(make_agent)
+    accepted_at = agent.get_delivery_report(message_id).attempt_log[-1].finished_at
+    seen: list[Any] = []
+    agent.planner.observe = seen.append  # what the routing strategy would be told
+
+    assert callbacks(agent).post(sid, "delivered", extra={"Price": "-0.00830", "PriceUnit": "USD"}).status_code == 204
+
+    (outcome,) = seen
+    assert outcome.callback and outcome.status is Status.DELIVERED and outcome.channel == "SMS"
+    assert outcome.cost == 0.0083, "Twilio writes the charge as a negative amount"
+    assert outcome.accepted_at == accepted_at
+    assert outcome.time_to_deliver_ms is not None and outcome.time_to_deliver_ms >= 0
+
+
+def test_a_callback_without_a_price_reports_no_cost_and_an_undelivered_one_no_time_to_deliver(  # type: ignore[no-untyped-def]
+        make_agent, callbacks) -> None:
+    agent, _message_id, sid = _sent(make_agent)
+    seen: list[Any] = []
+    agent.planner.observe = seen.append
+
+    assert callbacks(agent).post(sid, "undelivered", error_code=30003, extra={"Price": "n/a"}).status_code == 204
+
+    assert seen[0].status is Status.UNDELIVERED and seen[0].cost == 0.0
+    assert seen[0].time_to_deliver_ms is None and seen[0].accepted_at is not None

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from otpagent.agent import IntelligentOTPAgent
     from otpagent.routing.planner import RoutePlanner
 
-__all__ = ["allowed_from", "message_change", "record_provider_event"]
+__all__ = ["allowed_from", "message_change", "record_provider_event", "time_to_deliver_ms"]
 
 log = get_logger("otpagent.callbacks")
 
@@ -96,14 +96,26 @@ def record_provider_event(agent: IntelligentOTPAgent, event: ProviderEvent) -> P
     if result.message_updated and message is not None:
         if counter is not None:
             agent.dispatcher.count(counter)  # counted as the dispatcher counts its own fallbacks
-        _announce(agent, message, attempt, event.status, events)
+        _announce(agent, message, attempt, event, events, now)
     return result
 
 
-def _announce(agent: IntelligentOTPAgent, message: Message, attempt: Attempt, status: Status,
-              events: Sequence[Event]) -> None:
+def time_to_deliver_ms(attempt: Attempt, event: ProviderEvent, now: float) -> float | None:
+    """For a delivered/read report: from the provider accepting the send (the end of our send
+    call) to the device receiving it, by the provider's timestamp when it gives one, else by the
+    report's arrival (an upper bound: the report's own trip is included). Never negative."""
+    if event.status not in (Status.DELIVERED, Status.READ):
+        return None
+    received = event.occurred_at if event.occurred_at is not None else now
+    return max(0.0, received - attempt.finished_at) * 1000.0
+
+
+def _announce(agent: IntelligentOTPAgent, message: Message, attempt: Attempt, event: ProviderEvent,
+              events: Sequence[Event], now: float) -> None:
     agent.bus.publish(events)
     agent.dispatcher.notify()
     agent.planner.observe(RouteOutcome(  # guarded: a strategy that raises is logged, never fatal
-        message_id=message.id, channel=attempt.channel, priority=message.priority, status=status,
-        country=agent.planner.outcome_country(message.phone_number), callback=True))
+        message_id=message.id, channel=attempt.channel, priority=message.priority, status=event.status,
+        country=agent.planner.outcome_country(message.phone_number), callback=True,
+        cost=event.cost if event.cost is not None else 0.0, accepted_at=attempt.finished_at,
+        time_to_deliver_ms=time_to_deliver_ms(attempt, event, now)))

@@ -26,6 +26,9 @@ class ProviderEvent:
     error_message: str | None = None
     #: The provider's timestamp of this status (POSIX seconds), when it gives one.
     occurred_at: float | None = None
+    #: The price the provider billed for the send, when the report carries it (Twilio's ``Price``,
+    #: as a positive amount in the channel's currency); routing learns real prices from it.
+    cost: float | None = None
 
 
 class ProviderEventOutcome(enum.StrEnum):

@@ -52,11 +52,21 @@ class RouteOutcome:
     priority: Priority
     status: Status
     country: str | None = None
+    #: For a send: how long the provider's send API took to answer (not the time to reach the person).
     latency_ms: float | None = None
+    #: For a send: the attempt's estimated cost. For a callback: the price the provider billed,
+    #: when its report carries one (Twilio's ``Price``), else 0.0 (unknown).
     cost: float = 0.0
     #: True when the outcome comes from a provider callback (delivered/undelivered) rather
     #: than from the send itself; a callback failure overturns an earlier accepted send.
     callback: bool = False
+    #: For a delivered/read callback: milliseconds from the provider accepting the send to the
+    #: recipient's device receiving it, from the provider's own timestamp when the report has
+    #: one, else from the report's arrival. None otherwise.
+    time_to_deliver_ms: float | None = None
+    #: For a callback: when the provider accepted the attempt it reports on (POSIX seconds, our
+    #: clock), so a strategy can match a late report to its send. None otherwise.
+    accepted_at: float | None = None
 
 
 @runtime_checkable

@@ -1,29 +1,22 @@
-"""The ``adaptive`` strategy: learned delivery probabilities, Thompson sampling, cost per delivery.
+"""The ``adaptive`` strategy: learned delivery, time to deliver and price; Thompson sampling.
 
-Each channel (and each channel in each destination country) keeps a Beta posterior over its
-probability of delivering a message. Outcomes update it: an accepted send counts as a success
-until a provider callback says ``undelivered``, which turns it into a failure. Old evidence
-fades two ways: every new observation discounts the past by ``decay`` (a provider that starts
-failing is noticed within a few dozen messages), and idle time pulls the posterior back toward
-the uniform prior with ``half_life_seconds`` (a channel we stopped using gets explored again,
-so a recovery is noticed too).
+Per channel, and per channel in each destination country, an evidence record
+(:mod:`~otpagent.routing.adaptive_evidence`) holds a Beta posterior over the delivery
+probability built from provider reports (an accepted send is *pending* until its report, and
+ages toward a failure once it is overdue), the learned time to deliver, the usual report delay
+and the billed price. Planning samples a probability per channel (Thompson sampling) and orders
+the channels (:mod:`~otpagent.routing.adaptive_ordering`): reliability first for CRITICAL, the
+reader's patience then price per delivery for OTPs, price per delivery for the rest, with a
+small share of probes to channels nobody has tried lately.
 
-Planning samples one probability per channel from its posterior (Thompson sampling: exploration
-in proportion to uncertainty) and orders channels:
-
-- CRITICAL: highest sampled delivery probability first;
-- otherwise by expected cost per delivered message, ``cost / p``, which is the order that
-  minimises the expected cost of trying channels until one delivers; for OTPs, channels whose
-  observed time to send would not fit in the code's remaining lifetime go last.
-
-Posteriors live in shared storage (``routing:adaptive:*`` state keys), merged atomically with
+Records live in shared storage (``routing:adaptive:*`` state keys), merged atomically with
 ``update_state`` every ``sync_interval_seconds``, so learning survives restarts and every worker
 on every machine learns from every other.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -35,73 +28,85 @@ from otpagent.errors import ConfigError
 from otpagent.model import Envelope, MessageType, Priority, Status
 from otpagent.protocols import Capability, ChannelInfo, PluginContext, RouteOutcome, SharedState
 from otpagent.recipients import country_of
+from otpagent.routing.adaptive_delays import DelayHistogram
+from otpagent.routing.adaptive_evidence import Evidence, Learning
+from otpagent.routing.adaptive_ordering import TTD_QUANTILE, Choice, Timing, in_time, order, probed
 from otpagent.settings import describes, setting, structure
 from otpagent.storage.capabilities import require
 
-__all__ = ["AdaptiveSettings", "AdaptiveStrategy", "Posterior", "create_adaptive_strategy"]
+__all__ = ["AdaptiveSettings", "AdaptiveStrategy", "Belief", "create_adaptive_strategy"]
 
 PREFIX = "routing:adaptive:"
+#: Channel kinds assumed too slow for an OTP reader until their delays are learnt (email often
+#: takes tens of seconds to minutes; every other kind is assumed in time until shown otherwise).
+SLOW_UNTIL_LEARNT = frozenset({"email"})
+#: z of the 90% one-sided bound.
+Z90 = 1.2816
+#: Country evidence needs this many delay samples before its own time to deliver is used.
+MIN_COUNTRY_DELAY_SAMPLES = 5.0
+#: How many delivered message ids are remembered so a read receipt after a delivery is not
+#: counted twice.
+_RECENT_DELIVERIES = 4096
+
+Change = Callable[[Evidence], Evidence]
 
 
 @attrs.frozen
 class AdaptiveSettings:
-    """``routing`` for the ``adaptive`` strategy (docs/routing.md): how fast it learns and forgets."""
+    """``routing`` for the ``adaptive`` strategy (docs/routing.md): how fast it learns and forgets,
+    and how long an OTP reader waits."""
 
-    decay: float = setting(0.97, gt=0, le=1, reason="must be in (0, 1]")
-    half_life_seconds: float = setting(900.0, ge=0)
-    sync_interval_seconds: float = setting(1.0, ge=0)
+    decay: float = setting(0.93, gt=0, le=1, reason="must be in (0, 1]",
+                           doc="Weight each older result keeps when a newer one arrives")
+    half_life_seconds: float = setting(1800.0, gt=0, doc="Evidence halves in weight after this long")
+    sync_interval_seconds: float = setting(1.0, ge=0, doc="How often a worker shares what it learnt")
     country_prior_strength: float = setting(4.0, ge=0)
-    otp_latency_share: float = setting(0.5, ge=0)
-    latency_smoothing: float = setting(0.2, ge=0)
-    seed: int | None = None
+    otp_deliver_within_seconds: float = setting(30.0, gt=0, doc="The OTP reader's patience: time to deliver "
+                                                                "an OTP should stay within it")
+    explore_share: float = setting(0.05, ge=0, le=0.5, doc="Share of messages that probe channels not chosen")
+    probe_after_seconds: float = setting(15.0, ge=0)
+    seed: int | None = setting(None)
+
+    @property
+    def learning(self) -> Learning:
+        return Learning(decay=self.decay, half_life_seconds=self.half_life_seconds)
 
 
 @attrs.frozen
-class Posterior:
-    """Beta(a, b) over the delivery probability, plus a smoothed time-to-send in ms."""
+class Belief:
+    """What the strategy believes of one channel for one destination."""
 
-    a: float = 1.0
-    b: float = 1.0
-    t: float = 0.0
-    latency_ms: float | None = None
+    a: float
+    b: float
+    #: The long-memory counts (successes, failures; no prior): see :meth:`timing`.
+    steady: tuple[float, float]
+    ttd: DelayHistogram
+    report: DelayHistogram
+    price_ratio: float
+    seen: float
 
     @property
     def mean(self) -> float:
         return self.a / (self.a + self.b)
 
-    def aged(self, now: float, half_life: float) -> Posterior:
-        """Pull the evidence toward the Beta(1, 1) prior for the time since the last update."""
-        if self.t <= 0 or now <= self.t or half_life <= 0:
-            return self
-        keep = 0.5 ** ((now - self.t) / half_life)
-        return attrs.evolve(self, a=1 + (self.a - 1) * keep, b=1 + (self.b - 1) * keep, t=now)
+    @property
+    def ttd_seconds(self) -> float | None:
+        """The 90th percentile of the time to deliver."""
+        return self.ttd.quantile(TTD_QUANTILE)
 
-    def merged(self, now: float, successes: float, failures: float, latencies: Sequence[float],
-               s: AdaptiveSettings) -> Posterior:
-        base = self.aged(now, s.half_life_seconds)
-        keep = s.decay ** max(0.0, successes + failures)
-        latency = base.latency_ms
-        for sample in latencies:
-            latency = sample if latency is None else latency + s.latency_smoothing * (sample - latency)
-        return Posterior(a=max(1.0, 1 + (base.a - 1) * keep + successes),
-                         b=max(1.0, 1 + (base.b - 1) * keep + failures), t=now, latency_ms=latency)
-
-    def to_json(self) -> str:
-        return json.dumps({"a": self.a, "b": self.b, "t": self.t, "latency_ms": self.latency_ms})
-
-    @classmethod
-    def from_json(cls, raw: str | None) -> Posterior:
-        if not raw:
-            return cls()
-        d = json.loads(raw)
-        return cls(a=float(d["a"]), b=float(d["b"]), t=float(d["t"]), latency_ms=d.get("latency_ms"))
-
-
-@attrs.define
-class _Pending:
-    successes: float = 0.0
-    failures: float = 0.0
-    latencies: list[float] = attrs.Factory(list)
+    def timing(self, patience: float) -> Timing:
+        """For the OTP in-time test, which compares a probability with a threshold: a cautious
+        delivery probability, the 90% lower bound from the long-memory counts (the current
+        estimate is too noisy: a channel near the threshold would flip every few messages), with
+        a light prior (half a success and half a failure). A channel failing right now is still
+        last among those in time by its price per delivery, which uses the current estimate."""
+        wins, losses = self.steady
+        n = wins + losses + 1.0
+        mean = (wins + 0.5) / n
+        bound = mean - Z90 * math.sqrt(mean * (1.0 - mean) / n)
+        return Timing(p=max(0.0, bound), p_fallback=mean, within=self.ttd.share_within(patience),
+                      within_half=self.ttd.share_within(patience / 2),
+                      reported_half=self.report.share_within(patience / 2))
 
 
 class AdaptiveStrategy:
@@ -110,76 +115,120 @@ class AdaptiveStrategy:
         self.storage = storage
         self.settings = settings or AdaptiveSettings()
         self.clock = clock
+        self._learning = self.settings.learning
         self._rng = rng or random.Random(self.settings.seed)
-        self._shared: dict[str, Posterior] = {}
-        self._pending: dict[str, _Pending] = {}
+        self._shared: dict[str, Evidence] = {}
+        self._changes: dict[str, list[Change]] = {}
+        self._view: dict[str, Evidence] = {}
+        self._delivered: dict[str, None] = {}
+        self._probed_at: dict[str, float] = {}
         self._synced_at = float("-inf")
         self._lock = threading.Lock()
 
     # -- planning ------------------------------------------------------------------------------
-    def posterior(self, channel: str, country: str | None = None) -> Posterior:
-        """What this worker currently believes (shared evidence plus its own unsynced news)."""
+    def belief(self, channel: str, country: str | None = None) -> Belief:
+        """What this worker believes now (shared evidence plus its own unsynced news)."""
         now = self.clock()
         self._maybe_sync(now)
-        overall = self._local(PREFIX + channel, now)
+        overall = self._evidence(PREFIX + channel).aged(now, self._learning)
+        a, b = overall.beta(now, self._learning)
+        steady = (overall.steady_wins, overall.steady_losses)
         if country is None:
-            return overall
-        local = self._local(f"{PREFIX}{channel}@{country}", now)
+            return Belief(a, b, steady, overall.ttd, overall.report, overall.price_ratio, overall.seen)
+        local = self._evidence(f"{PREFIX}{channel}@{country}").aged(now, self._learning)
+        la, lb = local.beta(now, self._learning)
         k = self.settings.country_prior_strength
-        return attrs.evolve(local, a=local.a - 1 + k * overall.mean, b=local.b - 1 + k * (1 - overall.mean),
-                            latency_ms=local.latency_ms if local.latency_ms is not None else overall.latency_ms)
+        mean = a / (a + b)
+        steady_mean = (steady[0] + 1.0) / (sum(steady) + 2.0)
+        local_steady = (local.steady_wins + k * steady_mean, local.steady_losses + k * (1.0 - steady_mean))
+        ttd = local.ttd if local.ttd.weight >= MIN_COUNTRY_DELAY_SAMPLES else overall.ttd
+        report = local.report if local.report.weight >= MIN_COUNTRY_DELAY_SAMPLES else overall.report
+        ratio = local.price_ratio if local.billed_cost is not None else overall.price_ratio
+        return Belief(la - 1 + k * mean, lb - 1 + k * (1 - mean), local_steady, ttd, report, ratio, local.seen)
 
     def plan(self, envelope: Envelope, candidates: Sequence[ChannelInfo]) -> list[str]:
         now = self.clock()
         country = country_of(envelope.phone_number) if envelope.phone_number else None
-        scored = []
-        for c in candidates:
-            belief = self.posterior(c.name, country)
+        s = self.settings
+        otp = envelope.message_type is MessageType.OTP
+        lifetime = envelope.expires_at - now if otp and envelope.expires_at is not None else None
+        patience = s.otp_deliver_within_seconds if otp else None
+        beliefs = [self.belief(c.name, country) for c in candidates]
+        timely = in_time([b.timing(patience) for b in beliefs]) if patience is not None else [None] * len(beliefs)
+        choices = []
+        for c, belief, learnt in zip(candidates, beliefs, timely, strict=True):
+            unknown_but_slow = learnt is None and patience is not None and c.kind in SLOW_UNTIL_LEARNT
+            chance = 0.0 if unknown_but_slow else learnt
             with self._lock:
-                p = max(1e-6, self._rng.betavariate(belief.a, belief.b))
-            scored.append((c, p, belief.latency_ms))
-        if envelope.priority is Priority.CRITICAL:
-            scored.sort(key=lambda x: -x[1])
-        else:
-            remaining = (envelope.expires_at - now) if envelope.message_type is MessageType.OTP \
-                and envelope.expires_at is not None else None
+                p = self._rng.betavariate(belief.a, belief.b)
+            choices.append(Choice(name=c.name, p=p, price=c.cost * belief.price_ratio, ttd=belief.ttd_seconds,
+                                  in_time=chance, stale=now - belief.seen >= s.probe_after_seconds))
+        critical = envelope.priority is Priority.CRITICAL
+        route = order(choices, critical=critical, patience=patience, lifetime=lifetime)
+        probe = None if critical else self._probe(route, now, patience, lifetime)
+        if probe is not None:
+            route = [probe, *(c for c in route if c is not probe)]
+        return [c.name for c in route]
 
-            def too_slow(latency_ms: float | None) -> bool:
-                return remaining is not None and latency_ms is not None and \
-                    latency_ms / 1000.0 > remaining * self.settings.otp_latency_share
-
-            scored.sort(key=lambda x: (too_slow(x[2]), (x[0].cost + 1e-9) / x[1]))
-        return [c.name for c, _p, _lat in scored]
+    def _probe(self, route: list[Choice], now: float, patience: float | None,
+               lifetime: float | None) -> Choice | None:
+        """A channel to probe with this message (at most one per channel per
+        ``probe_after_seconds`` from this worker), or None."""
+        wait = self.settings.probe_after_seconds
+        with self._lock:
+            ready = [c if now - self._probed_at.get(c.name, float("-inf")) >= wait else attrs.evolve(c, stale=False)
+                     for c in route]
+            probe = probed(ready, self._rng, self.settings.explore_share, patience=patience, lifetime=lifetime)
+            if probe is not None:
+                self._probed_at[probe.name] = now
+        return probe
 
     # -- learning ------------------------------------------------------------------------------
     def observe(self, outcome: RouteOutcome) -> None:
-        if outcome.callback:
-            if outcome.status not in (Status.UNDELIVERED, Status.FAILED):
-                return  # delivered/read confirm the success already counted at send time
-            successes, failures = -1.0, 1.0
-        elif outcome.status is Status.SENT:
-            successes, failures = 1.0, 0.0
-        else:
-            successes, failures = 0.0, 1.0
+        now = self.clock()
+        change = self._change(outcome, now)
+        if change is None:
+            return
         keys = [PREFIX + outcome.channel]
         if outcome.country:
             keys.append(f"{PREFIX}{outcome.channel}@{outcome.country}")
         with self._lock:
             for key in keys:
-                pending = self._pending.setdefault(key, _Pending())
-                pending.successes += successes
-                pending.failures += failures
-                if outcome.latency_ms is not None and not outcome.callback and outcome.status is Status.SENT:
-                    pending.latencies.append(outcome.latency_ms)
-        self._maybe_sync(self.clock())
+                self._changes.setdefault(key, []).append(change)
+                self._view[key] = change(self._view.get(key) or self._shared.get(key) or Evidence())
+        self._maybe_sync(now)
 
-    def _local(self, key: str, now: float) -> Posterior:
+    def _change(self, outcome: RouteOutcome, now: float) -> Change | None:
+        """What ``outcome`` does to an evidence record (None: nothing)."""
+        learning = self._learning
+        if not outcome.callback:
+            if outcome.status is Status.SENT:
+                return lambda e: e.sent(now, outcome.cost, learning)
+            return lambda e: e.refused(now, learning)
+        if outcome.status in (Status.DELIVERED, Status.READ):
+            if self._seen_delivered(outcome.message_id, outcome.channel):
+                return None  # a read receipt after the delivery report: nothing new
+            delivered = True
+        elif outcome.status in (Status.UNDELIVERED, Status.FAILED):
+            delivered = False
+        else:
+            return None  # progress (sent, sending): not a result
+        ttd = outcome.time_to_deliver_ms / 1000.0 if outcome.time_to_deliver_ms is not None else None
+        return lambda e: e.reported(now, delivered, outcome.accepted_at, ttd, outcome.cost, learning)
+
+    def _seen_delivered(self, message_id: str, channel: str) -> bool:
+        key = f"{message_id}\x00{channel}"
         with self._lock:
-            shared = self._shared.get(key, Posterior())
-            pending = self._pending.get(key)
-            if pending is None:
-                return shared.aged(now, self.settings.half_life_seconds)
-            return shared.merged(now, pending.successes, pending.failures, pending.latencies, self.settings)
+            if key in self._delivered:
+                return True
+            self._delivered[key] = None
+            if len(self._delivered) > _RECENT_DELIVERIES:
+                del self._delivered[next(iter(self._delivered))]
+        return False
+
+    def _evidence(self, key: str) -> Evidence:
+        with self._lock:
+            return self._view.get(key) or self._shared.get(key) or Evidence()
 
     def _maybe_sync(self, now: float) -> None:
         if now - self._synced_at < self.settings.sync_interval_seconds:
@@ -190,26 +239,37 @@ class AdaptiveStrategy:
         """Merge this worker's observations into storage and read everyone else's."""
         now = self.clock() if now is None else now
         with self._lock:
-            pending, self._pending = self._pending, {}
+            changes, self._changes = self._changes, {}
             self._synced_at = now
-        for key, p in pending.items():
-            def merge(raw: str | None, p: _Pending = p) -> str:
-                return Posterior.from_json(raw).merged(now, p.successes, p.failures, p.latencies,
-                                                       self.settings).to_json()
+        for key, todo in changes.items():
+            def merge(raw: str | None, todo: list[Change] = todo) -> str:
+                evidence = Evidence.from_json(raw)
+                for change in todo:
+                    evidence = change(evidence)
+                return evidence.to_json()
 
             self.storage.update_state(key, merge)
-        shared = {k: Posterior.from_json(v) for k, v in self.storage.states_with_prefix(PREFIX).items()}
+        shared = {k: Evidence.from_json(v) for k, v in self.storage.states_with_prefix(PREFIX).items()}
         with self._lock:
             self._shared = shared
+            self._view = {}
+
+
+_REPLACED = {"otp_latency_share": "otp_deliver_within_seconds (the reader's patience, in seconds, measured "
+                                  "from the provider's delivery reports)",
+             "latency_smoothing": "nothing: time to deliver is now learnt as a distribution"}
 
 
 @describes(AdaptiveSettings)
 def create_adaptive_strategy(settings: Mapping[str, Any], context: PluginContext) -> AdaptiveStrategy:
     if context.storage is None:
         raise ConfigError("routing.strategy", "adaptive routing needs a storage backend")
+    for key, replacement in _REPLACED.items():
+        if key in settings:
+            raise ConfigError(f"routing.{key}", f"no longer used by adaptive routing; replaced by {replacement}")
     # ``strategy`` is the core's key; ``load_balance`` (priority's) is accepted and unused.
     own = {k: v for k, v in settings.items() if k not in ("strategy", "load_balance")}
-    s = structure(AdaptiveSettings, own, path="routing")
+    adaptive = structure(AdaptiveSettings, own, path="routing")
     state = require(context.storage, Capability.SHARED_STATE, config_path="routing.strategy",
                     needed_by="adaptive routing (it shares what it learns through the store)")
-    return AdaptiveStrategy(state, s, clock=context.clock)
+    return AdaptiveStrategy(state, adaptive, clock=context.clock)

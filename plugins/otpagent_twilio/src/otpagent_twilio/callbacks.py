@@ -15,6 +15,7 @@ looked up again for a short, bounded time before the request is answered 404.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl
@@ -30,7 +31,7 @@ from otpagent.model import Status
 from otpagent.protocols import CallbackHost, ProviderEvent, ProviderEventOutcome
 from otpagent_twilio.channels import TwilioChannel
 
-__all__ = ["CALL_STATUSES", "MESSAGE_STATUSES", "map_status", "twilio_status_callback"]
+__all__ = ["CALL_STATUSES", "MESSAGE_STATUSES", "billed_price", "map_status", "twilio_status_callback"]
 
 log = get_logger("otpagent.twilio")
 
@@ -113,13 +114,26 @@ async def twilio_status_callback(request: Request, host: CallbackHost) -> Respon
     event = ProviderEvent(
         source="twilio", event_id=request.headers.get("I-Twilio-Idempotency-Token") or f"{sid}:{raw_status}",
         provider_message_id=sid, status=status, error_code=error_code, error_message=error_message,
-        occurred_at=_timestamp(params))
+        occurred_at=_timestamp(params), cost=billed_price(params))
     result = await run_in_threadpool(host.record_provider_event, event)
     log.debug("twilio_status_received", channel=name, sid=sid, twilio_status=raw_status, status=status.value,
               error_code=error_code, outcome=result.outcome.value)
     if result.outcome is ProviderEventOutcome.UNKNOWN:  # deleted meanwhile (cleanup)
         return Response("unknown sid", status_code=404, media_type="text/plain")
     return _empty()
+
+
+def billed_price(params: ImmutableMultiDict[str, str]) -> float | None:
+    """The price Twilio billed, when the callback carries ``Price`` (Twilio writes charges as
+    negative amounts, e.g. ``-0.00750``), as a positive number; None when absent or unreadable."""
+    raw = params.get("Price") or params.get("price")
+    if not raw:
+        return None
+    try:
+        value = abs(float(raw))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _timestamp(params: ImmutableMultiDict[str, str]) -> float | None:

@@ -48,7 +48,9 @@ class QuietHoursStrategy:
         return sorted(daytime, key=lambda name: _QUIET_ORDER.get(_kind(name, candidates), 9))
 
     def observe(self, outcome: RouteOutcome) -> None:
-        """Nothing to learn."""
+        """Nothing to learn. (A learning strategy would read ``outcome.status``, and on provider
+        reports ``outcome.time_to_deliver_ms``, ``outcome.accepted_at`` and the billed
+        ``outcome.cost``: see docs/plugins.md.)"""
 
 
 def _kind(name: str, candidates: Sequence[ChannelInfo]) -> str:
