@@ -16,8 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from otpagent.errors import ConfigError
 from otpagent.model import Attempt, Event, Message, Status
 from otpagent.protocols import (
@@ -156,7 +154,8 @@ class SqliteStorage(SqliteWriter):
             return []
         rows, lease_until = self._grouped(lambda conn: self._claim(conn, worker_id, limit, lease_seconds, now,
                                                                    reclaim))
-        return [_leased(message_from_row(r), worker_id, lease_until, now) for r in rows]
+        return [message_from_row(r, status=Status.SENDING, lease_owner=worker_id, lease_expires_at=lease_until,
+                                 updated_at=now) for r in rows]
 
     @staticmethod
     def _claim(conn: sqlite3.Connection, worker_id: str, limit: int, lease_seconds: float,
@@ -357,10 +356,6 @@ class SqliteStorage(SqliteWriter):
             if self._outbox is None:
                 self._outbox = SqliteWebhookOutbox(self)
             return self._outbox
-
-
-def _leased(m: Message, owner: str, until: float, now: float) -> Message:
-    return attrs.evolve(m, status=Status.SENDING, lease_owner=owner, lease_expires_at=until, updated_at=now)
 
 
 class _SqliteBatchOps:

@@ -1,0 +1,139 @@
+"""Group commit: short writes from many threads share one transaction, one round trip, one flush.
+
+Every dispatcher thread records its message's outcome with one statement. Run alone, each is
+its own transaction: a pool checkout, a round trip and a WAL flush (an fsync with the default
+``synchronous_commit``), which is most of what a message costs the database. Here concurrent
+callers queue their writes; whoever finds no group being written leads the next one: it takes
+every write queued so far, sends their statements in one pipeline inside one transaction,
+commits once, and hands each caller its own result. Writes that arrive meanwhile form the
+next group, so under load groups grow by themselves and a lone write waits for nothing.
+
+What each caller is promised does not change: its write is applied when the call returns
+(committed), or the call raises.
+
+- A statement that fails aborts the shared transaction, so nothing of that group applied:
+  each write is then run again alone, so only the caller whose write fails hears of it.
+- A commit that fails in flight leaves every write of the group uncertain: ``Database.run``
+  retries the group with ``uncertain=True``, and each write runs its own checks (the same
+  ones a lone write runs after an uncertain commit) instead of its statement.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import psycopg
+
+from otpagent_postgres.connection import Conn, Database, Work
+
+__all__ = ["GroupCommit", "GroupedWrite"]
+
+T = TypeVar("T")
+Cursor = psycopg.Cursor[dict[str, Any]]
+
+
+class GroupedWrite(Generic[T]):
+    """One caller's write: ``statement`` (query and parameters) and ``read`` (its result from
+    the statement's cursor) on a first try, or ``work`` (the whole unit of work, run in the
+    group's transaction) when it has no single statement or the group is retried."""
+
+    __slots__ = ("done", "error", "read", "result", "statement", "work")
+
+    def __init__(self, work: Work[T], statement: tuple[bytes, Sequence[Any]] | None = None,
+                 read: Callable[[Cursor], T] | None = None) -> None:
+        self.work = work
+        self.statement = statement if read is not None else None
+        self.read = read
+        self.done = False
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Runs :class:`GroupedWrite` s of concurrent callers in shared transactions on ``db``."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pending: list[GroupedWrite[Any]] = []
+        self._pending_lock = threading.Lock()
+        self._leading = threading.Lock()
+
+    def run(self, write: GroupedWrite[T]) -> T:
+        """Apply ``write`` (with whatever else is queued) and return its result, or raise its
+        error; blocks until its group is committed."""
+        with self._pending_lock:
+            self._pending.append(write)
+        with self._leading:
+            if not write.done:
+                with self._pending_lock:
+                    group, self._pending = self._pending, []
+                self._commit(group)
+        if write.error is not None:
+            raise write.error
+        return write.result  # type: ignore[return-value]  # set whenever error is None
+
+    def _commit(self, group: list[GroupedWrite[Any]]) -> None:
+        try:
+            if len(group) == 1:
+                self._alone(group[0], uncertain=False)
+            else:
+                self._together(group)
+        finally:
+            for write in group:
+                write.done = True
+
+    def _alone(self, write: GroupedWrite[Any], *, uncertain: bool) -> None:
+        def work(conn: Conn, uncertain: bool) -> Any:
+            if write.statement is not None and not uncertain:
+                assert write.read is not None
+                return write.read(conn.execute(*write.statement))
+            return write.work(conn, uncertain)
+
+        try:
+            write.result = self._db.run(work, one_statement=write.statement is not None, uncertain=uncertain)
+        except Exception as exc:
+            write.error = exc
+
+    def _together(self, group: list[GroupedWrite[Any]]) -> None:
+        tries: list[bool] = []
+
+        def work(conn: Conn, uncertain: bool) -> list[Any]:
+            tries.append(uncertain)
+            if uncertain:
+                return [write.work(conn, True) for write in group]
+            return _pipelined(conn, group)
+
+        try:
+            results = self._db.run(work)
+        except psycopg.OperationalError as exc:  # the database stayed away past retry_seconds
+            for write in group:
+                write.error = exc
+            return
+        except Exception:
+            # One write failed and took the shared transaction with it: nothing of this group
+            # applied on this try (an earlier try's commit may have: then each checks first).
+            uncertain = any(tries[:-1])
+            for write in group:
+                self._alone(write, uncertain=uncertain)
+            return
+        for write, result in zip(group, results, strict=True):
+            write.result = result
+
+
+def _pipelined(conn: Conn, group: list[GroupedWrite[Any]]) -> list[Any]:
+    """Every single-statement write in one pipeline (one round trip), then the others."""
+    cursors: list[Cursor | None] = []
+    with conn.pipeline():
+        for write in group:
+            cursors.append(conn.execute(write.statement[0], write.statement[1])
+                           if write.statement is not None else None)
+    results: list[Any] = []
+    for write, cursor in zip(group, cursors, strict=True):
+        if cursor is None:
+            results.append(write.work(conn, False))
+        else:
+            assert write.read is not None
+            results.append(write.read(cursor))
+    return results

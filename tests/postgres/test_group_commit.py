@@ -1,0 +1,136 @@
+"""Group commit on PostgreSQL: outcomes recorded by concurrent workers share one transaction.
+
+Each test queues writes from several threads while the test holds the leader's lock, so every
+write is waiting when the lock is released and they are committed together, as one group.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from otpagent.model import Event, Status
+from otpagent.protocols import MessageUpdate
+from otpagent.testing import T0, make_attempt, new
+from otpagent_postgres.groupcommit import GroupCommit, GroupedWrite
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
+
+
+def queued_behind_leader(group: GroupCommit, calls: dict[str, Callable[[], Any]]) -> tuple[dict[str, Any], list[int]]:
+    """Start every call while the leader's lock is held; release once all are queued. Returns
+    what each call returned (or raised) and the size of every group committed meanwhile."""
+    sizes: list[int] = []
+    commit = group._commit
+
+    def counting(batch: list[GroupedWrite[Any]]) -> None:
+        sizes.append(len(batch))
+        commit(batch)
+
+    group._commit = counting  # type: ignore[method-assign]
+    out: dict[str, Any] = {}
+
+    def call(name: str, fn: Callable[[], Any]) -> None:
+        try:
+            out[name] = fn()
+        except Exception as exc:  # recorded for the test to inspect
+            out[name] = exc
+
+    threads = [threading.Thread(target=call, args=item) for item in calls.items()]
+    with group._leading:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(group._pending) < len(calls) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert len(group._pending) == len(calls), "every call queued its write"
+    for thread in threads:
+        thread.join(20)
+        assert not thread.is_alive()
+    return out, sizes
+
+
+def claimed(store: Any, count: int) -> list[Any]:
+    store.enqueue([new() for _ in range(count)], T0)
+    return list(store.claim_due("w1", count, 30.0, T0))
+
+
+def sent(message_id: str, owner: str = "w1") -> tuple[MessageUpdate, Any, list[Event]]:
+    return (MessageUpdate(message_id=message_id, status=Status.SENT, expected_owner=owner),
+            make_attempt(message_id, provider_message_id=f"SM-{message_id}"),
+            [Event(type="sent", message_id=message_id, at=T0 + 1)])
+
+
+def test_concurrent_outcomes_commit_as_one_group_and_each_caller_gets_its_own_answer(open_store: Any) -> None:
+    store = open_store()
+    messages = claimed(store, 6)
+    calls = {}
+    for index, m in enumerate(messages):
+        update, attempt, events = sent(m.id, owner="w1" if index % 3 else "someone-else")
+        calls[m.id] = (lambda u=update, a=attempt, e=events: store.update_message(u, T0 + 1, attempt=a, events=e))
+
+    out, sizes = queued_behind_leader(store._group, calls)
+
+    assert sizes == [6]
+    for index, m in enumerate(messages):
+        mine = bool(index % 3)
+        assert out[m.id] is mine
+        assert store.get_message(m.id).status is (Status.SENT if mine else Status.SENDING)
+        assert len(store.get_attempts(m.id)) == 1  # recorded whether or not the update applied
+        assert [e.type for e in store.get_events(m.id)].count("sent") == (1 if mine else 0)
+
+
+def test_a_write_that_fails_fails_alone_and_the_rest_of_its_group_lands(open_store: Any) -> None:
+    store = open_store()
+    messages = claimed(store, 3)
+    calls: dict[str, Callable[[], Any]] = {}
+    for m in messages:
+        update, attempt, events = sent(m.id)
+        calls[m.id] = lambda u=update, a=attempt, e=events: store.update_message(u, T0 + 1, attempt=a, events=e)
+
+    def broken(conn: Any, _uncertain: bool) -> None:
+        conn.execute("SELECT 1 / 0")
+
+    calls["broken"] = lambda: store._group.run(GroupedWrite(broken, (b"SELECT 1 / 0", ()), lambda cur: None))
+
+    out, sizes = queued_behind_leader(store._group, calls)
+
+    assert sizes == [4]
+    assert isinstance(out["broken"], psycopg.errors.DivisionByZero)
+    for m in messages:
+        assert out[m.id] is True
+        assert store.get_message(m.id).status is Status.SENT
+        assert len(store.get_attempts(m.id)) == 1
+        assert [e.type for e in store.get_events(m.id)].count("sent") == 1
+
+
+def test_a_group_retried_after_an_uncertain_commit_records_nothing_twice(open_store: Any) -> None:
+    store = open_store()
+    messages = claimed(store, 4)
+    real_run = store._db.run
+
+    def commit_then_lose_the_answer(work: Any, *, one_statement: bool = False, uncertain: bool = False) -> Any:
+        """The first try commits, but its answer is lost: Database.run tries again, uncertain."""
+        real_run(work, one_statement=one_statement, uncertain=uncertain)
+        return real_run(work, uncertain=True)
+
+    store._db.run = commit_then_lose_the_answer
+    calls = {}
+    for m in messages:
+        update, attempt, events = sent(m.id)
+        calls[m.id] = lambda u=update, a=attempt, e=events: store.update_message(u, T0 + 1, attempt=a, events=e)
+
+    out, sizes = queued_behind_leader(store._group, calls)
+    store._db.run = real_run
+
+    assert sizes == [4]
+    for m in messages:
+        assert out[m.id] is True
+        assert store.get_message(m.id).status is Status.SENT
+        assert len(store.get_attempts(m.id)) == 1
+        assert [e.type for e in store.get_events(m.id)].count("sent") == 1
