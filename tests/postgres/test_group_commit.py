@@ -18,6 +18,7 @@ from otpagent.model import Event, Status
 from otpagent.protocols import MessageUpdate
 from otpagent.testing import T0, make_attempt, new
 from otpagent_postgres.groupcommit import GroupCommit, GroupedWrite
+from otpagent_postgres.queue import update_message as queue_update
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
 
@@ -134,3 +135,74 @@ def test_a_group_retried_after_an_uncertain_commit_records_nothing_twice(open_st
         assert store.get_message(m.id).status is Status.SENT
         assert len(store.get_attempts(m.id)) == 1
         assert [e.type for e in store.get_events(m.id)].count("sent") == 1
+
+
+def _varied_updates(message_id: str) -> list[tuple[MessageUpdate, bool]]:
+    """Updates touching every field and condition the merged statement handles, and whether
+    each is of the kind that applies (the rest must be refused by their conditions)."""
+    return [
+        (MessageUpdate(message_id=message_id, status=Status.SENT, expected_owner="w1", channel="SMS",
+                       provider_message_id="SM-x", attempt_count=1, add_cost=0.25, channel_attempts=1, last_error="",
+                       route=("SMS", "EMAIL")), True),
+        (MessageUpdate(message_id=message_id, status=Status.RETRYING, expected_owner="w1", due_at=T0 + 30,
+                       route_index=1, last_error="SMS: busy", keep_lease=True), True),
+        (MessageUpdate(message_id=message_id, status=Status.FAILED, expected_owner="w1", clear_secret=True,
+                       last_error="gone", expected_statuses=frozenset({Status.SENDING, Status.QUEUED})), True),
+        (MessageUpdate(message_id=message_id, status=Status.SENT, expected_owner="w2"), False),
+        (MessageUpdate(message_id=message_id, status=Status.SENT, expected_statuses=frozenset({Status.DELIVERED})),
+         False),
+        (MessageUpdate(message_id=message_id, status=Status.DELIVERED, expected_provider_message_id="SM-other"), False),
+    ]
+
+
+def _stored(store: Any, message_id: str) -> tuple[Any, ...]:
+    m = store.get_message(message_id)
+    attempts = [(a.number, a.channel, a.outcome, a.provider_message_id, a.cost) for a in store.get_attempts(message_id)]
+    events = [(e.type, dict(e.data)) for e in store.get_events(message_id)]
+    return (m.status, m.due_at, m.route, m.route_index, m.channel_attempts, m.attempt_count, m.channel,
+            m.provider_message_id, m.last_error, m.cost, m.secret, m.lease_owner, m.lease_expires_at, attempts, events)
+
+
+def test_merged_outcomes_leave_exactly_what_the_same_outcomes_leave_one_by_one(open_store: Any) -> None:
+    store = open_store()
+    kinds = len(_varied_updates("x"))
+    store.enqueue([new(secret="enc1:sealed") for _ in range(2 * kinds)], T0)
+    messages = list(store.claim_due("w1", 2 * kinds, 30.0, T0))
+    merged, alone = messages[:kinds], messages[kinds:]
+
+    def outcome(m: Any, index: int) -> tuple[MessageUpdate, Any, list[Event]]:
+        update, _ = _varied_updates(m.id)[index]
+        return update, make_attempt(m.id, number=index + 1, cost=0.5 * index), [
+            Event(type="attempt", message_id=m.id, at=T0 + 1, data={"n": index}),
+            Event(type=update.status.value, message_id=m.id, at=T0 + 1)]
+
+    calls = {}
+    for index, m in enumerate(merged):
+        update, attempt, events = outcome(m, index)
+        calls[m.id] = lambda u=update, a=attempt, e=events: store.update_message(u, T0 + 1, attempt=a, events=e)
+    out, sizes = queued_behind_leader(store._group, calls)
+    one_by_one = []
+    for index, m in enumerate(alone):
+        update, attempt, events = outcome(m, index)
+        one_by_one.append(store._db.run(lambda conn, u, update=update, attempt=attempt, events=events:
+                                        queue_update(conn, update, T0 + 1, attempt, events, u)))
+
+    assert sizes == [kinds]
+    assert [out[m.id] for m in merged] == one_by_one == [applies for _, applies in _varied_updates("x")]
+    for first, second in zip(merged, alone, strict=True):
+        assert _stored(store, first.id) == _stored(store, second.id)
+
+
+def test_two_outcomes_for_one_message_in_one_group_apply_in_turn(open_store: Any) -> None:
+    store = open_store()
+    (m,) = claimed(store, 1)
+    first = MessageUpdate(message_id=m.id, status=Status.SENT, expected_owner="w1")
+    second = MessageUpdate(message_id=m.id, status=Status.FAILED, expected_owner="w1")
+    calls = {"first": lambda: store.update_message(first, T0 + 1, attempt=make_attempt(m.id)),
+             "second": lambda: store.update_message(second, T0 + 1, attempt=make_attempt(m.id, number=2))}
+
+    out, sizes = queued_behind_leader(store._group, calls)
+
+    assert sizes == [2]
+    assert sorted([out["first"], out["second"]]) == [False, True]  # whichever ran first holds the lease
+    assert len(store.get_attempts(m.id)) == 2

@@ -46,7 +46,7 @@ def message_to_row(m: Message, fingerprint: str | None) -> dict[str, Any]:
         "callback_url": m.callback_url, "metadata": json.dumps(dict(m.metadata)) if m.metadata else None,
         "secret": m.secret, "expires_at": m.expires_at, "status": m.status.value,
         "created_at": m.created_at, "updated_at": m.updated_at, "due_at": m.due_at,
-        "route": json.dumps(list(m.route)), "route_index": m.route_index,
+        "route": json.dumps(list(m.route)) if m.route else "[]", "route_index": m.route_index,
         "channel_attempts": m.channel_attempts, "attempt_count": m.attempt_count, "channel": m.channel,
         "provider_message_id": m.provider_message_id, "last_error": m.last_error, "cost": m.cost,
         "lease_owner": m.lease_owner, "lease_expires_at": m.lease_expires_at,

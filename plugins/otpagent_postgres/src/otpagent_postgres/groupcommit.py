@@ -20,32 +20,51 @@ What each caller is promised does not change: its write is applied when the call
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from otpagent_postgres.connection import Conn, Database, Work
 
 __all__ = ["GroupCommit", "GroupedWrite"]
 
 T = TypeVar("T")
-Cursor = psycopg.Cursor[dict[str, Any]]
+#: Results come as tuples: naming the columns of every statement's one-row answer (dict rows)
+#: cost more than the answer itself.
+Cursor = psycopg.Cursor[tuple[Any, ...]]
+
+
+class Merge(Protocol):
+    """Writes several items of one kind with one statement (see :mod:`otpagent_postgres.outcomes`)."""
+
+    def statement(self, items: Sequence[Any]) -> tuple[bytes, list[Any]] | None:
+        """The statement writing every item, or None when these cannot share one."""
+
+    def read(self, cursor: Cursor, count: int) -> list[Any]:
+        """Each item's result, in order, from the statement's cursor."""
 
 
 class GroupedWrite(Generic[T]):
     """One caller's write: ``statement`` (query and parameters) and ``read`` (its result from
-    the statement's cursor) on a first try, or ``work`` (the whole unit of work, run in the
-    group's transaction) when it has no single statement or the group is retried."""
+    the statement's cursor, which returns tuples) on a first try, or ``work`` (the whole unit
+    of work, run in the group's transaction) when it has no single statement or the group is
+    retried. With ``merge``, writes of the same kind in one group share one statement made of
+    their ``item`` s."""
 
-    __slots__ = ("done", "error", "read", "result", "statement", "work")
+    __slots__ = ("done", "error", "item", "merge", "read", "result", "statement", "work")
 
     def __init__(self, work: Work[T], statement: tuple[bytes, Sequence[Any]] | None = None,
-                 read: Callable[[Cursor], T] | None = None) -> None:
+                 read: Callable[[Cursor], T] | None = None, *, merge: Merge | None = None,
+                 item: Any = None) -> None:
         self.work = work
         self.statement = statement if read is not None else None
         self.read = read
+        self.merge = merge if self.statement is not None else None
+        self.item = item
         self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
@@ -88,7 +107,7 @@ class GroupCommit:
         def work(conn: Conn, uncertain: bool) -> Any:
             if write.statement is not None and not uncertain:
                 assert write.read is not None
-                return write.read(conn.execute(*write.statement))
+                return write.read(conn.cursor(row_factory=tuple_row).execute(*write.statement))
             return write.work(conn, uncertain)
 
         try:
@@ -123,17 +142,44 @@ class GroupCommit:
 
 
 def _pipelined(conn: Conn, group: list[GroupedWrite[Any]]) -> list[Any]:
-    """Every single-statement write in one pipeline (one round trip), then the others."""
-    cursors: list[Cursor | None] = []
+    """Every single-statement write in one pipeline (one round trip; writes of one kind merged
+    into one statement where their merger allows), then the others."""
+    results: list[Any] = [None] * len(group)
+    readers: list[tuple[list[int], Cursor, Callable[[Cursor], list[Any]]]] = []
     with conn.pipeline():
-        for write in group:
-            cursors.append(conn.execute(write.statement[0], write.statement[1])
-                           if write.statement is not None else None)
-    results: list[Any] = []
-    for write, cursor in zip(group, cursors, strict=True):
-        if cursor is None:
-            results.append(write.work(conn, False))
-        else:
-            assert write.read is not None
-            results.append(write.read(cursor))
+        for indices, statement, read in _statements(group):
+            readers.append((indices, conn.cursor(row_factory=tuple_row).execute(*statement), read))
+    for indices, cursor, read in readers:
+        for index, result in zip(indices, read(cursor), strict=True):
+            results[index] = result
+    for index, write in enumerate(group):
+        if write.statement is None:
+            results[index] = write.work(conn, False)
     return results
+
+
+def _statements(group: list[GroupedWrite[Any]]) -> list[tuple[list[int], tuple[bytes, Sequence[Any]],
+                                                                 Callable[[Cursor], list[Any]]]]:
+    """(which writes, statement, reader of their results) for every statement to send."""
+    kinds: dict[int, list[int]] = {}
+    out: list[tuple[list[int], tuple[bytes, Sequence[Any]], Callable[[Cursor], list[Any]]]] = []
+    for index, write in enumerate(group):
+        if write.merge is not None:
+            kinds.setdefault(id(write.merge), []).append(index)
+    merged: set[int] = set()
+    for indices in kinds.values():
+        merge = group[indices[0]].merge
+        assert merge is not None
+        statement = merge.statement([group[i].item for i in indices]) if len(indices) > 1 else None
+        if statement is not None:
+            out.append((indices, statement, functools.partial(merge.read, count=len(indices))))
+            merged.update(indices)
+    for index, write in enumerate(group):
+        if write.statement is not None and index not in merged:
+            assert write.read is not None
+            out.append(([index], write.statement, functools.partial(_one, write.read)))
+    return out
+
+
+def _one(read: Callable[[Cursor], Any], cursor: Cursor) -> list[Any]:
+    return [read(cursor)]

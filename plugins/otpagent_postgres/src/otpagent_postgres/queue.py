@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from otpagent.model import Attempt, Event, Message
 from otpagent.protocols import IDEMPOTENCY_WINDOW_SECONDS, EnqueueResult, IdempotencyConflict, MessageUpdate, NewMessage
@@ -171,13 +172,13 @@ def update_message(
         if attempt is not None:
             insert_attempt(conn, attempt, uncertain)
         return False
-    return read_applied(conn.execute(*statement))
+    return read_applied(conn.cursor(row_factory=tuple_row).execute(*statement))
 
 
-def read_applied(cursor: psycopg.Cursor[dict[str, Any]]) -> bool:
+def read_applied(cursor: psycopg.Cursor[tuple[Any, ...]]) -> bool:
     """Whether the statement of :func:`update_statement` applied its update."""
     row = cursor.fetchone()
-    return bool(row and row["n"] == 1)
+    return bool(row and row[0] == 1)
 
 
 def update_statement(u: MessageUpdate, now: float, attempt: Attempt | None,

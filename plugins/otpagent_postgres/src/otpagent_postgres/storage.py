@@ -38,6 +38,7 @@ from otpagent_postgres.groupcommit import GroupCommit, GroupedWrite
 from otpagent_postgres.insert import insert_statement
 from otpagent_postgres.notify import WorkListener
 from otpagent_postgres.outbox import PostgresWebhookOutbox
+from otpagent_postgres.outcomes import OUTCOMES, Outcome
 from otpagent_postgres.schema import migrate
 
 __all__ = ["PostgresStorage"]
@@ -109,7 +110,8 @@ class PostgresStorage:
         """Group-committed with the other threads' outcomes (see :mod:`otpagent_postgres.groupcommit`)."""
         return self._group.run(GroupedWrite(
             lambda conn, uncertain: queue.update_message(conn, update, now, attempt, events, uncertain),
-            queue.update_statement(update, now, attempt, events), queue.read_applied))
+            queue.update_statement(update, now, attempt, events), queue.read_applied,
+            merge=OUTCOMES, item=Outcome(update, now, attempt, tuple(events))))
 
     def get_message(self, message_id: str) -> Message | None:
         return self._read(lambda tx: sqlreads.get_message(tx, message_id))
