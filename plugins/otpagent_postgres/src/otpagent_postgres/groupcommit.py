@@ -36,12 +36,13 @@ T = TypeVar("T")
 #: Results come as tuples: naming the columns of every statement's one-row answer (dict rows)
 #: cost more than the answer itself.
 Cursor = psycopg.Cursor[tuple[Any, ...]]
+Statement = tuple[bytes, Sequence[Any]]
 
 
 class Merge(Protocol):
     """Writes several items of one kind with one statement (see :mod:`otpagent_postgres.outcomes`)."""
 
-    def statement(self, items: Sequence[Any]) -> tuple[bytes, list[Any]] | None:
+    def statement(self, items: Sequence[Any]) -> Statement | None:
         """The statement writing every item, or None when these cannot share one."""
 
     def read(self, cursor: Cursor, count: int) -> list[Any]:
@@ -55,19 +56,27 @@ class GroupedWrite(Generic[T]):
     retried. With ``merge``, writes of the same kind in one group share one statement made of
     their ``item`` s."""
 
-    __slots__ = ("done", "error", "item", "merge", "read", "result", "statement", "work")
+    __slots__ = ("_statement", "done", "error", "item", "merge", "read", "result", "work")
 
-    def __init__(self, work: Work[T], statement: tuple[bytes, Sequence[Any]] | None = None,
+    def __init__(self, work: Work[T], statement: Statement | Callable[[], Statement | None] | None = None,
                  read: Callable[[Cursor], T] | None = None, *, merge: Merge | None = None,
                  item: Any = None) -> None:
         self.work = work
-        self.statement = statement if read is not None else None
+        # A callable is built only when needed: a merged write never needs its own statement.
+        self._statement = statement if read is not None else None
         self.read = read
-        self.merge = merge if self.statement is not None else None
+        self.merge = merge if self._statement is not None else None
         self.item = item
         self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
+
+    @property
+    def statement(self) -> Statement | None:
+        """Its own statement (query, parameters), or None when it has none."""
+        if callable(self._statement):
+            self._statement = self._statement()
+        return self._statement
 
 
 class GroupCommit:
@@ -104,14 +113,16 @@ class GroupCommit:
                 write.done = True
 
     def _alone(self, write: GroupedWrite[Any], *, uncertain: bool) -> None:
+        statement = write.statement
+
         def work(conn: Conn, uncertain: bool) -> Any:
-            if write.statement is not None and not uncertain:
+            if statement is not None and not uncertain:
                 assert write.read is not None
-                return write.read(conn.cursor(row_factory=tuple_row).execute(*write.statement))
+                return write.read(conn.cursor(row_factory=tuple_row).execute(*statement))
             return write.work(conn, uncertain)
 
         try:
-            write.result = self._db.run(work, one_statement=write.statement is not None, uncertain=uncertain)
+            write.result = self._db.run(work, one_statement=statement is not None, uncertain=uncertain)
         except Exception as exc:
             write.error = exc
 
@@ -152,17 +163,17 @@ def _pipelined(conn: Conn, group: list[GroupedWrite[Any]]) -> list[Any]:
     for indices, cursor, read in readers:
         for index, result in zip(indices, read(cursor), strict=True):
             results[index] = result
+    sent = {index for indices, _, _ in readers for index in indices}
     for index, write in enumerate(group):
-        if write.statement is None:
+        if index not in sent:
             results[index] = write.work(conn, False)
     return results
 
 
-def _statements(group: list[GroupedWrite[Any]]) -> list[tuple[list[int], tuple[bytes, Sequence[Any]],
-                                                                 Callable[[Cursor], list[Any]]]]:
+def _statements(group: list[GroupedWrite[Any]]) -> list[tuple[list[int], Statement, Callable[[Cursor], list[Any]]]]:
     """(which writes, statement, reader of their results) for every statement to send."""
     kinds: dict[int, list[int]] = {}
-    out: list[tuple[list[int], tuple[bytes, Sequence[Any]], Callable[[Cursor], list[Any]]]] = []
+    out: list[tuple[list[int], Statement, Callable[[Cursor], list[Any]]]] = []
     for index, write in enumerate(group):
         if write.merge is not None:
             kinds.setdefault(id(write.merge), []).append(index)
@@ -170,14 +181,14 @@ def _statements(group: list[GroupedWrite[Any]]) -> list[tuple[list[int], tuple[b
     for indices in kinds.values():
         merge = group[indices[0]].merge
         assert merge is not None
-        statement = merge.statement([group[i].item for i in indices]) if len(indices) > 1 else None
-        if statement is not None:
-            out.append((indices, statement, functools.partial(merge.read, count=len(indices))))
+        shared = merge.statement([group[i].item for i in indices]) if len(indices) > 1 else None
+        if shared is not None:
+            out.append((indices, shared, functools.partial(merge.read, count=len(indices))))
             merged.update(indices)
     for index, write in enumerate(group):
-        if write.statement is not None and index not in merged:
+        if index not in merged and (statement := write.statement) is not None:
             assert write.read is not None
-            out.append(([index], write.statement, functools.partial(_one, write.read)))
+            out.append(([index], statement, functools.partial(_one, write.read)))
     return out
 
 

@@ -110,7 +110,7 @@ class PostgresStorage:
         """Group-committed with the other threads' outcomes (see :mod:`otpagent_postgres.groupcommit`)."""
         return self._group.run(GroupedWrite(
             lambda conn, uncertain: queue.update_message(conn, update, now, attempt, events, uncertain),
-            queue.update_statement(update, now, attempt, events), queue.read_applied,
+            lambda: queue.update_statement(update, now, attempt, events), queue.read_applied,
             merge=OUTCOMES, item=Outcome(update, now, attempt, tuple(events))))
 
     def get_message(self, message_id: str) -> Message | None:
