@@ -206,3 +206,39 @@ def test_two_outcomes_for_one_message_in_one_group_apply_in_turn(open_store: Any
     assert sizes == [2]
     assert sorted([out["first"], out["second"]]) == [False, True]  # whichever ran first holds the lease
     assert len(store.get_attempts(m.id)) == 2
+
+
+class _Abort(BaseException):
+    """Stands in for KeyboardInterrupt or SystemExit raised in the committing thread."""
+
+
+def test_when_the_leader_is_interrupted_every_write_of_its_group_hears_so(open_store: Any) -> None:
+    store = open_store()
+    (m,) = claimed(store, 1)
+
+    def interrupted(_conn: Any, _uncertain: bool) -> None:
+        raise _Abort
+
+    def read_interrupted(_cursor: Any) -> None:
+        raise _Abort
+
+    def caught(call: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            try:
+                return call()
+            except _Abort:  # raised in whichever thread led the group
+                return "interrupted"
+        return run
+
+    calls = {
+        "odd one": caught(lambda: store._group.run(GroupedWrite(interrupted, (b"SELECT 1", ()), read_interrupted))),
+        "outcome": caught(lambda: store.update_message(
+            MessageUpdate(message_id=m.id, status=Status.SENT, expected_owner="w1"), T0 + 1,
+            attempt=make_attempt(m.id))),
+    }
+
+    out, sizes = queued_behind_leader(store._group, calls)
+
+    assert sizes == [2]
+    kinds = sorted("interrupted" if r == "interrupted" else type(r).__name__ for r in out.values())
+    assert kinds == ["RuntimeError", "interrupted"], out  # the other write never passes for applied

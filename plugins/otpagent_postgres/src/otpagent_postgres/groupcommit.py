@@ -108,6 +108,13 @@ class GroupCommit:
                 self._alone(group[0], uncertain=False)
             else:
                 self._together(group)
+        except BaseException as exc:  # e.g. KeyboardInterrupt in the leader: nobody may think it applied
+            for write in group:
+                if write.error is None:
+                    write.result = None
+                    write.error = RuntimeError(f"the write was abandoned: {type(exc).__name__} in the committing "
+                                               "thread (it may or may not have been applied)")
+            raise
         finally:
             for write in group:
                 write.done = True
