@@ -124,3 +124,27 @@ def test_stop_runs_what_was_queued_and_does_not_wait_for_a_stuck_thread(release)
     assert pool.stop(60) is True
     assert sorted(outcomes) == ["queued task ran", "timed out"], "the replacement thread drained the queue"
     assert pool.abandoned == 1
+
+
+def test_under_load_the_producer_gathers_slots_for_one_batch_instead_of_taking_them_one_by_one():
+    pool = WorkerPool(4, tick=0.05)
+    pool.start()
+    gates = [threading.Event() for _ in range(3)]
+    try:
+        assert pool.reserve(1.0) == 4
+        for gate in gates:
+            pool.submit(gate.wait)
+        pool.unreserve(1)  # one idle slot, three busy
+        got: list[int] = []
+        producer = threading.Thread(target=lambda: got.append(pool.reserve(1.0, want=3, gather=30.0)))
+        producer.start()
+        gates[0].set()
+        gates[1].set()  # two more slots come free while the producer gathers
+        producer.join(30)
+
+        assert got == [3]
+        pool.unreserve(3)
+    finally:
+        for gate in gates:
+            gate.set()
+        pool.stop(10)

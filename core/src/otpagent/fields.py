@@ -161,7 +161,7 @@ def max_retries(value: object) -> int | None:
 def metadata(value: Mapping[str, Any] | None) -> dict[str, Any]:
     """Free JSON data stored with the message: an object of at most ``MAX_METADATA_KEYS`` keys,
     ``MAX_METADATA_DEPTH`` levels and ``MAX_METADATA_BYTES`` bytes of JSON, valid Unicode."""
-    if value is None:
+    if value is None or (type(value) is dict and not value):  # the common case: none given
         return {}
     if not isinstance(value, Mapping):
         raise InvalidRequest.single("metadata", "must be a JSON object")

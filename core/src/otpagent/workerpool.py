@@ -146,12 +146,21 @@ class WorkerPool:
         return drained
 
     # -- capacity --------------------------------------------------------------------------
-    def reserve(self, timeout: float) -> int:
-        """Wait up to ``timeout`` for idle slots; reserve and return all of them (0: none)."""
+    def reserve(self, timeout: float, *, want: int = 1, gather: float = 0.0) -> int:
+        """Wait up to ``timeout`` for idle slots; reserve and return all of them (0: none).
+
+        With ``want``: when fewer slots than that are idle while others are busy, wait up to
+        ``gather`` seconds more for ``want`` of them, so that under load the producer fetches
+        work in batches rather than one slot at a time (one claim, not several).
+        """
         with self._lock:
             idle = self._changed.wait_for(lambda: self._idle() > 0 or self._stopping, timeout)
             if not idle or self._stopping:
                 return 0
+            if self._idle() < want and self._busy > 0 and gather > 0:
+                self._changed.wait_for(lambda: self._idle() >= want or self._busy == 0 or self._stopping, gather)
+                if self._stopping:
+                    return 0
             free = self._idle()
             self._reserved += free
             return free

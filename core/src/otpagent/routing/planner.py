@@ -81,17 +81,30 @@ class RoutePlanner:
         self._announced_budget: set[tuple[str, str]] = set()
         self.on_event = on_event
         self._lock = threading.Lock()
+        self._refresh_locks = {"stats": threading.Lock(), "spend": threading.Lock()}  # see _take_refresh
         self._faults = LogThrottle(clock=clock)
 
     def channel_stats(self) -> Mapping[str, ChannelStats]:
         now = self.clock()
         with self._lock:
             read_at, stats = self._stats
-        if now - read_at >= self._stats_ttl:
-            stats = self.storage.stats(now).channels
-            with self._lock:
-                self._stats = (now, stats)
+        if now - read_at >= self._stats_ttl and self._take_refresh("stats", read_at):
+            try:
+                with self._lock:
+                    read_at, stats = self._stats  # another thread may have just read them
+                if now - read_at >= self._stats_ttl:
+                    stats = self.storage.stats(now).channels
+                    with self._lock:
+                        self._stats = (now, stats)
+            finally:
+                self._refresh_locks["stats"].release()
         return stats
+
+    def _take_refresh(self, what: str, read_at: float) -> bool:
+        """Whether this thread reads ``what`` again (then it holds its refresh lock): one
+        thread reads while the others keep the value they have, so a busy dispatcher reads
+        once per interval, not once per worker thread. Before the first read, they wait for it."""
+        return self._refresh_locks[what].acquire(blocking=read_at == float("-inf"))
 
     def reasons_unusable(self, message: Message | None, envelope: Envelope, *, check_circuits: bool) -> dict[str, str]:
         """Why each configured channel cannot take this envelope (absent: it can)."""
@@ -214,12 +227,18 @@ class RoutePlanner:
         now = self.clock()
         with self._lock:
             read_at, spend = self._spend
-        if now - read_at >= self._stats_ttl:
-            midnight = now - (now % 86400.0)
-            day = time.strftime("%Y-%m-%d", time.gmtime(now))
-            spend = {ch: days.get(day, 0.0) for ch, days in self.storage.costs_by_day(midnight).items()}
-            with self._lock:
-                self._spend = (now, spend)
+        if now - read_at >= self._stats_ttl and self._take_refresh("spend", read_at):
+            try:
+                with self._lock:
+                    read_at, spend = self._spend
+                if now - read_at >= self._stats_ttl:
+                    midnight = now - (now % 86400.0)
+                    day = time.strftime("%Y-%m-%d", time.gmtime(now))
+                    spend = {ch: days.get(day, 0.0) for ch, days in self.storage.costs_by_day(midnight).items()}
+                    with self._lock:
+                        self._spend = (now, spend)
+            finally:
+                self._refresh_locks["spend"].release()
         return spend
 
     def _announce_budget(self, name: str, spent: float, budget: float, now: float) -> None:

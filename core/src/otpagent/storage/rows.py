@@ -46,7 +46,7 @@ def message_to_row(m: Message, fingerprint: str | None) -> dict[str, Any]:
         "callback_url": m.callback_url, "metadata": json.dumps(dict(m.metadata)) if m.metadata else None,
         "secret": m.secret, "expires_at": m.expires_at, "status": m.status.value,
         "created_at": m.created_at, "updated_at": m.updated_at, "due_at": m.due_at,
-        "route": json.dumps(list(m.route)), "route_index": m.route_index,
+        "route": json.dumps(list(m.route)) if m.route else "[]", "route_index": m.route_index,
         "channel_attempts": m.channel_attempts, "attempt_count": m.attempt_count, "channel": m.channel,
         "provider_message_id": m.provider_message_id, "last_error": m.last_error, "cost": m.cost,
         "lease_owner": m.lease_owner, "lease_expires_at": m.lease_expires_at,
@@ -54,22 +54,38 @@ def message_to_row(m: Message, fingerprint: str | None) -> dict[str, Any]:
     }
 
 
-def message_from_row(r: Row) -> Message:
-    return Message(
-        id=r["id"], message_type=MessageType(r["message_type"]), priority=Priority(r["priority"]),
-        body=r["body"], subject=r["subject"], phone_number=r["phone_number"], email=r["email"],
-        user_id=r["user_id"], idempotency_key=r["idempotency_key"],
-        channels=tuple(json.loads(r["channels"])) if r["channels"] else None,
-        preferred_channel=r["preferred_channel"], max_retries=r["max_retries"],
-        callback_url=r["callback_url"], metadata=json.loads(r["metadata"]) if r["metadata"] else {},
-        secret=r["secret"], expires_at=r["expires_at"], status=Status(r["status"]),
-        created_at=r["created_at"], updated_at=r["updated_at"], due_at=r["due_at"],
-        route=tuple(json.loads(r["route"])) if r["route"] else (), route_index=r["route_index"],
-        channel_attempts=r["channel_attempts"], attempt_count=r["attempt_count"], channel=r["channel"],
-        provider_message_id=r["provider_message_id"], last_error=r["last_error"], cost=r["cost"],
-        lease_owner=r["lease_owner"], lease_expires_at=r["lease_expires_at"],
-        trace_context=json.loads(r["trace_context"]) if r["trace_context"] else None,
-    )
+#: Enum members by stored value: a dict lookup costs a fraction of the enum's own call.
+_TYPES = {t.value: t for t in MessageType}
+_PRIORITIES = {int(p): p for p in Priority}
+_STATUSES = {s.value: s for s in Status}
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    """A stored JSON list of channel names (``'[]'`` mostly: no parse for that)."""
+    return tuple(json.loads(text)) if text and text != "[]" else ()
+
+
+def message_from_row(r: Row, **changes: Any) -> Message:
+    """The message a row holds; ``changes`` replace fields as it is built (a claim's new lease),
+    which costs nothing where building and then copying would cost a second message."""
+    fields: dict[str, Any] = {
+        "id": r["id"], "message_type": _TYPES[r["message_type"]], "priority": _PRIORITIES[r["priority"]],
+        "body": r["body"], "subject": r["subject"], "phone_number": r["phone_number"], "email": r["email"],
+        "user_id": r["user_id"], "idempotency_key": r["idempotency_key"],
+        "channels": tuple(json.loads(r["channels"])) if r["channels"] else None,
+        "preferred_channel": r["preferred_channel"], "max_retries": r["max_retries"],
+        "callback_url": r["callback_url"], "metadata": json.loads(r["metadata"]) if r["metadata"] else {},
+        "secret": r["secret"], "expires_at": r["expires_at"], "status": _STATUSES[r["status"]],
+        "created_at": r["created_at"], "updated_at": r["updated_at"], "due_at": r["due_at"],
+        "route": _names(r["route"]), "route_index": r["route_index"],
+        "channel_attempts": r["channel_attempts"], "attempt_count": r["attempt_count"], "channel": r["channel"],
+        "provider_message_id": r["provider_message_id"], "last_error": r["last_error"], "cost": r["cost"],
+        "lease_owner": r["lease_owner"], "lease_expires_at": r["lease_expires_at"],
+        "trace_context": json.loads(r["trace_context"]) if r["trace_context"] else None,
+    }
+    if changes:
+        fields.update(changes)
+    return Message(**fields)
 
 
 ATTEMPT_COLUMNS = (

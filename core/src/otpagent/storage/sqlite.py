@@ -159,7 +159,8 @@ class SqliteStorage(SqliteWriter):
             return []
         rows, lease_until = self._grouped(lambda conn: self._claim(conn, worker_id, limit, lease_seconds, now,
                                                                    reclaim))
-        return [_leased(message_from_row(r), worker_id, lease_until, now) for r in rows]
+        return [message_from_row(r, status=Status.SENDING, lease_owner=worker_id, lease_expires_at=lease_until,
+                                 updated_at=now) for r in rows]
 
     @staticmethod
     def _claim(conn: sqlite3.Connection, worker_id: str, limit: int, lease_seconds: float,
@@ -360,10 +361,6 @@ class SqliteStorage(SqliteWriter):
             if self._outbox is None:
                 self._outbox = SqliteWebhookOutbox(self)
             return self._outbox
-
-
-def _leased(m: Message, owner: str, until: float, now: float) -> Message:
-    return attrs.evolve(m, status=Status.SENDING, lease_owner=owner, lease_expires_at=until, updated_at=now)
 
 
 class _SqliteBatchOps:

@@ -65,17 +65,19 @@ class Database:
         kwargs = {**self._kwargs, **overrides}
         return psycopg.connect(self.dsn, **kwargs)
 
-    def run(self, work: Work[T], *, one_statement: bool = False) -> T:
+    def run(self, work: Work[T], *, one_statement: bool = False, uncertain: bool = False) -> T:
         """Run ``work`` in one transaction, retrying on connection loss with bounded backoff.
 
         With ``one_statement`` the work promises a single statement on a first try: it then runs
         in autocommit, so the statement is its own transaction and costs one round trip instead
         of three (BEGIN, the statement, COMMIT). A retry after an uncertain commit runs in a
         transaction as usual, since its checks take more than one statement.
+
+        ``uncertain`` starts the work as a retry: an earlier attempt elsewhere (a group commit
+        that failed in flight, see :mod:`otpagent_postgres.groupcommit`) may have committed.
         """
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.05
-        uncertain = False
         while True:
             committing = False
             try:

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from otpagent_postgres.queue import NOTIFY_CHANNEL
+from otpagent_postgres.insert import NOTIFY_CHANNEL
 
 __all__ = ["WorkListener"]
 

@@ -70,7 +70,7 @@ class _PgBatchOps:
         return None if row is None else (row["id"], row["fingerprint"], row["created_at"])
 
     def enqueue(self, items: Sequence[NewMessage]) -> list[EnqueueResult]:
-        return enqueue(self.conn, items, self.now, self.uncertain)
+        return enqueue(self.conn, items, self.now, self.uncertain, self.schema)
 
     def issue(self, issue: OtpIssue) -> tuple[OtpIssueOutcome, float]:
         return issue_otp(self.conn, self.schema, issue.otp, issue.message, cooldown_seconds=self.cooldown_seconds,

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+from psycopg.rows import tuple_row
+
 from otpagent.model import Attempt, Event, Message
 from otpagent.protocols import IDEMPOTENCY_WINDOW_SECONDS, EnqueueResult, IdempotencyConflict, MessageUpdate, NewMessage
 from otpagent.storage import sqlrules
@@ -23,11 +26,11 @@ from otpagent.storage.rows import (
     queued_event,
 )
 from otpagent_postgres.connection import Conn, PgTx
+from otpagent_postgres.insert import NOTIFY_CHANNEL, insert_statement
 
-__all__ = ["claim_due", "enqueue", "insert_attempt", "insert_event", "notify_enqueued", "renew_leases",
-           "update_message"]
+__all__ = ["claim_due", "enqueue", "insert_attempt", "insert_event", "notify_enqueued", "read_applied", "renew_leases",
+           "update_message", "update_statement"]
 
-NOTIFY_CHANNEL = "otpagent_enqueued"
 _INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
     f"VALUES ({', '.join('%(' + c + ')s' for c in MESSAGE_COLUMNS)})"
@@ -72,19 +75,23 @@ def notify_enqueued(conn: Conn, schema: str) -> None:
     conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, schema))
 
 
-def enqueue(conn: Conn, items: Sequence[NewMessage], now: float, uncertain: bool) -> list[EnqueueResult]:
-    """Insert the batch; keyed items one by one (they may clash), the rest in one pipeline."""
+def enqueue(conn: Conn, items: Sequence[NewMessage], now: float, uncertain: bool, schema: str) -> list[EnqueueResult]:
+    """Insert the batch and wake the schema's idle workers: the items without an idempotency key
+    in one statement (see :mod:`otpagent_postgres.insert`), keyed ones one by one (they may clash).
+    After an uncertain commit every item goes one by one, keeping what the first try inserted."""
     results: list[EnqueueResult | None] = [None] * len(items)
     plain = [i for i, item in enumerate(items) if item.message.idempotency_key is None]
     if plain and not uncertain:
-        with conn.cursor() as cur:
-            cur.executemany(_INSERT_MESSAGE, [message_to_row(items[i].message, items[i].fingerprint) for i in plain])
-            cur.executemany(_INSERT_EVENT, [event_to_row(queued_event(items[i].message, now)) for i in plain])
+        conn.execute(*insert_statement([items[i] for i in plain], now, schema))
         for i in plain:
             results[i] = EnqueueResult(message_id=items[i].message.id, created=True)
+    created = False
     for index, item in enumerate(items):
         if results[index] is None:
             results[index] = _enqueue_one(conn, item, index, now)
+            created = created or results[index].created  # type: ignore[union-attr]
+    if created:
+        notify_enqueued(conn, schema)
     return [r for r in results if r is not None]
 
 
@@ -160,16 +167,21 @@ def update_message(
             for event in events:
                 insert_event(conn, event)
         return applied
-    statement = _update_statement(u, now, attempt, events)
+    statement = update_statement(u, now, attempt, events)
     if statement is None:
         if attempt is not None:
             insert_attempt(conn, attempt, uncertain)
         return False
-    row = conn.execute(*statement).fetchone()
-    return bool(row and row["n"] == 1)
+    return read_applied(conn.cursor(row_factory=tuple_row).execute(*statement))
 
 
-def _update_statement(u: MessageUpdate, now: float, attempt: Attempt | None,
+def read_applied(cursor: psycopg.Cursor[tuple[Any, ...]]) -> bool:
+    """Whether the statement of :func:`update_statement` applied its update."""
+    row = cursor.fetchone()
+    return bool(row and row[0] == 1)
+
+
+def update_statement(u: MessageUpdate, now: float, attempt: Attempt | None,
                       events: Sequence[Event]) -> tuple[bytes, list[Any]] | None:
     """The update, its attempt row and its events (only if the update applied) as one statement.
 

@@ -34,8 +34,11 @@ from otpagent.storage.batch_issue import BatchRefused
 from otpagent_postgres import housekeeping, queue
 from otpagent_postgres import otp as otp_sql
 from otpagent_postgres.connection import Conn, Database, PgTx
+from otpagent_postgres.groupcommit import GroupCommit, GroupedWrite
+from otpagent_postgres.insert import insert_statement
 from otpagent_postgres.notify import WorkListener
 from otpagent_postgres.outbox import PostgresWebhookOutbox
+from otpagent_postgres.outcomes import OUTCOMES, Outcome
 from otpagent_postgres.schema import migrate
 
 __all__ = ["PostgresStorage"]
@@ -65,6 +68,7 @@ class PostgresStorage:
         except BaseException:
             self._db.close()
             raise
+        self._group = GroupCommit(self._db)
         self._listener = WorkListener(lambda: self._db.connect(autocommit=True), schema)
         self._outbox: PostgresWebhookOutbox | None = None
         self._outbox_lock = threading.Lock()
@@ -75,12 +79,13 @@ class PostgresStorage:
             return []
 
         def work(conn: Conn, uncertain: bool) -> list[EnqueueResult]:
-            results = queue.enqueue(conn, items, now, uncertain)
-            if any(r.created for r in results):
-                queue.notify_enqueued(conn, self.schema)
-            return results
+            return queue.enqueue(conn, items, now, uncertain, self.schema)
 
-        return self._db.run(work)
+        if any(item.message.idempotency_key is not None for item in items):
+            return self._db.run(work)
+        # Nothing can clash: one statement, group-committed with other threads' writes.
+        created = [EnqueueResult(message_id=item.message.id, created=True) for item in items]
+        return self._group.run(GroupedWrite(work, insert_statement(items, now, self.schema), lambda _cur: created))
 
     def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float, *,
                   reclaim: bool = True) -> list[Message]:
@@ -102,8 +107,11 @@ class PostgresStorage:
     def update_message(
         self, update: MessageUpdate, now: float, *, attempt: Attempt | None = None, events: Sequence[Event] = (),
     ) -> bool:
-        return self._db.run(lambda conn, uncertain: queue.update_message(conn, update, now, attempt, events,
-                                                                         uncertain), one_statement=True)
+        """Group-committed with the other threads' outcomes (see :mod:`otpagent_postgres.groupcommit`)."""
+        return self._group.run(GroupedWrite(
+            lambda conn, uncertain: queue.update_message(conn, update, now, attempt, events, uncertain),
+            lambda: queue.update_statement(update, now, attempt, events), queue.read_applied,
+            merge=OUTCOMES, item=Outcome(update, now, attempt, tuple(events))))
 
     def get_message(self, message_id: str) -> Message | None:
         return self._read(lambda tx: sqlreads.get_message(tx, message_id))
