@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import agent_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,3 +133,40 @@ except ConfigError as exc:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ("config error at sinks[1].plugin: the webhook sink needs the 'webhooks' extra: "
                                      "pip install 'otpagent[webhooks]' (missing: httpx, standardwebhooks)")
+
+
+def test_built_in_components_are_imported_only_when_a_config_uses_them(tmp_path: Path) -> None:
+    unused = ("otpagent.testing.memory", "otpagent.routing.adaptive", "otpagent.routing.simple",
+              "otpagent.fraud.guard", "otpagent_console.channel")
+    code = f"""
+import json
+from otpagent import IntelligentOTPAgent
+from otpagent.plugins import build_registry
+registry = build_registry()
+before = sorted(m for m in {unused!r} if m in sys.modules)
+agent = IntelligentOTPAgent({{"storage": {{"backend": "sqlite", "path": "lazy.db"}},
+                              "routing": {{"strategy": "adaptive"}}, "sinks": []}}, registry=registry)
+agent.close()
+print(json.dumps([before, sorted(m for m in {unused!r} if m in sys.modules)]))
+"""
+    result = run_python(code, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    before, after = json.loads(result.stdout)
+    assert before == []
+    # What the config asked for is there once the agent is built; the memory backend is not.
+    assert after == ["otpagent.fraud.guard", "otpagent.routing.adaptive", "otpagent_console.channel"]
+
+
+def test_a_lazy_factory_imports_its_module_on_the_first_call_and_names_a_bad_target() -> None:
+    from otpagent.lazy import lazy
+    from otpagent.settings import settings_class_of
+
+    factory = lazy("otpagent.routing.simple:create_cheapest")
+    assert repr(factory) == "<lazy factory otpagent.routing.simple:create_cheapest>"
+    from otpagent.routing.simple import StrategyOnlySection, create_cheapest
+
+    assert factory.load() is create_cheapest
+    assert settings_class_of(factory) is StrategyOnlySection
+    with pytest.raises(ValueError, match=r"package\.module:function"):
+        lazy("otpagent.routing.simple.create_cheapest")

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -21,7 +21,6 @@ from otpagent.dispatcher import Dispatcher
 from otpagent.errors import ConfigError, FieldError, InvalidRequest, RateLimited
 from otpagent.errors import collect_config_errors as _collected
 from otpagent.events import EventBus
-from otpagent.fraud import FraudGuard, PrefixStatus
 from otpagent.intake import new_message_id, parse_request, parse_requests, to_new_message
 from otpagent.logs import get_logger
 from otpagent.metrics import collect_metrics
@@ -61,6 +60,9 @@ from otpagent.routing.planner import RoutePlanner
 from otpagent.storage.capabilities import AgentCapabilities, check_capabilities
 from otpagent.storage.rows import queued_event
 from otpagent.tracing import Tracing, build_tracing, parse_tracing
+
+if TYPE_CHECKING:
+    from otpagent.fraud.guard import FraudGuard, PrefixStatus
 
 __all__ = ["IntelligentOTPAgent"]
 
@@ -115,6 +117,8 @@ class IntelligentOTPAgent:
             #: The SMS-pumping guard (docs/fraud.md); None when OTPs or the guard are off.
             self.fraud_guard: FraudGuard | None = None
             if self.otp is not None and self.config.otp.fraud_guard.enabled:
+                from otpagent.fraud.guard import FraudGuard
+
                 self.fraud_guard = FraudGuard(caps.shared_state, self.config.otp.fraud_guard,
                                               on_event=lambda e: self.bus.publish([e]))
             worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -1,17 +1,15 @@
-"""The built-in plugin: registers the core's own storage, routing, sink and commands through the hooks."""
+"""The built-in plugin: registers the core's own storage, routing, sink and commands through the hooks.
+
+Each factory is imported when a config first uses it (:mod:`otpagent.lazy`).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from otpagent.hookspecs import hookimpl
+from otpagent.lazy import lazy
 from otpagent.registration import RegisterEventSink, RegisterRoutingStrategy, RegisterStorageBackend
-from otpagent.routing.adaptive import create_adaptive_strategy
-from otpagent.routing.priority import create_priority_strategy
-from otpagent.routing.simple import create_cheapest, create_most_reliable
-from otpagent.sinks.log import create_log_sink
-from otpagent.storage.sqlite import create_sqlite_storage
-from otpagent.testing.memory import create_memory_storage
 
 if TYPE_CHECKING:
     import click
@@ -19,21 +17,21 @@ if TYPE_CHECKING:
 
 @hookimpl
 def otpagent_register_storage_backends(register: RegisterStorageBackend) -> None:
-    register("sqlite", create_sqlite_storage)
-    register("memory", create_memory_storage)
+    register("sqlite", lazy("otpagent.storage.sqlite:create_sqlite_storage"))
+    register("memory", lazy("otpagent.testing.memory:create_memory_storage"))
 
 
 @hookimpl
 def otpagent_register_routing_strategies(register: RegisterRoutingStrategy) -> None:
-    register("priority", create_priority_strategy)
-    register("cheapest", create_cheapest)
-    register("most-reliable", create_most_reliable)
-    register("adaptive", create_adaptive_strategy)
+    register("priority", lazy("otpagent.routing.priority:create_priority_strategy"))
+    register("cheapest", lazy("otpagent.routing.simple:create_cheapest"))
+    register("most-reliable", lazy("otpagent.routing.simple:create_most_reliable"))
+    register("adaptive", lazy("otpagent.routing.adaptive:create_adaptive_strategy"))
 
 
 @hookimpl
 def otpagent_register_event_sinks(register: RegisterEventSink) -> None:
-    register("log", create_log_sink)
+    register("log", lazy("otpagent.sinks.log:create_log_sink"))
 
 
 @hookimpl

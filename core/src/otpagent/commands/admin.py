@@ -103,6 +103,11 @@ def plugins(as_json: bool, check: bool) -> None:
             sys.exit(ExitCode.NEGATIVE)
 
 
+#: Short names for the kinds of things a plugin registers, so the table fits 80 columns.
+_KIND_LABELS = {"routing_strategies": "strategies", "storage_backends": "storage", "event_sinks": "sinks",
+                "http_routes": "routes"}
+
+
 def _print_plugin_table(rows: list[dict[str, Any]]) -> None:
     """The table, then each failure and clash in full on its own line (a table cell would wrap)."""
     from otpagent.extras import require
@@ -114,19 +119,18 @@ def _print_plugin_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="otpagent plugins", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
-    table.add_column("plugin", no_wrap=True)
-    table.add_column("package", no_wrap=True, overflow="ellipsis", max_width=24)
-    table.add_column("version", no_wrap=True)
-    table.add_column("registers", overflow="fold", ratio=1)
+    table.add_column("plugin · package version", no_wrap=True, overflow="ellipsis", max_width=34)
+    table.add_column("registers", ratio=1)
     table.add_column("status", no_wrap=True)
     for row in rows:
-        registers = "\n".join(f"{k}: {', '.join(v)}" for k, v in row["registers"].items()) or "-"
+        registers = "\n".join(f"{_KIND_LABELS.get(k, k)}: {', '.join(v)}" for k, v in row["registers"].items()) or "-"
         status = "ok"
         if row["status"] == "failed":
             status = "[bold red]FAILED[/]"
         elif row.get("clashes"):
             status = "[bold red]CLASH[/]"
-        table.add_row(escape(row["name"]), escape(row["package"]), row["version"], escape(registers), status)
+        origin = f"{escape(row['name'])}\n[dim]{escape(row['package'])} {escape(str(row['version']))}[/]"
+        table.add_row(origin, escape(registers), status)
     Console().print(table)
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:

@@ -1,12 +1,15 @@
-"""Registers the ``console`` channel with otpagent (entry point ``otpagent.console``)."""
+"""Registers the ``console`` channel with otpagent (entry point ``otpagent.console``).
+
+Loaded at every otpagent start-up, so the channel module is imported only when a config uses it.
+"""
 
 from __future__ import annotations
 
 from otpagent.hookspecs import hookimpl
+from otpagent.lazy import lazy
 from otpagent.registration import RegisterChannel
-from otpagent_console.channel import create_console_channel
 
 
 @hookimpl
 def otpagent_register_channels(register: RegisterChannel) -> None:
-    register("console", create_console_channel)
+    register("console", lazy("otpagent_console.channel:create_console_channel"))
