@@ -47,6 +47,8 @@ MIN_WRITE_OFF_SECONDS = 60.0
 UNJUDGED_MAX_AGE_SECONDS = 600.0
 #: Report delays needed before pending sends are judged by them.
 MIN_DELAY_SAMPLES = 5.0
+#: Owed reports (with none come) that show a channel has gone silent: ``exp(-3)`` < 5%.
+SILENCE_EVIDENCE = 3.0
 #: Smoothing of the price estimates (share of a new price in the average).
 PRICE_SMOOTHING = 0.2
 #: Discount per result of the steady (long-memory) delivery counts.
@@ -132,6 +134,9 @@ class Evidence:
         return 1.0 + aged.wins * keep, 1.0 + aged.losses * keep + overdue
 
     def _overdue(self, now: float) -> float:
+        """Pending sends that count as failures now: each one past the usual report delay (a
+        ramp from ``d`` to ``1.5d``), or, when the channel has gone silent, the reports it owes
+        (:meth:`_silence`), whichever is more; scaled by the receipt share."""
         d = self.report_delay()
         share = self.receipt_share
         if d is None or share <= 0:
@@ -140,7 +145,24 @@ class Evidence:
         for bucket, count in self.pending.items():
             age = now - (bucket + 0.5) * BUCKET_SECONDS
             total += count * min(1.0, max(0.0, 2.0 * (age - d) / d))
-        return total * share
+        return max(total, self._silence(now, share)) * share
+
+    def _silence(self, now: float, share: float) -> float:
+        """The reports owed by a channel that has gone silent, else 0.
+
+        Every send accepted after the newest reported one (``frontier``) is still pending. Had the
+        channel kept working, each of age ``a`` would have reported by now with chance ``F(a)``,
+        the share of its learnt report delays within ``a``; so ``E = sum F(a)`` reports are owed
+        and the chance that none came is about ``exp(-share * E)``. Once that is below 5%
+        (``SILENCE_EVIDENCE`` owed reports) the owed reports count as failures: a provider that
+        swallows sends is seen as soon as its usual reports fail to come, long before each send
+        is individually overdue. One report on a newer send moves the frontier and ends it."""
+        newest = int(self.frontier // BUCKET_SECONDS)
+        owed = 0.0
+        for bucket, count in self.pending.items():
+            if bucket > newest:
+                owed += count * (self.report.share_within(now - (bucket + 0.5) * BUCKET_SECONDS) or 0.0)
+        return owed if owed * share >= SILENCE_EVIDENCE else 0.0
 
     # -- learning ------------------------------------------------------------------------------
     def aged(self, now: float, learning: Learning) -> Evidence:
@@ -156,13 +178,16 @@ class Evidence:
                             receipts=_fade(self.receipts, dt, RECEIPT_HALF_LIFE_SECONDS),
                             unreported=_fade(self.unreported, dt, RECEIPT_HALF_LIFE_SECONDS))
 
-    def _result(self, now: float, wins: float, losses: float, learning: Learning) -> Evidence:
-        """Add results of total weight ``wins + losses``, discounting all older ones."""
+    def _result(self, now: float, wins: float, losses: float, learning: Learning, *,
+                steady: tuple[float, float] | None = None) -> Evidence:
+        """Add results of total weight ``wins + losses``, discounting all older ones; the
+        long-memory counts get ``steady`` (wins, losses; default the same)."""
         keep = learning.decay ** (wins + losses)
-        steady = STEADY_DECAY ** (wins + losses)
+        steady_wins, steady_losses = (wins, losses) if steady is None else steady
+        fade = STEADY_DECAY ** (steady_wins + steady_losses)
         return attrs.evolve(self, wins=self.wins * keep + wins, losses=self.losses * keep + losses, seen=now,
-                            steady_wins=self.steady_wins * steady + wins,
-                            steady_losses=self.steady_losses * steady + losses)
+                            steady_wins=self.steady_wins * fade + steady_wins,
+                            steady_losses=self.steady_losses * fade + steady_losses)
 
     def _changed(self, now: float, delivered: bool) -> Evidence:
         """Older results discounted by the chance that a channel believed bad has recovered.
@@ -195,7 +220,9 @@ class Evidence:
         pending = {**base.pending, bucket: base.pending.get(bucket, 0.0) + 1.0}
         sends = {**base.sends, bucket: base.sends.get(bucket, 0.0) + 1.0}
         silent = 1.0 - base.receipt_share
-        base = base._result(now, silent, 0.0, learning) if silent > 0 else base
+        # Not in the steady counts: they decide whether an OTP reader's wait may be bet on the
+        # channel, and an accepted send says nothing about reaching the reader in time.
+        base = base._result(now, silent, 0.0, learning, steady=(0.0, 0.0)) if silent > 0 else base
         return attrs.evolve(base, pending=pending, sends=sends,
                             estimated_cost=_smooth(base.estimated_cost, cost) if cost > 0 else base.estimated_cost)
 
@@ -209,13 +236,15 @@ class Evidence:
 
         Results count in the order their sends were made, not the order reports arrive: a late
         report about a send older than the newest reported one counts ``decay`` less per send
-        made after it (stale evidence, when reports come minutes late or out of order)."""
+        made after it (stale evidence, when reports come minutes late or out of order); in the
+        long-memory counts, by their own slower discount (``STEADY_DECAY``), as there a late
+        report is as good as a prompt one."""
         base = self.aged(now, learning)._written_off(now, learning)
-        weight = 1.0
+        newer = 0.0
         if accepted_at is not None:
             base = attrs.evolve(base._resolved(accepted_at), report=base.report.added(now - accepted_at, DELAY_KEEP))
             if accepted_at < base.frontier:
-                weight = learning.decay ** base._newer_sends(accepted_at)
+                newer = base._newer_sends(accepted_at)
             else:
                 base = attrs.evolve(base._changed(now, delivered), frontier=accepted_at)
         if ttd_seconds is not None:
@@ -223,7 +252,9 @@ class Evidence:
         if billed > 0:
             base = attrs.evolve(base, billed_cost=_smooth(base.billed_cost, billed))
         base = attrs.evolve(base, receipts=base.receipts + 1.0)
-        return base._result(now, weight if delivered else 0.0, 0.0 if delivered else weight, learning)
+        weight, steady = learning.decay ** newer, STEADY_DECAY ** newer
+        return base._result(now, weight if delivered else 0.0, 0.0 if delivered else weight, learning,
+                            steady=(steady, 0.0) if delivered else (0.0, steady))
 
     def _resolved(self, accepted_at: float) -> Evidence:
         """Without the pending send accepted at ``accepted_at`` (its bucket or a neighbour)."""
@@ -255,7 +286,13 @@ class Evidence:
                            sends={b: n for b, n in self.sends.items() if b >= oldest},
                            unreported=self.unreported + dropped)
         lost = min(learning.memory, dropped * self.receipt_share) if d is not None else 0.0
-        return out._result(now, 0.0, lost, learning) if lost > 0 else out
+        if lost <= 0:
+            return out
+        # Not a new result (``seen``): nothing was heard from the channel, the sends already
+        # counted as overdue are only made final. A write-off must not make an abandoned channel
+        # look recently tried (it would not be probed) nor shorten the silence that a probe's
+        # delivery weighs against its old record (:meth:`_changed`).
+        return attrs.evolve(out._result(now, 0.0, lost, learning), seen=self.seen)
 
     # -- storage -------------------------------------------------------------------------------
     def to_json(self) -> str:
