@@ -30,8 +30,8 @@ from otpagent.protocols import Capability, ChannelInfo, PluginContext, RouteOutc
 from otpagent.recipients import country_of
 from otpagent.routing.adaptive_delays import DelayHistogram
 from otpagent.routing.adaptive_evidence import MIN_DELAY_SAMPLES, Evidence, Learning
-from otpagent.routing.priority import kind_rank
 from otpagent.routing.adaptive_ordering import TTD_QUANTILE, Choice, Timing, in_time, order, probed
+from otpagent.routing.priority import kind_rank
 from otpagent.settings import describes, setting, structure
 from otpagent.storage.capabilities import require
 
