@@ -92,6 +92,8 @@ class Evidence:
     steady_losses: float = 0.0
     t: float = 0.0
     seen: float = 0.0
+    #: When the provider last reported on a send (the silence a recovery is weighed against).
+    heard: float = 0.0
     ttd: DelayHistogram = attrs.field(factory=DelayHistogram)
     report: DelayHistogram = attrs.field(factory=DelayHistogram)
     #: Sends that got a final report, and sends written off without one (both fading slowly).
@@ -179,33 +181,41 @@ class Evidence:
                             unreported=_fade(self.unreported, dt, RECEIPT_HALF_LIFE_SECONDS))
 
     def _result(self, now: float, wins: float, losses: float, learning: Learning, *,
-                steady: tuple[float, float] | None = None) -> Evidence:
+                steady: tuple[float, float] | None = None, heard: bool = True) -> Evidence:
         """Add results of total weight ``wins + losses``, discounting all older ones; the
-        long-memory counts get ``steady`` (wins, losses; default the same)."""
+        long-memory counts get ``steady`` (wins, losses; default the same). ``heard``: a
+        send or report of the channel's own (``seen`` is now); not for a write-off, which only
+        makes final what was already counted as overdue."""
         keep = learning.decay ** (wins + losses)
         steady_wins, steady_losses = (wins, losses) if steady is None else steady
         fade = STEADY_DECAY ** (steady_wins + steady_losses)
-        return attrs.evolve(self, wins=self.wins * keep + wins, losses=self.losses * keep + losses, seen=now,
+        return attrs.evolve(self, wins=self.wins * keep + wins, losses=self.losses * keep + losses,
+                            seen=now if heard else self.seen,
                             steady_wins=self.steady_wins * fade + steady_wins,
                             steady_losses=self.steady_losses * fade + steady_losses)
 
-    def _changed(self, now: float, delivered: bool) -> Evidence:
+    def _changed(self, now: float, delivered: bool, accepted_at: float, learning: Learning) -> Evidence:
         """Older results discounted by the chance that a channel believed bad has recovered.
 
         A little Bayesian change-point reasoning, for deliveries by a channel whose evidence
-        says it mostly fails: the chance of a change grows with the silence since its last
-        result (``CHANGE_HALF_LIFE_SECONDS``), and a delivery the old evidence found unlikely
-        makes a change likelier still. So a probe that succeeds on an abandoned channel wipes
-        most of its bad record at once. Failures need no such help: each discounts the past
-        by ``decay``, and overdue sends count as they age.
+        says it mostly fails (counting its overdue sends): the chance of a change grows with the
+        silence since the provider last reported (``heard``; ``CHANGE_HALF_LIFE_SECONDS``), and
+        a delivery the old evidence found unlikely makes a change likelier still. So a probe
+        that succeeds on an abandoned channel wipes most of its bad record at once, including the sends still pending from before it (made
+        before the reported one: overdue, they would count as failures and be written off as
+        failures about the old state). Failures need no such help: each discounts the past by
+        ``decay``, and overdue sends count as they age.
         """
-        mean = (1.0 + self.wins) / (2.0 + self.wins + self.losses)
-        if not delivered or mean >= 0.5 or self.seen <= 0 or now <= self.seen:
+        a, b = self.beta(now, learning)  # with its overdue sends: a silent channel mostly fails too
+        mean = a / (a + b)
+        if not delivered or mean >= 0.5 or self.heard <= 0 or now <= self.heard:
             return self
-        hazard = 1.0 - 0.5 ** ((now - self.seen) / CHANGE_HALF_LIFE_SECONDS)
+        hazard = 1.0 - 0.5 ** ((now - self.heard) / CHANGE_HALF_LIFE_SECONDS)
         changed = hazard * 0.5 / (hazard * 0.5 + (1.0 - hazard) * mean)
         keep = 1.0 - changed
-        return attrs.evolve(self, wins=self.wins * keep, losses=self.losses * keep,
+        before = int(accepted_at // BUCKET_SECONDS)
+        pending = {b: n * keep if b < before else n for b, n in self.pending.items()}
+        return attrs.evolve(self, wins=self.wins * keep, losses=self.losses * keep, pending=pending,
                             steady_wins=self.steady_wins * keep, steady_losses=self.steady_losses * keep)
 
     def _newer_sends(self, accepted_at: float) -> float:
@@ -246,12 +256,12 @@ class Evidence:
             if accepted_at < base.frontier:
                 newer = base._newer_sends(accepted_at)
             else:
-                base = attrs.evolve(base._changed(now, delivered), frontier=accepted_at)
+                base = attrs.evolve(base._changed(now, delivered, accepted_at, learning), frontier=accepted_at)
         if ttd_seconds is not None:
             base = attrs.evolve(base, ttd=base.ttd.added(ttd_seconds, DELAY_KEEP))
         if billed > 0:
             base = attrs.evolve(base, billed_cost=_smooth(base.billed_cost, billed))
-        base = attrs.evolve(base, receipts=base.receipts + 1.0)
+        base = attrs.evolve(base, receipts=base.receipts + 1.0, heard=now)
         weight, steady = learning.decay ** newer, STEADY_DECAY ** newer
         return base._result(now, weight if delivered else 0.0, 0.0 if delivered else weight, learning,
                             steady=(steady, 0.0) if delivered else (0.0, steady))
@@ -292,13 +302,14 @@ class Evidence:
         # counted as overdue are only made final. A write-off must not make an abandoned channel
         # look recently tried (it would not be probed) nor shorten the silence that a probe's
         # delivery weighs against its old record (:meth:`_changed`).
-        return attrs.evolve(out._result(now, 0.0, lost, learning), seen=self.seen)
+        return out._result(now, 0.0, lost, learning, heard=False)
 
     # -- storage -------------------------------------------------------------------------------
     def to_json(self) -> str:
         return json.dumps({
             "wins": self.wins, "losses": self.losses, "steady_wins": self.steady_wins,
-            "steady_losses": self.steady_losses, "t": self.t, "seen": self.seen, "ttd": self.ttd.to_list(),
+            "steady_losses": self.steady_losses, "t": self.t, "seen": self.seen, "heard": self.heard,
+            "ttd": self.ttd.to_list(),
             "report": self.report.to_list(), "receipts": self.receipts, "unreported": self.unreported,
             "estimated_cost": self.estimated_cost, "billed_cost": self.billed_cost,
             "sends": {str(k): v for k, v in self.sends.items()},
@@ -315,6 +326,7 @@ class Evidence:
             d = json.loads(raw)
             return cls(wins=_num(d["wins"]), losses=_num(d["losses"]), steady_wins=_num(d["steady_wins"]),
                        steady_losses=_num(d["steady_losses"]), t=_num(d["t"]), seen=_num(d["seen"]),
+                       heard=_num(d.get("heard", 0.0)),
                        ttd=DelayHistogram.from_list(d.get("ttd")), report=DelayHistogram.from_list(d.get("report")),
                        receipts=_num(d["receipts"]), unreported=_num(d["unreported"]),
                        estimated_cost=_opt(d.get("estimated_cost")), billed_cost=_opt(d.get("billed_cost")),
