@@ -201,9 +201,10 @@ class Evidence:
         says it mostly fails (counting its overdue sends): the chance of a change grows with the
         silence since the provider last reported (``heard``; ``CHANGE_HALF_LIFE_SECONDS``), and
         a delivery the old evidence found unlikely makes a change likelier still. So a probe
-        that succeeds on an abandoned channel wipes most of its bad record at once, including the sends still pending from before it (made
-        before the reported one: overdue, they would count as failures and be written off as
-        failures about the old state). Failures need no such help: each discounts the past by
+        that succeeds on an abandoned channel wipes most of its bad record at once, including
+        the sends still pending from before it (made before the reported one: overdue, they
+        would count as failures and be written off as failures about the old state). Failures
+        need no such help: each discounts the past by
         ``decay``, and overdue sends count as they age.
         """
         a, b = self.beta(now, learning)  # with its overdue sends: a silent channel mostly fails too
