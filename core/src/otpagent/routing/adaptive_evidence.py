@@ -9,10 +9,13 @@
   of acceptance. One older than the channel's usual report delay (the 95th percentile of its
   learned report delays, ``d``) is evidence of a silent failure: it weighs as a failure, ramping
   from nothing at ``d`` to a full failure at ``1.5d``; at ``3d`` (at least a minute) it is written
-  off as a failure.
+  off as a failure (not something heard from the channel: ``seen`` and ``heard`` stay). Sooner,
+  a channel gone silent is seen by the reports it owes (:meth:`Evidence._silence`).
   Both are scaled by the channel's *receipt share* (reports per judged send): a channel that
   never reports on its sends (no status callbacks) is not suspected, and its accepted sends
   count as deliveries straight away instead, as the best evidence there is.
+- **Long memory** (``steady_*``): the same results with a slower discount, from reports only,
+  for the OTP in-time test.
 - **Delays**: the learned time to deliver (from delivered reports) and report delay (from every
   report) as :class:`DelayHistogram` s.
 - **Price**: the estimated price of sends and the price providers billed (from reports that carry
