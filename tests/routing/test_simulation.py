@@ -1,6 +1,8 @@
 """The routing scenarios are deterministic (seeded fates, simulated clock), so their targets are tests.
 
-Each scenario runs at a reduced size (``SCALE``) to keep the suite quick; ``python -m bench.routing``
+Each scenario runs at a reduced size (``SCALE``, never below the scenario's own minimum: late
+reports run at full size, or their failure would end before anyone could see it) to keep the
+suite quick; ``python -m bench.routing``
 runs them at full size and docs/routing.md shows those tables.
 """
 
