@@ -16,9 +16,14 @@ from bench.routing import run_scenario
 from bench.routing.scenarios import scenarios
 
 SCALE = 0.4
+#: Scenarios where adaptive misses a target today (docs/routing.md would say which and why).
+#: Strict: when one starts passing, the test says so and it leaves this list.
+KNOWN_MISSES: frozenset[str] = frozenset()
 
 
-@pytest.mark.parametrize("scenario", scenarios(SCALE), ids=lambda s: s.name)
+@pytest.mark.parametrize("scenario", [
+    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="a known miss, see docs/routing.md"))
+    if s.name in KNOWN_MISSES else s for s in scenarios(SCALE)], ids=lambda s: s.name)
 def test_adaptive_meets_every_target_on_the_scenario(scenario, tmp_path: Path):
     _s, by, checks = run_scenario(scenario, tmp_path)
     missed = [what for what, ok in checks if not ok]
