@@ -109,6 +109,8 @@ class Scenario:
     reports_price: bool = False
     failures: tuple[Window, ...] = ()
     flapping: str | None = None
+    #: The fewest messages that keep the scenario meaningful when it is scaled down.
+    min_messages: int = 200
 
     @property
     def duration(self) -> float:

@@ -94,7 +94,8 @@ def test_a_late_report_about_an_old_send_counts_less_than_a_fresh_one(tmp_path):
         store = SqliteStorage(tmp_path / f"{newest_reported_first}.db")
         try:
             strategy = make(store, clock)
-            healthy(strategy, clock, "a", 10, start=100)  # it reports on its sends
+            # It reports on its sends, within 30 s: the reports below are not overdue (a silence).
+            healthy(strategy, clock, "a", 10, delay=30.0, start=100)
             sends = []
             for i in range(20):
                 sends.append(clock())

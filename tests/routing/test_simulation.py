@@ -1,6 +1,8 @@
 """The routing scenarios are deterministic (seeded fates, simulated clock), so their targets are tests.
 
-Each scenario runs at a reduced size (``SCALE``) to keep the suite quick; ``python -m bench.routing``
+Each scenario runs at a reduced size (``SCALE``, never below the scenario's own minimum: late
+reports run at full size, or their failure would end before anyone could see it) to keep the
+suite quick; ``python -m bench.routing``
 runs them at full size and docs/routing.md shows those tables.
 """
 
@@ -14,9 +16,9 @@ from bench.routing import run_scenario
 from bench.routing.scenarios import scenarios
 
 SCALE = 0.4
-#: Scenarios where adaptive misses a target today (docs/routing.md says which and why). Strict:
-#: when one starts passing, the test says so and it leaves this list.
-KNOWN_MISSES = {"late-reports", "blackhole"}
+#: Scenarios where adaptive misses a target today (docs/routing.md would say which and why).
+#: Strict: when one starts passing, the test says so and it leaves this list.
+KNOWN_MISSES: frozenset[str] = frozenset()
 
 
 @pytest.mark.parametrize("scenario", [

@@ -29,8 +29,9 @@ from otpagent.model import Envelope, MessageType, Priority, Status
 from otpagent.protocols import Capability, ChannelInfo, PluginContext, RouteOutcome, SharedState
 from otpagent.recipients import country_of
 from otpagent.routing.adaptive_delays import DelayHistogram
-from otpagent.routing.adaptive_evidence import Evidence, Learning
+from otpagent.routing.adaptive_evidence import MIN_DELAY_SAMPLES, Evidence, Learning
 from otpagent.routing.adaptive_ordering import TTD_QUANTILE, Choice, Timing, in_time, order, probed
+from otpagent.routing.priority import kind_rank
 from otpagent.settings import describes, setting, structure
 from otpagent.storage.capabilities import require
 
@@ -104,7 +105,9 @@ class Belief:
         n = wins + losses + 1.0
         mean = (wins + 0.5) / n
         bound = mean - Z90 * math.sqrt(mean * (1.0 - mean) / n)
-        return Timing(p=max(0.0, bound), p_fallback=mean, within=self.ttd.share_within(patience),
+        known = self.ttd.weight >= MIN_DELAY_SAMPLES and self.report.weight >= MIN_DELAY_SAMPLES
+        return Timing(p=max(0.0, bound), p_fallback=mean,
+                      within=self.ttd.share_within(patience) if known else None,
                       within_half=self.ttd.share_within(patience / 2),
                       reported_half=self.report.share_within(patience / 2))
 
@@ -162,7 +165,8 @@ class AdaptiveStrategy:
             with self._lock:
                 p = self._rng.betavariate(belief.a, belief.b)
             choices.append(Choice(name=c.name, p=p, price=c.cost * belief.price_ratio, ttd=belief.ttd_seconds,
-                                  in_time=chance, stale=now - belief.seen >= s.probe_after_seconds))
+                                  in_time=chance, stale=now - belief.seen >= s.probe_after_seconds,
+                                  rank=kind_rank(envelope.priority, c.kind)))
         critical = envelope.priority is Priority.CRITICAL
         route = order(choices, critical=critical, patience=patience, lifetime=lifetime)
         probe = None if critical else self._probe(route, now, patience, lifetime)

@@ -9,10 +9,13 @@
   of acceptance. One older than the channel's usual report delay (the 95th percentile of its
   learned report delays, ``d``) is evidence of a silent failure: it weighs as a failure, ramping
   from nothing at ``d`` to a full failure at ``1.5d``; at ``3d`` (at least a minute) it is written
-  off as a failure.
+  off as a failure (not something heard from the channel: ``seen`` and ``heard`` stay). Sooner,
+  a channel gone silent is seen by the reports it owes (:meth:`Evidence._silence`).
   Both are scaled by the channel's *receipt share* (reports per judged send): a channel that
   never reports on its sends (no status callbacks) is not suspected, and its accepted sends
   count as deliveries straight away instead, as the best evidence there is.
+- **Long memory** (``steady_*``): the same results with a slower discount, from reports only,
+  for the OTP in-time test.
 - **Delays**: the learned time to deliver (from delivered reports) and report delay (from every
   report) as :class:`DelayHistogram` s.
 - **Price**: the estimated price of sends and the price providers billed (from reports that carry
@@ -47,6 +50,8 @@ MIN_WRITE_OFF_SECONDS = 60.0
 UNJUDGED_MAX_AGE_SECONDS = 600.0
 #: Report delays needed before pending sends are judged by them.
 MIN_DELAY_SAMPLES = 5.0
+#: Owed reports (with none come) that show a channel has gone silent: ``exp(-3)`` < 5%.
+SILENCE_EVIDENCE = 3.0
 #: Smoothing of the price estimates (share of a new price in the average).
 PRICE_SMOOTHING = 0.2
 #: Discount per result of the steady (long-memory) delivery counts.
@@ -90,6 +95,8 @@ class Evidence:
     steady_losses: float = 0.0
     t: float = 0.0
     seen: float = 0.0
+    #: When the provider last reported on a send (the silence a recovery is weighed against).
+    heard: float = 0.0
     ttd: DelayHistogram = attrs.field(factory=DelayHistogram)
     report: DelayHistogram = attrs.field(factory=DelayHistogram)
     #: Sends that got a final report, and sends written off without one (both fading slowly).
@@ -132,6 +139,9 @@ class Evidence:
         return 1.0 + aged.wins * keep, 1.0 + aged.losses * keep + overdue
 
     def _overdue(self, now: float) -> float:
+        """Pending sends that count as failures now: each one past the usual report delay (a
+        ramp from ``d`` to ``1.5d``), or, when the channel has gone silent, the reports it owes
+        (:meth:`_silence`), whichever is more; scaled by the receipt share."""
         d = self.report_delay()
         share = self.receipt_share
         if d is None or share <= 0:
@@ -140,7 +150,24 @@ class Evidence:
         for bucket, count in self.pending.items():
             age = now - (bucket + 0.5) * BUCKET_SECONDS
             total += count * min(1.0, max(0.0, 2.0 * (age - d) / d))
-        return total * share
+        return max(total, self._silence(now, share)) * share
+
+    def _silence(self, now: float, share: float) -> float:
+        """The reports owed by a channel that has gone silent, else 0.
+
+        Every send accepted after the newest reported one (``frontier``) is still pending. Had the
+        channel kept working, each of age ``a`` would have reported by now with chance ``F(a)``,
+        the share of its learnt report delays within ``a``; so ``E = sum F(a)`` reports are owed
+        and the chance that none came is about ``exp(-share * E)``. Once that is below 5%
+        (``SILENCE_EVIDENCE`` owed reports) the owed reports count as failures: a provider that
+        swallows sends is seen as soon as its usual reports fail to come, long before each send
+        is individually overdue. One report on a newer send moves the frontier and ends it."""
+        newest = int(self.frontier // BUCKET_SECONDS)
+        owed = 0.0
+        for bucket, count in self.pending.items():
+            if bucket > newest:
+                owed += count * (self.report.share_within(now - (bucket + 0.5) * BUCKET_SECONDS) or 0.0)
+        return owed if owed * share >= SILENCE_EVIDENCE else 0.0
 
     # -- learning ------------------------------------------------------------------------------
     def aged(self, now: float, learning: Learning) -> Evidence:
@@ -156,31 +183,43 @@ class Evidence:
                             receipts=_fade(self.receipts, dt, RECEIPT_HALF_LIFE_SECONDS),
                             unreported=_fade(self.unreported, dt, RECEIPT_HALF_LIFE_SECONDS))
 
-    def _result(self, now: float, wins: float, losses: float, learning: Learning) -> Evidence:
-        """Add results of total weight ``wins + losses``, discounting all older ones."""
+    def _result(self, now: float, wins: float, losses: float, learning: Learning, *,
+                steady: tuple[float, float] | None = None, heard: bool = True) -> Evidence:
+        """Add results of total weight ``wins + losses``, discounting all older ones; the
+        long-memory counts get ``steady`` (wins, losses; default the same). ``heard``: a
+        send or report of the channel's own (``seen`` is now); not for a write-off, which only
+        makes final what was already counted as overdue."""
         keep = learning.decay ** (wins + losses)
-        steady = STEADY_DECAY ** (wins + losses)
-        return attrs.evolve(self, wins=self.wins * keep + wins, losses=self.losses * keep + losses, seen=now,
-                            steady_wins=self.steady_wins * steady + wins,
-                            steady_losses=self.steady_losses * steady + losses)
+        steady_wins, steady_losses = (wins, losses) if steady is None else steady
+        fade = STEADY_DECAY ** (steady_wins + steady_losses)
+        return attrs.evolve(self, wins=self.wins * keep + wins, losses=self.losses * keep + losses,
+                            seen=now if heard else self.seen,
+                            steady_wins=self.steady_wins * fade + steady_wins,
+                            steady_losses=self.steady_losses * fade + steady_losses)
 
-    def _changed(self, now: float, delivered: bool) -> Evidence:
+    def _changed(self, now: float, delivered: bool, accepted_at: float, learning: Learning) -> Evidence:
         """Older results discounted by the chance that a channel believed bad has recovered.
 
         A little Bayesian change-point reasoning, for deliveries by a channel whose evidence
-        says it mostly fails: the chance of a change grows with the silence since its last
-        result (``CHANGE_HALF_LIFE_SECONDS``), and a delivery the old evidence found unlikely
-        makes a change likelier still. So a probe that succeeds on an abandoned channel wipes
-        most of its bad record at once. Failures need no such help: each discounts the past
-        by ``decay``, and overdue sends count as they age.
+        says it mostly fails (counting its overdue sends): the chance of a change grows with the
+        silence since the provider last reported (``heard``; ``CHANGE_HALF_LIFE_SECONDS``), and
+        a delivery the old evidence found unlikely makes a change likelier still. So a probe
+        that succeeds on an abandoned channel wipes most of its bad record at once, including
+        the sends still pending from before it (made before the reported one: overdue, they
+        would count as failures and be written off as failures about the old state). Failures
+        need no such help: each discounts the past by
+        ``decay``, and overdue sends count as they age.
         """
-        mean = (1.0 + self.wins) / (2.0 + self.wins + self.losses)
-        if not delivered or mean >= 0.5 or self.seen <= 0 or now <= self.seen:
+        a, b = self.beta(now, learning)  # with its overdue sends: a silent channel mostly fails too
+        mean = a / (a + b)
+        if not delivered or mean >= 0.5 or self.heard <= 0 or now <= self.heard:
             return self
-        hazard = 1.0 - 0.5 ** ((now - self.seen) / CHANGE_HALF_LIFE_SECONDS)
+        hazard = 1.0 - 0.5 ** ((now - self.heard) / CHANGE_HALF_LIFE_SECONDS)
         changed = hazard * 0.5 / (hazard * 0.5 + (1.0 - hazard) * mean)
         keep = 1.0 - changed
-        return attrs.evolve(self, wins=self.wins * keep, losses=self.losses * keep,
+        before = int(accepted_at // BUCKET_SECONDS)
+        pending = {b: n * keep if b < before else n for b, n in self.pending.items()}
+        return attrs.evolve(self, wins=self.wins * keep, losses=self.losses * keep, pending=pending,
                             steady_wins=self.steady_wins * keep, steady_losses=self.steady_losses * keep)
 
     def _newer_sends(self, accepted_at: float) -> float:
@@ -195,7 +234,9 @@ class Evidence:
         pending = {**base.pending, bucket: base.pending.get(bucket, 0.0) + 1.0}
         sends = {**base.sends, bucket: base.sends.get(bucket, 0.0) + 1.0}
         silent = 1.0 - base.receipt_share
-        base = base._result(now, silent, 0.0, learning) if silent > 0 else base
+        # Not in the steady counts: they decide whether an OTP reader's wait may be bet on the
+        # channel, and an accepted send says nothing about reaching the reader in time.
+        base = base._result(now, silent, 0.0, learning, steady=(0.0, 0.0)) if silent > 0 else base
         return attrs.evolve(base, pending=pending, sends=sends,
                             estimated_cost=_smooth(base.estimated_cost, cost) if cost > 0 else base.estimated_cost)
 
@@ -209,21 +250,25 @@ class Evidence:
 
         Results count in the order their sends were made, not the order reports arrive: a late
         report about a send older than the newest reported one counts ``decay`` less per send
-        made after it (stale evidence, when reports come minutes late or out of order)."""
+        made after it (stale evidence, when reports come minutes late or out of order); in the
+        long-memory counts, by their own slower discount (``STEADY_DECAY``), as there a late
+        report is as good as a prompt one."""
         base = self.aged(now, learning)._written_off(now, learning)
-        weight = 1.0
+        newer = 0.0
         if accepted_at is not None:
             base = attrs.evolve(base._resolved(accepted_at), report=base.report.added(now - accepted_at, DELAY_KEEP))
             if accepted_at < base.frontier:
-                weight = learning.decay ** base._newer_sends(accepted_at)
+                newer = base._newer_sends(accepted_at)
             else:
-                base = attrs.evolve(base._changed(now, delivered), frontier=accepted_at)
+                base = attrs.evolve(base._changed(now, delivered, accepted_at, learning), frontier=accepted_at)
         if ttd_seconds is not None:
             base = attrs.evolve(base, ttd=base.ttd.added(ttd_seconds, DELAY_KEEP))
         if billed > 0:
             base = attrs.evolve(base, billed_cost=_smooth(base.billed_cost, billed))
-        base = attrs.evolve(base, receipts=base.receipts + 1.0)
-        return base._result(now, weight if delivered else 0.0, 0.0 if delivered else weight, learning)
+        base = attrs.evolve(base, receipts=base.receipts + 1.0, heard=now)
+        weight, steady = learning.decay ** newer, STEADY_DECAY ** newer
+        return base._result(now, weight if delivered else 0.0, 0.0 if delivered else weight, learning,
+                            steady=(steady, 0.0) if delivered else (0.0, steady))
 
     def _resolved(self, accepted_at: float) -> Evidence:
         """Without the pending send accepted at ``accepted_at`` (its bucket or a neighbour)."""
@@ -255,13 +300,20 @@ class Evidence:
                            sends={b: n for b, n in self.sends.items() if b >= oldest},
                            unreported=self.unreported + dropped)
         lost = min(learning.memory, dropped * self.receipt_share) if d is not None else 0.0
-        return out._result(now, 0.0, lost, learning) if lost > 0 else out
+        if lost <= 0:
+            return out
+        # Not a new result (``seen``): nothing was heard from the channel, the sends already
+        # counted as overdue are only made final. A write-off must not make an abandoned channel
+        # look recently tried (it would not be probed) nor shorten the silence that a probe's
+        # delivery weighs against its old record (:meth:`_changed`).
+        return out._result(now, 0.0, lost, learning, heard=False)
 
     # -- storage -------------------------------------------------------------------------------
     def to_json(self) -> str:
         return json.dumps({
             "wins": self.wins, "losses": self.losses, "steady_wins": self.steady_wins,
-            "steady_losses": self.steady_losses, "t": self.t, "seen": self.seen, "ttd": self.ttd.to_list(),
+            "steady_losses": self.steady_losses, "t": self.t, "seen": self.seen, "heard": self.heard,
+            "ttd": self.ttd.to_list(),
             "report": self.report.to_list(), "receipts": self.receipts, "unreported": self.unreported,
             "estimated_cost": self.estimated_cost, "billed_cost": self.billed_cost,
             "sends": {str(k): v for k, v in self.sends.items()},
@@ -278,6 +330,7 @@ class Evidence:
             d = json.loads(raw)
             return cls(wins=_num(d["wins"]), losses=_num(d["losses"]), steady_wins=_num(d["steady_wins"]),
                        steady_losses=_num(d["steady_losses"]), t=_num(d["t"]), seen=_num(d["seen"]),
+                       heard=_num(d.get("heard", 0.0)),
                        ttd=DelayHistogram.from_list(d.get("ttd")), report=DelayHistogram.from_list(d.get("report")),
                        receipts=_num(d["receipts"]), unreported=_num(d["unreported"]),
                        estimated_cost=_opt(d.get("estimated_cost")), billed_cost=_opt(d.get("billed_cost")),

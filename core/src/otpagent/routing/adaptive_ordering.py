@@ -5,10 +5,14 @@
 - OTP: the channels *in time* come first: those that, tried first, reach the person within
   their patience (``otp_deliver_within_seconds``) at least ``IN_TIME_SHARE`` of the time, either
   themselves or through a fallback once their failure is reported (:func:`in_time`), cheapest
-  per delivered message first; then those whose learned 90th-percentile time to deliver still
-  fits in the code's remaining lifetime (the hard bound), the best chance of being in time
-  first; then the rest, cheapest first. So a cheap channel that is slow (email) or whose
-  failures are reported late is not an OTP's first choice, however cheap.
+  per delivered message first; then the channels whose chance is *not known yet* (too few
+  reports: a cold start, a new channel, a channel without status callbacks), in the order of
+  the product's priority map (``rank``: for an OTP, SMS before WhatsApp) because nothing learnt
+  says which is cheap enough to bet the reader's wait on; then those whose learned
+  90th-percentile time to deliver still fits in the code's remaining lifetime (the hard bound),
+  the best chance of being in time first; then the rest, cheapest first. So a cheap channel
+  that is slow (email) or whose failures are reported late is not an OTP's first choice,
+  however cheap, nor is a cheap channel nobody has heard from yet.
 - Everything else: cheapest per delivered message first: ``price / p``, the order that
   minimises the expected cost of trying channels until one delivers.
 
@@ -80,18 +84,29 @@ class Choice:
     in_time: float | None = None
     #: Whether it has had no result for ``probe_after_seconds``.
     stale: bool = False
+    #: Its place in the product's priority map for this message (lower first): the order of
+    #: OTP channels whose in-time chance is not known yet.
+    rank: int = 0
 
     @property
     def cost_per_delivery(self) -> float:
         return (self.price + 1e-9) / max(self.p, 1e-6)
 
 
+#: The tiers of an OTP's route, best first.
+IN_TIME, UNKNOWN, LIFETIME_ONLY, TOO_SLOW = range(4)
+
+
 def _tier(c: Choice, patience: float | None, lifetime: float | None) -> int:
-    """0: in time for the reader; 1: within the code's lifetime only; 2: too slow for either.
-    Unknown delays count as in time (optimism, so they are learnt)."""
+    """An OTP channel's tier (anything else is ``IN_TIME`` unless too slow for its lifetime):
+    in time for the reader, not known yet, within the code's lifetime only, too slow for either."""
     if lifetime is not None and c.ttd is not None and c.ttd > lifetime:
-        return 2
-    return 0 if patience is None or c.in_time is None or c.in_time >= IN_TIME_SHARE else 1
+        return TOO_SLOW
+    if patience is None:
+        return IN_TIME
+    if c.in_time is None:
+        return UNKNOWN
+    return IN_TIME if c.in_time >= IN_TIME_SHARE else LIFETIME_ONLY
 
 
 def order(choices: Sequence[Choice], *, critical: bool, patience: float | None,
@@ -100,9 +115,11 @@ def order(choices: Sequence[Choice], *, critical: bool, patience: float | None,
     if critical:
         return sorted(choices, key=lambda c: (_tier(c, None, lifetime), -c.p))
 
-    def key(c: Choice) -> tuple[int, float]:
+    def key(c: Choice) -> tuple[int, float, float]:
         tier = _tier(c, patience, lifetime)
-        return tier, c.cost_per_delivery if tier != 1 else -(c.in_time or 0.0)
+        if tier == UNKNOWN:
+            return tier, c.rank, c.cost_per_delivery
+        return tier, 0.0, c.cost_per_delivery if tier != LIFETIME_ONLY else -(c.in_time or 0.0)
 
     return sorted(choices, key=key)
 
@@ -116,5 +133,5 @@ def probed(route: list[Choice], rng: random.Random, share: float, *, patience: f
     if share <= 0 or len(route) < 2 or rng.random() >= share:
         return None
     first = route[0]
-    eligible = [c for c in route[1:] if c.stale and c.price < first.price and _tier(c, patience, lifetime) == 0]
+    eligible = [c for c in route[1:] if c.stale and c.price < first.price and _tier(c, patience, lifetime) == IN_TIME]
     return min(eligible, key=lambda c: c.price, default=None)
