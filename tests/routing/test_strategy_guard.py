@@ -113,7 +113,7 @@ def test_a_message_routed_by_a_broken_strategy_is_sent_in_priority_order(tmp_pat
             agent.start_processing()
             ids = [agent.send_message(MessageRequest(phone_number="+447700900123", email="a@example.com",
                                                      content="hi", priority=p)) for p in ("HIGH", "LOW")]
-            assert wait_for(lambda: all(agent.get_delivery_report(i).status is Status.SENT for i in ids), 10)
+            assert wait_for(lambda: all(agent.get_delivery_report(i).status is Status.SENT for i in ids), 60)
             assert [agent.get_delivery_report(i).channel for i in ids] == ["sms", "email"]
             # A provider callback feeds observe too: the strategy raises there as well, harmlessly.
             attempt = agent.get_delivery_report(ids[0]).attempt_log[-1]
@@ -124,5 +124,8 @@ def test_a_message_routed_by_a_broken_strategy_is_sent_in_priority_order(tmp_pat
     finally:
         pm.unregister(plugin)
     lines = _lines(caplog)
-    assert [("hook='plan'" in line, "hook='observe'" in line) for line in lines] == [(True, False), (False, True)]
-    assert "plugin='broken-strategy-test (registered in process)'" in lines[0] and "model file missing" in lines[0]
+    # One line per hook (each throttled to one a minute), whichever worker thread logged first.
+    plan = [line for line in lines if "hook='plan'" in line]
+    observe = [line for line in lines if "hook='observe'" in line]
+    assert len(plan) == 1 and len(observe) == 1 and len(lines) == 2, lines
+    assert "plugin='broken-strategy-test (registered in process)'" in plan[0] and "model file missing" in plan[0]
