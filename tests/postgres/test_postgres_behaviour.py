@@ -15,7 +15,7 @@ from otpagent.model import Status
 from otpagent.protocols import ACTIVITY_EVENT_TYPES, MessageUpdate
 from otpagent.storage import sqlreads
 from otpagent.testing import T0, make_attempt, new
-from otpagent_postgres.queue import CLAIM_READY, claim_statement
+from otpagent_postgres.queue import CLAIM_READY
 from tests.contract.backends import PG_DSN, drop_schema, new_schema_name, postgres_opener
 from tests.postgres.conftest import terminate_backends
 from tests.postgres.proxy import PgProxy
@@ -131,33 +131,6 @@ def test_the_claim_walks_the_ready_index_however_long_the_history(open_store: An
     text = "\n".join(r[0] for r in plan)
     assert "messages_ready" in text
     assert "Seq Scan" not in text
-
-
-def test_the_claim_keeps_one_generic_plan_which_walks_the_ready_index(open_store: Any, pg_schema: str) -> None:
-    store = open_store()
-    store.enqueue([new() for _ in range(200)], T0)
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f'SET search_path TO "{pg_schema}"')
-        conn.execute(
-            "INSERT INTO messages (id, message_type, priority, body, status, created_at, updated_at, due_at) "
-            "SELECT 'old-' || g, 'notification', 2, 'x', 'delivered', %s, %s, %s FROM generate_series(1, 50000) g",
-            (T0, T0, T0))
-        conn.execute("ANALYZE messages")
-        statement = claim_statement(4, True)
-        for i in range(12):
-            conn.execute(statement, {"now": T0 + i, "owner": "w1", "until": T0 + 30}, prepare=True).fetchall()
-        generic, custom = conn.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
-                                       "WHERE statement LIKE 'WITH ready AS%%'").fetchone()
-        conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.execute(b"PREPARE claim_plan(double precision, text, double precision) AS "
-                     + statement.replace(b"%(now)s", b"$1").replace(b"%(owner)s", b"$2").replace(b"%(until)s", b"$3"))
-        plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN EXECUTE claim_plan({T0}, 'w2', {T0})").fetchall())
-
-    assert generic >= 5, f"planned afresh: {custom} custom plans, {generic} generic"
-    assert "messages_ready" in plan
-    assert "Seq Scan" not in plan
-    with pytest.raises(ValueError, match="claim limit"):
-        claim_statement(-1, True)
 
 
 def test_the_activity_counts_read_the_partial_index_which_covers_every_counted_type(

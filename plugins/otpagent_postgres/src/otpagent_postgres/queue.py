@@ -7,7 +7,6 @@ it must not do its work twice).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,8 +28,7 @@ from otpagent.storage.rows import (
 from otpagent_postgres.connection import Conn, PgTx
 from otpagent_postgres.insert import NOTIFY_CHANNEL, insert_statement
 
-__all__ = ["claim_due", "claim_statement", "enqueue", "insert_attempt", "insert_event", "notify_enqueued",
-           "read_applied", "renew_leases",
+__all__ = ["claim_due", "enqueue", "insert_attempt", "insert_event", "notify_enqueued", "read_applied", "renew_leases",
            "update_message", "update_statement"]
 
 _INSERT_MESSAGE = (
@@ -66,18 +64,6 @@ _CLAIM = (
 )
 #: The claim without taking over expired leases (see ``StorageBackend.claim_due``'s ``reclaim``).
 _CLAIM_READY_ONLY = b"WITH chosen AS (" + CLAIM_READY + b") " + _LEASE_CHOSEN
-
-
-@functools.cache
-def claim_statement(limit: int, reclaim: bool) -> bytes:
-    """The claim with its limit written in (one text per limit: a handful, at most the worker
-    count). With the limit a parameter, PostgreSQL planned every claim afresh (its generic plan,
-    not knowing the limit, looked dearer than a custom one), about half a millisecond of server
-    time per claim; with it written in, the prepared statement keeps one generic plan, which
-    walks the same partial index (tests/postgres/test_postgres_behaviour.py)."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise ValueError(f"claim limit must be a non-negative integer, got {limit!r}")
-    return (_CLAIM if reclaim else _CLAIM_READY_ONLY).replace(b"%(limit)s", str(limit).encode())
 
 
 def insert_event(conn: Conn, event: Event) -> None:
@@ -144,8 +130,8 @@ def claim_due(conn: Conn, worker_id: str, limit: int, lease_seconds: float, now:
     hold), keep the best ``limit`` by priority, then due time, then age, and lease them: one
     statement, so it can run on its own in autocommit (one round trip per claim).
     """
-    params = {"now": now, "owner": worker_id, "until": now + lease_seconds}
-    rows = conn.execute(claim_statement(limit, reclaim), params).fetchall()
+    params = {"now": now, "limit": limit, "owner": worker_id, "until": now + lease_seconds}
+    rows = conn.execute(_CLAIM if reclaim else _CLAIM_READY_ONLY, params).fetchall()
     rows.sort(key=lambda r: (-r["priority"], r["due_at"], r["seq"]))
     return [message_from_row(r) for r in rows]
 
