@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 from otpagent.model import Status
-from otpagent.protocols import MessageUpdate
+from otpagent.protocols import ACTIVITY_EVENT_TYPES, MessageUpdate
+from otpagent.storage import sqlreads
 from otpagent.testing import T0, make_attempt, new
 from otpagent_postgres.queue import CLAIM_READY
 from tests.contract.backends import PG_DSN, drop_schema, new_schema_name, postgres_opener
@@ -130,6 +131,28 @@ def test_the_claim_walks_the_ready_index_however_long_the_history(open_store: An
     text = "\n".join(r[0] for r in plan)
     assert "messages_ready" in text
     assert "Seq Scan" not in text
+
+
+def test_the_activity_counts_read_the_partial_index_which_covers_every_counted_type(
+        open_store: Any, pg_schema: str) -> None:
+    open_store()
+    with psycopg.connect(PG_DSN) as conn:
+        conn.execute(f'SET search_path TO "{pg_schema}"')
+        conn.execute("INSERT INTO events (message_id, type, at) "
+                     "SELECT 'm-' || g, CASE WHEN g %% 100 = 0 THEN 'sent' ELSE 'attempt' END, %s + g "
+                     "FROM generate_series(1, 50000) g", (T0,))
+        conn.execute("ANALYZE events")
+        query = sqlreads.EVENTS_BY_TYPE.replace("?", "%s").encode()
+        plan = "\n".join(r[0] for r in conn.execute(b"EXPLAIN " + query, (T0, T0 + 10)).fetchall())
+        definition = conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = %s "
+                                  "AND indexname = 'events_activity_at'", (pg_schema,)).fetchone()
+
+    assert "events_activity_at" in plan
+    assert "Seq Scan" not in plan
+    # A type counted but left out of the index would be counted from a full scan.
+    assert definition is not None
+    assert all(f"'{t}'" in definition[0] for t in ACTIVITY_EVENT_TYPES)
+    assert "'attempt'" not in definition[0]
 
 
 def test_cleanup_deletes_in_batches(open_store: Any) -> None:

@@ -40,7 +40,7 @@ _TALLY = (
 # Buckets: FLOOR of the offset in buckets (SQLite's FLOOR is one of its math functions; the
 # SQLite backend supplies it where the library was built without them). Grouped by position:
 # PostgreSQL does not see two parameterised expressions as the same.
-_EVENTS_BY_TYPE = (f"SELECT type, COUNT(*) AS n FROM events WHERE type IN ({_TYPES_SQL}) AND at >= ? AND at <= ? "
+EVENTS_BY_TYPE = (f"SELECT type, COUNT(*) AS n FROM events WHERE type IN ({_TYPES_SQL}) AND at >= ? AND at <= ? "
                    "GROUP BY type")
 _ATTEMPTS_BY_CHANNEL = (f"SELECT channel, {_TALLY} FROM delivery_reports WHERE finished_at >= ? AND finished_at <= ? "
                         "GROUP BY channel")
@@ -115,7 +115,7 @@ def _tally(row: Row) -> AttemptTally:
 
 def event_counts(tx: Tx, since: float, now: float) -> dict[str, int]:
     """Events by type with ``since <= at <= now`` (see ``Housekeeping.event_counts``)."""
-    return {str(r["type"]): int(r["n"]) for r in tx.all(_EVENTS_BY_TYPE, (since, now))}
+    return {str(r["type"]): int(r["n"]) for r in tx.all(EVENTS_BY_TYPE, (since, now))}
 
 
 def attempt_counts(tx: Tx, since: float, now: float) -> dict[str, AttemptTally]:

@@ -135,15 +135,18 @@ class GroupCommit:
 
     def _together(self, group: list[GroupedWrite[Any]]) -> None:
         tries: list[bool] = []
-
-        def work(conn: Conn, uncertain: bool) -> list[Any]:
-            tries.append(uncertain)
-            if uncertain:
-                return [write.work(conn, True) for write in group]
-            return _pipelined(conn, group)
-
         try:
-            results = self._db.run(work)
+            plan = _statements(group)
+        except Exception:  # a write could not build its statement: each runs alone, as on any failure
+            for write in group:
+                self._alone(write, uncertain=False)
+            return
+        # The usual group (outcomes only) is one merged statement: it then runs in autocommit,
+        # its own transaction, in one round trip (no BEGIN, no COMMIT, no pipeline), as a lone
+        # write does. A retry after an uncertain commit runs in a transaction, as usual.
+        single = len(plan) == 1 and len(plan[0][0]) == len(group)
+        try:
+            results = self._db.run(functools.partial(_group_work, group, plan, single, tries), one_statement=single)
         except psycopg.OperationalError as exc:  # the database stayed away past retry_seconds
             for write in group:
                 write.error = exc
@@ -159,13 +162,36 @@ class GroupCommit:
             write.result = result
 
 
-def _pipelined(conn: Conn, group: list[GroupedWrite[Any]]) -> list[Any]:
+Planned = tuple[list[int], Statement, Callable[[Cursor], list[Any]]]
+
+
+def _group_work(group: list[GroupedWrite[Any]], plan: list[Planned], single: bool, tries: list[bool],
+                conn: Conn, uncertain: bool) -> list[Any]:
+    """A group's unit of work for ``Database.run`` (``tries`` records each try's ``uncertain``)."""
+    tries.append(uncertain)
+    if uncertain:
+        return [write.work(conn, True) for write in group]
+    if single:
+        return _merged(conn, group, plan[0])
+    return _pipelined(conn, group, plan)
+
+
+def _merged(conn: Conn, group: list[GroupedWrite[Any]], planned: Planned) -> list[Any]:
+    """The results of a group written by one statement (``planned`` covers every write)."""
+    indices, statement, read = planned
+    results: list[Any] = [None] * len(group)
+    for index, result in zip(indices, read(conn.cursor(row_factory=tuple_row).execute(*statement)), strict=True):
+        results[index] = result
+    return results
+
+
+def _pipelined(conn: Conn, group: list[GroupedWrite[Any]], plan: list[Planned]) -> list[Any]:
     """Every single-statement write in one pipeline (one round trip; writes of one kind merged
     into one statement where their merger allows), then the others."""
     results: list[Any] = [None] * len(group)
     readers: list[tuple[list[int], Cursor, Callable[[Cursor], list[Any]]]] = []
     with conn.pipeline():
-        for indices, statement, read in _statements(group):
+        for indices, statement, read in plan:
             readers.append((indices, conn.cursor(row_factory=tuple_row).execute(*statement), read))
     for indices, cursor, read in readers:
         for index, result in zip(indices, read(cursor), strict=True):
@@ -177,10 +203,10 @@ def _pipelined(conn: Conn, group: list[GroupedWrite[Any]]) -> list[Any]:
     return results
 
 
-def _statements(group: list[GroupedWrite[Any]]) -> list[tuple[list[int], Statement, Callable[[Cursor], list[Any]]]]:
+def _statements(group: list[GroupedWrite[Any]]) -> list[Planned]:
     """(which writes, statement, reader of their results) for every statement to send."""
     kinds: dict[int, list[int]] = {}
-    out: list[tuple[list[int], Statement, Callable[[Cursor], list[Any]]]] = []
+    out: list[Planned] = []
     for index, write in enumerate(group):
         if write.merge is not None:
             kinds.setdefault(id(write.merge), []).append(index)
