@@ -8,7 +8,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from functools import cache
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -28,7 +28,7 @@ def structure_strictly(cls: type[T], data: Any, path: str) -> T:
     from cattrs.errors import BaseValidationError
 
     try:
-        return cast(T, _converter().structure(data, cls))
+        return _converter().structure(data, cls)
     except (BaseValidationError, ValueError, TypeError, KeyError) as exc:
         raise ConfigError.combine([ConfigError(p, r) for p, r in _problems(exc, path)]) from None
 
@@ -201,7 +201,7 @@ def _attrs_hook(cls: Any, converter: cattrs.Converter) -> Callable[[Any, Any], A
         spec = _spec(field)
         overrides[field.name] = override(rename=spec.key, struct_hook=_checked(
             converter.get_structure_hook(field.type), spec))
-    generated = make_dict_structure_fn(cls, converter, **overrides)
+    generated = make_dict_structure_fn(cls, converter, **overrides)  # type: ignore[arg-type]
     keys = {f.name: _spec(f).key or f.name for f in attrs.fields(cls)}
 
     def structure_section(value: Any, _: Any) -> Any:
