@@ -75,8 +75,10 @@ class _Phone:
         self._country: str | bool | None = False  # False: not looked up yet
 
     def country(self) -> str | None:
-        if self._country is False:
-            self._country = _country_of_number(self._number)
+        number = self._number  # read first: another thread sets the country before clearing it
+        if number is not None and self._country is False:
+            self._country = _country_of_number(number)
+            self._number = None  # no longer needed: the cache holds up to 65,536 of these
         return self._country  # type: ignore[return-value]  # never False once looked up
 
 
