@@ -49,30 +49,66 @@ def normalise_phone(value: str, field: str = "phone_number") -> str:
     return e164
 
 
-@functools.lru_cache(maxsize=65536)
 def country_of(e164: str) -> str | None:
-    """ISO 3166 region code of an E.164 number (``GB``), or None when unknown."""
+    """ISO 3166 region code of an E.164 number (``GB``), or None when unknown.
+
+    Served from the same cache as :func:`normalise_phone`: a number taken in as E.164 (as API
+    callers send them) is parsed once for its validity, its E.164 form and its country.
+    """
+    parsed = _parsed(e164)
+    return None if isinstance(parsed, str) else parsed.country()
+
+
+class _Phone:
+    """A number phonenumbers accepted: its E.164 form, and its country once someone asks.
+
+    The country is worked out on first use only: for calling codes shared by several regions
+    (+1, +44, +7...) phonenumbers tests the number against each region's ranges, which costs
+    more than the parse itself, and most processes that take numbers in never need it.
+    """
+
+    __slots__ = ("_country", "_number", "e164")
+
+    def __init__(self, number: Any, e164: str) -> None:
+        self._number = number
+        self.e164 = e164
+        self._country: str | bool | None = False  # False: not looked up yet
+
+    def country(self) -> str | None:
+        number = self._number  # read first: another thread sets the country before clearing it
+        if number is not None and self._country is False:
+            self._country = _country_of_number(number)
+            self._number = None  # no longer needed: the cache holds up to 65,536 of these
+        return self._country  # type: ignore[return-value]  # never False once looked up
+
+
+def _country_of_number(number: Any) -> str | None:
     phonenumbers = _phonenumbers()
-    try:
-        number = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
-        return None
-    region = phonenumbers.region_code_for_number(number)
-    if region and region != "ZZ":
-        return str(region)
-    # Unallocated or test ranges still belong to a country: fall back to the calling code's
+    code = number.country_code or 0
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())
+    if len(regions) != 1:  # shared calling code: phonenumbers tells the regions apart by range
+        region = phonenumbers.region_code_for_number(number)
+        if region and region != "ZZ":
+            return str(region)
+    # The calling code's one region or, for unallocated and test ranges of a shared code, its
     # main region (+44 -> GB), which is what allow-lists and pumping limits care about.
-    main = phonenumbers.region_code_for_country_code(number.country_code or 0)
+    main = phonenumbers.region_code_for_country_code(code)
     return None if main in (None, "ZZ") else str(main)
 
 
-@functools.lru_cache(maxsize=65536)
 def _e164_or_reason(raw: str) -> str:
-    """The E.164 form of ``raw`` (starts with ``+``), or why it is not a possible number.
+    """The E.164 form of ``raw`` (starts with ``+``), or why it is not a possible number."""
+    parsed = _parsed(raw)
+    return parsed if isinstance(parsed, str) else parsed.e164
 
-    Cached by the text alone, so every look at a number during a request (the request itself,
-    the abuse limits' recipient key, verification) parses it once: parsing is the dearest step
-    of taking a message in.
+
+@functools.lru_cache(maxsize=65536)
+def _parsed(raw: str) -> _Phone | str:
+    """``raw`` as phonenumbers reads it, or why it is not a possible number.
+
+    Cached by the text alone, so every look at a number (the request itself, the abuse limits'
+    recipient key, verification, the country for routing, allow-lists and pumping limits)
+    parses it once: parsing is the dearest step of taking a message in.
     """
     phonenumbers = _phonenumbers()
     try:
@@ -81,7 +117,7 @@ def _e164_or_reason(raw: str) -> str:
         return _parse_reason(phonenumbers, exc)
     if not phonenumbers.is_possible_number(number):
         return "wrong length for its country"
-    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return _Phone(number, str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)))
 
 
 def normalise_email(value: str, field: str = "email") -> str:

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from otpagent.errors import InvalidRequest
 from otpagent.intake import parse_request
+from otpagent.model import MessageRequest
 from otpagent.server.bodies import parse_json, read_body, schema_errors, validated
 from otpagent.server.idempotency import with_idempotency
 from otpagent.server.limits import check_failure_budget, check_limits, record_failure
@@ -107,15 +108,15 @@ async def send_messages(request: Request) -> Response:
         items = [data] if single else data
         # Entries that match the schema are checked for meaning too, so one answer lists every error.
         bad = {e["index"] for e in errors}
+        requests: list[MessageRequest] = []  # parsed once: the agent takes them as they are
         for i, item in enumerate(items):
             if i not in bad:
                 try:
-                    parse_request(_with_timestamp(item, None if single else i), None if single else i)
+                    requests.append(parse_request(_with_timestamp(item, None if single else i), None if single else i))
                 except InvalidRequest as exc:
                     errors += field_errors(exc.errors)
         if errors:
             raise Problem(422, "the request is invalid; see errors", errors=sorted(errors, key=_by_index))
-        requests = [_with_timestamp(item, None if single else i) for i, item in enumerate(items)]
         try:
             ids = await run_in_threadpool(service.agent.send_bulk_messages, requests)
         except InvalidRequest as exc:

@@ -10,6 +10,7 @@ survives a process crash but may lose the last commits on power loss, for more t
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,7 @@ from otpagent.protocols import (
     ProviderEventResult,
     StorageStats,
 )
+from otpagent.ratelimit import gcra
 from otpagent.settings import describes, setting, structure
 from otpagent.storage import batch_issue, sqlreads, sqlrules
 from otpagent.storage.rows import (
@@ -272,7 +274,18 @@ class SqliteStorage(SqliteWriter):
     # -- shared state --------------------------------------------------------------------------
     def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1,
                 max_wait: float = 0.0) -> float:
+        if max_wait == -math.inf:
+            return self._peek(key, interval, burst, now, cost)
         return self._grouped(lambda conn: sqlrules.acquire(SqliteTx(conn), key, interval, burst, now, cost, max_wait))
+
+    def _peek(self, key: str, interval: float, burst: int, now: float, cost: int) -> float:
+        """The wait of a request that can never be granted (``max_wait`` of -inf): a read of the
+        bucket's committed state, outside the write lock. A peek takes nothing, so it writes
+        nothing and needs no fsync (the verify path peeks up to three failure budgets per call);
+        callers already treat it as a snapshot that concurrent requests may move on from."""
+        row = self._conn().execute("SELECT tat FROM rate_limits WHERE key = ?", (key,)).fetchone()
+        tat = float(row["tat"]) if row is not None and row["tat"] else None
+        return gcra(tat, now, interval, burst, cost, -math.inf)[1]
 
     def acquire_all(self, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
         return self._grouped(lambda conn: sqlrules.acquire_all(SqliteTx(conn), buckets, now))
