@@ -7,17 +7,8 @@ import pytest
 from otpagent.model import MessageType, Priority, Status
 from otpagent.protocols import RouteOutcome
 from otpagent.routing.adaptive_evidence import Evidence, Learning
-from otpagent.storage.sqlite import SqliteStorage
 from tests.conftest import FakeClock
 from tests.routing.test_adaptive_v2 import firsts, healthy, info, make, report, send
-
-
-@pytest.fixture
-def storage(tmp_path):
-    s = SqliteStorage(tmp_path / "routing.db")
-    yield s
-    s.close()
-
 
 OTP = {"message_type": MessageType.OTP, "priority": Priority.HIGH}
 

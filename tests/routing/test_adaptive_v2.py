@@ -17,13 +17,6 @@ from otpagent.storage.sqlite import SqliteStorage
 from tests.conftest import FakeClock
 
 
-@pytest.fixture
-def storage(tmp_path):
-    s = SqliteStorage(tmp_path / "routing.db")
-    yield s
-    s.close()
-
-
 def make(storage, clock, **kw):
     return AdaptiveStrategy(storage, AdaptiveSettings(sync_interval_seconds=0, seed=3, **kw), clock=clock)
 

@@ -12,7 +12,6 @@ from otpagent.protocols import ChannelInfo, ChannelStats, PluginContext, RouteOu
 from otpagent.routing.adaptive import AdaptiveSettings, AdaptiveStrategy
 from otpagent.routing.priority import PriorityStrategy
 from otpagent.routing.simple import CheapestStrategy, MostReliableStrategy
-from otpagent.storage.sqlite import SqliteStorage
 from tests.conftest import FakeClock
 
 
@@ -56,13 +55,6 @@ def test_most_reliable_orders_by_observed_success():
     chans = [info("flaky", "sms", attempts=100, accepted=60), info("solid", "whatsapp", attempts=100, accepted=99),
              info("new", "voice")]
     assert MostReliableStrategy().plan(envelope(), chans) == ["solid", "flaky", "new"]
-
-
-@pytest.fixture
-def storage(tmp_path):
-    s = SqliteStorage(tmp_path / "routing.db")
-    yield s
-    s.close()
 
 
 def adaptive(storage, clock, **kw):
