@@ -105,6 +105,9 @@ def wait_for_delivery(agent: IntelligentOTPAgent, message_id: str, timeout: floa
     finally:
         if worked_here:
             agent.stop_processing()  # finishes and records whatever it holds
+    if not worked_here and not seen:  # a worker finished it before the first look at the roster
+        seen = [w.worker_id for w in live_workers(agent.capabilities.shared_state, agent.clock())
+                if w.worker_id != own]
     # The bus hands events to sinks on its own thread: give it a moment to reach the tap.
     sent_here = worked_here and finished and message is not None and tap.seen.wait(0.5)
     return WaitResult(message=message, finished=finished and message is not None, worked_here=worked_here,
