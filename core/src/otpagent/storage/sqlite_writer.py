@@ -44,22 +44,6 @@ class SqliteWriter:
         :meth:`transaction`)."""
         return self._conn()
 
-    def _set_wal(self, conn: sqlite3.Connection) -> None:
-        """Switch to WAL, waiting up to the busy timeout. Two processes opening a new database at
-        once can meet here, and SQLite answers the loser "database is locked" at once rather than
-        calling its busy handler (a reader that would have to wait for a writer could deadlock),
-        so the wait is ours.
-        """
-        deadline = time.monotonic() + self._busy_timeout
-        while True:
-            try:
-                conn.execute("PRAGMA journal_mode=WAL").fetchall()
-                return
-            except sqlite3.OperationalError as exc:
-                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.002)
-
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
@@ -68,7 +52,10 @@ class SqliteWriter:
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
                                    check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            self._set_wal(conn)
+            # Two processes opening a new database at once can meet here, and SQLite answers the
+            # loser "database is locked" at once rather than calling its busy handler (a reader
+            # that would have to wait for a writer could deadlock), so the wait is ours.
+            self._execute_waiting(conn, "PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA temp_store=MEMORY")  # savepoints' statement journals stay in memory
@@ -175,11 +162,16 @@ class SqliteWriter:
 
     def _begin_immediate(self, conn: sqlite3.Connection) -> None:
         """Take the database write lock, waiting up to the busy timeout for other processes."""
+        self._execute_waiting(conn, "BEGIN IMMEDIATE")
+
+    def _execute_waiting(self, conn: sqlite3.Connection, sql: str) -> None:
+        """Run ``sql``, retrying "locked"/"busy" with short jittered pauses for up to the busy
+        timeout: polls often and fairly, where SQLite's own 1..100 ms ladder starves a process."""
         deadline = time.monotonic() + self._busy_timeout
         pause = 0.0002
         while True:
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(sql)
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
