@@ -74,6 +74,11 @@ class _EndingTap:
         """Nothing to release."""
 
 
+def _other_workers(agent: IntelligentOTPAgent, own: str) -> list[str]:
+    """The live workers in the fleet's roster, this process's own dispatcher left out."""
+    return [w.worker_id for w in live_workers(agent.capabilities.shared_state, agent.clock()) if w.worker_id != own]
+
+
 def wait_for_delivery(agent: IntelligentOTPAgent, message_id: str, timeout: float, *, poll: float = 0.05,
                       roster_every: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> WaitResult:
     """Wait at most ``timeout`` seconds for ``message_id`` to reach a finished status, delivering
@@ -93,8 +98,7 @@ def wait_for_delivery(agent: IntelligentOTPAgent, message_id: str, timeout: floa
             if finished or now >= deadline:
                 break
             if not worked_here and now >= next_look:
-                others = [w.worker_id for w in live_workers(agent.capabilities.shared_state, agent.clock())
-                          if w.worker_id != own]
+                others = _other_workers(agent, own)
                 seen.extend(w for w in others if w not in seen)
                 if not others:
                     agent.bus.add_sink(tap)
@@ -106,8 +110,7 @@ def wait_for_delivery(agent: IntelligentOTPAgent, message_id: str, timeout: floa
         if worked_here:
             agent.stop_processing()  # finishes and records whatever it holds
     if not worked_here and not seen:  # a worker finished it before the first look at the roster
-        seen = [w.worker_id for w in live_workers(agent.capabilities.shared_state, agent.clock())
-                if w.worker_id != own]
+        seen = _other_workers(agent, own)
     # The bus hands events to sinks on its own thread: give it a moment to reach the tap.
     sent_here = worked_here and finished and message is not None and tap.seen.wait(0.5)
     return WaitResult(message=message, finished=finished and message is not None, worked_here=worked_here,
