@@ -109,7 +109,7 @@ def scripted_agent(tmp_path: Path) -> Iterator[Callable[..., IntelligentOTPAgent
         agents.append(agent)
         if labels is not None:  # as if the channels came from an installed distribution
             d = agent.dispatcher
-            agent.dispatcher = Dispatcher(
+            agent._dispatcher = Dispatcher(
                 config=agent.config, storage=agent.storage, capabilities=agent.capabilities, channels=agent.channels,
                 channel_configs=agent.channel_configs, planner=agent.planner, strategy=agent.strategy,
                 breakers=agent.breakers, bus=agent.bus, clock=agent.clock, worker_id=d.worker_id,

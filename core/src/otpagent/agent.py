@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
+import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -17,7 +16,6 @@ import attrs
 from otpagent import fields
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import AgentConfig, ChannelConfig, load_config, parse_config
-from otpagent.dispatcher import Dispatcher
 from otpagent.errors import ConfigError, FieldError, InvalidRequest, RateLimited
 from otpagent.errors import collect_config_errors as _collected
 from otpagent.events import EventBus
@@ -60,8 +58,10 @@ from otpagent.routing.planner import RoutePlanner
 from otpagent.storage.capabilities import AgentCapabilities, check_capabilities
 from otpagent.storage.rows import queued_event
 from otpagent.tracing import Tracing, build_tracing, parse_tracing
+from otpagent.workerid import new_worker_id
 
 if TYPE_CHECKING:
+    from otpagent.dispatcher import Dispatcher
     from otpagent.fraud.guard import FraudGuard, PrefixStatus
 
 __all__ = ["IntelligentOTPAgent"]
@@ -121,7 +121,7 @@ class IntelligentOTPAgent:
 
                 self.fraud_guard = FraudGuard(caps.shared_state, self.config.otp.fraud_guard,
                                               on_event=lambda e: self.bus.publish([e]))
-            worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            worker_id = new_worker_id()
             self.breakers = CircuitBreakers(caps.shared_state, self.config.circuit, worker_id=worker_id,
                                             on_change=lambda e: self.bus.publish([e]))
             #: OpenTelemetry spans (``tracing`` config; ``tracer_provider``, else the global one).
@@ -134,14 +134,9 @@ class IntelligentOTPAgent:
                 clock=clock, on_event=lambda e: self.bus.publish([e]),
                 strategy_label=self.plugin_label("routing_strategies", strategy_name),
             )
-            self.dispatcher = Dispatcher(
-                config=self.config, storage=self.storage, capabilities=caps, channels=self.channels,
-                channel_configs=self.channel_configs, planner=self.planner, strategy=self.strategy,
-                breakers=self.breakers, bus=self.bus, clock=clock, worker_id=worker_id,
-                plugin_labels={name: self.plugin_label("channels", cfg.plugin)
-                               for name, cfg in self.channel_configs.items()},
-                codes=self.otp.sealer if self.otp is not None else None, tracing=self.tracing,
-            )
+            self._worker_id = worker_id
+            self._dispatcher: Dispatcher | None = None
+            self._dispatcher_lock = threading.Lock()
         except BaseException:
             self._close_parts()
             raise
@@ -173,6 +168,30 @@ class IntelligentOTPAgent:
         """
         return self.registry.label(kind, name)
 
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The worker machinery (claiming, routing, sending, leases), built on first use: a
+        process that only enqueues (a web app whose workers run elsewhere) never imports it."""
+        if self._dispatcher is None:
+            with self._dispatcher_lock:
+                if self._dispatcher is None:
+                    from otpagent.dispatcher import Dispatcher
+
+                    codes = self.otp.sealer if self.otp is not None else None
+                    labels = {name: self.plugin_label("channels", cfg.plugin)
+                              for name, cfg in self.channel_configs.items()}
+                    self._dispatcher = Dispatcher(
+                        config=self.config, storage=self.storage, capabilities=self.capabilities,
+                        channels=self.channels, channel_configs=self.channel_configs, planner=self.planner,
+                        strategy=self.strategy, breakers=self.breakers, bus=self.bus, clock=self.clock,
+                        worker_id=self._worker_id, plugin_labels=labels, codes=codes, tracing=self.tracing)
+        return self._dispatcher
+
+    def notify_workers(self) -> None:
+        """Wake this process's claimer, if it has one, to look for the work just queued."""
+        if self._dispatcher is not None:
+            self._dispatcher.notify()
+
     # -- lifecycle -----------------------------------------------------------------------------
     def start_processing(self) -> None:
         """Start the background workers (idempotent)."""
@@ -181,11 +200,12 @@ class IntelligentOTPAgent:
 
     def stop_processing(self, timeout: float | None = None) -> None:
         """Stop claiming new work, finish and record in-flight sends, then return."""
-        self.dispatcher.stop(timeout)
+        if self._dispatcher is not None:
+            self._dispatcher.stop(timeout)
 
     @property
     def is_running(self) -> bool:
-        return self.dispatcher.running
+        return self._dispatcher is not None and self._dispatcher.running
 
     def close(self) -> None:
         """Stop workers, flush sinks and release channels and storage."""
@@ -252,7 +272,7 @@ class IntelligentOTPAgent:
         except IdempotencyConflict as exc:
             raise InvalidRequest.single("idempotency_key", str(exc), exc.index if len(items) > 1 else None) from None
         self.bus.publish([queued_event(i.message, now) for i, r in zip(items, results, strict=True) if r.created])
-        self.dispatcher.notify()
+        self.notify_workers()
         return [r.message_id for r in results]
 
     def load_messages_from_json(self, path: str | os.PathLike[str], *, load_id: str | None = None) -> int:
@@ -340,7 +360,7 @@ class IntelligentOTPAgent:
                 if message.message_type is MessageType.OTP:
                     self.fraud_guard.record_sent(message.phone_number, now)
         self.bus.publish([queued_event(m, now) for m in messages])
-        self.dispatcher.notify()
+        self.notify_workers()
 
     def verify_otp(self, recipient: str, code: str, *, purpose: str = "login") -> tuple[bool, str]:
         """``(True, "verified")`` once for the right code; otherwise ``(False, reason)`` where
@@ -444,7 +464,8 @@ class IntelligentOTPAgent:
         while time.monotonic() < deadline:
             stats = self.capabilities.housekeeping.stats(self.clock())
             busy = sum(stats.by_status.get(s, 0) for s in ("queued", "retrying", "sending"))
-            if self.dispatcher.inflight == 0 and busy == 0 and stats.oldest_due_age_seconds is None:
+            inflight = self._dispatcher.inflight if self._dispatcher is not None else 0
+            if inflight == 0 and busy == 0 and stats.oldest_due_age_seconds is None:
                 return True
             time.sleep(0.02)
         return False

@@ -16,12 +16,9 @@ order (:mod:`otpagent.routing.guard`).
 from __future__ import annotations
 
 import functools
-import os
 import random
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -52,6 +49,7 @@ from otpagent.routing.planner import RoutePlanner, Unroutable
 from otpagent.storage.capabilities import AgentCapabilities
 from otpagent.tracing import NO_TRACING, Tracing
 from otpagent.upkeep import upkeep_loop
+from otpagent.workerid import new_worker_id
 from otpagent.workerpool import WorkerPool
 
 if TYPE_CHECKING:
@@ -97,7 +95,7 @@ class Dispatcher:
         self.codes = codes
         #: Spans of each step (:mod:`otpagent.tracing`; no-ops when tracing is off).
         self.tracing = tracing
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = worker_id or new_worker_id()
         self._rng = random.Random()
         self._wake = threading.Event()
         self._stopping = threading.Event()

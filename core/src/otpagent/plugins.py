@@ -63,10 +63,17 @@ class Registered:
 
     name: str
     factory: Callable[..., object]
-    plugin: str
-    #: Who registered it, for errors and logs: ``acme-sms 1.0.2``, ``otpagent (built-in)``,
-    #: ``<plugin> (registered in process)``.
-    label: str
+    origin: PluginOrigin
+
+    @property
+    def plugin(self) -> str:
+        return self.origin.plugin
+
+    @property
+    def label(self) -> str:
+        """Who registered it, for errors and logs: ``acme-sms 1.0.2``, ``otpagent (built-in)``,
+        ``<plugin> (registered in process)`` (reads the package's metadata on first use)."""
+        return self.origin.label
 
 
 @attrs.frozen(kw_only=True)
@@ -76,8 +83,15 @@ class HttpRoute:
     path: str
     endpoint: Callable[..., Any]
     methods: tuple[str, ...]
-    plugin: str
-    label: str
+    origin: PluginOrigin
+
+    @property
+    def plugin(self) -> str:
+        return self.origin.plugin
+
+    @property
+    def label(self) -> str:
+        return self.origin.label
 
 
 @attrs.frozen(kw_only=True)
@@ -233,7 +247,7 @@ def _merge(registry: Registry, contributions: list[_Contribution]) -> None:
     claims: dict[tuple[str, str], list[Registered]] = {}
     for c in contributions:
         for kind, name, factory in c.entries:
-            entry = Registered(name=name, factory=factory, plugin=c.origin.plugin, label=c.origin.label)
+            entry = Registered(name=name, factory=factory, origin=c.origin)
             same = claims.setdefault((kind, name), [])
             if entry not in same:  # the same factory registered twice by one plugin is harmless
                 same.append(entry)
@@ -243,7 +257,7 @@ def _merge(registry: Registry, contributions: list[_Contribution]) -> None:
         else:
             registry.clashes.append(NameClash(kind=kind, name=name, plugins=tuple(e.plugin for e in entries),
                                               labels=tuple(e.label for e in entries)))
-    routes = [HttpRoute(path=path, endpoint=endpoint, methods=methods, plugin=c.origin.plugin, label=c.origin.label)
+    routes = [HttpRoute(path=path, endpoint=endpoint, methods=methods, origin=c.origin)
               for c in contributions for path, endpoint, methods in c.routes]
     owners: dict[str, list[HttpRoute]] = {}
     for route in routes:

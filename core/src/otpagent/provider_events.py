@@ -113,7 +113,7 @@ def time_to_deliver_ms(attempt: Attempt, event: ProviderEvent, now: float) -> fl
 def _announce(agent: IntelligentOTPAgent, message: Message, attempt: Attempt, event: ProviderEvent,
               events: Sequence[Event], now: float) -> None:
     agent.bus.publish(events)
-    agent.dispatcher.notify()
+    agent.notify_workers()
     agent.planner.observe(RouteOutcome(  # guarded: a strategy that raises is logged, never fatal
         message_id=message.id, channel=attempt.channel, priority=message.priority, status=event.status,
         country=agent.planner.outcome_country(message.phone_number), callback=True,
