@@ -271,7 +271,9 @@ class IntelligentOTPAgent:
             results = self.storage.enqueue(items, now)
         except IdempotencyConflict as exc:
             raise InvalidRequest.single("idempotency_key", str(exc), exc.index if len(items) > 1 else None) from None
-        self.bus.publish([queued_event(i.message, now) for i, r in zip(items, results, strict=True) if r.created])
+        if self.bus.listening:
+            self.bus.publish([queued_event(i.message, now) for i, r in zip(items, results, strict=True)
+                              if r.created])
         self.notify_workers()
         return [r.message_id for r in results]
 
@@ -359,7 +361,8 @@ class IntelligentOTPAgent:
             for message in messages:
                 if message.message_type is MessageType.OTP:
                     self.fraud_guard.record_sent(message.phone_number, now)
-        self.bus.publish([queued_event(m, now) for m in messages])
+        if self.bus.listening:
+            self.bus.publish([queued_event(m, now) for m in messages])
         self.notify_workers()
 
     def verify_otp(self, recipient: str, code: str, *, purpose: str = "login") -> tuple[bool, str]:

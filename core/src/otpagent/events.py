@@ -53,6 +53,11 @@ class EventBus:
         for start in starters:
             start()
 
+    @property
+    def listening(self) -> bool:
+        """Whether any sink takes events: callers skip building events nobody would get."""
+        return bool(self.sinks)
+
     def publish(self, events: Sequence[Event]) -> None:
         if not self.sinks:
             return

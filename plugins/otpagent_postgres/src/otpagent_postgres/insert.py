@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from otpagent.protocols import NewMessage
-from otpagent.storage.rows import MESSAGE_COLUMNS, event_to_row, message_to_row, queued_event
+from otpagent.storage.rows import MESSAGE_COLUMNS, message_to_row, queued_event_row
 
 __all__ = ["NOTIFY_CHANNEL", "insert_statement"]
 
@@ -37,7 +37,7 @@ def insert_statement(items: Sequence[NewMessage], now: float, schema: str) -> tu
     floats exact: Python writes the shortest repr that reads back to the same double.)
     """
     rows = [message_to_row(i.message, i.fingerprint) for i in items]
-    events = [dict(zip(_EVENT_KEYS, event_to_row(queued_event(i.message, now)), strict=True)) for i in items]
+    events = [dict(zip(_EVENT_KEYS, queued_event_row(i.message, now), strict=True)) for i in items]
     return _INSERT, [json.dumps(rows), json.dumps(events), NOTIFY_CHANNEL, schema]
 
 
