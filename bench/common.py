@@ -128,7 +128,7 @@ def console_channel(*, outbox: Path | None = None, latency_ms: float = 0.0) -> d
 BENCH_OTP_SECRET = "bench-otp-secret-not-for-production"
 
 
-def agent_config(db: Path | None, *, channels: dict[str, Any] | None = None, workers: int = 16,
+def agent_config(db: Path | None, *, channels: dict[str, Any] | None = None, workers: int | None = None,
                  storage: dict[str, Any] | None = None, synchronous: str = "full", **extra: Any) -> dict[str, Any]:
     """An agent config for benchmarks: one channel, no sinks, fast retries, no OTP cooldown."""
     config: dict[str, Any] = {
@@ -136,7 +136,7 @@ def agent_config(db: Path | None, *, channels: dict[str, Any] | None = None, wor
         "channels": channels or {"DEV": console_channel()},
         "routing": {"strategy": "priority"},
         "retry": {"max_attempts": 3, "base_delay_seconds": 0.01, "max_delay_seconds": 0.05},
-        "dispatcher": {"workers": workers, "poll_interval_seconds": 0.05},
+        "dispatcher": {"poll_interval_seconds": 0.05, **({"workers": workers} if workers is not None else {})},
         # A fixed secret in the config: every process of a run (and the producer built from this
         # dict in the bench's own process) then holds the same OTP key, wherever it runs.
         "otp": {"resend_cooldown_seconds": 0, "max_per_hour": 1_000_000, "max_attempts": 5,

@@ -23,7 +23,6 @@ from bench.common import Context, Row, agent_config, child_env, console_channel,
 from bench.parts.dispatch import requests
 
 DSN = os.environ.get("OTPAGENT_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-WORKERS = 16
 #: Connections per worker process. The server is shared (max_connections is often 100, and
 #: the test suite may be using it too), so 4 processes x 8 stay well inside it.
 POOL = 8
@@ -47,7 +46,7 @@ def unavailable() -> str | None:
 
 def pg_config(schema: str, outbox: Path | None = None, pool: int = POOL) -> dict[str, Any]:
     storage = {"backend": "postgres", "dsn": DSN, "schema": schema, "pool_max_size": pool}
-    config = agent_config(None, storage=storage, channels={"DEV": console_channel(outbox=outbox)}, workers=WORKERS)
+    config = agent_config(None, storage=storage, channels={"DEV": console_channel(outbox=outbox)})
     config["dispatcher"]["lease_seconds"] = 30
     config["dispatcher"]["channel_timeout_seconds"] = 5
     return config

@@ -2,7 +2,7 @@
 
 The worker process is what ``otpagent run`` is (``cli.run``: build the agent from its config,
 ``start_processing()``, wait for SIGTERM, stop cleanly), with the benchmark config of
-``bench.common``: the console channel with ``quiet: true`` and no sinks, 16 dispatcher threads.
+``bench.common``: the console channel with ``quiet: true`` and no sinks, the default dispatcher threads.
 Its "job" is the whole dispatch: claim, route, console send, record the attempt, its outcome
 and its events; the count is the dispatcher's own ``sent`` + ``failed`` counter, which moves
 only after the outcome is committed. For latency the console channel also writes its outbox
@@ -19,10 +19,12 @@ from typing import Any
 from bench.common import agent_config, console_channel
 from bench.peers.base import Gate, JobLog, Payload, PeerDriver, Place, Producer
 from bench.peers.pg_schema import PostgresPeer
+from otpagent.config import DispatcherConfig
 
 __all__ = ["OtpagentPostgres", "OtpagentSqlite"]
 
-WORKERS = 16
+#: ``dispatcher.workers`` left at its default, as ``otpagent run`` has it.
+WORKERS = DispatcherConfig().workers
 _MARK = " [t="
 _OPEN = ("queued", "scheduled", "retrying", "sending")
 
@@ -113,7 +115,7 @@ class OtpagentSqlite(_Otpagent):
 
     def config(self, place: Place, *, outbox: bool = False) -> dict[str, Any]:
         channel = console_channel(outbox=place.path / "outbox.jsonl" if outbox else None)
-        return self.as_run_has_it(agent_config(place.path / "otpagent.db", channels={"DEV": channel}, workers=WORKERS))
+        return self.as_run_has_it(agent_config(place.path / "otpagent.db", channels={"DEV": channel}))
 
     def pending(self, place: Place) -> int:
         return self._query(place, f"SELECT count(*) FROM messages WHERE status IN {_OPEN}")

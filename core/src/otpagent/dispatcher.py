@@ -338,7 +338,7 @@ class Dispatcher:
             update = MessageUpdate(
                 message_id=message.id, status=Status.SENT, expected_owner=self.worker_id, channel=channel_name,
                 provider_message_id=result.provider_message_id, attempt_count=number, add_cost=cost,
-                channel_attempts=message.channel_attempts + 1, last_error="",
+                channel_attempts=message.channel_attempts + 1, last_error="", route=message.route or None,
             )
             events = [attempt_event, Event(type="sent", message_id=message.id, at=now, data={
                 "channel": channel_name, "provider_message_id": result.provider_message_id, "cost": cost})]
