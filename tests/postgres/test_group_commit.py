@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
 
 
 def queued_behind_leader(group: GroupCommit, calls: dict[str, Callable[[], Any]]) -> tuple[dict[str, Any], list[int]]:
-    """Start every call while the leader's lock is held; release once all are queued. Returns
+    """Start every call while the lead is held; release once all are queued. Returns
     what each call returned (or raised) and the size of every group committed meanwhile."""
     sizes: list[int] = []
     commit = group._commit
@@ -43,13 +43,13 @@ def queued_behind_leader(group: GroupCommit, calls: dict[str, Callable[[], Any]]
             out[name] = exc
 
     threads = [threading.Thread(target=call, args=item) for item in calls.items()]
-    with group._leading:
+    with group._writes.held():
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 10
-        while len(group._pending) < len(calls) and time.monotonic() < deadline:
+        while group._writes.queued < len(calls) and time.monotonic() < deadline:
             time.sleep(0.002)
-        assert len(group._pending) == len(calls), "every call queued its write"
+        assert group._writes.queued == len(calls), "every call queued its write"
     for thread in threads:
         thread.join(20)
         assert not thread.is_alive()

@@ -19,6 +19,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from otpagent.storage.batching import CommitQueue
+
 __all__ = ["SqliteTx", "SqliteWriter"]
 
 _T = TypeVar("_T")
@@ -33,8 +35,8 @@ class SqliteWriter:
         self._busy_timeout = busy_timeout
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        self._pending: list[_PendingWrite[Any]] = []
-        self._pending_lock = threading.Lock()
+        #: Concurrent short writes, committed in groups (see :meth:`_grouped`).
+        self._writes: CommitQueue[_PendingWrite[Any]] = CommitQueue(self._commit_leading)
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
@@ -94,24 +96,24 @@ class SqliteWriter:
     def _grouped(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``work`` in a write transaction shared with every other thread's queued work.
 
-        Group commit: each caller queues its work, then takes the write lock; whoever gets it
-        first runs every queued piece, each under its own savepoint, and commits them together,
+        Group commit (:class:`~otpagent.storage.batching.CommitQueue`): each caller queues its
+        work; the leader runs every queued piece, each under its own savepoint, and commits them together,
         so concurrent callers (API requests, workers recording outcomes, the claimer) share one
         fsync instead of queueing for one each. A piece that raises is rolled back alone and
         its caller gets the exception; a failed commit fails every piece of the group.
         """
         op: _PendingWrite[_T] = _PendingWrite(work)
-        with self._pending_lock:
-            self._pending.append(op)
-        conn = self._conn()
-        with self._write_lock:
-            if not op.done:
-                with self._pending_lock:
-                    batch, self._pending = self._pending, []
-                self._commit_group(conn, batch)
+        self._writes.run(op)
         if op.error is not None:
             raise op.error
         return op.result  # type: ignore[return-value]  # set whenever error is None
+
+    def _commit_leading(self, batch: list[_PendingWrite[Any]]) -> None:
+        """Commit ``batch`` on the leading thread's connection, under the process's write lock
+        (which :meth:`transaction` takes too)."""
+        conn = self._conn()
+        with self._write_lock:
+            self._commit_group(conn, batch)
 
     def _commit_group(self, conn: sqlite3.Connection, batch: list[_PendingWrite[Any]]) -> None:
         try:
@@ -134,9 +136,6 @@ class SqliteWriter:
                         f"the write was abandoned: {type(exc).__name__} in the committing thread")
             if not isinstance(exc, Exception):
                 raise
-        finally:
-            for op in batch:
-                op.done = True
 
     @staticmethod
     def _run_pieces(conn: sqlite3.Connection, batch: list[_PendingWrite[Any]]) -> None:
@@ -197,11 +196,10 @@ class SqliteWriter:
 class _PendingWrite(Generic[_T]):
     """One thread's write waiting for the next group commit."""
 
-    __slots__ = ("done", "error", "result", "work")
+    __slots__ = ("error", "result", "work")
 
     def __init__(self, work: Callable[[sqlite3.Connection], _T]) -> None:
         self.work = work
-        self.done = False
         self.result: _T | None = None
         self.error: BaseException | None = None
 

@@ -21,13 +21,13 @@ What each caller is promised does not change: its write is applied when the call
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import psycopg
 from psycopg.rows import tuple_row
 
+from otpagent.storage.batching import CommitQueue
 from otpagent_postgres.connection import Conn, Database, Work
 
 __all__ = ["GroupCommit", "GroupedWrite"]
@@ -56,7 +56,7 @@ class GroupedWrite(Generic[T]):
     retried. With ``merge``, writes of the same kind in one group share one statement made of
     their ``item`` s."""
 
-    __slots__ = ("_statement", "done", "error", "item", "merge", "read", "result", "work")
+    __slots__ = ("_statement", "error", "item", "merge", "read", "result", "work")
 
     def __init__(self, work: Work[T], statement: Statement | Callable[[], Statement | None] | None = None,
                  read: Callable[[Cursor], T] | None = None, *, merge: Merge | None = None,
@@ -67,7 +67,6 @@ class GroupedWrite(Generic[T]):
         self.read = read
         self.merge = merge if self._statement is not None else None
         self.item = item
-        self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
 
@@ -84,20 +83,13 @@ class GroupCommit:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._pending: list[GroupedWrite[Any]] = []
-        self._pending_lock = threading.Lock()
-        self._leading = threading.Lock()
+        # Looked up on each group (not bound once), so a test can wrap _commit to see the groups.
+        self._writes: CommitQueue[GroupedWrite[Any]] = CommitQueue(lambda group: self._commit(group))  # noqa: PLW0108
 
     def run(self, write: GroupedWrite[T]) -> T:
         """Apply ``write`` (with whatever else is queued) and return its result, or raise its
         error; blocks until its group is committed."""
-        with self._pending_lock:
-            self._pending.append(write)
-        with self._leading:
-            if not write.done:
-                with self._pending_lock:
-                    group, self._pending = self._pending, []
-                self._commit(group)
+        self._writes.run(write)
         if write.error is not None:
             raise write.error
         return write.result  # type: ignore[return-value]  # set whenever error is None
@@ -115,9 +107,6 @@ class GroupCommit:
                     write.error = RuntimeError(f"the write was abandoned: {type(exc).__name__} in the committing "
                                                "thread (it may or may not have been applied)")
             raise
-        finally:
-            for write in group:
-                write.done = True
 
     def _alone(self, write: GroupedWrite[Any], *, uncertain: bool) -> None:
         statement = write.statement

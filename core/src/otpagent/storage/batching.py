@@ -1,0 +1,102 @@
+"""Group commit's leader and followers: many threads' writes committed together, each caller
+released as soon as its own group is done.
+
+Callers queue their writes; the first to find no group being written leads: it takes every
+write queued so far and commits them (the backend's ``commit`` callable, run on the leader's
+thread). Writes queued meanwhile wait for the next group, which the leader hands to the oldest
+of them when it finishes, so exactly one group is written at a time and nobody polls.
+
+Each waiting caller sleeps on a lock of its own, released when its group is done (or when it is
+handed the lead). The obvious design, every caller taking one shared "leader" lock in turn to
+see whether its write is done, makes the followers of a finished group queue behind the next
+leader's whole commit, one at a time: with 64 dispatcher threads that convoy cost more than the
+writes. Used by the SQLite writer and the PostgreSQL plugin alike.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Generic, TypeVar
+
+__all__ = ["CommitQueue"]
+
+W = TypeVar("W")
+
+
+class _Ticket(Generic[W]):
+    __slots__ = ("done", "wake", "write")
+
+    def __init__(self, write: W) -> None:
+        self.write = write
+        self.done = False
+        self.wake = threading.Lock()
+        self.wake.acquire()  # released when the write's group is done, or to hand it the lead
+
+
+class CommitQueue(Generic[W]):
+    """Runs ``commit(group)`` for groups of writes submitted by concurrent threads.
+
+    ``commit`` records each write's own result or error on the write (it must not raise for
+    one write's failure); whatever it raises reaches the leader's caller only, after every
+    waiting caller of the group has been released.
+    """
+
+    def __init__(self, commit: Callable[[list[W]], None]) -> None:
+        self._commit = commit
+        self._lock = threading.Lock()
+        self._pending: list[_Ticket[W]] = []
+        self._active = False
+
+    def run(self, write: W) -> None:
+        """Return once ``write`` has been committed with its group (its result is on it)."""
+        ticket = _Ticket(write)
+        with self._lock:
+            self._pending.append(ticket)
+            lead = not self._active
+            self._active = True
+        if not lead:
+            ticket.wake.acquire()
+            if ticket.done:
+                return
+        self._lead()
+
+    @property
+    def queued(self) -> int:
+        """How many writes wait for the next group."""
+        with self._lock:
+            return len(self._pending)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the lead as a writing leader would: writes submitted meanwhile queue up, and the
+        oldest of them leads them all as one group when the block ends (tests make groups so)."""
+        with self._lock:
+            if self._active:
+                raise RuntimeError("a group is being written")
+            self._active = True
+        try:
+            yield
+        finally:
+            self._hand_on()
+
+    def _lead(self) -> None:
+        with self._lock:
+            group, self._pending = self._pending, []
+        try:
+            self._commit([t.write for t in group])
+        finally:
+            for ticket in group:
+                ticket.done = True
+                ticket.wake.release()
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Give the lead to the oldest waiting write (it wakes not done, and leads), or drop it."""
+        with self._lock:
+            successor = self._pending[0] if self._pending else None
+            if successor is None:
+                self._active = False
+        if successor is not None:
+            successor.wake.release()

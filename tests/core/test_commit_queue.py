@@ -1,0 +1,78 @@
+"""The group commit queue on its own: who leads, who waits, and that nobody is left behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from otpagent.storage.batching import CommitQueue
+
+
+def test_writes_queued_behind_a_leader_form_one_group_and_every_caller_returns() -> None:
+    groups: list[list[int]] = []
+    queue: CommitQueue[int] = CommitQueue(lambda group: groups.append(sorted(group)))
+    threads = [threading.Thread(target=queue.run, args=(n,)) for n in range(20)]
+    with queue.held():
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while queue.queued < 20 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert queue.queued == 20
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert groups == [list(range(20))]
+
+
+def test_a_lone_write_commits_at_once_and_leaves_no_leader_behind() -> None:
+    groups: list[list[str]] = []
+    queue: CommitQueue[str] = CommitQueue(groups.append)
+    queue.run("a")
+    queue.run("b")
+    assert groups == [["a"], ["b"]]
+    with queue.held():  # would raise if a leader were still marked as writing
+        pass
+
+
+def test_a_commit_that_raises_releases_the_group_and_hands_the_lead_on() -> None:
+    class Interrupted(BaseException):
+        pass
+
+    calls: list[list[str]] = []
+
+    def commit(group: list[str]) -> None:
+        calls.append(group)
+        if "boom" in group:
+            raise Interrupted
+
+    queue: CommitQueue[str] = CommitQueue(commit)
+    with pytest.raises(Interrupted):
+        queue.run("boom")
+    queue.run("after")  # the lead was given up: this one commits on its own
+    assert calls == [["boom"], ["after"]]
+
+
+def test_many_threads_many_writes_each_committed_exactly_once() -> None:
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def commit(group: list[int]) -> None:
+        with lock:
+            seen.extend(group)
+
+    queue: CommitQueue[int] = CommitQueue(commit)
+
+    def worker(base: int) -> None:
+        for i in range(200):
+            queue.run(base + i)
+
+    threads = [threading.Thread(target=worker, args=(k * 1000,)) for k in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+        assert not thread.is_alive()
+    assert sorted(seen) == sorted(k * 1000 + i for k in range(16) for i in range(200))
