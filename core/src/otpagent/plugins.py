@@ -58,11 +58,9 @@ _NOUNS = {"channels": "channel", "routing_strategies": "routing strategy", "stor
 
 
 @attrs.frozen(kw_only=True)
-class Registered:
-    """A factory, the name it is registered under, and the plugin that registered it."""
+class _FromPlugin:
+    """Something a plugin registered, and the plugin that registered it."""
 
-    name: str
-    factory: Callable[..., object]
     origin: PluginOrigin
 
     @property
@@ -77,21 +75,20 @@ class Registered:
 
 
 @attrs.frozen(kw_only=True)
-class HttpRoute:
+class Registered(_FromPlugin):
+    """A factory, the name it is registered under, and the plugin that registered it."""
+
+    name: str
+    factory: Callable[..., object]
+
+
+@attrs.frozen(kw_only=True)
+class HttpRoute(_FromPlugin):
     """An endpoint a plugin mounts on the service."""
 
     path: str
     endpoint: Callable[..., Any]
     methods: tuple[str, ...]
-    origin: PluginOrigin
-
-    @property
-    def plugin(self) -> str:
-        return self.origin.plugin
-
-    @property
-    def label(self) -> str:
-        return self.origin.label
 
 
 @attrs.frozen(kw_only=True)
