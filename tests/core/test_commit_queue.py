@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from otpagent.storage import batching
 from otpagent.storage.batching import CommitQueue
 
 
@@ -76,3 +77,61 @@ def test_many_threads_many_writes_each_committed_exactly_once() -> None:
         thread.join(30)
         assert not thread.is_alive()
     assert sorted(seen) == sorted(k * 1000 + i for k in range(16) for i in range(200))
+
+
+class Interrupted(BaseException):
+    pass
+
+
+def wait_queued(queue: CommitQueue[str], count: int) -> None:
+    deadline = time.monotonic() + 10
+    while queue.queued < count and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert queue.queued == count
+
+
+def test_a_waiter_interrupted_as_it_is_handed_the_lead_passes_it_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C reaching a caller that waits (the main thread) must not leave the others waiting
+    for a leader that is gone."""
+
+    class InterruptedOnWake(batching._Ticket[str]):
+        def __init__(self, write: str) -> None:
+            super().__init__(write)
+            if write == "interrupted":
+                real = self.wake
+
+                class Wake:
+                    def acquire(self) -> bool:
+                        real.acquire()
+                        raise Interrupted
+
+                    def release(self) -> None:
+                        real.release()
+
+                self.wake = Wake()  # type: ignore[assignment]
+
+    monkeypatch.setattr(batching, "_Ticket", InterruptedOnWake)
+    groups: list[list[str]] = []
+    queue: CommitQueue[str] = CommitQueue(lambda group: groups.append(sorted(group)))
+    raised: list[BaseException] = []
+
+    def interrupted_caller() -> None:
+        try:
+            queue.run("interrupted")
+        except Interrupted as exc:
+            raised.append(exc)
+
+    first = threading.Thread(target=interrupted_caller)
+    second = threading.Thread(target=queue.run, args=("waiting",))
+    with queue.held():
+        first.start()
+        wait_queued(queue, 1)
+        second.start()
+        wait_queued(queue, 2)
+    for thread in (first, second):
+        thread.join(10)
+        assert not thread.is_alive(), "a caller was left waiting"
+    assert len(raised) == 1
+    assert groups == [["waiting"]], "the interrupted caller's write was taken back, the other one led"
+    queue.run("later")
+    assert groups[-1] == ["later"]

@@ -49,6 +49,8 @@ class CommitQueue(Generic[W]):
         self._lock = threading.Lock()
         self._pending: list[_Ticket[W]] = []
         self._active = False
+        #: The waiting write last handed the lead, until it takes it (see :meth:`_withdraw`).
+        self._successor: _Ticket[W] | None = None
 
     def run(self, write: W) -> None:
         """Return once ``write`` has been committed with its group (its result is on it)."""
@@ -58,10 +60,26 @@ class CommitQueue(Generic[W]):
             lead = not self._active
             self._active = True
         if not lead:
-            ticket.wake.acquire()
+            try:
+                ticket.wake.acquire()
+            except BaseException:  # e.g. KeyboardInterrupt in the main thread while it waited
+                self._withdraw(ticket)
+                raise
             if ticket.done:
                 return
         self._lead()
+
+    def _withdraw(self, ticket: _Ticket[W]) -> None:
+        """A caller that stops waiting takes back its write if no group has it yet, and passes
+        the lead on if it had just been handed it: the queue never waits for a caller that left."""
+        with self._lock:
+            if ticket in self._pending:
+                self._pending.remove(ticket)
+            handed = self._successor is ticket
+            if handed:
+                self._successor = None
+        if handed:
+            self._hand_on()
 
     @property
     def queued(self) -> int:
@@ -85,6 +103,7 @@ class CommitQueue(Generic[W]):
     def _lead(self) -> None:
         with self._lock:
             group, self._pending = self._pending, []
+            self._successor = None
         try:
             self._commit([t.write for t in group])
         finally:
@@ -96,7 +115,7 @@ class CommitQueue(Generic[W]):
     def _hand_on(self) -> None:
         """Give the lead to the oldest waiting write (it wakes not done, and leads), or drop it."""
         with self._lock:
-            successor = self._pending[0] if self._pending else None
+            successor = self._successor = self._pending[0] if self._pending else None
             if successor is None:
                 self._active = False
         if successor is not None:
