@@ -47,8 +47,10 @@ class Outcomes:
             assert not thread.is_alive(), f"{thread.name} never finished"
 
 
-def queued_behind_lock(storage: SqliteStorage, calls: dict[str, Callable[[], Any]]) -> tuple[Outcomes, list[int]]:
-    """Start every call while the lead is held; release once all are queued.
+def queued_behind_lock(storage: SqliteStorage, calls: dict[str, Callable[[], Any]],
+                       meanwhile: Callable[[], object] | None = None) -> tuple[Outcomes, list[int]]:
+    """Start every call while the lead is held; release once all are queued (after running
+    ``meanwhile``, if given).
 
     Returns the outcomes and the size of every group committed meanwhile.
     """
@@ -68,6 +70,8 @@ def queued_behind_lock(storage: SqliteStorage, calls: dict[str, Callable[[], Any
         while storage._writes.queued < len(calls) and time.monotonic() < deadline:
             time.sleep(0.002)
         assert storage._writes.queued == len(calls), "every call queued its write"
+        if meanwhile is not None:
+            meanwhile()
     outcomes.join()
     return outcomes, groups
 
@@ -142,3 +146,15 @@ def test_an_abandoned_group_fails_every_piece_and_writes_nothing(storage: Sqlite
     assert isinstance(later.error, RuntimeError)
     assert storage.get_state("a") is None and storage.get_state("b") is None
     assert storage.put_state("c", "3") == "3", "the store still works afterwards"
+
+
+def test_writes_queued_when_the_storage_closes_each_fail_with_the_reason(tmp_path: Path) -> None:
+    store = SqliteStorage(tmp_path / "closing.db")
+    store.put_state("before", "1")
+    outcomes, _groups = queued_behind_lock(store, {
+        "first": lambda: store.put_state("a", "1"),
+        "second": lambda: store.put_state("b", "2"),
+    }, meanwhile=store.close)
+    for name in ("first", "second"):
+        error = outcomes.errors[name]
+        assert isinstance(error, RuntimeError) and "closed" in str(error), name

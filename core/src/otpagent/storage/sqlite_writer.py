@@ -110,8 +110,14 @@ class SqliteWriter:
 
     def _commit_leading(self, batch: list[_PendingWrite[Any]]) -> None:
         """Commit ``batch`` on the leading thread's connection, under the process's write lock
-        (which :meth:`transaction` takes too)."""
-        conn = self._conn()
+        (which :meth:`transaction` takes too). Without a connection (the storage was closed)
+        every write of the group fails with that reason, not only the leader's."""
+        try:
+            conn = self._conn()
+        except Exception as exc:
+            for op in batch:
+                op.error = exc
+            return
         with self._write_lock:
             self._commit_group(conn, batch)
 
