@@ -127,15 +127,17 @@ def event_from_row(r: Row) -> Event:
                  data=json.loads(r["data"]) if r["data"] else {}, id=r["id"])
 
 
+def _queued_data(priority: Priority, message_type: MessageType) -> dict[str, str]:
+    return {"priority": priority.name, "message_type": message_type.value}
+
+
 def queued_event(m: Message, now: float) -> Event:
     """The event every backend records with a newly enqueued message (``queued``/``scheduled``)."""
-    return Event(type=m.status.value, message_id=m.id, at=now,
-                 data={"priority": m.priority.name, "message_type": m.message_type.value})
+    return Event(type=m.status.value, message_id=m.id, at=now, data=_queued_data(m.priority, m.message_type))
 
 
 #: The data of every possible ``queued`` event, as :func:`event_to_row` writes it.
-_QUEUED_DATA = {(p, t): json.dumps({"priority": p.name, "message_type": t.value})
-                for p in Priority for t in MessageType}
+_QUEUED_DATA = {(p, t): json.dumps(_queued_data(p, t)) for p in Priority for t in MessageType}
 
 
 def queued_event_row(m: Message, now: float) -> tuple[str, str, float, str]:
