@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import attrs
 import pytest
 
 from otpagent import ConfigError, IntelligentOTPAgent, MessageRequest, Status
@@ -91,21 +92,37 @@ def test_a_send_longer_than_the_lease_keeps_its_lease_and_goes_out_once(tmp_path
     assert leases and max(leases) > min(leases), "the lease was renewed while the provider call ran"
 
 
-def test_a_message_whose_outcome_could_not_be_recorded_is_released_not_renewed_for_ever(make_agent, outbox):
+@pytest.mark.parametrize("writer", [True, False], ids=["outcome writer", "each worker thread"])
+def test_a_message_whose_outcome_could_not_be_recorded_is_released_not_renewed_for_ever(
+        make_agent, outbox, writer: bool) -> None:
     agent = make_agent(dispatcher={"workers": 2, "poll_interval_seconds": 0.05, "lease_seconds": 1.0})
-    real_update = agent.storage.update_message
+    storage = agent.storage
+    real_update, real_updates = storage.update_message, storage.update_messages
     failed: list[str] = []
 
-    def update_failing_once(update: Any, now: float, **kw: Any) -> bool:
+    def lost(update: Any) -> bool:
         if update.status is Status.SENT and not failed:
             failed.append(update.message_id)
+            return True
+        return False
+
+    def update_failing_once(update: Any, now: float, **kw: Any) -> bool:
+        if lost(update):
             raise sqlite3.OperationalError("disk I/O error")
         return real_update(update, now, **kw)
 
-    agent.storage.update_message = update_failing_once  # type: ignore[method-assign]
+    def updates_failing_once(writes: Any) -> list[Any]:
+        return [sqlite3.OperationalError("disk I/O error") if lost(w.update) else real_updates([w])[0]
+                for w in writes]
+
+    storage.update_message = update_failing_once  # type: ignore[method-assign]
+    storage.update_messages = updates_failing_once  # type: ignore[method-assign]
+    if not writer:  # as with a backend that cannot record outcomes in batches
+        agent.dispatcher.capabilities = attrs.evolve(agent.dispatcher.capabilities, batch_updates=None)
     message_id = agent.send_message(MessageRequest(phone_number="+447700900124", content="x", priority="HIGH"))
     agent.start_processing()
 
+    assert (agent.dispatcher._writer is not None) is writer
     assert wait_for(lambda: agent.get_delivery_report(message_id).status is Status.SENT, 30)
     assert failed == [message_id]
     assert len(outbox.for_message(message_id)) == 2, "sent, outcome lost, released, sent again (as after a crash)"

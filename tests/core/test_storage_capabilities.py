@@ -28,6 +28,7 @@ MEMBERS = {
     Capability.HOUSEKEEPING: ("stats", "event_counts", "attempt_counts", "history", "costs_by_day", "cleanup"),
     Capability.WEBHOOK_OUTBOXES: ("webhook_outbox",),
     Capability.WORK_WAKEUP: ("wait_for_work",),
+    Capability.BATCH_UPDATES: ("update_messages",),
 }
 EVERY_AGENT_NEEDS = {Capability.SHARED_STATE, Capability.HOUSEKEEPING}
 #: What OTPs need with the default config: the store, and rate limits for the failure guard.

@@ -3,7 +3,9 @@
 One claimer thread leases only as many due messages as there are idle workers, so a message
 of higher priority enqueued a moment later is not stuck behind a local backlog. Each worker
 sends one message and records the outcome in one transaction (the attempt row, the new state
-and its events), conditioned on still holding the lease.
+and its events), conditioned on still holding the lease. Where the backend records outcomes in
+batches (``BatchUpdates``), the worker hands the outcome to one writer thread and goes on
+(:mod:`otpagent.outcomewriter`); the message stays leased until it is written.
 
 Leases are short and renewed by a heartbeat (:mod:`otpagent.heartbeat`), so a dead worker's
 messages go out again within seconds. No plugin can wedge a message: a channel that raises,
@@ -44,7 +46,8 @@ from otpagent.model import (
 )
 from otpagent.onward import route_onward
 from otpagent.otp_seal import CodeSealer, UnreadableCode
-from otpagent.protocols import Channel, MessageUpdate, RouteOutcome, RoutingStrategy, StorageBackend
+from otpagent.outcomewriter import OutcomeWriter
+from otpagent.protocols import Channel, MessageUpdate, MessageWrite, RouteOutcome, RoutingStrategy, StorageBackend
 from otpagent.routing.planner import RoutePlanner, Unroutable
 from otpagent.storage.capabilities import AgentCapabilities
 from otpagent.tracing import NO_TRACING, Tracing
@@ -103,6 +106,7 @@ class Dispatcher:
         self._heartbeat: LeaseHeartbeat | None = None
         self._claimer: threading.Thread | None = None
         self._housekeeper: threading.Thread | None = None
+        self._writer: OutcomeWriter | None = None
         self.counters: dict[str, int] = {"sent": 0, "failed": 0, "retried": 0, "fallbacks": 0, "expired": 0,
                                          "channel_faults": 0, "abandoned_calls": 0}
         self.pace = ChannelPace(capabilities.shared_state, capabilities.rate_limits, channel_configs)
@@ -122,8 +126,9 @@ class Dispatcher:
 
     @property
     def inflight(self) -> int:
-        pool = self._pool
-        return pool.busy if pool is not None else 0
+        """Messages in hand: being sent, or sent with their outcome not yet written."""
+        pool, writer = self._pool, self._writer
+        return (pool.busy if pool is not None else 0) + (writer.pending if writer is not None else 0)
 
     @property
     def pool(self) -> WorkerPool | None:
@@ -138,10 +143,13 @@ class Dispatcher:
         self._pool = WorkerPool(cfg.workers, name="otpagent-worker",
                                 tick=max(0.01, min(1.0, cfg.channel_timeout_grace_seconds / 2)))
         self._pool.start()
+        if self.capabilities.batch_updates is not None:
+            self._writer = OutcomeWriter(self.capabilities.batch_updates, limit=cfg.workers, on_lost=self._lost)
+            self._writer.start()
         pool = self._pool
         self._heartbeat = LeaseHeartbeat(self._renew_leases, lease_seconds=cfg.lease_seconds,
                                          interval=cfg.heartbeat_interval, clock=self.clock,
-                                         holding=lambda: pool.busy > 0 or self.leases.has_orphans,
+                                         holding=lambda: self.inflight > 0 or self.leases.has_orphans,
                                          worker_id=self.worker_id)
         self._heartbeat.start()
         self._claimer = threading.Thread(target=self._claim_loop, args=(pool,), name="otpagent-claimer", daemon=True)
@@ -170,7 +178,10 @@ class Dispatcher:
                 thread.join(timeout)
         if self._pool is not None and not self._pool.stop(timeout):
             log.warning("dispatcher_stopped_with_work_left", worker_id=self.worker_id, tasks=self._pool.busy)
-        if self._heartbeat is not None:  # after the pool: in-flight sends keep their leases
+        if self._writer is not None and not self._writer.stop(timeout):  # after the pool: its last outcomes
+            log.warning("dispatcher_stopped_with_outcomes_unwritten", worker_id=self.worker_id,
+                        outcomes=self._writer.pending)
+        if self._heartbeat is not None:  # after the pool and the writer: in-flight sends keep their leases
             self._heartbeat.stop()
         if self._claimer is not None:
             try:
@@ -179,6 +190,7 @@ class Dispatcher:
                 log.exception("roster_leave_failed", worker_id=self.worker_id)
         self._claimer = self._housekeeper = None
         self._pool = None
+        self._writer = None
         self._heartbeat = None
         log.info("dispatcher_stopped", worker_id=self.worker_id)
 
@@ -342,8 +354,7 @@ class Dispatcher:
             )
             events = [attempt_event, Event(type="sent", message_id=message.id, at=now, data={
                 "channel": channel_name, "provider_message_id": result.provider_message_id, "cost": cost})]
-            if self._update(message, update, now, attempt=attempt, events=events):
-                self.count("sent")
+            self._update(message, update, now, attempt=attempt, events=events, counter="sent")
             return
         error = _error_text(channel_name, result)
         if result.outcome is Outcome.TRANSIENT:
@@ -362,8 +373,7 @@ class Dispatcher:
                     )
                     events = [attempt_event, Event(type="retrying", message_id=message.id, at=now,
                                                    data={"channel": channel_name, "retry_in": round(due - now, 3)})]
-                    if self._update(message, update, now, attempt=attempt, events=events):
-                        self.count("retried")
+                    self._update(message, update, now, attempt=attempt, events=events, counter="retried")
                     return
         elif result.scope is FailureScope.CHANNEL:
             attempt_event = Event(type="attempt", message_id=message.id, at=finished,
@@ -377,30 +387,49 @@ class Dispatcher:
         template = MessageUpdate(message_id=message.id, status=Status.RETRYING, expected_owner=self.worker_id,
                                  attempt_count=attempt_count)
         step = route_onward(self.planner, message, error, now, template=template)
-        if self._update(message, step.update, now, attempt=attempt, events=[*first_events, *step.events]):
-            self.count(step.counter)
-            if step.falls_back:
-                self._wake.set()
+        # A fallback is due at once: the claimer is woken for it when it is written.
+        self._update(message, step.update, now, attempt=attempt, events=[*first_events, *step.events],
+                     counter=step.counter, wake=step.falls_back)
 
     def _finish(self, message: Message, status: Status, error: str, now: float, *, attempt: Attempt | None = None,
                 first_events: Sequence[Event] = (), attempt_count: int | None = None) -> None:
         update = MessageUpdate(message_id=message.id, status=status, expected_owner=self.worker_id,
                                last_error=error, clear_secret=True, attempt_count=attempt_count)
         events = [*first_events, Event(type=status.value, message_id=message.id, at=now, data={"reason": error})]
-        if self._update(message, update, now, attempt=attempt, events=events):
-            self.count("expired" if status is Status.EXPIRED else "failed")
+        self._update(message, update, now, attempt=attempt, events=events,
+                     counter="expired" if status is Status.EXPIRED else "failed")
 
     def _update(self, message: Message, update: MessageUpdate, now: float, *, attempt: Attempt | None = None,
-                events: Sequence[Event] = ()) -> bool:
+                events: Sequence[Event] = (), counter: str | None = None, wake: bool = False) -> None:
+        """Record this step's outcome: here and now, or through the outcome writer while it runs.
+        Once applied, its events go to the sinks, ``counter`` moves and (``wake``) the claimer
+        looks again; not applied means another worker holds the message now."""
         if update.route is None and message.route:
             update = attrs.evolve(update, route=message.route)
-        applied = self.storage.update_message(update, now, attempt=attempt, events=events)
-        if applied:
-            self.bus.publish(events)
-            self.tracing.events(events)
+        self.tracing.events(events)  # on this thread: the message's span is current here
+        done = functools.partial(self._recorded, message.id, events, counter, wake)
+        writer = self._writer
+        if writer is not None and writer.running:
+            writer.submit(MessageWrite(update=update, now=now, attempt=attempt, events=events), done)
         else:
-            log.warning("lease_lost", message_id=message.id, worker_id=self.worker_id)
-        return applied
+            done(self.storage.update_message(update, now, attempt=attempt, events=events))
+
+    def _recorded(self, message_id: str, events: Sequence[Event], counter: str | None, wake: bool,
+                  applied: bool) -> None:
+        if not applied:
+            log.warning("lease_lost", message_id=message_id, worker_id=self.worker_id)
+            return
+        self.bus.publish(events)
+        if counter is not None:
+            self.count(counter)
+        if wake:
+            self._wake.set()
+
+    def _lost(self, message_id: str, exc: Exception) -> None:
+        """On the outcome writer: an outcome that could not be written (as :meth:`_work` for a
+        write that raised there): the message goes back to the queue one lease from now."""
+        log.error("dispatch_failed", message_id=message_id, error=f"{type(exc).__name__}: {exc}")
+        self.leases.orphan(message_id, exc)
 
     def _observe(self, message: Message, channel: str, result: SendResult, seconds: float, cost: float) -> None:
         status = Status.SENT if result.ok else Status.FAILED

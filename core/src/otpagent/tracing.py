@@ -131,7 +131,8 @@ class Tracing:
         return _NOTHING
 
     def events(self, events: Sequence[Event]) -> None:
-        """State changes just stored for the message in hand (fallback, retrying, sent...)."""
+        """State changes of the message in hand (fallback, retrying, sent...), as they are handed
+        to storage, on the worker's thread (the outcome writer may commit them a moment later)."""
 
     def provider_callback(self, event: ProviderEvent,
                           find_message: Callable[[], Message | None]) -> AbstractContextManager[SpanOutcome]:

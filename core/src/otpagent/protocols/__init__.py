@@ -26,6 +26,7 @@ from otpagent.protocols.activity import (
 )
 from otpagent.protocols.callbacks import CallbackHost
 from otpagent.protocols.capabilities import (
+    BatchUpdates,
     Housekeeping,
     OtpStore,
     ProviderEvents,
@@ -63,6 +64,7 @@ from otpagent.protocols.storage import (
     EnqueueResult,
     IdempotencyConflict,
     MessageUpdate,
+    MessageWrite,
     NewMessage,
     StorageBackend,
     StorageStats,
@@ -78,6 +80,7 @@ __all__ = [
     "ActivityBucket",
     "AttemptTally",
     "BatchIssueResult",
+    "BatchUpdates",
     "CallbackHost",
     "Capability",
     "Channel",
@@ -91,6 +94,7 @@ __all__ = [
     "Housekeeping",
     "IdempotencyConflict",
     "MessageUpdate",
+    "MessageWrite",
     "NewMessage",
     "OtpIssue",
     "OtpIssueOutcome",

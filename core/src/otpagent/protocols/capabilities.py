@@ -18,9 +18,9 @@ from otpagent.protocols.activity import ActivityBucket, AttemptTally
 from otpagent.protocols.otp import BatchIssueResult, OtpIssue, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
 from otpagent.protocols.provider_events import ProviderEvent, ProviderEventResult
 from otpagent.protocols.sinks import WebhookOutbox
-from otpagent.protocols.storage import MessageUpdate, NewMessage, StorageStats
+from otpagent.protocols.storage import MessageUpdate, MessageWrite, NewMessage, StorageStats
 
-__all__ = ["Housekeeping", "OtpStore", "ProviderEvents", "RateLimits", "SharedState", "WebhookOutboxes",
+__all__ = ["BatchUpdates", "Housekeeping", "OtpStore", "ProviderEvents", "RateLimits", "SharedState", "WebhookOutboxes",
            "WorkWakeup"]
 
 
@@ -233,4 +233,26 @@ class WorkWakeup(Protocol):
     def wait_for_work(self, timeout: float) -> None:
         """Block until a message may have been enqueued (by any process), or ``timeout``
         seconds pass. Spurious returns are fine; it must never raise for a lost connection.
+        """
+
+
+@runtime_checkable
+class BatchUpdates(Protocol):
+    """Record many outcomes in one call, so that a worker can hand its outcomes to one writer
+    thread and go on sending while they are written in batches.
+
+    Optional: without it every worker thread records its own outcome with ``update_message``
+    (group commit, where the backend has it, still shares the commits) before it takes the
+    next message.
+    """
+
+    def update_messages(self, writes: Sequence[MessageWrite]) -> list[bool | Exception]:
+        """Apply each write exactly as ``update_message(w.update, w.now, attempt=w.attempt,
+        events=w.events)`` would, in order, each atomic on its own (one that fails leaves the
+        others as they are), committed before this returns; the backend may share one
+        transaction and one statement among them. A batch names each message at most once.
+
+        Returns, for each write, whether its update applied, or the exception that kept that
+        write from being written (nothing of it is). Raising means nothing can be said of
+        any write: the caller then treats each as unrecorded.
         """

@@ -25,6 +25,7 @@ __all__ = [
     "EnqueueResult",
     "IdempotencyConflict",
     "MessageUpdate",
+    "MessageWrite",
     "NewMessage",
     "StorageBackend",
     "StorageStats",
@@ -52,6 +53,7 @@ class Capability(enum.Enum):
     HOUSEKEEPING = "housekeeping"
     WEBHOOK_OUTBOXES = "webhook_outboxes"
     WORK_WAKEUP = "work_wakeup"
+    BATCH_UPDATES = "batch_updates"
 
 
 class IdempotencyConflict(Exception):
@@ -104,6 +106,17 @@ class MessageUpdate:
     add_cost: float = 0.0
     clear_secret: bool = False
     keep_lease: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class MessageWrite:
+    """One outcome to record: the arguments of one ``update_message`` call, for
+    :class:`~otpagent.protocols.BatchUpdates` (``update_messages``)."""
+
+    update: MessageUpdate
+    now: float
+    attempt: Attempt | None = None
+    events: Sequence[Event] = ()
 
 
 @attrs.frozen(kw_only=True)

@@ -17,11 +17,11 @@ not part of.) Used by the SQLite writer and the PostgreSQL plugin alike.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
-__all__ = ["CommitQueue"]
+__all__ = ["CommitQueue", "as_exception"]
 
 W = TypeVar("W")
 
@@ -54,28 +54,37 @@ class CommitQueue(Generic[W]):
 
     def run(self, write: W) -> None:
         """Return once ``write`` has been committed with its group (its result is on it)."""
-        ticket = _Ticket(write)
+        self.run_many((write,))
+
+    def run_many(self, writes: Sequence[W]) -> None:
+        """Return once every write of ``writes`` has been committed. They are queued together, so
+        they are committed in one group (with whatever else is queued), in this order."""
+        if not writes:
+            return
+        tickets = [_Ticket(write) for write in writes]
+        first = tickets[0]  # every ticket is in the same group: waiting on one is waiting on all
         with self._lock:
-            self._pending.append(ticket)
+            self._pending.extend(tickets)
             lead = not self._active
             self._active = True
         if not lead:
             try:
-                ticket.wake.acquire()
+                first.wake.acquire()
             except BaseException:  # e.g. KeyboardInterrupt in the main thread while it waited
-                self._withdraw(ticket)
+                self._withdraw(tickets)
                 raise
-            if ticket.done:
+            if first.done:
                 return
         self._lead()
 
-    def _withdraw(self, ticket: _Ticket[W]) -> None:
-        """A caller that stops waiting takes back its write if no group has it yet, and passes
+    def _withdraw(self, tickets: list[_Ticket[W]]) -> None:
+        """A caller that stops waiting takes back its writes if no group has them yet, and passes
         the lead on if it had just been handed it: the queue never waits for a caller that left."""
         with self._lock:
-            if ticket in self._pending:
-                self._pending.remove(ticket)
-            handed = self._successor is ticket
+            for ticket in tickets:
+                if ticket in self._pending:
+                    self._pending.remove(ticket)
+            handed = self._successor is tickets[0]
             if handed:
                 self._successor = None
         if handed:
@@ -120,3 +129,11 @@ class CommitQueue(Generic[W]):
                 self._active = False
         if successor is not None:
             successor.wake.release()
+
+
+def as_exception(error: BaseException) -> Exception:
+    """``error`` as the ``Exception`` a caller of ``run_many`` hands back for one write (a
+    ``KeyboardInterrupt`` in the committing thread becomes a ``RuntimeError`` saying so)."""
+    if isinstance(error, Exception):
+        return error
+    return RuntimeError(f"the write was abandoned: {type(error).__name__} in the committing thread")

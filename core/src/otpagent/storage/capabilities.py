@@ -15,6 +15,7 @@ import attrs
 
 from otpagent.errors import ConfigError
 from otpagent.protocols import (
+    BatchUpdates,
     Capability,
     Housekeeping,
     OtpStore,
@@ -54,6 +55,7 @@ _INFO: dict[Capability, _Info] = {
         (Capability.HOUSEKEEPING, Housekeeping, "housekeeping"),
         (Capability.WEBHOOK_OUTBOXES, WebhookOutboxes, "webhook outbox"),
         (Capability.WORK_WAKEUP, WorkWakeup, "work wake-up"),
+        (Capability.BATCH_UPDATES, BatchUpdates, "batch updates"),
     )
 }
 
@@ -91,6 +93,9 @@ def require(storage: StorageBackend, capability: Literal[Capability.WEBHOOK_OUTB
 @overload
 def require(storage: StorageBackend, capability: Literal[Capability.WORK_WAKEUP], *, config_path: str,
             needed_by: str) -> WorkWakeup: ...
+@overload
+def require(storage: StorageBackend, capability: Literal[Capability.BATCH_UPDATES], *, config_path: str,
+            needed_by: str) -> BatchUpdates: ...
 @overload
 def require(storage: StorageBackend, capability: Capability, *, config_path: str, needed_by: str) -> object: ...
 def require(storage: StorageBackend, capability: Capability, *, config_path: str, needed_by: str) -> object:
@@ -170,11 +175,14 @@ class AgentCapabilities:
     provider_events: ProviderEvents | None = None
     webhook_outboxes: WebhookOutboxes | None = None
     wakeup: WorkWakeup | None = None
+    #: Where present, the dispatcher records outcomes from one writer thread, in batches.
+    batch_updates: BatchUpdates | None = None
 
 
 def check_capabilities(storage: StorageBackend, config: AgentConfig) -> AgentCapabilities:
     """Check every capability ``config`` needs (raising the first that is missing) and return
-    what the components get. A declared wake-up must be present too, since it is then used.
+    what the components get. A declared wake-up or batch update must be present too, since it
+    is then used.
     """
     for need in needs_of(config):
         require(storage, need.capability, config_path=need.config_path, needed_by=need.needed_by)
@@ -182,6 +190,10 @@ def check_capabilities(storage: StorageBackend, config: AgentConfig) -> AgentCap
     if Capability.WORK_WAKEUP in storage.capabilities:
         wakeup = require(storage, Capability.WORK_WAKEUP, config_path="storage.backend",
                          needed_by="the dispatcher (it waits for work with it when idle)")
+    batch_updates = None
+    if Capability.BATCH_UPDATES in storage.capabilities:
+        batch_updates = require(storage, Capability.BATCH_UPDATES, config_path="storage.backend",
+                                needed_by="the dispatcher (it records outcomes in batches with it)")
     return AgentCapabilities(
         shared_state=require(storage, Capability.SHARED_STATE, config_path=_SHARED_STATE_NEED.config_path,
                              needed_by=_SHARED_STATE_NEED.needed_by),
@@ -194,4 +206,5 @@ def check_capabilities(storage: StorageBackend, config: AgentConfig) -> AgentCap
         webhook_outboxes=storage if isinstance(storage, WebhookOutboxes)
         and provides(storage, Capability.WEBHOOK_OUTBOXES) else None,
         wakeup=wakeup,
+        batch_updates=batch_updates,
     )

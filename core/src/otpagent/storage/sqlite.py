@@ -10,6 +10,7 @@ survives a process crash but may lose the last commits on power loss, for more t
 
 from __future__ import annotations
 
+import functools
 import math
 import sqlite3
 import threading
@@ -30,6 +31,7 @@ from otpagent.protocols import (
     EnqueueResult,
     IdempotencyConflict,
     MessageUpdate,
+    MessageWrite,
     NewMessage,
     OtpIssue,
     OtpIssueOutcome,
@@ -197,15 +199,12 @@ class SqliteStorage(SqliteWriter):
         self, update: MessageUpdate, now: float, *, attempt: Attempt | None = None,
         events: Sequence[Event] = (),
     ) -> bool:
-        def work(conn: sqlite3.Connection) -> bool:
-            if attempt is not None:
-                conn.execute(_INSERT_ATTEMPT, attempt_to_row(attempt))
-            applied = sqlrules.message_update(SqliteTx(conn), update, now)
-            if applied:
-                conn.executemany(sqlrules.INSERT_EVENT, [event_to_row(e) for e in events])
-            return applied
+        return self._grouped(functools.partial(_write_outcome, MessageWrite(update=update, now=now, attempt=attempt,
+                                                                             events=events)))
 
-        return self._grouped(work)
+    def update_messages(self, writes: Sequence[MessageWrite]) -> list[bool | Exception]:
+        """Each write under its own savepoint, all in one transaction (see :meth:`_grouped`)."""
+        return self._grouped_each([functools.partial(_write_outcome, write) for write in writes])
 
     def get_message(self, message_id: str) -> Message | None:
         return sqlreads.get_message(SqliteTx(self._conn()), message_id)
@@ -397,3 +396,14 @@ class _SqliteBatchOps:
     def issue(self, issue: OtpIssue) -> tuple[OtpIssueOutcome, float]:
         return self.storage._issue_in(self.conn, issue.otp, issue.message, cooldown_seconds=self.cooldown_seconds,
                                       max_per_hour=self.max_per_hour, now=self.now)
+
+
+def _write_outcome(write: MessageWrite, conn: sqlite3.Connection) -> bool:
+    """One ``update_message``: the attempt always, the update if its conditions hold, and then
+    its events."""
+    if write.attempt is not None:
+        conn.execute(_INSERT_ATTEMPT, attempt_to_row(write.attempt))
+    applied = sqlrules.message_update(SqliteTx(conn), write.update, write.now)
+    if applied:
+        conn.executemany(sqlrules.INSERT_EVENT, [event_to_row(e) for e in write.events])
+    return applied

@@ -19,7 +19,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from otpagent.storage.batching import CommitQueue
+from otpagent.storage.batching import CommitQueue, as_exception
 
 __all__ = ["SqliteTx", "SqliteWriter"]
 
@@ -108,6 +108,13 @@ class SqliteWriter:
             raise op.error
         return op.result  # type: ignore[return-value]  # set whenever error is None
 
+    def _grouped_each(self, works: Sequence[Callable[[sqlite3.Connection], _T]]) -> list[_T | Exception]:
+        """Run each of ``works`` as :meth:`_grouped` runs one, all queued at once (so committed
+        in one group): each one's result, or the exception that rolled back that one alone."""
+        ops = [_PendingWrite(work) for work in works]
+        self._writes.run_many(ops)
+        return [op.result if op.error is None else as_exception(op.error) for op in ops]  # type: ignore[misc]
+
     def _commit_leading(self, batch: list[_PendingWrite[Any]]) -> None:
         """Commit ``batch`` on the leading thread's connection, under the process's write lock
         (which :meth:`transaction` takes too). Without a connection (the storage was closed)
@@ -138,8 +145,7 @@ class SqliteWriter:
             for op in batch:
                 if op.error is None:
                     op.result = None
-                    op.error = exc if isinstance(exc, Exception) else RuntimeError(
-                        f"the write was abandoned: {type(exc).__name__} in the committing thread")
+                    op.error = as_exception(exc)
             if not isinstance(exc, Exception):
                 raise
 

@@ -30,6 +30,7 @@ from otpagent.protocols import (
     EnqueueResult,
     IdempotencyConflict,
     MessageUpdate,
+    MessageWrite,
     NewMessage,
     OtpIssue,
     OtpIssueOutcome,
@@ -166,6 +167,16 @@ class InMemoryStorage:
             if applied:
                 s.insert_events(rows)
             return applied
+
+    def update_messages(self, writes: Sequence[MessageWrite]) -> list[bool | Exception]:
+        """One after the other: this store has no commit to share."""
+        results: list[bool | Exception] = []
+        for w in writes:
+            try:
+                results.append(self.update_message(w.update, w.now, attempt=w.attempt, events=w.events))
+            except Exception as exc:  # that write alone is lost; the others are not
+                results.append(exc)
+        return results
 
     def get_message(self, message_id: str) -> Message | None:
         with self._tx() as s:

@@ -27,7 +27,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import psycopg
 from psycopg.rows import tuple_row
 
-from otpagent.storage.batching import CommitQueue
+from otpagent.storage.batching import CommitQueue, as_exception
 from otpagent_postgres.connection import Conn, Database, Work
 
 __all__ = ["GroupCommit", "GroupedWrite"]
@@ -93,6 +93,12 @@ class GroupCommit:
         if write.error is not None:
             raise write.error
         return write.result  # type: ignore[return-value]  # set whenever error is None
+
+    def run_each(self, writes: Sequence[GroupedWrite[T]]) -> list[T | Exception]:
+        """Apply ``writes`` together in one group (with whatever else is queued); each one's
+        result, or the error that kept it from being applied."""
+        self._writes.run_many(writes)
+        return [w.result if w.error is None else as_exception(w.error) for w in writes]  # type: ignore[misc]
 
     def _commit(self, group: list[GroupedWrite[Any]]) -> None:
         try:

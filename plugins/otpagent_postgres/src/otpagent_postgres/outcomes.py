@@ -19,14 +19,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
 import psycopg
 
-from otpagent.model import Attempt, Event
-from otpagent.protocols import MessageUpdate
+from otpagent.protocols import MessageUpdate, MessageWrite
 from otpagent.storage.rows import ATTEMPT_COLUMNS, attempt_to_row
 
-__all__ = ["OUTCOMES", "Outcome", "OutcomeMerge"]
+__all__ = ["OUTCOMES", "OutcomeMerge"]
 
 _STATEMENT = (
     "WITH v AS (SELECT * FROM json_to_recordset(%s::json) AS v(k integer, id text, status text, "
@@ -59,20 +57,10 @@ _STATEMENT = (
 ).encode()
 
 
-@attrs.frozen
-class Outcome:
-    """One caller's ``update_message``: the update, its attempt and its events."""
-
-    update: MessageUpdate
-    now: float
-    attempt: Attempt | None
-    events: Sequence[Event]
-
-
 class OutcomeMerge:
     """Merges outcomes into one statement for :class:`~otpagent_postgres.groupcommit.GroupCommit`."""
 
-    def statement(self, outcomes: Sequence[Outcome]) -> tuple[bytes, list[Any]] | None:
+    def statement(self, outcomes: Sequence[MessageWrite]) -> tuple[bytes, list[Any]] | None:
         """The statement writing every outcome, or None when they cannot share one."""
         ids = {o.update.message_id for o in outcomes}
         if len(ids) < len(outcomes) or any(o.update.expected_statuses is not None and not o.update.expected_statuses

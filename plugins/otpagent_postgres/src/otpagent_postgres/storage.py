@@ -20,6 +20,7 @@ from otpagent.protocols import (
     Capability,
     EnqueueResult,
     MessageUpdate,
+    MessageWrite,
     NewMessage,
     OtpIssue,
     OtpIssueOutcome,
@@ -38,7 +39,7 @@ from otpagent_postgres.groupcommit import GroupCommit, GroupedWrite
 from otpagent_postgres.insert import insert_statement
 from otpagent_postgres.notify import WorkListener
 from otpagent_postgres.outbox import PostgresWebhookOutbox
-from otpagent_postgres.outcomes import OUTCOMES, Outcome
+from otpagent_postgres.outcomes import OUTCOMES
 from otpagent_postgres.schema import migrate
 
 __all__ = ["PostgresStorage"]
@@ -108,10 +109,13 @@ class PostgresStorage:
         self, update: MessageUpdate, now: float, *, attempt: Attempt | None = None, events: Sequence[Event] = (),
     ) -> bool:
         """Group-committed with the other threads' outcomes (see :mod:`otpagent_postgres.groupcommit`)."""
-        return self._group.run(GroupedWrite(
-            lambda conn, uncertain: queue.update_message(conn, update, now, attempt, events, uncertain),
-            lambda: queue.update_statement(update, now, attempt, events), queue.read_applied,
-            merge=OUTCOMES, item=Outcome(update, now, attempt, tuple(events))))
+        return self._group.run(_outcome_write(MessageWrite(update=update, now=now, attempt=attempt,
+                                                           events=tuple(events))))
+
+    def update_messages(self, writes: Sequence[MessageWrite]) -> list[bool | Exception]:
+        """One group commit: a single statement for them all when they can share one (see
+        :mod:`otpagent_postgres.outcomes`), else one pipeline, each write alone on a failure."""
+        return self._group.run_each([_outcome_write(write) for write in writes])
 
     def get_message(self, message_id: str) -> Message | None:
         return self._read(lambda tx: sqlreads.get_message(tx, message_id))
@@ -266,3 +270,12 @@ if TYPE_CHECKING:
     _housekeeping: Housekeeping = _pg
     _outboxes: WebhookOutboxes = _pg
     _wakeup: WorkWakeup = _pg
+
+
+def _outcome_write(write: MessageWrite) -> GroupedWrite[bool]:
+    """``write`` for the group commit: a statement of its own, merged with the group's other
+    outcomes where they can share one."""
+    update, now, attempt, events = write.update, write.now, write.attempt, write.events
+    return GroupedWrite(lambda conn, uncertain: queue.update_message(conn, update, now, attempt, events, uncertain),
+                        lambda: queue.update_statement(update, now, attempt, events), queue.read_applied,
+                        merge=OUTCOMES, item=write)

@@ -23,11 +23,12 @@ import pytest
 
 # Before the test modules are imported, so that their asserts explain failures as pytest's do.
 pytest.register_assert_rewrite(*(f"{__name__}.{module}" for module in (
-    "base", "capabilities", "claims", "concurrency", "enqueue", "housekeeping", "otp", "processes",
+    "base", "batch_updates", "capabilities", "claims", "concurrency", "enqueue", "housekeeping", "otp", "processes",
     "provider_events", "rate_limits", "shared_state", "updates", "wakeup", "webhook_outbox")))
 
 from otpagent.testing.contract.base import ContractBase, claimed  # noqa: E402
 from otpagent.testing.contract.batch_issue import BatchIssueContract  # noqa: E402
+from otpagent.testing.contract.batch_updates import BatchUpdateContract  # noqa: E402
 from otpagent.testing.contract.capabilities import CapabilityContract  # noqa: E402
 from otpagent.testing.contract.claims import ClaimContract  # noqa: E402
 from otpagent.testing.contract.concurrency import ConcurrencyContract  # noqa: E402
@@ -44,6 +45,7 @@ from otpagent.testing.contract.webhook_outbox import WebhookOutboxContract  # no
 
 __all__ = [
     "BatchIssueContract",
+    "BatchUpdateContract",
     "CapabilityContract",
     "ClaimContract",
     "ConcurrencyContract",
@@ -65,9 +67,9 @@ __all__ = [
 
 
 class InProcessStorageContract(
-    CapabilityContract, EnqueueContract, ClaimContract, UpdateContract, SharedStateContract, RateLimitContract,
-    OtpStoreContract, BatchIssueContract, ProviderEventContract, HousekeepingContract, WebhookOutboxContract,
-    WakeupContract, ConcurrencyContract,
+    CapabilityContract, EnqueueContract, ClaimContract, UpdateContract, BatchUpdateContract, SharedStateContract,
+    RateLimitContract, OtpStoreContract, BatchIssueContract, ProviderEventContract, HousekeepingContract,
+    WebhookOutboxContract, WakeupContract, ConcurrencyContract,
 ):
     """The whole contract for a store that lives in one process (the in-memory one): everything
     but the cross-process tests, which are then not collected at all rather than skipped."""

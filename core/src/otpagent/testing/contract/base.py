@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import pytest
 
 from otpagent.protocols import (
+    BatchUpdates,
     Capability,
     Housekeeping,
     OtpStore,
@@ -98,6 +99,11 @@ class ContractBase:
     def wakeup(self, storage: StorageBackend) -> WorkWakeup:
         _declared(storage, Capability.WORK_WAKEUP)
         return require(storage, Capability.WORK_WAKEUP, config_path="storage", needed_by="the contract suite")
+
+    @pytest.fixture
+    def batch_updates(self, storage: StorageBackend) -> BatchUpdates:
+        _declared(storage, Capability.BATCH_UPDATES)
+        return require(storage, Capability.BATCH_UPDATES, config_path="storage", needed_by="the contract suite")
 
     @pytest.fixture
     def shared_store(self, store_opener: StoreOpener) -> StoreOpener:
