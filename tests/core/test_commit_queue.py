@@ -135,3 +135,28 @@ def test_a_waiter_interrupted_as_it_is_handed_the_lead_passes_it_on(monkeypatch:
     assert groups == [["waiting"]], "the interrupted caller's write was taken back, the other one led"
     queue.run("later")
     assert groups[-1] == ["later"]
+
+
+def test_writes_run_together_share_one_group_in_order_even_behind_a_leader() -> None:
+    groups: list[list[str]] = []
+    queue: CommitQueue[str] = CommitQueue(groups.append)
+    queue.run_many(["a", "b", "c"])
+    assert groups == [["a", "b", "c"]]
+
+    batch = threading.Thread(target=queue.run_many, args=(["x", "y", "z"],))
+    single = threading.Thread(target=queue.run, args=("s",))
+    with queue.held():
+        batch.start()
+        deadline = time.monotonic() + 10
+        while queue.queued < 3 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        single.start()
+        while queue.queued < 4 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert queue.queued == 4
+    for thread in (batch, single):
+        thread.join(10)
+        assert not thread.is_alive()
+    assert groups[1] == ["x", "y", "z", "s"], "the batch leads the next group, in its order, with what queued after"
+    queue.run_many([])
+    assert len(groups) == 2, "an empty batch commits nothing"
