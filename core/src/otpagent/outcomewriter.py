@@ -36,8 +36,8 @@ log = get_logger("otpagent.outcomewriter")
 
 #: The most outcomes written by one ``update_messages`` call.
 MAX_BATCH = 256
-#: How long a worker waiting for room looks again (the writer also wakes it after each batch).
-_ROOM_POLL_SECONDS = 0.05
+#: How long a worker waiting for room looks again at most (the writer wakes it after each batch).
+_ROOM_POLL_SECONDS = 0.5
 
 
 class _Item:
@@ -61,7 +61,7 @@ class OutcomeWriter:
         self.name = name
         self._items: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()  # None: write what is left, end
         self._lock = threading.Lock()
-        self._room = threading.Event()
+        self._room = threading.Condition(self._lock)  # notified after each batch written
         self._pending = 0
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -97,11 +97,11 @@ class OutcomeWriter:
             self._wait_for_room()
 
     def _wait_for_room(self) -> None:
-        self._room.clear()
         # Bounded by the writer: it wakes us after every batch, and a writer that has ended
         # leaves nothing to wait for.
-        while self._pending > self.limit and self.running:
-            self._room.wait(_ROOM_POLL_SECONDS)
+        with self._room:
+            while self._pending > self.limit and self.running:
+                self._room.wait(_ROOM_POLL_SECONDS)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Write everything handed over so far, then end the thread; True when it ended in time."""
@@ -134,9 +134,9 @@ class OutcomeWriter:
                     break
             if batch:
                 self._write(batch)
-                with self._lock:
+                with self._room:
                     self._pending -= len(batch)
-                self._room.set()
+                    self._room.notify_all()
 
     def _write(self, batch: list[_Item]) -> None:
         results: list[bool | Exception]
