@@ -50,8 +50,10 @@ _STATEMENT = (
     f"attempts AS (INSERT INTO delivery_reports ({', '.join(ATTEMPT_COLUMNS)}) SELECT {', '.join(ATTEMPT_COLUMNS)} "
     "  FROM json_populate_recordset(NULL::delivery_reports, %s::json)), "
     # A filter, not a join, so the events keep their order (their ids order a message's history).
-    "noted AS (INSERT INTO events (message_id, type, at, data) SELECT e.message_id, e.type, e.at, e.data "
-    "  FROM json_to_recordset(%s::json) AS e(k integer, message_id text, type text, at double precision, data text) "
+    # An event's data travels as a JSON object inside the array (not a string encoded twice);
+    # as ``json`` (not ``jsonb``) it reads back as the very text it was sent as.
+    "noted AS (INSERT INTO events (message_id, type, at, data) SELECT e.message_id, e.type, e.at, e.data::text "
+    "  FROM json_to_recordset(%s::json) AS e(k integer, message_id text, type text, at double precision, data json) "
     "  WHERE e.k = ANY(ARRAY(SELECT k FROM applied))) "
     "SELECT k FROM applied"
 ).encode()
@@ -74,7 +76,7 @@ class OutcomeMerge:
             if o.attempt is not None:
                 attempts.append(attempt_to_row(o.attempt))
             events.extend({"k": k, "message_id": e.message_id, "type": e.type, "at": e.at,
-                           "data": json.dumps(dict(e.data)) if e.data else None} for e in o.events)
+                           "data": dict(e.data) if e.data else None} for e in o.events)
         return _STATEMENT, [json.dumps(updates), json.dumps(attempts), json.dumps(events)]
 
     @staticmethod

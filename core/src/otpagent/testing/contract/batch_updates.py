@@ -39,7 +39,9 @@ class BatchUpdateContract(ContractBase):
         assert (m.status, m.channel, m.provider_message_id, m.cost, m.updated_at) == (
             Status.SENT, "SMS", "SM1", 0.25, T0 + 1)
         assert (m.lease_owner, m.lease_expires_at) == (None, None)
-        assert [e.type for e in storage.get_events(sent)] == ["queued", "attempt", "sent"]
+        assert [(e.type, dict(e.data)) for e in storage.get_events(sent)][1:] == [
+            ("attempt", {"channel": "SMS"}), ("sent", {"channel": "SMS", "cost": 0.25})]
+        assert storage.get_events(sent)[0].type == "queued"
         r = storage.get_message(retrying)
         assert r is not None
         assert (r.status, r.due_at, r.last_error, r.lease_owner) == (Status.RETRYING, T0 + 9, "SMS: busy [30001]", None)
