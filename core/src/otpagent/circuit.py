@@ -119,7 +119,8 @@ class CircuitBreakers:
             window.append(ok)
             self._consecutive[channel] = 0 if ok else self._consecutive[channel] + 1
             consecutive = self._consecutive[channel]
-            failures = sum(1 for x in window if not x)
+            # Counted only when it can matter: a success never trips the breaker.
+            failures = 0 if ok else window.count(False)
             calls = len(window)
         if ok:
             if self._shared(channel, now)["state"] != "closed":
