@@ -144,7 +144,7 @@ class Dispatcher:
                                 tick=max(0.01, min(1.0, cfg.channel_timeout_grace_seconds / 2)))
         self._pool.start()
         if self.capabilities.batch_updates is not None:
-            self._writer = OutcomeWriter(self.capabilities.batch_updates, limit=cfg.workers, on_lost=self._lost)
+            self._writer = OutcomeWriter(self.capabilities.batch_updates, limit=2 * cfg.workers, on_lost=self._lost)
             self._writer.start()
         pool = self._pool
         self._heartbeat = LeaseHeartbeat(self._renew_leases, lease_seconds=cfg.lease_seconds,
