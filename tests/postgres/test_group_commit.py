@@ -15,8 +15,9 @@ import psycopg
 import pytest
 
 from otpagent.model import Event, Status
-from otpagent.protocols import MessageUpdate
+from otpagent.protocols import MessageUpdate, MessageWrite
 from otpagent.testing import T0, make_attempt, new
+from otpagent_postgres import groupcommit
 from otpagent_postgres.groupcommit import GroupCommit, GroupedWrite
 from otpagent_postgres.queue import update_message as queue_update
 
@@ -242,3 +243,30 @@ def test_when_the_leader_is_interrupted_every_write_of_its_group_hears_so(open_s
     assert sizes == [2]
     kinds = sorted("interrupted" if r == "interrupted" else type(r).__name__ for r in out.values())
     assert kinds == ["RuntimeError", "interrupted"], out  # the other write never passes for applied
+
+
+def test_a_batch_of_outcomes_is_one_group_written_by_one_statement(open_store: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    store = open_store()
+    messages = claimed(store, 5)
+    plans: list[list[int]] = []
+    plan = groupcommit._statements
+
+    def recorded(group: list[GroupedWrite[Any]]) -> Any:
+        planned = plan(group)
+        plans.extend(indices for indices, _, _ in planned)
+        return planned
+
+    monkeypatch.setattr(groupcommit, "_statements", recorded)
+    writes = []
+    for index, m in enumerate(messages):
+        update, attempt, events = sent(m.id, owner="w1" if index != 2 else "someone-else")
+        writes.append(MessageWrite(update=update, now=T0 + 1, attempt=attempt, events=events))
+
+    results = store.update_messages(writes)
+
+    assert results == [True, True, False, True, True]
+    assert plans == [[0, 1, 2, 3, 4]], "the five outcomes share one statement"
+    statuses = [store.get_message(m.id).status for m in messages]
+    assert statuses == [Status.SENT, Status.SENT, Status.SENDING, Status.SENT, Status.SENT]
+    assert all(len(store.get_attempts(m.id)) == 1 for m in messages)
