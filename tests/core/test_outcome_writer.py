@@ -181,6 +181,8 @@ def test_the_dispatcher_keeps_a_message_in_hand_until_its_outcome_is_written(mak
         assert agent.dispatcher.pool is not None
         assert wait_for(lambda: agent.dispatcher.pool.busy == 0)  # type: ignore[union-attr]
         assert agent.dispatcher.inflight == 1, "sent, its outcome not written: still in hand"
+        assert agent.dispatcher.outcomes_unwritten == 1
+        assert agent.get_metrics()["this_process"]["outcomes_unwritten"] == 1
         assert agent.get_delivery_report(message_id).status is Status.SENDING
         assert agent.dispatcher.counters["sent"] == 0, "counted only once written"
         assert agent.wait_until_idle(0.1) is False

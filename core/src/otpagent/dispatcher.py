@@ -131,6 +131,12 @@ class Dispatcher:
         return (pool.busy if pool is not None else 0) + (writer.pending if writer is not None else 0)
 
     @property
+    def outcomes_unwritten(self) -> int:
+        """Outcomes handed to the outcome writer and not yet written (growing: the store lags)."""
+        writer = self._writer
+        return writer.pending if writer is not None else 0
+
+    @property
     def pool(self) -> WorkerPool | None:
         """The worker threads while running (live and abandoned counts for metrics and tests)."""
         return self._pool

@@ -140,6 +140,7 @@ def _this_process(agent: IntelligentOTPAgent) -> dict[str, Any]:
         "is_running": agent.is_running,
         "worker_threads": agent.config.dispatcher.workers,
         "inflight": dispatcher.inflight,
+        "outcomes_unwritten": dispatcher.outcomes_unwritten,
         # Plugin guard rails: threads still stuck in an abandoned channel call.
         "abandoned_threads": dispatcher.pool.abandoned if dispatcher.pool is not None else 0,
         "events_dropped": agent.bus.dropped,

@@ -185,9 +185,14 @@ class ProcessCollector(Collector):
                                       labels=["process"])
         dropped.add_metric([process], agent.bus.dropped)
         yield dropped
-        inflight = _gauge("otpagent_inflight", "Sends in flight in this process", ["process"])
+        inflight = _gauge("otpagent_inflight", "Messages in hand in this process: being sent, or sent with "
+                          "their outcome not yet written", ["process"])
         inflight.add_metric([process], agent.dispatcher.inflight)
         yield inflight
+        unwritten = _gauge("otpagent_outcomes_unwritten", "Outcomes this process's outcome writer has not "
+                           "written yet (growing: the store cannot keep up)", ["process"])
+        unwritten.add_metric([process], agent.dispatcher.outcomes_unwritten)
+        yield unwritten
         working = _gauge("otpagent_process_working", "1 while this process's dispatcher works the queue",
                          ["process"])
         working.add_metric([process], 1.0 if agent.is_running else 0.0)
