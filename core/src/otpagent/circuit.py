@@ -59,18 +59,18 @@ class CircuitBreakers:
 
     # -- reading -------------------------------------------------------------------------------
     def _shared(self, channel: str, now: float, fresh: bool = False) -> dict[str, Any]:
-        with self._lock:
-            cached = self._cache.get(channel)
-            if cached is not None and not fresh and now - cached[0] < self.cache_seconds:
-                return cached[1]
+        # The cache holds immutable (time, state) pairs, read and replaced whole: a dict's get
+        # and set are atomic, so every worker thread reads it (several times a message) without
+        # taking a lock. Two threads refreshing at once both read the store; either answer is fine.
+        cached = self._cache.get(channel)
+        if cached is not None and not fresh and now - cached[0] < self.cache_seconds:
+            return cached[1]
         value = _decode(self.shared.get_state(f"circuit:{channel}"))
-        with self._lock:
-            self._cache[channel] = (now, value)
+        self._cache[channel] = (now, value)
         return value
 
     def _remember(self, channel: str, now: float, value: dict[str, Any]) -> None:
-        with self._lock:
-            self._cache[channel] = (now, value)
+        self._cache[channel] = (now, value)
 
     def state(self, channel: str, now: float) -> str:
         """``closed``, ``open`` or ``half_open`` (open and due for a probe counts as half-open)."""
