@@ -86,8 +86,7 @@ class RoutePlanner:
 
     def channel_stats(self) -> Mapping[str, ChannelStats]:
         now = self.clock()
-        with self._lock:
-            read_at, stats = self._stats
+        read_at, stats = self._stats  # a pair replaced whole: read without the lock, every message
         if now - read_at >= self._stats_ttl and self._take_refresh("stats", read_at):
             try:
                 with self._lock:
@@ -225,8 +224,7 @@ class RoutePlanner:
     def spent_today(self) -> Mapping[str, float]:
         """Cost of today's (UTC) attempts per channel, refreshed every few seconds."""
         now = self.clock()
-        with self._lock:
-            read_at, spend = self._spend
+        read_at, spend = self._spend  # as in channel_stats
         if now - read_at >= self._stats_ttl and self._take_refresh("spend", read_at):
             try:
                 with self._lock:
