@@ -17,7 +17,7 @@ import pytest
 
 from otpagent import MessageRequest, Status
 from otpagent.model import Event
-from otpagent.outcomewriter import OutcomeWriter
+from otpagent.outcomewriter import MAX_BATCH, OutcomeWriter
 from otpagent.protocols import MessageUpdate, MessageWrite
 from tests.conftest import wait_for
 
@@ -75,6 +75,20 @@ def test_outcomes_that_gather_during_a_write_go_together_in_the_next(store: Slow
     assert store.calls == [["m0"], ["m1", "m2", "m3", "m4", "m5"]]
     assert outcomes == {f"m{i}": True for i in range(6)}
     assert writer.stop(10)
+
+
+def test_a_call_writes_at_most_max_batch_outcomes_and_none_is_left_out(store: SlowStore) -> None:
+    writer, outcomes = writer_for(store, limit=1000)
+    writer.submit(write("m0"), done(outcomes, "m0"))
+    assert store.entered.wait(10)
+    for i in range(1, MAX_BATCH + 44):
+        writer.submit(write(f"m{i}"), done(outcomes, f"m{i}"))
+    store.gate.set()
+    assert writer.stop(10)
+
+    assert [len(call) for call in store.calls] == [1, MAX_BATCH, 43]
+    assert [mid for call in store.calls for mid in call] == [f"m{i}" for i in range(MAX_BATCH + 44)]
+    assert len(outcomes) == MAX_BATCH + 44
 
 
 def test_a_worker_waits_for_room_when_limit_outcomes_wait(store: SlowStore) -> None:

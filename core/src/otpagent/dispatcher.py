@@ -415,7 +415,7 @@ class Dispatcher:
         self.tracing.events(events)  # on this thread: the message's span is current here
         done = functools.partial(self._recorded, message.id, events, counter, wake)
         writer = self._writer
-        if writer is not None and writer.running:
+        if writer is not None:  # once it is stopped, it writes a late outcome at once itself
             writer.submit(MessageWrite(update=update, now=now, attempt=attempt, events=events), done)
         else:
             done(self.storage.update_message(update, now, attempt=attempt, events=events))

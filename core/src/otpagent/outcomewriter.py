@@ -121,10 +121,7 @@ class OutcomeWriter:
         while not ending:
             batch: list[_Item] = []
             item = self._items.get()
-            for _ in range(MAX_BATCH):
-                if item is None:
-                    ending = True
-                    break
+            while item is not None:  # at most MAX_BATCH: what has gathered, up to that many
                 batch.append(item)
                 if len(batch) == MAX_BATCH:
                     break
@@ -132,6 +129,8 @@ class OutcomeWriter:
                     item = self._items.get_nowait()
                 except queue.Empty:
                     break
+            else:
+                ending = True  # stop() asked: what came before is in this batch
             if batch:
                 self._write(batch)
                 with self._room:
