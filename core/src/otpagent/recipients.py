@@ -7,6 +7,7 @@ a send to the wrong person or a cryptic provider error later.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from otpagent.errors import InvalidRequest
@@ -111,6 +112,9 @@ def _parsed(raw: str) -> _Phone | str:
     parses it once: parsing is the dearest step of taking a message in.
     """
     phonenumbers = _phonenumbers()
+    fast = _canonical(phonenumbers, raw)
+    if fast is not None:
+        return fast
     try:
         number = phonenumbers.parse(raw, None)
     except phonenumbers.NumberParseException as exc:
@@ -118,6 +122,58 @@ def _parsed(raw: str) -> _Phone | str:
     if not phonenumbers.is_possible_number(number):
         return "wrong length for its country"
     return _Phone(number, str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)))
+
+
+#: Already E.164: ``+``, a first digit that is not 0, 7 to 15 digits in all.
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+def _canonical(phonenumbers: Any, raw: str) -> _Phone | None:
+    """``raw`` accepted without ``phonenumbers.parse`` when it is already in E.164 form and the
+    parse could change nothing in it; None sends it through the full parse.
+
+    Most numbers arrive like this (API callers send E.164), and the full parse, built for any
+    national or punctuated form, costs several times more than the checks it ends in. Those
+    checks are the library's own: its country codes, its national-prefix pattern and
+    :func:`phonenumbers.is_possible_number`. What this skips is only what cannot apply to
+    canonical digits (punctuation, extensions, national forms), and it declines whenever the
+    parse might rewrite the number: a national number starting with 0 (Italian leading zeros,
+    trunk prefixes) or one the country's national-prefix pattern matches (a ``+1 1...``).
+    ``tests/core/test_phone_fast_path.py`` checks it against the full parse country by country.
+    """
+    if _E164.fullmatch(raw) is None:
+        return None
+    digits = raw[1:]
+    for size in (1, 2, 3):  # calling codes are prefix-free: at most one of these is one
+        code = int(digits[:size])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    national = digits[size:]
+    if national[0] == "0" or _national_prefix_may_apply(code, national):
+        return None
+    number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+    return _Phone(number, raw) if phonenumbers.is_possible_number(number) else None
+
+
+def _national_prefix_may_apply(code: int, national: str) -> bool:
+    """Whether the parse would try to strip a national prefix (or carrier code) from ``national``."""
+    pattern = _national_prefix(code)
+    if pattern is None:
+        return False
+    match = pattern.match(national)
+    return match is not None and (match.end() > 0 or any(g is not None for g in match.groups()))
+
+
+@functools.cache
+def _national_prefix(code: int) -> re.Pattern[str] | None:
+    """The compiled national-prefix-for-parsing pattern of the calling code's main region."""
+    phonenumbers = _phonenumbers()
+    region = phonenumbers.region_code_for_country_code(code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+    pattern = metadata.national_prefix_for_parsing if metadata is not None else None
+    return re.compile(pattern) if pattern else None
 
 
 def normalise_email(value: str, field: str = "email") -> str:
