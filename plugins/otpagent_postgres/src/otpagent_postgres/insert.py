@@ -1,9 +1,14 @@
 """Enqueueing in one statement: the messages, their ``queued`` events and the wake-up together.
 
-One ``INSERT ... SELECT`` from a JSON array of rows per table, both in one data-modifying CTE that
-ends in ``pg_notify``: whatever the batch size, the server parses and plans one statement
-(prepared after a few calls), and in autocommit the whole enqueue is one round trip and one
-commit. The notification is delivered when that commit lands, as with a separate NOTIFY.
+The inserts of both tables sit in one data-modifying CTE that ends in ``pg_notify``: the server
+parses and plans one statement (prepared after a few calls), and in autocommit the whole
+enqueue is one round trip and one commit. The notification is delivered when that commit
+lands, as with a separate NOTIFY.
+
+A batch travels as one JSON array of rows per table (``INSERT ... SELECT`` from
+``json_populate_recordset``), so one statement serves every batch size. A single message, the
+commonest enqueue, travels as plain parameters (``INSERT ... VALUES``): unpacking a JSON record
+costs the server more than the insert itself when there is only one.
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ _INSERT = (
     "SELECT pg_notify(%s, %s)"
 ).encode()
 
+_INSERT_ONE = (
+    f"WITH m AS (INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(MESSAGE_COLUMNS))})), "
+    "e AS (INSERT INTO events (message_id, type, at, data) VALUES (%s, %s, %s, %s)) "
+    "SELECT pg_notify(%s, %s)"
+).encode()
+
 
 def insert_statement(items: Sequence[NewMessage], now: float, schema: str) -> tuple[bytes, list[Any]]:
     """The statement inserting ``items`` (none of them keyed: nothing can clash but an id) with
@@ -36,6 +48,11 @@ def insert_statement(items: Sequence[NewMessage], now: float, schema: str) -> tu
     dumpers walk every element in Python, which cost more than the whole insert. (JSON keeps
     floats exact: Python writes the shortest repr that reads back to the same double.)
     """
+    if len(items) == 1:
+        item = items[0]
+        row = message_to_row(item.message, item.fingerprint)
+        event = queued_event_row(item.message, now)
+        return _INSERT_ONE, [*(row[c] for c in MESSAGE_COLUMNS), *event, NOTIFY_CHANNEL, schema]
     rows = [message_to_row(i.message, i.fingerprint) for i in items]
     events = [dict(zip(_EVENT_KEYS, queued_event_row(i.message, now), strict=True)) for i in items]
     return _INSERT, [json.dumps(rows), json.dumps(events), NOTIFY_CHANNEL, schema]

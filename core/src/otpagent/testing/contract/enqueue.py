@@ -49,6 +49,20 @@ class EnqueueContract(ContractBase):
 
         assert storage.get_message(original.id) == original
 
+    def test_messages_of_a_batch_read_back_field_for_field(self, storage: StorageBackend) -> None:
+        # A backend may write a lone message and a batch differently (PostgreSQL does): both must
+        # keep every field.
+        full = make_message(
+            email="a@example.com", subject="Hi", user_id="u1", channels=("SMS", "EMAIL"), preferred_channel="SMS",
+            max_retries=2, callback_url="https://app.example/cb", metadata={"n": 1, "s": "é"}, secret="123456",
+            expires_at=T0 + 300.25, route=("SMS", "EMAIL"), trace_context=TRACE_CONTEXT,
+        )
+        bare = make_message()
+        storage.enqueue([new(full), new(bare)], T0)
+
+        assert storage.get_message(full.id) == full
+        assert storage.get_message(bare.id) == bare
+
     def test_the_worker_that_claims_a_message_gets_its_trace_context(self, storage: StorageBackend) -> None:
         traced, untraced = new(trace_context=TRACE_CONTEXT), new()
         storage.enqueue([traced, untraced], T0)
