@@ -110,7 +110,7 @@ def _update_row(k: int, u: MessageUpdate, now: float) -> dict[str, Any]:
         if value is not None:
             row[key] = value
     if u.route is not None:
-        row["route"] = _route_text(u.route)
+        row["route"] = _route_text(tuple(u.route))
     if u.add_cost:
         row["add_cost"] = float(u.add_cost)
     if u.clear_secret:
