@@ -78,6 +78,7 @@ class _Otpagent(PeerDriver):
 
     def work(self, place: Place, job: JobLog, gate: Gate) -> None:
         from otpagent import IntelligentOTPAgent
+        from otpagent.gcsettle import settle
 
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -85,6 +86,7 @@ class _Otpagent(PeerDriver):
         with IntelligentOTPAgent(self.config(place, outbox=job.latency_path is not None)) as agent:
             counters = agent.dispatcher.counters
             job.count_with(lambda: counters["sent"] + counters["failed"])
+            settle()  # as `otpagent run` does before it starts processing
             gate()
             agent.start_processing()
             while not stop.wait(0.5):

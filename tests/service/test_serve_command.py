@@ -10,17 +10,19 @@ from pathlib import Path
 
 import httpx
 
+from otpagent.gcsettle import THRESHOLDS
 from tests.conftest import wait_for
 from tests.service.conftest import API_KEY, service_config
 from tests.service.receiver import free_port
 
 
-def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+def start(tmp_path: Path, *args: str, launcher: str = "from otpagent.cli import main; main()",
+          ) -> tuple[subprocess.Popen[str], str]:
     config = tmp_path / "config.json"
     config.write_text(json.dumps(service_config(tmp_path)))
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", "from otpagent.cli import main; main()", "--config", str(config), "serve",
+        [sys.executable, "-c", launcher, "--config", str(config), "serve",
          "--host", "127.0.0.1", "--port", str(port), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -50,6 +52,17 @@ def test_serve_sends_messages_and_stops_gracefully_on_sigterm(tmp_path: Path) ->
 
     assert process.returncode == 0, err
     assert "stopped" in err
+
+
+def test_serve_settles_the_collector_for_a_long_running_process(tmp_path: Path) -> None:
+    from tests.core.test_gcsettle import _REPORTING_CLI
+
+    process, _base = start(tmp_path, launcher=_REPORTING_CLI)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+
+    assert process.returncode == 0, err
+    assert f"settled {THRESHOLDS}" in err
 
 
 def test_serve_without_workers_leaves_the_queue_to_otpagent_run(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from otpagent.commands.common import ExitCode, friendly_errors, json_option, open_agent, print_json
+from otpagent.gcsettle import settle
 
 __all__ = ["cleanup", "config_group", "demo", "load", "plugins", "run"]
 
@@ -32,6 +33,7 @@ def run(ctx: click.Context) -> None:
 
     with open_agent(ctx) as agent:
         configure_sdk(agent.tracing)  # tracing.enabled: spans exported as OTEL_* say
+        settle()  # a long-running process of ours: the collector tuned for it (otpagent.gcsettle)
         agent.start_processing()
         click.echo(f"otpagent worker {agent.dispatcher.worker_id} running; Ctrl-C to stop", err=True)
         while not stop.wait(0.5):

@@ -42,6 +42,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_workers: bo
     require("server", "otpagent serve")
     import uvicorn
 
+    from otpagent.gcsettle import settle
     from otpagent.server import create_app, parse_server_settings
     from otpagent.server.process import CONFIG_ENV, LOG_LEVEL_ENV, WORKERS_ENV
     from otpagent.tracing_sdk import configure_sdk
@@ -66,6 +67,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_workers: bo
         # place that ends here, so the agent below is closed (sinks flushed) before we exit 0.
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: None)
+        if count == 1:
+            settle()  # the collector tuned for a long-running process (with N, each process does)
         uvicorn.run(app, host=bind_host, port=bind_port, proxy_headers=True, factory=count > 1,
                     workers=count if count > 1 else None, forwarded_allow_ips=settings.trusted_proxies,
                     server_header=False, lifespan="on", access_log=False, timeout_graceful_shutdown=10,

@@ -14,6 +14,7 @@ import os
 from starlette.applications import Starlette
 
 from otpagent.agent import IntelligentOTPAgent
+from otpagent.gcsettle import settle
 from otpagent.logs import configure_cli_logging
 from otpagent.server.app import create_app
 from otpagent.server.settings import parse_server_settings
@@ -34,7 +35,9 @@ def app_from_environment() -> Starlette:
     try:
         configure_sdk(agent.tracing)  # each process exports its own spans
         settings = parse_server_settings(agent.config.server, run_workers=os.environ.get(WORKERS_ENV, "1") != "0")
-        return create_app(agent, settings, owns_agent=True)
+        app = create_app(agent, settings, owns_agent=True)
+        settle()  # the collector tuned for a long-running process (otpagent.gcsettle)
+        return app
     except BaseException:
         agent.close()
         raise
