@@ -119,6 +119,19 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: flo
     return predicate()
 
 
+def run_until_sent(command: list[str], outbox: Path, timeout: float = 30.0) -> tuple[int, str]:
+    """Start a worker process (``otpagent run``), wait until it has written to the console
+    channel's ``outbox``, stop it with SIGTERM; its exit code and standard error."""
+    import signal
+    import subprocess
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: outbox.exists() and bool(outbox.read_text()), timeout=timeout, interval=0.05)
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=timeout)
+    return process.returncode, err
+
+
 class FakeClock:
     """A clock the test moves by hand (starts at real time so timestamps look normal)."""
 

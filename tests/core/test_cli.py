@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import agent_config
+from tests.conftest import agent_config, run_until_sent
 
 
 def otpagent(*args: str, config: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -88,19 +88,11 @@ def test_config_check_and_cleanup_and_plugins(config_file):
 
 
 def test_run_works_the_queue_until_sigterm(config_file, tmp_path):
-    import signal
-    import time
-
     otpagent("send", "--to", "+447700900123", "--priority", "HIGH", "from the queue", config=config_file)
-    proc = subprocess.Popen([sys.executable, "-m", "otpagent.cli", "--config", str(config_file), "run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outbox = tmp_path / "outbox.jsonl"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (outbox.exists() and outbox.read_text()):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    returncode, err = run_until_sent([sys.executable, "-m", "otpagent.cli", "--config", str(config_file), "run"],
+                                     outbox)
+    assert returncode == 0, err
     assert "from the queue" in outbox.read_text()
     assert "stopped" in err
 

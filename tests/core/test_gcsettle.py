@@ -7,14 +7,12 @@ must keep CPython's defaults.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from otpagent.gcsettle import THRESHOLDS
-from tests.conftest import agent_config
+from tests.conftest import agent_config, run_until_sent
 
 #: ``otpagent`` with ``settle`` reporting the collector's state once it has run.
 _REPORTING_CLI = """
@@ -56,16 +54,10 @@ def test_otpagent_run_settles_before_it_works_the_queue(tmp_path: Path) -> None:
     config.write_text(json.dumps(agent_config(tmp_path)))
     subprocess.run([sys.executable, "-m", "otpagent.cli", "--config", str(config), "send", "--to", "+447700900123",
                     "settled and sent"], check=True, capture_output=True, timeout=60)
-    proc = subprocess.Popen([sys.executable, "-c", _REPORTING_CLI, "--config", str(config), "run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outbox = tmp_path / "outbox.jsonl"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (outbox.exists() and outbox.read_text()):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _out, err = proc.communicate(timeout=30)
+    returncode, err = run_until_sent([sys.executable, "-c", _REPORTING_CLI, "--config", str(config), "run"], outbox)
 
-    assert proc.returncode == 0, err
+    assert returncode == 0, err
     assert "settled and sent" in outbox.read_text()
     assert f"settled {THRESHOLDS}" in err
     assert err.index("settled") < err.index("running"), "settled before the workers start"
