@@ -44,9 +44,10 @@ def insert_statement(items: Sequence[NewMessage], now: float, schema: str) -> tu
     """The statement inserting ``items`` (none of them keyed: nothing can clash but an id) with
     their ``queued`` events, and waking this schema's idle workers.
 
-    The rows travel as two JSON arrays, encoded in C by ``json.dumps``: psycopg's array
-    dumpers walk every element in Python, which cost more than the whole insert. (JSON keeps
-    floats exact: Python writes the shortest repr that reads back to the same double.)
+    A lone message travels as plain parameters. A batch's rows travel as two JSON arrays,
+    encoded in C by ``json.dumps``: psycopg's array dumpers walk every element in Python, which
+    cost more than the whole insert. (JSON keeps floats exact: Python writes the shortest repr
+    that reads back to the same double.)
     """
     if len(items) == 1:
         item = items[0]
