@@ -119,6 +119,22 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: flo
     return predicate()
 
 
+#: ``python -c`` code running ``otpagent`` with ``otpagent.gcsettle.settle`` reporting the
+#: collector's state on standard error once it has run (tests of ``run`` and ``serve``).
+SETTLE_REPORTING_CLI = """
+import gc, sys
+import otpagent.gcsettle as gcsettle
+settle = gcsettle.settle
+def reporting():
+    settle()
+    print(f"settled {gc.get_threshold()} frozen={gc.get_freeze_count()}", file=sys.stderr, flush=True)
+gcsettle.settle = reporting
+from otpagent.cli import main
+sys.argv[0] = "otpagent"
+main()
+"""
+
+
 def run_until_sent(command: list[str], outbox: Path, timeout: float = 30.0) -> tuple[int, str]:
     """Start a worker process (``otpagent run``), wait until it has written to the console
     channel's ``outbox``, stop it with SIGTERM; its exit code and standard error."""

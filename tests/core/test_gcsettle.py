@@ -12,21 +12,7 @@ import sys
 from pathlib import Path
 
 from otpagent.gcsettle import THRESHOLDS
-from tests.conftest import agent_config, run_until_sent
-
-#: ``otpagent`` with ``settle`` reporting the collector's state once it has run.
-_REPORTING_CLI = """
-import gc, sys
-import otpagent.gcsettle as gcsettle
-settle = gcsettle.settle
-def reporting():
-    settle()
-    print(f"settled {gc.get_threshold()} frozen={gc.get_freeze_count()}", file=sys.stderr, flush=True)
-gcsettle.settle = reporting
-from otpagent.cli import main
-sys.argv[0] = "otpagent"
-main()
-"""
+from tests.conftest import SETTLE_REPORTING_CLI, agent_config, run_until_sent
 
 
 def test_settle_freezes_start_up_and_raises_the_thresholds() -> None:
@@ -55,7 +41,8 @@ def test_otpagent_run_settles_before_it_works_the_queue(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "otpagent.cli", "--config", str(config), "send", "--to", "+447700900123",
                     "settled and sent"], check=True, capture_output=True, timeout=60)
     outbox = tmp_path / "outbox.jsonl"
-    returncode, err = run_until_sent([sys.executable, "-c", _REPORTING_CLI, "--config", str(config), "run"], outbox)
+    command = [sys.executable, "-c", SETTLE_REPORTING_CLI, "--config", str(config), "run"]
+    returncode, err = run_until_sent(command, outbox)
 
     assert returncode == 0, err
     assert "settled and sent" in outbox.read_text()

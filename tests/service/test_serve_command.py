@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from otpagent.gcsettle import THRESHOLDS
-from tests.conftest import wait_for
+from tests.conftest import SETTLE_REPORTING_CLI, wait_for
 from tests.service.conftest import API_KEY, service_config
 from tests.service.receiver import free_port
 
@@ -55,9 +55,7 @@ def test_serve_sends_messages_and_stops_gracefully_on_sigterm(tmp_path: Path) ->
 
 
 def test_serve_settles_the_collector_for_a_long_running_process(tmp_path: Path) -> None:
-    from tests.core.test_gcsettle import _REPORTING_CLI
-
-    process, _base = start(tmp_path, launcher=_REPORTING_CLI)
+    process, _base = start(tmp_path, launcher=SETTLE_REPORTING_CLI)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=30)
 
