@@ -1,7 +1,8 @@
 """A group of outcomes in one statement: the updates, their attempts and their events.
 
 When a group commit holds several outcomes (:mod:`otpagent_postgres.groupcommit`), one
-statement writes them all: the rows travel as JSON arrays (encoded in C), the conditional
+statement writes them all: the rows travel as JSON (encoded in C; an update or an attempt as an
+array of its fields, with no keys to encode or parse, an event as an object), the conditional
 ``UPDATE ... FROM`` applies each update where its own conditions hold and returns which did,
 every attempt is inserted, and only the applied updates' events. One statement instead of one
 per outcome: the server plans and runs it once, and the client builds and reads it once.
@@ -24,16 +25,38 @@ import psycopg
 
 from otpagent.model import Attempt
 from otpagent.protocols import MessageUpdate, MessageWrite
-from otpagent.storage.rows import ATTEMPT_COLUMNS, attempt_to_row
+from otpagent.storage.rows import ATTEMPT_COLUMNS
 
 __all__ = ["OUTCOMES", "OutcomeMerge"]
 
+#: The update record's fields, in the order each travels in its JSON array.
+_UPDATE_FIELDS = (
+    ("k", "integer"), ("id", "text"), ("status", "text"), ("at", "double precision"),
+    ("due_at", "double precision"), ("route_index", "integer"), ("channel_attempts", "integer"),
+    ("attempt_count", "integer"), ("channel", "text"), ("provider_message_id", "text"), ("last_error", "text"),
+    ("route", "text"), ("add_cost", "double precision"), ("clear_secret", "boolean"), ("keep_lease", "boolean"),
+    ("statuses", "text"), ("owner", "text"), ("expected_pid", "text"),
+)
+#: The attempt record's fields, in the order each travels in its JSON array.
+_ATTEMPT_FIELDS = (
+    ("message_id", "text"), ("number", "integer"), ("channel", "text"), ("outcome", "text"),
+    ("started_at", "double precision"), ("finished_at", "double precision"), ("provider_message_id", "text"),
+    ("error_code", "text"), ("error_message", "text"), ("cost", "double precision"),
+    ("delivery_status", "text"), ("status_updated_at", "double precision"),
+)
+
+
+def _columns(fields: Sequence[tuple[str, str]]) -> str:
+    """``(a->>0)::integer AS k, ...``: an array's elements as typed columns (text needs no cast)."""
+    return ", ".join(f"(a->>{i}){'' if kind == 'text' else '::' + kind} AS {name}"
+                     for i, (name, kind) in enumerate(fields))
+
+
 _STATEMENT = (
-    "WITH v AS (SELECT * FROM json_to_recordset(%s::json) AS v(k integer, id text, status text, "
-    "  at double precision, due_at double precision, route_index integer, channel_attempts integer, "
-    "  attempt_count integer, channel text, provider_message_id text, last_error text, route text, "
-    "  add_cost double precision, clear_secret boolean, keep_lease boolean, statuses text, owner text, "
-    "  expected_pid text)), "
+    # Records travel as JSON arrays (no keys to encode or parse), read once as jsonb, whose
+    # elements are then read by position. Numbers keep their exact digits (jsonb's numeric), so
+    # a double reads back bit for bit.
+    f"WITH v AS (SELECT {_columns(_UPDATE_FIELDS)} FROM jsonb_array_elements(%s::jsonb) a), "
     "applied AS (UPDATE messages m SET status = v.status, updated_at = v.at, due_at = COALESCE(v.due_at, m.due_at), "
     "  route_index = COALESCE(v.route_index, m.route_index), "
     "  channel_attempts = COALESCE(v.channel_attempts, m.channel_attempts), "
@@ -49,13 +72,13 @@ _STATEMENT = (
     "  AND (v.statuses IS NULL OR m.status = ANY(string_to_array(v.statuses, ','))) "
     "  AND (v.owner IS NULL OR m.lease_owner = v.owner) "
     "  AND (v.expected_pid IS NULL OR m.provider_message_id = v.expected_pid) RETURNING v.k), "
-    f"attempts AS (INSERT INTO delivery_reports ({', '.join(ATTEMPT_COLUMNS)}) SELECT {', '.join(ATTEMPT_COLUMNS)} "
-    "  FROM json_populate_recordset(NULL::delivery_reports, %s::json)), "
-    # A filter, not a join, so the events keep their order (their ids order a message's history).
-    # An event's data travels as a JSON object inside the array (not a string encoded twice);
-    # as ``json`` (not ``jsonb``) it reads back as the very text it was sent as.
-    "noted AS (INSERT INTO events (message_id, type, at, data) SELECT e.message_id, e.type, e.at, e.data::text "
-    "  FROM json_to_recordset(%s::json) AS e(k integer, message_id text, type text, at double precision, data json) "
+    f"attempts AS (INSERT INTO delivery_reports ({', '.join(ATTEMPT_COLUMNS)}) "
+    f"  SELECT {_columns(_ATTEMPT_FIELDS)} FROM jsonb_array_elements(%s::jsonb) a), "
+    # Events stay ``json`` (not ``jsonb``): an event's data is stored as the very text it was
+    # sent as. A filter, not a join, keeps their order (their ids order a message's history).
+    "noted AS (INSERT INTO events (message_id, type, at, data) "
+    "  SELECT e.message_id, e.type, e.at, e.data::text FROM json_to_recordset(%s::json) "
+    "  AS e(k integer, message_id text, type text, at double precision, data json) "
     "  WHERE e.k = ANY(ARRAY(SELECT k FROM applied))) "
     "SELECT k FROM applied"
 ).encode()
@@ -70,11 +93,12 @@ class OutcomeMerge:
         if len(ids) < len(outcomes) or any(o.update.expected_statuses is not None and not o.update.expected_statuses
                                            for o in outcomes):
             return None
-        updates: list[dict[str, Any]] = []
-        attempts: list[dict[str, Any]] = []
+        updates: list[list[Any]] = []
+        attempts: list[list[Any]] = []
         events: list[dict[str, Any]] = []
         for k, o in enumerate(outcomes):
-            updates.append(_update_row(k, o.update, o.now))
+            u, now = o.update, o.now
+            updates.append(_update_row(k, u, now))
             if o.attempt is not None:
                 attempts.append(_attempt_row(o.attempt))
             for e in o.events:
@@ -91,35 +115,16 @@ class OutcomeMerge:
         return [k in applied for k in range(count)]
 
 
-#: (record key, MessageUpdate field) of the fields written as they are when given.
-_PLAIN = (
-    ("due_at", "due_at"), ("route_index", "route_index"), ("channel_attempts", "channel_attempts"),
-    ("attempt_count", "attempt_count"), ("channel", "channel"), ("provider_message_id", "provider_message_id"),
-    ("last_error", "last_error"), ("owner", "expected_owner"), ("expected_pid", "expected_provider_message_id"),
-)
-
-
-def _update_row(k: int, u: MessageUpdate, now: float) -> dict[str, Any]:
-    """The update as a JSON record. A field that is ``None`` (or a flag that is off, or no
-    cost) is left out: ``json_to_recordset`` reads a missing key as NULL, which the statement
-    treats as "keep", and every key left out is one the client need not encode nor the server
-    parse (about half of them, for the usual outcome)."""
-    row: dict[str, Any] = {"k": k, "id": u.message_id, "status": u.status.value, "at": now}
-    for key, name in _PLAIN:
-        value = getattr(u, name)
-        if value is not None:
-            row[key] = value
-    if u.route is not None:
-        row["route"] = _route_text(tuple(u.route))
-    if u.add_cost:
-        row["add_cost"] = float(u.add_cost)
-    if u.clear_secret:
-        row["clear_secret"] = True
-    if u.keep_lease:
-        row["keep_lease"] = True
-    if u.expected_statuses is not None:
-        row["statuses"] = ",".join(sorted(s.value for s in u.expected_statuses))
-    return row
+def _update_row(k: int, u: MessageUpdate, now: float) -> list[Any]:
+    """The update as a JSON array in ``_UPDATE_FIELDS`` order: ``None`` (null) keeps the stored
+    value, as does a flag that is off (false) or no cost (null)."""
+    return [
+        k, u.message_id, u.status.value, now, u.due_at, u.route_index, u.channel_attempts, u.attempt_count,
+        u.channel, u.provider_message_id, u.last_error, None if u.route is None else _route_text(tuple(u.route)),
+        float(u.add_cost) if u.add_cost else None, u.clear_secret or None, u.keep_lease or None,
+        None if u.expected_statuses is None else ",".join(sorted(s.value for s in u.expected_statuses)),
+        u.expected_owner, u.expected_provider_message_id,
+    ]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -128,9 +133,13 @@ def _route_text(route: tuple[str, ...]) -> str:
     return json.dumps(list(route))
 
 
-def _attempt_row(a: Attempt) -> dict[str, Any]:
-    """``attempt_to_row`` without its ``None`` fields (NULL when missing, as in the update)."""
-    return {key: value for key, value in attempt_to_row(a).items() if value is not None}
+def _attempt_row(a: Attempt) -> list[Any]:
+    """The attempt as a JSON array in ``_ATTEMPT_FIELDS`` order."""
+    return [
+        a.message_id, a.number, a.channel, a.outcome.value, a.started_at, a.finished_at, a.provider_message_id,
+        a.error_code, a.error_message, a.cost, a.delivery_status.value if a.delivery_status else None,
+        a.status_updated_at,
+    ]
 
 
 #: The one merger every storage shares (the group commit merges writes with the same merger).

@@ -80,5 +80,32 @@ class BatchUpdateContract(ContractBase):
         assert [(e.type, e.at, dict(e.data)) for e in storage.get_events(batched)][1:] == \
             [(e.type, e.at, dict(e.data)) for e in storage.get_events(single)][1:]
 
+    def test_every_field_of_attempts_and_events_reads_back_as_written(self, batch_updates: BatchUpdates,
+                                                                      storage: StorageBackend) -> None:
+        """Times that are not the write's own, fields left empty, data that is absent: a backend
+        that sends the common values once (the write's time, its message id) must still store
+        the uncommon ones exactly."""
+        failed, sent = claimed(storage, "w1"), claimed(storage, "w1")
+        attempt = make_attempt(failed, now=T0 + 0.75, latency=0.125, outcome=Outcome.PERMANENT,
+                               error_code="21211", error_message="Invalid 'To' number", cost=0.0)
+        failing = MessageWrite(
+            update=MessageUpdate(message_id=failed, status=Status.FAILED, expected_owner="w1",
+                                 last_error="SMS: invalid number [21211]", clear_secret=True),
+            now=T0 + 2, attempt=attempt,
+            events=(Event(type="attempt", message_id=failed, at=T0 + 0.75, data={"latency_ms": 125.0}),
+                    Event(type="failed", message_id=failed, at=T0 + 2)))
+
+        assert batch_updates.update_messages([failing, _sent(sent, "w1", cost=0.0)]) == [True, True]
+
+        assert storage.get_attempts(failed) == [attempt]
+        assert [(e.type, e.message_id, e.at, dict(e.data)) for e in storage.get_events(failed)][1:] == [
+            ("attempt", failed, T0 + 0.75, {"latency_ms": 125.0}), ("failed", failed, T0 + 2, {})]
+        m = storage.get_message(failed)
+        assert m is not None
+        assert (m.status, m.updated_at, m.last_error, m.cost, m.secret) == (
+            Status.FAILED, T0 + 2, "SMS: invalid number [21211]", 0.0, None)
+        (a,) = storage.get_attempts(sent)
+        assert (a.cost, a.finished_at, a.started_at) == (0.0, T0 + 1, T0 + 1 - 0.05)
+
     def test_an_empty_batch_is_nothing(self, batch_updates: BatchUpdates) -> None:
         assert batch_updates.update_messages([]) == []
