@@ -6,7 +6,9 @@ updating it in one transaction is what makes a limit hold across threads, proces
 
 from __future__ import annotations
 
-__all__ = ["gcra"]
+from collections.abc import Mapping, Sequence
+
+__all__ = ["gcra", "take_all"]
 
 
 def gcra(tat: float | None, now: float, interval: float, burst: int, cost: int = 1,
@@ -28,3 +30,20 @@ def gcra(tat: float | None, now: float, interval: float, burst: int, cost: int =
     if wait <= max_wait:
         return new_tat, max(0.0, wait)
     return (tat if tat is not None else now), wait
+
+
+def take_all(stored: Mapping[str, float | None], buckets: Sequence[tuple[str, float, int]],
+             now: float) -> tuple[list[float], list[tuple[str, float]]]:
+    """The rule of ``RateLimits.acquire_all``: one token from every bucket ``(key, interval,
+    burst)`` (distinct keys), or from none, given each bucket's stored TAT (missing or None
+    when fresh). A backend reads (and locks) the buckets, then stores what this returns.
+
+    Returns each bucket's wait in the order given (all 0.0 when granted; otherwise a positive
+    wait marks each bucket that had no token) and the ``(key, new TAT)`` pairs to store, which
+    are none when any bucket refused.
+    """
+    decided = [gcra(stored.get(key), now, interval, burst) for key, interval, burst in buckets]
+    waits = [wait for _, wait in decided]
+    if max(waits, default=0.0) > 0:  # a granted bucket's wait is 0.0, a refused one's positive
+        return waits, []
+    return waits, [(key, new_tat) for (key, _, _), (new_tat, _) in zip(buckets, decided, strict=True)]

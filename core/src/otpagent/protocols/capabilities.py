@@ -66,6 +66,9 @@ class RateLimits(Protocol):
         ``burst`` at most), by :func:`otpagent.ratelimit.gcra`. Returns the wait: granted when
         ``<= max_wait`` (the slot is reserved; act after that many seconds; 0.0 with the
         default), refused otherwise (nothing taken; seconds until it would be allowed).
+        With ``max_wait`` of ``-math.inf`` it is a peek: never granted, it only reports the
+        wait (positive when the bucket has no token), and backends answer it with a read of
+        the committed state, without a lock or a write.
         """
 
     def acquire_all(self, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:

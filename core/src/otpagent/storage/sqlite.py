@@ -42,7 +42,7 @@ from otpagent.protocols import (
     ProviderEventResult,
     StorageStats,
 )
-from otpagent.ratelimit import gcra
+from otpagent.ratelimit import gcra, take_all
 from otpagent.settings import describes, setting, structure
 from otpagent.storage import batch_issue, sqlreads, sqlrules
 from otpagent.storage.rows import (
@@ -399,24 +399,20 @@ class _SqliteBatchOps:
 
 
 def _acquire_all(conn: sqlite3.Connection, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
-    """``sqlrules.acquire_all`` in two statements instead of two per bucket: under SQLite's
-    write lock nothing else can move a bucket, so one read of them all and one upsert of the
-    granted ones decide the same. (PostgreSQL needs the row locks its per-bucket upserts take.)
-    The HTTP API takes two or three buckets per request inside the group commit, where every
-    statement is a turn at the GIL for the thread holding the database."""
+    """``RateLimits.acquire_all`` in two statements, not two per bucket: under SQLite's write
+    lock nothing else can move a bucket, so one read of them all and one upsert of the granted
+    ones decide the same (PostgreSQL needs the row locks its upsert takes). The HTTP API takes
+    two or three buckets per request inside the group commit, where every statement is a turn
+    at the GIL for the thread holding the database."""
     if not buckets:
         return []
     keys = [key for key, _, _ in buckets]
     rows = conn.execute(f"SELECT key, tat FROM rate_limits WHERE key IN ({', '.join('?' * len(keys))})",
                         keys).fetchall()
-    stored = {row["key"]: float(row["tat"]) if row["tat"] else None for row in rows}
-    decided = [gcra(stored.get(key), now, interval, burst) for key, interval, burst in buckets]
-    waits = [wait for _, wait in decided]
-    if max(waits) > 0:  # a granted bucket's wait is 0.0, a refused one's positive: take nothing
-        return waits
-    conn.execute(f"INSERT INTO rate_limits (key, tat) VALUES {', '.join(['(?, ?)'] * len(keys))} "
-                 "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat",
-                 [value for key, (new_tat, _) in zip(keys, decided, strict=True) for value in (key, new_tat)])
+    waits, granted = take_all({row["key"]: row["tat"] or None for row in rows}, buckets, now)
+    if granted:
+        conn.execute(f"INSERT INTO rate_limits (key, tat) VALUES {', '.join(['(?, ?)'] * len(granted))} "
+                     "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat", [v for pair in granted for v in pair])
     return waits
 
 

@@ -32,7 +32,7 @@ from otpagent.ratelimit import gcra
 from otpagent.storage.rows import Row, event_to_row
 
 __all__ = [
-    "CLAIMABLE_SQL", "FINISHED_SQL", "INSERT_EVENT", "RENEW_LEASES", "Row", "Tx", "acquire", "acquire_all",
+    "CLAIMABLE_SQL", "FINISHED_SQL", "INSERT_EVENT", "RENEW_LEASES", "Row", "Tx", "acquire",
     "apply_provider_event", "insert_event", "issue_otp", "message_update", "message_update_statement",
     "seal_legacy_secrets", "verify_otp",
 ]
@@ -197,26 +197,6 @@ def _locked_tat(tx: Tx, key: str) -> float | None:
 
 def _store_tat(tx: Tx, key: str, tat: float) -> None:
     tx.run("UPDATE rate_limits SET tat = ? WHERE key = ?", (tat, key))
-
-
-def acquire_all(tx: Tx, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
-    """One token from every bucket ``(key, interval, burst)`` (distinct keys), or from none.
-
-    Returns each bucket's wait in the order given: all 0.0 when granted (every token taken);
-    otherwise nothing is taken and a positive wait marks each bucket that had no token. Rows
-    are locked in key order, so concurrent callers never wait on each other in a cycle.
-    """
-    order = sorted(range(len(buckets)), key=lambda i: buckets[i][0])
-    waits = [0.0] * len(buckets)
-    new_tats: dict[str, float] = {}
-    for i in order:
-        key, interval, burst = buckets[i]
-        new_tats[key], waits[i] = gcra(_locked_tat(tx, key), now, interval, burst)
-    if max(waits, default=0.0) > 0:  # a granted bucket's wait is 0.0, a refused one's positive
-        return waits
-    for key, new_tat in new_tats.items():
-        _store_tat(tx, key, new_tat)
-    return waits
 
 
 def insert_event(tx: Tx, event: Event) -> None:

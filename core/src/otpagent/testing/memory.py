@@ -42,7 +42,7 @@ from otpagent.protocols import (
     ProviderEventResult,
     StorageStats,
 )
-from otpagent.ratelimit import gcra
+from otpagent.ratelimit import gcra, take_all
 from otpagent.settings import describes, setting, structure
 from otpagent.storage import batch_issue
 from otpagent.storage.rows import attempt_from_row, event_from_row, event_to_row, message_from_row, percentile
@@ -241,12 +241,8 @@ class InMemoryStorage:
 
     def acquire_all(self, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
         with self._tx() as s:
-            decisions = [gcra(s.rate_limits.get(key) or None, now, interval, burst)
-                         for key, interval, burst in buckets]
-            waits = [wait for _tat, wait in decisions]
-            if max(waits, default=0.0) <= 0:
-                for (key, _i, _b), (new_tat, _w) in zip(buckets, decisions, strict=True):
-                    s.rate_limits[key] = new_tat
+            waits, granted = take_all({key: s.rate_limits.get(key) for key, _, _ in buckets}, buckets, now)
+            s.rate_limits.update(granted)
             return waits
 
     # -- OTP store -----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Shared state (GCRA buckets, key/values), spend per day, and batched cleanup.
+"""Shared state (key/values), spend per day, and batched cleanup (the GCRA buckets: ``buckets``).
 
 Cleanup deletes in batches of ``batch_size`` rows, each batch its own short transaction, so
 it never holds locks on the hot tables for long while workers keep claiming.
@@ -6,23 +6,12 @@ it never holds locks on the hot tables for long while workers keep claiming.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 from otpagent.storage import sqlrules
-from otpagent_postgres.connection import Conn, PgTx
+from otpagent_postgres.connection import Conn
 
-__all__ = ["acquire", "acquire_all", "cleanup", "costs_by_day", "put_state", "states_with_prefix", "update_state"]
-
-
-def acquire(conn: Conn, key: str, interval: float, burst: int, now: float, cost: int,
-            max_wait: float = 0.0) -> float:
-    """One GCRA decision under the bucket's row lock (the upsert creates and locks it)."""
-    return sqlrules.acquire(PgTx(conn), key, interval, burst, now, cost, max_wait)
-
-
-def acquire_all(conn: Conn, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
-    """One token from each bucket or from none, under the buckets' row locks (taken in key order)."""
-    return sqlrules.acquire_all(PgTx(conn), buckets, now)
+__all__ = ["cleanup", "costs_by_day", "put_state", "states_with_prefix", "update_state"]
 
 
 def put_state(conn: Conn, key: str, value: str, only_if_absent: bool) -> str:

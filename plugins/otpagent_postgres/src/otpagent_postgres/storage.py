@@ -8,6 +8,7 @@ operation retries across connection loss (see :mod:`otpagent_postgres.connection
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,6 +35,7 @@ from otpagent.storage import sqlreads, sqlrules
 from otpagent.storage.batch_issue import BatchRefused
 from otpagent_postgres import housekeeping, queue
 from otpagent_postgres import otp as otp_sql
+from otpagent_postgres.buckets import acquire_buckets, peek_bucket
 from otpagent_postgres.connection import Conn, Database, PgTx
 from otpagent_postgres.groupcommit import GroupCommit, GroupedWrite
 from otpagent_postgres.insert import insert_statement
@@ -185,10 +187,14 @@ class PostgresStorage:
     # -- shared state --------------------------------------------------------------------------
     def acquire(self, key: str, interval: float, burst: int, now: float, cost: int = 1,
                 max_wait: float = 0.0) -> float:
-        return self._db.run(lambda conn, _u: housekeeping.acquire(conn, key, interval, burst, now, cost, max_wait))
+        if max_wait == -math.inf:  # a peek: a read, outside any transaction
+            return self._db.run(lambda conn, _u: peek_bucket(conn, key, interval, burst, now, cost),
+                                one_statement=True)
+        return self._db.run(lambda conn, _u: acquire_buckets(
+            conn, [(key, interval, burst)], now, cost=cost, max_wait=max_wait)[0], one_statement=True)
 
     def acquire_all(self, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
-        return self._db.run(lambda conn, _u: housekeeping.acquire_all(conn, buckets, now))
+        return self._db.run(lambda conn, _u: acquire_buckets(conn, buckets, now), one_statement=True)
 
     def get_state(self, key: str) -> str | None:
         row = self._one("SELECT value FROM state WHERE key = %s", (key,))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from otpagent.protocols import RateLimits
@@ -19,6 +21,13 @@ class RateLimitContract(ContractBase):
 
         assert waits[:3] == [0.0, 0.0, 0.0]
         assert waits[3] == pytest.approx(1.0)
+
+    def test_a_peek_reports_the_wait_and_takes_nothing(self, rate_limits: RateLimits) -> None:
+        assert rate_limits.acquire("b", 10.0, 1, T0, max_wait=-math.inf) <= 0, "a new bucket has its token"
+        assert rate_limits.acquire("b", 10.0, 1, T0) == 0.0, "the peek took nothing"
+        assert rate_limits.acquire("b", 10.0, 1, T0 + 1, max_wait=-math.inf) == pytest.approx(9.0)
+        assert rate_limits.acquire("b", 10.0, 1, T0 + 10, max_wait=-math.inf) <= 0
+        assert rate_limits.acquire("b", 10.0, 1, T0 + 10) == 0.0
 
     def test_a_bucket_refills_at_its_rate(self, rate_limits: RateLimits) -> None:
         for _ in range(3):
