@@ -2,7 +2,7 @@
 
 When a group commit holds several outcomes (:mod:`otpagent_postgres.groupcommit`), one
 statement writes them all: the rows travel as JSON (encoded in C; an update or an attempt as an
-array of its fields, with no keys to encode or parse, an event as an object), the conditional
+array of its fields, with no keys to encode or parse), the conditional
 ``UPDATE ... FROM`` applies each update where its own conditions hold and returns which did,
 every attempt is inserted, and only the applied updates' events. One statement instead of one
 per outcome: the server plans and runs it once, and the client builds and reads it once.
@@ -74,12 +74,17 @@ _STATEMENT = (
     "  AND (v.expected_pid IS NULL OR m.provider_message_id = v.expected_pid) RETURNING v.k), "
     f"attempts AS (INSERT INTO delivery_reports ({', '.join(ATTEMPT_COLUMNS)}) "
     f"  SELECT {_columns(_ATTEMPT_FIELDS)} FROM jsonb_array_elements(%s::jsonb) a), "
-    # Events stay ``json`` (not ``jsonb``): an event's data is stored as the very text it was
-    # sent as. A filter, not a join, keeps their order (their ids order a message's history).
+    # An event travels as [k, type, message id, at] (the id and time null when they are the
+    # update's, as they mostly are), its data beside it in a second array that stays ``json``
+    # (not ``jsonb``): each element is read as the very text it was sent as, and stored so.
+    # Ordered by position, so the events keep their order (their ids order a message's history).
     "noted AS (INSERT INTO events (message_id, type, at, data) "
-    "  SELECT e.message_id, e.type, e.at, e.data::text FROM json_to_recordset(%s::json) "
-    "  AS e(k integer, message_id text, type text, at double precision, data json) "
-    "  WHERE e.k = ANY(ARRAY(SELECT k FROM applied))) "
+    "  SELECT COALESCE(e.a->>2, v.id), e.a->>1, COALESCE((e.a->>3)::double precision, v.at), "
+    "  NULLIF(d.x::text, 'null') "
+    "  FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(a, n) "
+    "  JOIN json_array_elements(%s::json) WITH ORDINALITY AS d(x, n) ON d.n = e.n "
+    "  JOIN v ON v.k = (e.a->>0)::integer "
+    "  WHERE v.k = ANY(ARRAY(SELECT k FROM applied)) ORDER BY e.n) "
     "SELECT k FROM applied"
 ).encode()
 
@@ -95,18 +100,18 @@ class OutcomeMerge:
             return None
         updates: list[list[Any]] = []
         attempts: list[list[Any]] = []
-        events: list[dict[str, Any]] = []
+        events: list[tuple[Any, ...]] = []
+        data: list[dict[str, Any] | None] = []
         for k, o in enumerate(outcomes):
             u, now = o.update, o.now
             updates.append(_update_row(k, u, now))
             if o.attempt is not None:
                 attempts.append(_attempt_row(o.attempt))
             for e in o.events:
-                event: dict[str, Any] = {"k": k, "message_id": e.message_id, "type": e.type, "at": e.at}
-                if e.data:
-                    event["data"] = e.data if type(e.data) is dict else dict(e.data)
-                events.append(event)
-        return _STATEMENT, [json.dumps(updates), json.dumps(attempts), json.dumps(events)]
+                events.append((k, e.type, None if e.message_id == u.message_id else e.message_id,
+                               None if e.at == now else e.at))
+                data.append((e.data if type(e.data) is dict else dict(e.data)) if e.data else None)
+        return _STATEMENT, [json.dumps(updates), json.dumps(attempts), json.dumps(events), json.dumps(data)]
 
     @staticmethod
     def read(cursor: psycopg.Cursor[tuple[Any, ...]], count: int) -> list[bool]:
