@@ -5,10 +5,13 @@ parses and plans one statement (prepared after a few calls), and in autocommit t
 enqueue is one round trip and one commit. The notification is delivered when that commit
 lands, as with a separate NOTIFY.
 
-A batch travels as one JSON array of rows per table (``INSERT ... SELECT`` from
-``json_populate_recordset``), so one statement serves every batch size. A single message, the
-commonest enqueue, travels as plain parameters (``INSERT ... VALUES``): unpacking a JSON record
-costs the server more than the insert itself when there is only one.
+A batch travels as one JSON array per table, each row an array of its values in column order
+(no keys to encode or parse), read once as ``jsonb`` and then by position: one statement serves
+every batch size. (Against rows as objects through ``json_populate_recordset``: about 8 µs less
+client CPU per message, and less on the server; numbers keep their exact digits in ``jsonb``, so
+a double reads back bit for bit.) A single message, the commonest enqueue, travels as plain
+parameters (``INSERT ... VALUES``): unpacking JSON costs the server more than the insert itself
+when there is only one.
 """
 
 from __future__ import annotations
@@ -20,15 +23,30 @@ from typing import Any
 from otpagent.protocols import NewMessage
 from otpagent.storage.rows import MESSAGE_COLUMNS, message_to_row, queued_event_row
 
-__all__ = ["NOTIFY_CHANNEL", "insert_statement"]
+__all__ = ["MESSAGE_TYPES", "NOTIFY_CHANNEL", "insert_statement"]
 
 NOTIFY_CHANNEL = "otpagent_enqueued"
 
+#: The SQL type of each column of ``MESSAGE_COLUMNS`` (checked against the table by a test).
+MESSAGE_TYPES: dict[str, str] = {
+    **dict.fromkeys(MESSAGE_COLUMNS, "text"),
+    "priority": "smallint", "max_retries": "integer", "route_index": "integer", "channel_attempts": "integer",
+    "attempt_count": "integer", "expires_at": "double precision", "created_at": "double precision",
+    "updated_at": "double precision", "due_at": "double precision", "cost": "double precision",
+    "lease_expires_at": "double precision",
+}
+
+
+def _by_position(columns: Sequence[str], types: dict[str, str]) -> str:
+    """``(a->>0), (a->>1)::smallint, ...``: a row array's elements as the columns' types."""
+    return ", ".join(f"(a->>{i})" + ("" if types[c] == "text" else f"::{types[c]}") for i, c in enumerate(columns))
+
+
 _INSERT = (
-    f"WITH m AS (INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) SELECT {', '.join(MESSAGE_COLUMNS)} "
-    "FROM json_populate_recordset(NULL::messages, %s::json)), "
-    "e AS (INSERT INTO events (message_id, type, at, data) SELECT * FROM "
-    "json_to_recordset(%s::json) AS e(message_id text, type text, at double precision, data text)) "
+    f"WITH m AS (INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
+    f"SELECT {_by_position(MESSAGE_COLUMNS, MESSAGE_TYPES)} FROM jsonb_array_elements(%s::jsonb) a), "
+    "e AS (INSERT INTO events (message_id, type, at, data) "
+    "SELECT a->>0, a->>1, (a->>2)::double precision, a->>3 FROM jsonb_array_elements(%s::jsonb) a) "
     "SELECT pg_notify(%s, %s)"
 ).encode()
 
@@ -44,19 +62,16 @@ def insert_statement(items: Sequence[NewMessage], now: float, schema: str) -> tu
     """The statement inserting ``items`` (none of them keyed: nothing can clash but an id) with
     their ``queued`` events, and waking this schema's idle workers.
 
-    A lone message travels as plain parameters. A batch's rows travel as two JSON arrays,
-    encoded in C by ``json.dumps``: psycopg's array dumpers walk every element in Python, which
-    cost more than the whole insert. (JSON keeps floats exact: Python writes the shortest repr
-    that reads back to the same double.)
+    A lone message travels as plain parameters. A batch's rows travel as two JSON arrays of
+    arrays, encoded in C by ``json.dumps``: psycopg's array dumpers walk every element in
+    Python, which cost more than the whole insert. (JSON keeps floats exact: Python writes the
+    shortest repr that reads back to the same double.)
     """
     if len(items) == 1:
         item = items[0]
         row = message_to_row(item.message, item.fingerprint)
         event = queued_event_row(item.message, now)
         return _INSERT_ONE, [*(row[c] for c in MESSAGE_COLUMNS), *event, NOTIFY_CHANNEL, schema]
-    rows = [message_to_row(i.message, i.fingerprint) for i in items]
-    events = [dict(zip(_EVENT_KEYS, queued_event_row(i.message, now), strict=True)) for i in items]
+    rows = [[row[c] for c in MESSAGE_COLUMNS] for row in (message_to_row(i.message, i.fingerprint) for i in items)]
+    events = [queued_event_row(i.message, now) for i in items]
     return _INSERT, [json.dumps(rows), json.dumps(events), NOTIFY_CHANNEL, schema]
-
-
-_EVENT_KEYS = ("message_id", "type", "at", "data")
