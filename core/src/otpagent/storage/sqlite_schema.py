@@ -121,6 +121,18 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE messages ADD COLUMN trace_context TEXT;
     """,
+    # 6: fewer index pages per commit. Every page an insert touches is a WAL frame the commit
+    # writes and syncs, and SQLite enqueues one message per commit when called one at a time.
+    # ``events(at)`` served only webhook replays (an operator's command, which may scan) and
+    # the cleanup of events without a message (which ``events_message`` finds as NULL), and
+    # ``events(type, at)`` gave every ``attempt`` event (one per send, never counted) an entry
+    # only the activity counts read. Partial on ``type <> 'attempt'``, a condition SQLite checks
+    # without a lookup, and which the counting queries state (``sqlreads``) so it is used.
+    """
+    CREATE INDEX events_activity_at ON events(type, at) WHERE type <> 'attempt';
+    DROP INDEX events_type_at;
+    DROP INDEX events_at;
+    """,
 ]
 
 SCHEMA_VERSION = len(_MIGRATIONS)
