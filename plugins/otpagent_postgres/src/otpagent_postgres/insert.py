@@ -5,11 +5,10 @@ parses and plans one statement (prepared after a few calls), and in autocommit t
 enqueue is one round trip and one commit. The notification is delivered when that commit
 lands, as with a separate NOTIFY.
 
-A batch travels as one JSON array per table, each row an array of its values in column order
-(no keys to encode or parse), read once as ``jsonb`` and then by position: one statement serves
-every batch size. (Against rows as objects through ``json_populate_recordset``: about 8 µs less
-client CPU per message, and less on the server; numbers keep their exact digits in ``jsonb``, so
-a double reads back bit for bit.) A single message, the commonest enqueue, travels as plain
+A batch travels as one JSON array per table, each row an array of its values in column order,
+read by position (:mod:`otpagent_postgres.jsonrows`): one statement serves every batch size.
+(Against rows as objects through ``json_populate_recordset``: about 8 µs less client CPU per
+message, and less on the server.) A single message, the commonest enqueue, travels as plain
 parameters (``INSERT ... VALUES``): unpacking JSON costs the server more than the insert itself
 when there is only one.
 """
@@ -22,6 +21,7 @@ from typing import Any
 
 from otpagent.protocols import NewMessage
 from otpagent.storage.rows import MESSAGE_COLUMNS, message_to_row, queued_event_row
+from otpagent_postgres.jsonrows import by_position
 
 __all__ = ["MESSAGE_TYPES", "NOTIFY_CHANNEL", "insert_statement"]
 
@@ -37,14 +37,9 @@ MESSAGE_TYPES: dict[str, str] = {
 }
 
 
-def _by_position(columns: Sequence[str], types: dict[str, str]) -> str:
-    """``(a->>0), (a->>1)::smallint, ...``: a row array's elements as the columns' types."""
-    return ", ".join(f"(a->>{i})" + ("" if types[c] == "text" else f"::{types[c]}") for i, c in enumerate(columns))
-
-
 _INSERT = (
     f"WITH m AS (INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
-    f"SELECT {_by_position(MESSAGE_COLUMNS, MESSAGE_TYPES)} FROM jsonb_array_elements(%s::jsonb) a), "
+    f"SELECT {by_position([(c, MESSAGE_TYPES[c]) for c in MESSAGE_COLUMNS])} FROM jsonb_array_elements(%s::jsonb) a), "
     "e AS (INSERT INTO events (message_id, type, at, data) "
     "SELECT a->>0, a->>1, (a->>2)::double precision, a->>3 FROM jsonb_array_elements(%s::jsonb) a) "
     "SELECT pg_notify(%s, %s)"
@@ -62,10 +57,7 @@ def insert_statement(items: Sequence[NewMessage], now: float, schema: str) -> tu
     """The statement inserting ``items`` (none of them keyed: nothing can clash but an id) with
     their ``queued`` events, and waking this schema's idle workers.
 
-    A lone message travels as plain parameters. A batch's rows travel as two JSON arrays of
-    arrays, encoded in C by ``json.dumps``: psycopg's array dumpers walk every element in
-    Python, which cost more than the whole insert. (JSON keeps floats exact: Python writes the
-    shortest repr that reads back to the same double.)
+    A lone message travels as plain parameters, a batch as two JSON arrays of row arrays.
     """
     if len(items) == 1:
         item = items[0]

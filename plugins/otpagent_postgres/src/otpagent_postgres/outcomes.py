@@ -26,6 +26,7 @@ import psycopg
 from otpagent.model import Attempt
 from otpagent.protocols import MessageUpdate, MessageWrite
 from otpagent.storage.rows import ATTEMPT_COLUMNS
+from otpagent_postgres.jsonrows import by_position
 
 __all__ = ["OUTCOMES", "OutcomeMerge"]
 
@@ -46,17 +47,9 @@ _ATTEMPT_FIELDS = (
 )
 
 
-def _columns(fields: Sequence[tuple[str, str]]) -> str:
-    """``(a->>0)::integer AS k, ...``: an array's elements as typed columns (text needs no cast)."""
-    return ", ".join(f"(a->>{i}){'' if kind == 'text' else '::' + kind} AS {name}"
-                     for i, (name, kind) in enumerate(fields))
-
-
 _STATEMENT = (
-    # Records travel as JSON arrays (no keys to encode or parse), read once as jsonb, whose
-    # elements are then read by position. Numbers keep their exact digits (jsonb's numeric), so
-    # a double reads back bit for bit.
-    f"WITH v AS (SELECT {_columns(_UPDATE_FIELDS)} FROM jsonb_array_elements(%s::jsonb) a), "
+    # Updates and attempts travel as arrays of their values (otpagent_postgres.jsonrows).
+    f"WITH v AS (SELECT {by_position(_UPDATE_FIELDS)} FROM jsonb_array_elements(%s::jsonb) a), "
     "applied AS (UPDATE messages m SET status = v.status, updated_at = v.at, due_at = COALESCE(v.due_at, m.due_at), "
     "  route_index = COALESCE(v.route_index, m.route_index), "
     "  channel_attempts = COALESCE(v.channel_attempts, m.channel_attempts), "
@@ -73,7 +66,7 @@ _STATEMENT = (
     "  AND (v.owner IS NULL OR m.lease_owner = v.owner) "
     "  AND (v.expected_pid IS NULL OR m.provider_message_id = v.expected_pid) RETURNING v.k), "
     f"attempts AS (INSERT INTO delivery_reports ({', '.join(ATTEMPT_COLUMNS)}) "
-    f"  SELECT {_columns(_ATTEMPT_FIELDS)} FROM jsonb_array_elements(%s::jsonb) a), "
+    f"  SELECT {by_position(_ATTEMPT_FIELDS)} FROM jsonb_array_elements(%s::jsonb) a), "
     # An event travels as [k, type, message id, at] (the id and time null when they are the
     # update's, as they mostly are), its data beside it in a second array that stays ``json``
     # (not ``jsonb``): each element is read as the very text it was sent as, and stored so.

@@ -1,0 +1,22 @@
+"""Rows sent as JSON arrays of their values, read on the server by position.
+
+A batch of records is one JSON parameter: encoded in C by ``json.dumps`` on the client (psycopg's
+array dumpers walk every element in Python), parsed once as ``jsonb`` on the server, each
+record's values then read by position (``a->>i``) and cast to their column's type. Arrays, not
+objects: there are no keys to encode or parse. Numbers keep their exact digits in ``jsonb``
+(Python writes the shortest repr that reads back to the same double), so a double reads back
+bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["by_position"]
+
+
+def by_position(fields: Sequence[tuple[str, str]]) -> str:
+    """``(a->>0)::integer AS k, (a->>1) AS id, ...`` for ``(name, SQL type)`` pairs, in the
+    order the values travel in each array (text needs no cast)."""
+    return ", ".join(f"(a->>{i}){'' if kind == 'text' else '::' + kind} AS {name}"
+                     for i, (name, kind) in enumerate(fields))
