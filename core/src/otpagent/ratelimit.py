@@ -32,18 +32,19 @@ def gcra(tat: float | None, now: float, interval: float, burst: int, cost: int =
     return (tat if tat is not None else now), wait
 
 
-def take_all(stored: Mapping[str, float | None], buckets: Sequence[tuple[str, float, int]],
-             now: float) -> tuple[list[float], list[tuple[str, float]]]:
-    """The rule of ``RateLimits.acquire_all``: one token from every bucket ``(key, interval,
-    burst)`` (distinct keys), or from none, given each bucket's stored TAT (missing or None
-    when fresh). A backend reads (and locks) the buckets, then stores what this returns.
+def take_all(stored: Mapping[str, float | None], buckets: Sequence[tuple[str, float, int]], now: float,
+             cost: int = 1, max_wait: float = 0.0) -> tuple[list[float], list[tuple[str, float]]]:
+    """The rule of ``RateLimits.acquire_all`` (and of ``acquire``, one bucket with its ``cost``
+    and ``max_wait``): ``cost`` tokens from every bucket ``(key, interval, burst)`` (distinct
+    keys), or from none, given each bucket's stored TAT (missing or None when fresh). A backend
+    reads (and locks) the buckets, then stores what this returns.
 
-    Returns each bucket's wait in the order given (all 0.0 when granted; otherwise a positive
-    wait marks each bucket that had no token) and the ``(key, new TAT)`` pairs to store, which
-    are none when any bucket refused.
+    Returns each bucket's wait in the order given, as :func:`gcra` reports it (at most
+    ``max_wait`` where the bucket grants: 0.0 with the default; above it where it refuses), and
+    the ``(key, new TAT)`` pairs to store, which are none when any bucket refused.
     """
-    decided = [gcra(stored.get(key), now, interval, burst) for key, interval, burst in buckets]
+    decided = [gcra(stored.get(key), now, interval, burst, cost, max_wait) for key, interval, burst in buckets]
     waits = [wait for _, wait in decided]
-    if max(waits, default=0.0) > 0:  # a granted bucket's wait is 0.0, a refused one's positive
+    if any(wait > max_wait for wait in waits):
         return waits, []
     return waits, [(key, new_tat) for (key, _, _), (new_tat, _) in zip(buckets, decided, strict=True)]

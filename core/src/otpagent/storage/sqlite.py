@@ -277,7 +277,7 @@ class SqliteStorage(SqliteWriter):
                 max_wait: float = 0.0) -> float:
         if max_wait == -math.inf:
             return self._peek(key, interval, burst, now, cost)
-        return self._grouped(lambda conn: sqlrules.acquire(SqliteTx(conn), key, interval, burst, now, cost, max_wait))
+        return self._grouped(lambda conn: _acquire_all(conn, [(key, interval, burst)], now, cost, max_wait)[0])
 
     def _peek(self, key: str, interval: float, burst: int, now: float, cost: int) -> float:
         """The wait of a request that can never be granted (``max_wait`` of -inf): a read of the
@@ -398,18 +398,19 @@ class _SqliteBatchOps:
                                       max_per_hour=self.max_per_hour, now=self.now)
 
 
-def _acquire_all(conn: sqlite3.Connection, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
-    """``RateLimits.acquire_all`` in two statements, not two per bucket: under SQLite's write
-    lock nothing else can move a bucket, so one read of them all and one upsert of the granted
-    ones decide the same (PostgreSQL needs the row locks its upsert takes). The HTTP API takes
-    two or three buckets per request inside the group commit, where every statement is a turn
-    at the GIL for the thread holding the database."""
+def _acquire_all(conn: sqlite3.Connection, buckets: Sequence[tuple[str, float, int]], now: float, cost: int = 1,
+                 max_wait: float = 0.0) -> list[float]:
+    """``RateLimits.acquire_all`` (and ``acquire``: one bucket) in two statements, not two per
+    bucket: under SQLite's write lock nothing else can move a bucket, so one read of them all
+    and one upsert of the granted ones decide the same (PostgreSQL needs the row locks its
+    upsert takes). The HTTP API takes two or three buckets per request inside the group commit,
+    where every statement is a turn at the GIL for the thread holding the database."""
     if not buckets:
         return []
     keys = [key for key, _, _ in buckets]
     rows = conn.execute(f"SELECT key, tat FROM rate_limits WHERE key IN ({', '.join('?' * len(keys))})",
                         keys).fetchall()
-    waits, granted = take_all({row["key"]: row["tat"] or None for row in rows}, buckets, now)
+    waits, granted = take_all({row["key"]: row["tat"] or None for row in rows}, buckets, now, cost, max_wait)
     if granted:
         conn.execute(f"INSERT INTO rate_limits (key, tat) VALUES {', '.join(['(?, ?)'] * len(granted))} "
                      "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat", [v for pair in granted for v in pair])

@@ -28,11 +28,10 @@ from otpagent.protocols import (
     ProviderEventOutcome,
     ProviderEventResult,
 )
-from otpagent.ratelimit import gcra
 from otpagent.storage.rows import Row, event_to_row
 
 __all__ = [
-    "CLAIMABLE_SQL", "FINISHED_SQL", "INSERT_EVENT", "RENEW_LEASES", "Row", "Tx", "acquire",
+    "CLAIMABLE_SQL", "FINISHED_SQL", "INSERT_EVENT", "RENEW_LEASES", "Row", "Tx",
     "apply_provider_event", "insert_event", "issue_otp", "message_update", "message_update_statement",
     "seal_legacy_secrets", "verify_otp",
 ]
@@ -176,27 +175,6 @@ def _update_conditions(u: MessageUpdate) -> tuple[list[str], list[Any]]:
             where.append(f"{column} = ?")
             params.append(value)
     return where, params
-
-
-def acquire(tx: Tx, key: str, interval: float, burst: int, now: float, cost: int, max_wait: float) -> float:
-    """One GCRA decision on bucket ``key``; the caller holds the bucket's lock (SQLite: the
-    write lock; PostgreSQL: the row lock taken by the upsert below).
-    """
-    new_tat, wait = gcra(_locked_tat(tx, key), now, interval, burst, cost, max_wait)
-    if wait <= max_wait:
-        _store_tat(tx, key, new_tat)
-    return wait
-
-
-def _locked_tat(tx: Tx, key: str) -> float | None:
-    """The bucket's theoretical arrival time (None when fresh), its row created and locked."""
-    row = tx.one("INSERT INTO rate_limits AS r (key, tat) VALUES (?, 0) "
-                 "ON CONFLICT (key) DO UPDATE SET tat = r.tat RETURNING tat", (key,))
-    return float(row["tat"]) if row is not None and row["tat"] else None
-
-
-def _store_tat(tx: Tx, key: str, tat: float) -> None:
-    tx.run("UPDATE rate_limits SET tat = ? WHERE key = ?", (tat, key))
 
 
 def insert_event(tx: Tx, event: Event) -> None:
