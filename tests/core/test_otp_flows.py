@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from otpagent import InvalidRequest, RateLimited, Status
+from otpagent import InvalidRequest, LimitsRefused, RateLimited, Status
 from tests.conftest import FakeClock, wait_for
 
 PHONE = "+447700900123"
@@ -233,3 +233,62 @@ def test_otp_templates_must_hold_the_code_placeholder(make_agent):
     with pytest.raises(ConfigError) as exc:
         make_agent(otp={"messages": {"fr": "Bonjour"}})
     assert exc.value.path == "otp.messages.fr"
+
+
+# -- the caller's own rate limits, taken by the same write as the code (``buckets=``) ---------
+def test_an_otp_and_its_buckets_are_one_storage_write(make_agent, monkeypatch):
+    """The promise that makes the HTTP API's abuse limits cheap on SQLite: a request waits for
+    one commit, not one for its limits and another for its code."""
+    agent = make_agent(otp={"fraud_guard": {"enabled": False}, "global_failures_per_minute": None})
+    writes = []
+    grouped = agent.storage._grouped
+    monkeypatch.setattr(agent.storage, "_grouped", lambda work: writes.append(work) or grouped(work))
+
+    message_id = agent.send_otp(PHONE, buckets=[("app:user:42", 60.0, 3), ("app:ip:10.0.0.1", 1.0, 5)])
+    issue_writes = len(writes)
+    ok, _ = agent.verify_otp(PHONE, "000000", buckets=[("app:verify:42", 1.0, 5)])
+
+    assert agent.storage.get_message(message_id) is not None
+    assert (issue_writes, len(writes), ok) == (1, 2, False)
+
+
+def test_a_refused_bucket_issues_nothing_and_names_itself(make_agent):
+    clock = FakeClock()
+    agent = make_agent(clock=clock)
+    agent.send_otp(PHONE, buckets=[("app:user:42", 60.0, 1)])
+
+    with pytest.raises(LimitsRefused) as refused:
+        agent.send_otp("+447700900456", buckets=[("app:other", 60.0, 5), ("app:user:42", 60.0, 1)])
+
+    assert isinstance(refused.value, RateLimited)
+    assert refused.value.reason == "rate limit app:user:42"
+    assert refused.value.retry_after == pytest.approx(60.0)
+    assert agent.get_metrics()["database_stats"]["total_messages"] == 1, "nothing was issued or queued"
+
+
+def test_a_guess_at_an_unparseable_recipient_still_takes_its_buckets(make_agent):
+    agent = make_agent(clock=FakeClock())
+
+    first = agent.verify_otp("not a number", "123456", buckets=[("app:verify", 60.0, 1)])
+    with pytest.raises(LimitsRefused):
+        agent.verify_otp("not a number either", "123456", buckets=[("app:verify", 60.0, 1)])
+
+    assert first == (False, "invalid")
+
+
+@pytest.mark.parametrize(("buckets", "field", "reason"), [
+    ([("k", 1.0)], "buckets[0]", "(key, interval, burst)"),
+    ([("", 1.0, 1)], "buckets[0]", "key must be a non-empty string"),
+    ([("k", -1.0, 1)], "buckets[0]", "interval must be seconds >= 0"),
+    ([("k", 1.0, 0)], "buckets[0]", "burst must be an integer >= 1"),
+    ([("k", 1.0, 1), ("k", 2.0, 1)], "buckets[1]", "given twice"),
+    ("k", "buckets", "must be a list"),
+])
+def test_bad_buckets_are_refused_naming_the_entry(make_agent, buckets, field, reason):
+    agent = make_agent()
+
+    with pytest.raises(InvalidRequest) as bad:
+        agent.send_otp(PHONE, buckets=buckets)
+
+    assert [(e.field, reason in e.reason) for e in bad.value.errors] == [(field, True)]
+    assert agent.get_metrics()["database_stats"]["total_messages"] == 0

@@ -10,7 +10,7 @@ The public API::
 """
 
 from otpagent.agent import IntelligentOTPAgent
-from otpagent.errors import ConfigError, InvalidRequest, OtpagentError, PluginNotFound, RateLimited
+from otpagent.errors import ConfigError, InvalidRequest, LimitsRefused, OtpagentError, PluginNotFound, RateLimited
 from otpagent.model import (
     Attempt,
     DeliveryReport,
@@ -29,6 +29,7 @@ __all__ = [
     "Envelope",
     "IntelligentOTPAgent",
     "InvalidRequest",
+    "LimitsRefused",
     "MessageRequest",
     "MessageType",
     "OtpagentError",

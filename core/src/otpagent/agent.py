@@ -53,6 +53,7 @@ from otpagent.protocols import (
     StorageBackend,
 )
 from otpagent.provider_events import record_provider_event
+from otpagent.ratelimit import Bucket, checked_buckets
 from otpagent.registration import PluginKind
 from otpagent.routing.planner import RoutePlanner
 from otpagent.storage.capabilities import AgentCapabilities, check_capabilities
@@ -296,16 +297,24 @@ class IntelligentOTPAgent:
         self, phone_number: str | None = None, *, email: str | None = None, user_id: str | None = None,
         channels: Sequence[str] | None = None, purpose: str = "login", priority: Priority | str = Priority.HIGH,
         preferred_channel: str | None = None, callback_url: str | None = None, ttl_seconds: float | None = None,
-        locale: str | None = None,
+        locale: str | None = None, buckets: Sequence[Bucket] = (),
     ) -> str:
         """Issue a new code for the recipient and queue it; returns the message id.
 
         Raises :class:`RateLimited` during the resend cooldown or over the hourly cap,
         :class:`InvalidRequest` for a bad recipient or a country outside the allow-list, and
         :class:`~otpagent.errors.OtpHeld` when the fraud guard holds the number's prefix.
+
+        ``buckets``: your own rate limits for this request, ``(key, interval, burst)`` GCRA
+        buckets in the storage (one token per ``interval`` seconds, ``burst`` at most), taken
+        one token each, all or none, by the same storage write that issues the code (so a
+        request waits for one commit). When any is empty nothing is issued and
+        :class:`~otpagent.errors.LimitsRefused` (a :class:`RateLimited`) names the bucket with
+        the longest wait; requests refused earlier (bad input, the fraud guard) take nothing.
         """
         otp = self.otp_policy()
         cfg = self.config.otp
+        buckets = checked_buckets(buckets) if buckets else []
         request = parse_request({
             "phone_number": phone_number, "email": email, "user_id": user_id, "channels": channels,
             "message_type": "otp", "priority": priority, "preferred_channel": preferred_channel,
@@ -314,9 +323,11 @@ class IntelligentOTPAgent:
         now = self.clock()
         with self.tracing.enqueue("send_otp") as span:
             issue = self.prepare_otp(request, now=now, purpose=purpose, ttl_seconds=ttl_seconds, locale=locale)
-            outcome, wait = otp.store.issue_otp(issue.otp, issue.message,
-                                                cooldown_seconds=cfg.resend_cooldown_seconds,
-                                                max_per_hour=cfg.max_per_hour, now=now)
+            store_issue = functools.partial(otp.store.issue_otp, issue.otp, issue.message,
+                                            cooldown_seconds=cfg.resend_cooldown_seconds,
+                                            max_per_hour=cfg.max_per_hour, now=now)
+            # Passed only when given, so a storage plugin that predates ``buckets`` still serves the rest.
+            outcome, wait = store_issue(buckets=buckets) if buckets else store_issue()
             if outcome is OtpIssueOutcome.COOLDOWN:
                 raise RateLimited("resend cooldown", wait)
             if outcome is OtpIssueOutcome.HOURLY_LIMIT:
@@ -365,21 +376,25 @@ class IntelligentOTPAgent:
             self.bus.publish([queued_event(m, now) for m in messages])
         self.notify_workers()
 
-    def verify_otp(self, recipient: str, code: str, *, purpose: str = "login") -> tuple[bool, str]:
+    def verify_otp(self, recipient: str, code: str, *, purpose: str = "login",
+                   buckets: Sequence[Bucket] = ()) -> tuple[bool, str]:
         """``(True, "verified")`` once for the right code; otherwise ``(False, reason)`` where
         reason is ``invalid`` (also for a number without a live code), ``expired`` (the right
         code, too late) or ``too_many_attempts`` (this wrong guess used up the code's
         ``otp.max_attempts``: the code is dead, a new one must be sent).
 
         Raises :class:`RateLimited`, without checking the code, while failed verifications
-        across the fleet exceed ``otp.global_failures_per_minute``.
+        across the fleet exceed ``otp.global_failures_per_minute``, and
+        :class:`~otpagent.errors.LimitsRefused` when ``buckets`` (as in :meth:`send_otp`, taken
+        by the same write as the check) had no token.
         """
         for field, value, limit in (("recipient", recipient, 320), ("code", code, 32), ("purpose", purpose, 64)):
             if not isinstance(value, str) or not value.strip():
                 raise InvalidRequest.single(field, f"must be a non-empty string, got {type(value).__name__}")
             fields.text(field, value, limit=limit)
+        checked = checked_buckets(buckets) if buckets else []
         now = self.clock()
-        ok, reason = self.otp_policy().verify(recipient, purpose, code, now)
+        ok, reason = self.otp_policy().verify(recipient, purpose, code, now, checked)
         if ok and self.fraud_guard is not None:
             self.fraud_guard.record_verified(normalise_recipient(recipient), now)
         self.bus.publish([Event(type="otp_verified" if ok else "otp_rejected", message_id=None,

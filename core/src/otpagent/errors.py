@@ -16,6 +16,7 @@ __all__ = [
     "ConfigErrors",
     "FieldError",
     "InvalidRequest",
+    "LimitsRefused",
     "OtpHeld",
     "OtpagentError",
     "PluginConflict",
@@ -141,6 +142,24 @@ class RateLimited(OtpagentError):
 
     def __reduce__(self) -> tuple[type[RateLimited], tuple[str, float]]:
         return (type(self), (self.reason, self.retry_after))
+
+
+class LimitsRefused(RateLimited):
+    """The rate-limit buckets a call was asked to take (``buckets=`` of ``send_otp`` and
+    ``verify_otp``) did not all have a token: none was taken and nothing else was written.
+
+    ``waits`` holds each bucket's wait in the order given (positive for each bucket that had no
+    token); ``retry_after`` is the longest, and ``reason`` names that bucket's key.
+    """
+
+    def __init__(self, keys: Sequence[str], waits: Sequence[float]) -> None:
+        self.keys = tuple(keys)
+        self.waits = tuple(waits)
+        longest = max(range(len(self.waits)), key=self.waits.__getitem__)
+        super().__init__(f"rate limit {self.keys[longest]}", self.waits[longest])
+
+    def __reduce__(self) -> tuple[type[LimitsRefused], tuple[tuple[str, ...], tuple[float, ...]]]:  # type: ignore[override]
+        return (type(self), (self.keys, self.waits))
 
 
 class OtpHeld(OtpagentError):

@@ -16,9 +16,11 @@ per-key and per-address failure budgets), not everyone's.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 from otpagent.config import OtpConfig
@@ -26,12 +28,16 @@ from otpagent.errors import ConfigError, InvalidRequest, RateLimited
 from otpagent.otp_keys import OtpKeys, load_otp_keys
 from otpagent.otp_seal import CodeSealer
 from otpagent.protocols import OtpStore, OtpVerifyOutcome, RateLimits, SharedState
+from otpagent.ratelimit import Bucket
 from otpagent.recipients import country_of, normalise_email, normalise_phone
 
 __all__ = ["OtpPolicy", "generate_code", "normalise_recipient"]
 
 #: The rate-limit bucket of failed verifications across the fleet.
 _FAILURES_BUCKET = "otp:verify-failures"
+#: Prefixed to a recipient that does not normalise: no code is ever stored under a key with a
+#: space (no number or address normalises to one).
+_NO_RECIPIENT = "unparsed "
 #: The store's answers that are guesses against a live code (they could have succeeded).
 _LIVE_CODE_FAILURES = frozenset({OtpVerifyOutcome.INVALID, OtpVerifyOutcome.TOO_MANY_ATTEMPTS})
 
@@ -102,11 +108,14 @@ class OtpPolicy:
                 if wait:
                     raise RateLimited(key.split(":")[1] + " velocity limit", wait)
 
-    def verify(self, recipient: str, purpose: str, code: str, now: float) -> tuple[bool, str]:
+    def verify(self, recipient: str, purpose: str, code: str, now: float,
+               buckets: Sequence[Bucket] = ()) -> tuple[bool, str]:
         """Check a code: ``(True, "verified")`` or ``(False, reason)`` without an oracle.
 
         An unknown recipient and a wrong code get the same answer (``invalid``). Raises
-        :class:`RateLimited`, comparing nothing, while the fleet's failure rate is exceeded.
+        :class:`RateLimited`, comparing nothing, while the fleet's failure rate is exceeded, and
+        :class:`~otpagent.errors.LimitsRefused` when ``buckets`` (the caller's limits, taken in the store's
+        write) had no token.
         """
         bucket = self._failure_bucket()
         if bucket is not None:
@@ -118,10 +127,15 @@ class OtpPolicy:
         try:
             key = normalise_recipient(recipient)
         except InvalidRequest:
-            return False, OtpVerifyOutcome.INVALID.value
+            if not buckets:
+                return False, OtpVerifyOutcome.INVALID.value
+            # The caller's buckets are still taken, by the same write as any other guess; no
+            # code is stored under a key that is not a normalised recipient, so none is found.
+            key = _NO_RECIPIENT + recipient
         candidate = "".join(code.split()) if isinstance(code, str) else ""
-        outcome = self.store.verify_otp(key, purpose, self.code_hash(key, purpose, candidate),
-                                        max_attempts=self.config.max_attempts, now=now)
+        check = functools.partial(self.store.verify_otp, key, purpose, self.code_hash(key, purpose, candidate),
+                                  max_attempts=self.config.max_attempts, now=now)
+        outcome = check(buckets=buckets) if buckets else check()  # a store may predate ``buckets``
         if bucket is not None and outcome in _LIVE_CODE_FAILURES:
             # Always recorded (the debt is capped at one more burst), so concurrent guesses
             # that all passed the peek are all paid for.

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-__all__ = ["gcra", "take_all"]
+from otpagent.errors import FieldError, InvalidRequest, LimitsRefused
+
+__all__ = ["Bucket", "checked_buckets", "gcra", "require_granted", "take_all"]
+
+#: A rate-limit bucket: ``(key, interval, burst)``, one token per ``interval`` seconds, ``burst`` at most.
+Bucket = tuple[str, float, int]
 
 
 def gcra(tat: float | None, now: float, interval: float, burst: int, cost: int = 1,
@@ -48,3 +53,41 @@ def take_all(stored: Mapping[str, float | None], buckets: Sequence[tuple[str, fl
     if any(wait > max_wait for wait in waits):
         return waits, []
     return waits, [(key, new_tat) for (key, _, _), (new_tat, _) in zip(buckets, decided, strict=True)]
+
+
+def require_granted(buckets: Sequence[Bucket], waits: Sequence[float]) -> None:
+    """Raise :class:`~otpagent.errors.LimitsRefused` when ``waits`` (what ``acquire_all`` of
+    ``buckets`` answered) refused: the ``buckets=`` rule of ``OtpStore.issue_otp`` and
+    ``verify_otp``, where a refusal must write nothing else."""
+    if waits and max(waits) > 0:
+        raise LimitsRefused([key for key, _, _ in buckets], waits)
+
+
+def checked_buckets(buckets: object) -> list[Bucket]:
+    """``buckets=`` as a caller of ``send_otp``/``verify_otp`` gave them, checked: each a
+    ``(key, interval, burst)`` with a non-empty key, an interval >= 0 and a burst >= 1, no key
+    twice. Raises :class:`~otpagent.errors.InvalidRequest` naming each bad entry."""
+    if not isinstance(buckets, (list, tuple)):
+        raise InvalidRequest.single("buckets", "must be a list of (key, interval, burst), "
+                                               f"got {type(buckets).__name__}")
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for i, bucket in enumerate(buckets):
+        field = f"buckets[{i}]"
+        if not isinstance(bucket, (list, tuple)) or len(bucket) != 3:
+            errors.append(FieldError(field, "must be (key, interval, burst)"))
+            continue
+        key, interval, burst = bucket
+        if not isinstance(key, str) or not key:
+            errors.append(FieldError(field, f"key must be a non-empty string, got {key!r}"))
+        elif key in seen:
+            errors.append(FieldError(field, f"key {key!r} is given twice"))
+        else:
+            seen.add(key)
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval >= 0:
+            errors.append(FieldError(field, f"interval must be seconds >= 0, got {interval!r}"))
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            errors.append(FieldError(field, f"burst must be an integer >= 1, got {burst!r}"))
+    if errors:
+        raise InvalidRequest(errors)
+    return [(str(key), float(interval), int(burst)) for key, interval, burst in buckets]

@@ -86,11 +86,21 @@ class OtpStore(Protocol):
     """
 
     def issue_otp(
-        self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int, now: float
+        self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int, now: float,
+        buckets: Sequence[tuple[str, float, int]] = (),
     ) -> tuple[OtpIssueOutcome, float]:
         """In one transaction: enforce the resend cooldown and hourly cap for the recipient,
         invalidate its active codes for the purpose, store ``otp`` and enqueue ``message``.
         Returns the outcome and, when refused, seconds until a new code may be issued.
+
+        ``buckets`` (the caller's rate limits, ``(key, interval, burst)``, distinct keys): first
+        take one token from each, all or none, as ``RateLimits.acquire_all``. When any is
+        empty, raise :class:`~otpagent.errors.LimitsRefused` with each bucket's wait and write
+        nothing else (:func:`otpagent.ratelimit.require_granted`). Tokens taken stay taken
+        whatever the issue then answers. A backend takes them in the same write as the issue
+        when that saves a commit (SQLite: one fsync per request, not two), or in a statement of
+        its own just before it (PostgreSQL: a bucket every request touches stays locked for
+        that statement only). Only passed when non-empty.
         """
 
     def issue_batch(
@@ -106,6 +116,7 @@ class OtpStore(Protocol):
 
     def verify_otp(
         self, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int, now: float,
+        buckets: Sequence[tuple[str, float, int]] = (),
     ) -> OtpVerifyOutcome:
         """In one transaction, against the recipient's live code for the purpose (the newest one
         neither consumed, replaced nor dead), comparing in constant time even when there is none:
@@ -122,6 +133,9 @@ class OtpStore(Protocol):
 
         Guesses per recipient are bounded by ``max_attempts`` times the codes the resend limits
         allow (``issue_otp``); the budget of whoever guesses is kept by the caller.
+
+        ``buckets``: taken first, all or none, as in ``issue_otp``; when refused, nothing is
+        compared or written.
         """
 
     def seal_legacy_secrets(self, seal: Callable[[str, str], str], now: float) -> int:

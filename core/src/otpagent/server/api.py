@@ -18,12 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from otpagent.errors import InvalidRequest
+from otpagent.errors import InvalidRequest, LimitsRefused
 from otpagent.intake import parse_request
 from otpagent.model import MessageRequest
 from otpagent.server.bodies import parse_json, read_body, schema_errors, validated
 from otpagent.server.idempotency import with_idempotency
-from otpagent.server.limits import check_failure_budget, check_limits, record_failure
+from otpagent.server.limits import check_failure_budget, record_failure, request_buckets
 from otpagent.server.problems import Problem, field_errors
 from otpagent.server.schemas import MESSAGES_BODY, OTP_SEND, OTP_VERIFY
 from otpagent.server.service import Service, service_of
@@ -53,14 +53,18 @@ async def send_otp(request: Request) -> Response:
         recipient = body.get("phone_number") or body.get("email")
         client_ip = service.client_ip(request)
 
-        def issue() -> str:  # one thread-pool hop for the abuse limits and the work
-            check_limits(service.rate_limits, service.settings.limits, "otp_send", key_id=key_id,
-                         client_ip=client_ip, recipient=recipient, clock=service.agent.clock)
-            return service.agent.send_otp(
-                body.get("phone_number"), email=body.get("email"), user_id=body.get("user_id"),
-                channels=body.get("channels"), purpose=body.get("purpose", "login"),
-                priority=body.get("priority", "HIGH"), preferred_channel=body.get("preferred_channel"),
-                ttl_seconds=body.get("ttl_seconds"), locale=body.get("locale"))
+        limits = request_buckets(service.settings.limits, "otp_send", key_id=key_id, client_ip=client_ip,
+                                 recipient=recipient)
+
+        def issue() -> str:  # one thread-pool hop, and one storage write for the abuse limits and the code
+            try:
+                return service.agent.send_otp(
+                    body.get("phone_number"), email=body.get("email"), user_id=body.get("user_id"),
+                    channels=body.get("channels"), purpose=body.get("purpose", "login"),
+                    priority=body.get("priority", "HIGH"), preferred_channel=body.get("preferred_channel"),
+                    ttl_seconds=body.get("ttl_seconds"), locale=body.get("locale"), buckets=limits.buckets)
+            except LimitsRefused as exc:
+                limits.refused(exc)
 
         message_id = await run_in_threadpool(issue)
         return JSONResponse({"message_id": message_id, "status": "queued"}, status_code=202,
@@ -81,12 +85,18 @@ async def verify_otp(request: Request) -> Response:
         body = validated(data, OTP_VERIFY)
         client_ip = service.client_ip(request)
 
-        def verify() -> tuple[bool, str]:  # one thread-pool hop for the abuse limits and the check
-            limits, store, clock = service.settings.limits, service.rate_limits, service.agent.clock
-            check_limits(store, limits, "otp_verify", key_id=key_id, client_ip=client_ip, recipient=None, clock=clock)
-            # The caller's failure budget, before the guess is evaluated; then each failure is taken from it.
+        limits, store, clock = service.settings.limits, service.rate_limits, service.agent.clock
+        requests = request_buckets(limits, "otp_verify", key_id=key_id, client_ip=client_ip, recipient=None)
+
+        def verify() -> tuple[bool, str]:  # one thread-pool hop, one write for the request limits and the check
+            # The caller's failure budget (a read), before the guess is evaluated; then each
+            # failure is taken from it.
             check_failure_budget(store, limits, key_id=key_id, client_ip=client_ip, clock=clock)
-            ok, reason = service.agent.verify_otp(body["recipient"], body["code"], purpose=body.get("purpose", "login"))
+            try:
+                ok, reason = service.agent.verify_otp(body["recipient"], body["code"],
+                                                      purpose=body.get("purpose", "login"), buckets=requests.buckets)
+            except LimitsRefused as exc:
+                requests.refused(exc)
             if not ok:
                 record_failure(store, limits, key_id=key_id, client_ip=client_ip, clock=clock)
             return ok, reason

@@ -20,26 +20,40 @@ import math
 from collections.abc import Callable, Mapping
 from typing import NoReturn
 
-from otpagent.errors import ConfigError, InvalidRequest
+import attrs
+
+from otpagent.errors import ConfigError, InvalidRequest, LimitsRefused
 from otpagent.otp import normalise_recipient
 from otpagent.protocols import RateLimits
 from otpagent.server.problems import Problem
 from otpagent.server.settings import Limit
 
-__all__ = ["check_failure_budget", "check_limits", "record_failure"]
+__all__ = ["RequestBuckets", "check_failure_budget", "record_failure", "request_buckets"]
 
 #: Never granted: ``acquire`` with this ``max_wait`` only reports the bucket's wait (a peek).
 _PEEK = float("-inf")
 
 
-def check_limits(rate_limits: RateLimits | None, limits: Mapping[str, Limit | None], action: str, *, key_id: str,
-                 client_ip: str, recipient: str | None, clock: Callable[[], float]) -> None:
-    """Take one token from each bucket of ``action`` (``otp_send``/``otp_verify``); 429 when empty.
+@attrs.frozen
+class RequestBuckets:
+    """The buckets one OTP request takes (``otp_send``/``otp_verify``: per key, per address,
+    per recipient), handed to the agent's call (``buckets=``) so the storage takes them in the
+    same write as the code's issue or check: all or none, a request refused for one limit (say,
+    its recipient's) does not use up the caller's other allowances."""
 
-    All buckets are taken in one write, and only together: a request refused for one limit
-    (say, its recipient's) does not use up the caller's other allowances. ``rate_limits`` is
-    None only when no limit is configured (the app checks the capability when it is built).
-    """
+    action: str
+    scopes: tuple[str, ...]
+    buckets: tuple[tuple[str, float, int], ...]
+
+    def refused(self, exc: LimitsRefused) -> NoReturn:
+        """The 429 for a refusal of these buckets: the limit with the longest wait, and that wait."""
+        longest = max(range(len(exc.waits)), key=exc.waits.__getitem__)
+        _refuse(f"{self.action.replace('_', ' ')} {self.scopes[longest].replace('_', ' ')}", exc.waits[longest])
+
+
+def request_buckets(limits: Mapping[str, Limit | None], action: str, *, key_id: str, client_ip: str,
+                    recipient: str | None) -> RequestBuckets:
+    """The configured buckets of ``action`` for this caller (none when every limit is off)."""
     subjects = {"per_key": key_id, "per_ip": client_ip, "per_recipient": _recipient_key(recipient)}
     scopes: list[str] = []
     buckets: list[tuple[str, float, int]] = []
@@ -48,12 +62,7 @@ def check_limits(rate_limits: RateLimits | None, limits: Mapping[str, Limit | No
         if limit is not None and subject is not None:
             scopes.append(scope)
             buckets.append((f"api:{action}:{scope}:{subject}", limit.interval, limit.burst))
-    if not buckets:
-        return
-    waits = _limits(rate_limits).acquire_all(buckets, clock())
-    if max(waits) > 0:
-        longest = max(range(len(waits)), key=lambda i: waits[i])
-        _refuse(f"{action.replace('_', ' ')} {scopes[longest].replace('_', ' ')}", waits[longest])
+    return RequestBuckets(action, tuple(scopes), tuple(buckets))
 
 
 def check_failure_budget(rate_limits: RateLimits | None, limits: Mapping[str, Limit | None], *, key_id: str,

@@ -42,7 +42,7 @@ from otpagent.protocols import (
     ProviderEventResult,
     StorageStats,
 )
-from otpagent.ratelimit import gcra, take_all
+from otpagent.ratelimit import gcra, require_granted, take_all
 from otpagent.settings import describes, setting, structure
 from otpagent.storage import batch_issue, sqlreads, sqlrules
 from otpagent.storage.rows import (
@@ -230,10 +230,17 @@ class SqliteStorage(SqliteWriter):
 
     # -- OTP -----------------------------------------------------------------------------------
     def issue_otp(
-        self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int, now: float
+        self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int, now: float,
+        buckets: Sequence[tuple[str, float, int]] = (),
     ) -> tuple[OtpIssueOutcome, float]:
-        return self._grouped(lambda conn: self._issue_in(conn, otp, message, cooldown_seconds=cooldown_seconds,
-                                                         max_per_hour=max_per_hour, now=now))
+        def work(conn: sqlite3.Connection) -> tuple[OtpIssueOutcome, float]:
+            # The caller's limits in the same write: a request waits for one commit, not two
+            # (a refusal raises, and the group commit rolls this piece back alone).
+            require_granted(buckets, _acquire_all(conn, buckets, now))
+            return self._issue_in(conn, otp, message, cooldown_seconds=cooldown_seconds, max_per_hour=max_per_hour,
+                                  now=now)
+
+        return self._grouped(work)
 
     def issue_batch(self, items: Sequence[NewMessage | OtpIssue], *, cooldown_seconds: float, max_per_hour: int,
                     now: float) -> BatchIssueResult:
@@ -257,9 +264,13 @@ class SqliteStorage(SqliteWriter):
         return outcome
 
     def verify_otp(self, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int,
-                   now: float) -> OtpVerifyOutcome:
-        return self._grouped(lambda conn: sqlrules.verify_otp(
-            SqliteTx(conn), recipient, purpose, candidate_hash, max_attempts=max_attempts, now=now))
+                   now: float, buckets: Sequence[tuple[str, float, int]] = ()) -> OtpVerifyOutcome:
+        def work(conn: sqlite3.Connection) -> OtpVerifyOutcome:
+            require_granted(buckets, _acquire_all(conn, buckets, now))  # as in issue_otp
+            return sqlrules.verify_otp(SqliteTx(conn), recipient, purpose, candidate_hash, max_attempts=max_attempts,
+                                       now=now)
+
+        return self._grouped(work)
 
     def seal_legacy_secrets(self, seal: Callable[[str, str], str], now: float) -> int:
         """Seal clear codes and delete the legacy key (see ``OtpStore``), then, if anything

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from otpagent.model import Attempt, Message, MessageType, Outcome, Priority, Status
@@ -67,19 +68,29 @@ def code_hash(recipient: str, code: str) -> bytes:
 def issue(
     store: OtpStore, recipient: str, code: str, *, now: float = T0, ttl: float = 300.0,
     purpose: str = "login", cooldown: float = 30.0, max_per_hour: int = 5,
+    buckets: Sequence[tuple[str, float, int]] = (),
 ) -> tuple[OtpIssueOutcome, float, Message]:
-    """Issue an OTP through the store; returns (outcome, wait, the OTP message)."""
+    """Issue an OTP through the store; returns (outcome, wait, the OTP message). ``buckets``
+    are passed only when given (as the agent does)."""
     message = make_message(message_type=MessageType.OTP, secret=code, phone_number=recipient, now=now,
                            priority=Priority.HIGH, expires_at=now + ttl)
     otp = OtpRecord(id=uuid.uuid4().hex, recipient=recipient, purpose=purpose, code_hash=code_hash(recipient, code),
                     created_at=now, expires_at=now + ttl, message_id=message.id)
-    outcome, wait = store.issue_otp(otp, NewMessage(message=message, fingerprint=None),
-                                    cooldown_seconds=cooldown, max_per_hour=max_per_hour, now=now)
+    item = NewMessage(message=message, fingerprint=None)
+    if buckets:
+        outcome, wait = store.issue_otp(otp, item, cooldown_seconds=cooldown, max_per_hour=max_per_hour, now=now,
+                                        buckets=buckets)
+    else:
+        outcome, wait = store.issue_otp(otp, item, cooldown_seconds=cooldown, max_per_hour=max_per_hour, now=now)
     return outcome, wait, message
 
 
 def verify(
     store: OtpStore, recipient: str, code: str, *, now: float = T0, purpose: str = "login", max_attempts: int = 5,
+    buckets: Sequence[tuple[str, float, int]] = (),
 ) -> OtpVerifyOutcome:
     """Verify ``code`` for ``recipient`` through the store (hashing it as :func:`issue` did)."""
-    return store.verify_otp(recipient, purpose, code_hash(recipient, code), max_attempts=max_attempts, now=now)
+    candidate = code_hash(recipient, code)
+    if buckets:
+        return store.verify_otp(recipient, purpose, candidate, max_attempts=max_attempts, now=now, buckets=buckets)
+    return store.verify_otp(recipient, purpose, candidate, max_attempts=max_attempts, now=now)

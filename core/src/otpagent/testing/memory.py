@@ -42,7 +42,7 @@ from otpagent.protocols import (
     ProviderEventResult,
     StorageStats,
 )
-from otpagent.ratelimit import gcra, take_all
+from otpagent.ratelimit import gcra, require_granted, take_all
 from otpagent.settings import describes, setting, structure
 from otpagent.storage import batch_issue
 from otpagent.storage.rows import attempt_from_row, event_from_row, event_to_row, message_from_row, percentile
@@ -261,15 +261,24 @@ class InMemoryStorage:
                 raise
 
     def issue_otp(self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int,
-                  now: float) -> tuple[OtpIssueOutcome, float]:
+                  now: float, buckets: Sequence[tuple[str, float, int]] = ()) -> tuple[OtpIssueOutcome, float]:
         with self._tx() as s:
+            self._take(s, buckets, now)
             return memory_otp.issue_otp(s, otp, message, cooldown_seconds=cooldown_seconds,
                                         max_per_hour=max_per_hour, now=now)
 
     def verify_otp(self, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int,
-                   now: float) -> OtpVerifyOutcome:
+                   now: float, buckets: Sequence[tuple[str, float, int]] = ()) -> OtpVerifyOutcome:
         with self._tx() as s:
+            self._take(s, buckets, now)
             return memory_otp.verify_otp(s, recipient, purpose, candidate_hash, max_attempts=max_attempts, now=now)
+
+    @staticmethod
+    def _take(s: MemoryStore, buckets: Sequence[tuple[str, float, int]], now: float) -> None:
+        """``buckets=`` of the OTP calls: all or none, or LimitsRefused before anything else."""
+        waits, granted = take_all({key: s.rate_limits.get(key) for key, _, _ in buckets}, buckets, now)
+        require_granted(buckets, waits)
+        s.rate_limits.update(granted)
 
     def seal_legacy_secrets(self, seal: Callable[[str, str], str], now: float) -> int:
         with self._tx() as s:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from otpagent.errors import LimitsRefused
 from otpagent.model import MessageType, Status
 from otpagent.protocols import OtpIssueOutcome, OtpStore, OtpVerifyOutcome, SharedState, StorageBackend
 from otpagent.testing.contract.base import ContractBase, claimed
@@ -165,6 +166,47 @@ class OtpStoreContract(ContractBase):
         at_expiry = verify(otp_store, BOB, "654321", now=T0 + 300)
 
         assert (just_before, at_expiry) == (OtpVerifyOutcome.VERIFIED, OtpVerifyOutcome.EXPIRED)
+
+    # -- the caller's rate limits, taken by the same call (``buckets=``) --------------------------
+    def test_an_issue_takes_its_buckets_and_a_refused_one_writes_nothing(self, storage: StorageBackend,
+                                                                          otp_store: OtpStore) -> None:
+        _, _, alice = issue(otp_store, ALICE, "111111", buckets=[("api:key", 60.0, 1)])
+
+        with pytest.raises(LimitsRefused) as refused:
+            issue(otp_store, BOB, "222222", now=T0 + 1, cooldown=30, buckets=[("api:key", 60.0, 1)])
+
+        assert refused.value.keys == ("api:key",)
+        assert refused.value.waits == pytest.approx((59.0,))
+        assert [m.id for m in storage.claim_due("w1", 10, 30.0, T0 + 2)] == [alice.id], "no message for Bob"
+        assert verify(otp_store, BOB, "222222", now=T0 + 2) is OtpVerifyOutcome.NO_LIVE_CODE
+        assert issue(otp_store, BOB, "333333", now=T0 + 3, cooldown=30)[0] is OtpIssueOutcome.ISSUED, \
+            "a refused issue starts no resend cooldown"
+
+    def test_an_issue_takes_every_bucket_or_none(self, otp_store: OtpStore) -> None:
+        issue(otp_store, ALICE, "111111", buckets=[("full", 60.0, 1)])
+
+        with pytest.raises(LimitsRefused) as refused:
+            issue(otp_store, BOB, "222222", now=T0 + 1, buckets=[("free", 60.0, 3), ("full", 60.0, 1)])
+        granted = [issue(otp_store, f"+4477009001{i:02d}", "333333", now=T0 + 1, buckets=[("free", 60.0, 3)])[0]
+                   for i in range(3)]
+
+        assert refused.value.waits == pytest.approx((0.0, 59.0))
+        assert granted == [OtpIssueOutcome.ISSUED] * 3, "the refused call took nothing from the bucket it could have"
+        with pytest.raises(LimitsRefused):
+            issue(otp_store, BOB, "444444", now=T0 + 1, buckets=[("free", 60.0, 3)])
+
+    def test_a_refused_verify_compares_and_counts_nothing(self, otp_store: OtpStore) -> None:
+        issue(otp_store, ALICE, "123456")
+        wrong = verify(otp_store, ALICE, "000000", now=T0 + 1, max_attempts=2, buckets=[("api:ip", 60.0, 1)])
+
+        with pytest.raises(LimitsRefused):
+            verify(otp_store, ALICE, "999999", now=T0 + 2, max_attempts=2, buckets=[("api:ip", 60.0, 1)])
+        with pytest.raises(LimitsRefused):
+            verify(otp_store, ALICE, "123456", now=T0 + 3, max_attempts=2, buckets=[("api:ip", 60.0, 1)])
+        right = verify(otp_store, ALICE, "123456", now=T0 + 4, max_attempts=2)
+
+        assert wrong is OtpVerifyOutcome.INVALID
+        assert right is OtpVerifyOutcome.VERIFIED, "the refused guesses neither counted nor consumed the code"
 
     def test_expired_codes_are_redacted_whatever_the_status(self, storage: StorageBackend,
                                                              otp_store: OtpStore) -> None:
