@@ -53,10 +53,9 @@ async def send_otp(request: Request) -> Response:
         recipient = body.get("phone_number") or body.get("email")
         client_ip = service.client_ip(request)
 
-        limits = request_buckets(service.settings.limits, "otp_send", key_id=key_id, client_ip=client_ip,
-                                 recipient=recipient)
-
         def issue() -> str:  # one thread-pool hop, and one storage write for the abuse limits and the code
+            limits = request_buckets(service.settings.limits, "otp_send", key_id=key_id, client_ip=client_ip,
+                                     recipient=recipient)  # (hashing the recipient parses it: off the event loop)
             try:
                 return service.agent.send_otp(
                     body.get("phone_number"), email=body.get("email"), user_id=body.get("user_id"),
@@ -84,7 +83,6 @@ async def verify_otp(request: Request) -> Response:
     async def work(service: Service, key_id: str, data: Any) -> Response:
         body = validated(data, OTP_VERIFY)
         client_ip = service.client_ip(request)
-
         limits, store, clock = service.settings.limits, service.rate_limits, service.agent.clock
         requests = request_buckets(limits, "otp_verify", key_id=key_id, client_ip=client_ip, recipient=None)
 
