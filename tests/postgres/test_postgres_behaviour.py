@@ -12,9 +12,10 @@ import psycopg
 import pytest
 
 from otpagent.model import Status
-from otpagent.protocols import ACTIVITY_EVENT_TYPES, MessageUpdate
+from otpagent.protocols import ACTIVITY_EVENT_TYPES, MessageUpdate, OtpIssueOutcome, OtpVerifyOutcome
 from otpagent.storage import sqlreads
 from otpagent.testing import T0, make_attempt, new
+from otpagent.testing.data import issue, verify
 from otpagent_postgres.queue import CLAIM_READY
 from tests.contract.backends import PG_DSN, drop_schema, new_schema_name, postgres_opener
 from tests.postgres.conftest import terminate_backends
@@ -216,6 +217,61 @@ def test_nothing_is_lost_or_doubled_while_connections_keep_being_killed(open_sto
     stats = store.stats(T0)
     assert dict(stats.by_status) == {"sent": 200}
     assert stats.channels["SMS"].attempts == 200
+
+
+def test_otps_are_issued_and_checked_once_while_connections_keep_being_killed(open_store: Any,
+                                                                              pg_schema: str) -> None:
+    """Issue and verify run pipelined (two round trips each): a connection lost with the
+    writes and the COMMIT in flight is retried as an uncertain commit, never doubled, and a
+    right code whose consumption landed is still answered VERIFIED."""
+    store = open_store(pool_min_size=2, pool_max_size=4)
+    numbers = [f"+4477009{i:05d}" for i in range(60)]
+    stop = threading.Event()
+
+    def killer() -> None:
+        while not stop.wait(0.02):
+            terminate_backends(pg_schema)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        issued = [issue(store, number, "123456", now=T0, cooldown=0)[0] for number in numbers]
+        checks = [verify(store, number, "123456", now=T0 + 1) for number in numbers]
+    finally:
+        stop.set()
+        thread.join(5)
+
+    assert issued == [OtpIssueOutcome.ISSUED] * len(numbers)
+    assert checks == [OtpVerifyOutcome.VERIFIED] * len(numbers), "a dropped connection never turns a right code away"
+    with psycopg.connect(PG_DSN, options=f"-c search_path={pg_schema}") as conn:
+        otps, consumed = conn.execute("SELECT count(*), count(consumed_at) FROM otps").fetchone()  # type: ignore[misc]
+        messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]  # type: ignore[index]
+    assert (otps, consumed, messages) == (len(numbers), len(numbers), len(numbers))
+
+
+def test_a_right_code_checked_again_after_an_uncertain_commit_is_still_verified(open_store: Any) -> None:
+    from otpagent.testing.data import code_hash
+    from otpagent_postgres import otp as otp_sql
+
+    store = open_store()
+    issue(store, "+447700900123", "123456", now=T0)
+
+    def check_after_uncertain_commit(code: str, now: float) -> OtpVerifyOutcome:
+        """What Database.run does when the first COMMIT's outcome was unknown."""
+        return store._db.run(lambda conn, _u: otp_sql.verify_otp(
+            conn, store.schema, "+447700900123", "login", code_hash("+447700900123", code), max_attempts=5, now=now,
+            uncertain=True), pipelined=True)
+
+    wrong_retried = check_after_uncertain_commit("000000", T0 + 1)  # counts as any wrong guess
+    not_committed = check_after_uncertain_commit("123456", T0 + 2)  # the first try never landed: verify now
+    committed = check_after_uncertain_commit("123456", T0 + 2)  # it landed: answer what it answered
+    wrong_at_same_time = check_after_uncertain_commit("999999", T0 + 2)
+    later = verify(store, "+447700900123", "123456", now=T0 + 3)
+
+    assert (wrong_retried, not_committed, committed) == (OtpVerifyOutcome.INVALID, OtpVerifyOutcome.VERIFIED,
+                                                         OtpVerifyOutcome.VERIFIED)
+    assert wrong_at_same_time is OtpVerifyOutcome.NO_LIVE_CODE, "only the consumed code's own hash is re-answered"
+    assert later is OtpVerifyOutcome.NO_LIVE_CODE, "the code was consumed once"
 
 
 @pytest.fixture

@@ -65,13 +65,20 @@ class Database:
         kwargs = {**self._kwargs, **overrides}
         return psycopg.connect(self.dsn, **kwargs)
 
-    def run(self, work: Work[T], *, one_statement: bool = False, uncertain: bool = False) -> T:
+    def run(self, work: Work[T], *, one_statement: bool = False, pipelined: bool = False,
+            uncertain: bool = False) -> T:
         """Run ``work`` in one transaction, retrying on connection loss with bounded backoff.
 
         With ``one_statement`` the work promises a single statement on a first try: it then runs
         in autocommit, so the statement is its own transaction and costs one round trip instead
         of three (BEGIN, the statement, COMMIT). A retry after an uncertain commit runs in a
         transaction as usual, since its checks take more than one statement.
+
+        With ``pipelined`` the transaction runs in psycopg's pipeline mode: statements go out
+        without waiting for each other's answers, and the client waits only where the work reads
+        a result, and once for the rest with the COMMIT. An OTP issue (BEGIN, recipient lock,
+        its recent codes, then five writes and COMMIT) is then two round trips, not nine. The
+        work must not use a write's row count, which is not known until that sync.
 
         ``uncertain`` starts the work as a retry: an earlier attempt elsewhere (a group commit
         that failed in flight, see :mod:`otpagent_postgres.groupcommit`) may have committed.
@@ -87,6 +94,14 @@ class Database:
                     if one_statement and not uncertain:
                         committing = True  # the statement commits as it runs
                         return self._autocommit(conn, work)
+                    if pipelined:
+                        with conn.pipeline():
+                            result = work(conn, uncertain)
+                            # The writes may still be in flight with the COMMIT: a loss from
+                            # here on leaves the outcome unknown.
+                            committing = True
+                            conn.commit()
+                        return result
                     result = work(conn, uncertain)
                     committing = True
                     conn.commit()

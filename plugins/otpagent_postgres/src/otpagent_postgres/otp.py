@@ -7,6 +7,7 @@ verify for that recipient take its turn, across every worker and machine.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 
 from otpagent.protocols import EnqueueResult, NewMessage, OtpIssue, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
@@ -41,8 +42,17 @@ def issue_otp(
 
 def verify_otp(
     conn: Conn, schema: str, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int, now: float,
+    uncertain: bool = False,
 ) -> OtpVerifyOutcome:
+    """``OtpStore.verify_otp``. On a retry after an uncertain commit, a right code that the
+    first try consumed (its ``consumed_at`` is this call's ``now``) answers VERIFIED again: the
+    person who typed it must not be told ``invalid`` because a connection dropped."""
     _lock_recipient(conn, schema, recipient)
+    if uncertain:
+        row = conn.execute("SELECT code_hash FROM otps WHERE recipient = %s AND purpose = %s AND consumed_at = %s",
+                           (recipient, purpose, now)).fetchone()
+        if row is not None and hmac.compare_digest(bytes(row["code_hash"]), candidate_hash):
+            return OtpVerifyOutcome.VERIFIED
     return sqlrules.verify_otp(PgTx(conn), recipient, purpose, candidate_hash, max_attempts=max_attempts, now=now)
 
 

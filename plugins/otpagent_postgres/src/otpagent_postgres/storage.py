@@ -166,7 +166,7 @@ class PostgresStorage:
         self._take(buckets, now)
         return self._db.run(lambda conn, uncertain: otp_sql.issue_otp(
             conn, self.schema, otp, message, cooldown_seconds=cooldown_seconds, max_per_hour=max_per_hour,
-            now=now, uncertain=uncertain))
+            now=now, uncertain=uncertain), pipelined=True)
 
     def issue_batch(self, items: Sequence[NewMessage | OtpIssue], *, cooldown_seconds: float, max_per_hour: int,
                     now: float) -> BatchIssueResult:
@@ -180,8 +180,9 @@ class PostgresStorage:
     def verify_otp(self, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int,
                    now: float, buckets: Sequence[tuple[str, float, int]] = ()) -> OtpVerifyOutcome:
         self._take(buckets, now)
-        return self._db.run(lambda conn, _u: otp_sql.verify_otp(
-            conn, self.schema, recipient, purpose, candidate_hash, max_attempts=max_attempts, now=now))
+        return self._db.run(lambda conn, uncertain: otp_sql.verify_otp(
+            conn, self.schema, recipient, purpose, candidate_hash, max_attempts=max_attempts, now=now,
+            uncertain=uncertain), pipelined=True)
 
     def seal_legacy_secrets(self, seal: Callable[[str, str], str], now: float) -> int:
         """Seal clear codes and delete the legacy key, in one transaction (idempotent, so a
