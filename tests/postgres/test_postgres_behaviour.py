@@ -3,6 +3,7 @@ batched cleanup, and surviving connection loss."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,24 @@ from tests.postgres.conftest import terminate_backends
 from tests.postgres.proxy import PgProxy
 
 pytestmark = pytest.mark.postgres
+
+
+@contextlib.contextmanager
+def killing_connections(schema: str, *, every: float) -> Iterator[None]:
+    """Terminate the schema's server connections every ``every`` seconds while the block runs."""
+    stop = threading.Event()
+
+    def killer() -> None:
+        while not stop.wait(every):
+            terminate_backends(schema)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def _in_thread(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
@@ -186,15 +205,7 @@ def test_operations_carry_on_after_every_connection_is_terminated(open_store: An
 
 def test_nothing_is_lost_or_doubled_while_connections_keep_being_killed(open_store: Any, pg_schema: str) -> None:
     store = open_store(pool_min_size=2, pool_max_size=4)
-    stop = threading.Event()
-
-    def killer() -> None:
-        while not stop.wait(0.05):
-            terminate_backends(pg_schema)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    try:
+    with killing_connections(pg_schema, every=0.05):
         ids = []
         for _ in range(40):
             items = [new() for _ in range(5)]
@@ -209,9 +220,6 @@ def test_nothing_is_lost_or_doubled_while_connections_keep_being_killed(open_sto
             claimed += [m.id for m in got]
             if len(claimed) >= len(ids):
                 break
-    finally:
-        stop.set()
-        thread.join(5)
 
     assert sorted(claimed) == sorted(ids)
     stats = store.stats(T0)
@@ -226,20 +234,9 @@ def test_otps_are_issued_and_checked_once_while_connections_keep_being_killed(op
     right code whose consumption landed is still answered VERIFIED."""
     store = open_store(pool_min_size=2, pool_max_size=4)
     numbers = [f"+4477009{i:05d}" for i in range(60)]
-    stop = threading.Event()
-
-    def killer() -> None:
-        while not stop.wait(0.02):
-            terminate_backends(pg_schema)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    try:
+    with killing_connections(pg_schema, every=0.02):
         issued = [issue(store, number, "123456", now=T0, cooldown=0)[0] for number in numbers]
         checks = [verify(store, number, "123456", now=T0 + 1) for number in numbers]
-    finally:
-        stop.set()
-        thread.join(5)
 
     assert issued == [OtpIssueOutcome.ISSUED] * len(numbers)
     assert checks == [OtpVerifyOutcome.VERIFIED] * len(numbers), "a dropped connection never turns a right code away"
