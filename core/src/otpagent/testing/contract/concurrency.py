@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from otpagent.errors import LimitsRefused
 from otpagent.model import Status
 from otpagent.protocols import (
     MessageUpdate,
@@ -81,6 +82,20 @@ class ConcurrencyContract(ContractBase):
 
         assert sum(grants) == 6
         assert rate_limits.acquire("api:ip", 1.0, 100, T0) == 0.0, "refused calls took nothing from the other bucket"
+
+    def test_concurrent_issues_under_one_bucket_issue_exactly_its_burst(self, storage: StorageBackend,
+                                                                          otp_store: OtpStore) -> None:
+        def try_issue(i: int) -> bool:
+            try:
+                issue(otp_store, f"+4477009002{i:02d}", "123456", buckets=[("api:key", 60.0, 3)])
+            except LimitsRefused:
+                return False
+            return True
+
+        issued = together(8, try_issue)
+
+        assert sum(issued) == 3
+        assert len(storage.claim_due("w1", 20, 30.0, T0)) == 3, "each refused issue wrote nothing, each granted one all"
 
     def test_concurrent_state_updates_lose_no_increment(self, shared_state: SharedState) -> None:
         def bump_many(_: int) -> None:
