@@ -229,7 +229,7 @@ def test_nothing_is_lost_or_doubled_while_connections_keep_being_killed(open_sto
 
 def test_otps_are_issued_and_checked_once_while_connections_keep_being_killed(open_store: Any,
                                                                               pg_schema: str) -> None:
-    """Issue and verify run pipelined (two round trips each): a connection lost with the
+    """Issue and verify run pipelined (the client waits twice): a connection lost with the
     writes and the COMMIT in flight is retried as an uncertain commit, never doubled, and a
     right code whose consumption landed is still answered VERIFIED."""
     store = open_store(pool_min_size=2, pool_max_size=4)

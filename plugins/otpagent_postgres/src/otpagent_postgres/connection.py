@@ -77,7 +77,7 @@ class Database:
         With ``pipelined`` the transaction runs in psycopg's pipeline mode: statements go out
         without waiting for each other's answers, and the client waits only where the work reads
         a result, and once for the rest with the COMMIT. An OTP issue (BEGIN, recipient lock,
-        its recent codes, then five writes and COMMIT) is then two round trips, not nine. The
+        its recent codes, then five writes and COMMIT) then waits twice, not nine times. The
         work must not use a write's row count, which is not known until that sync.
 
         ``uncertain`` starts the work as a retry: an earlier attempt elsewhere (a group commit
