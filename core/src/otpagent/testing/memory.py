@@ -241,9 +241,7 @@ class InMemoryStorage:
 
     def acquire_all(self, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
         with self._tx() as s:
-            waits, granted = take_all({key: s.rate_limits.get(key) for key, _, _ in buckets}, buckets, now)
-            s.rate_limits.update(granted)
-            return waits
+            return _acquire_all(s, buckets, now)
 
     # -- OTP store -----------------------------------------------------------------------------
     def issue_batch(self, items: Sequence[NewMessage | OtpIssue], *, cooldown_seconds: float, max_per_hour: int,
@@ -263,22 +261,15 @@ class InMemoryStorage:
     def issue_otp(self, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float, max_per_hour: int,
                   now: float, buckets: Sequence[tuple[str, float, int]] = ()) -> tuple[OtpIssueOutcome, float]:
         with self._tx() as s:
-            self._take(s, buckets, now)
+            require_granted(buckets, _acquire_all(s, buckets, now))  # before anything else: all or none
             return memory_otp.issue_otp(s, otp, message, cooldown_seconds=cooldown_seconds,
                                         max_per_hour=max_per_hour, now=now)
 
     def verify_otp(self, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int,
                    now: float, buckets: Sequence[tuple[str, float, int]] = ()) -> OtpVerifyOutcome:
         with self._tx() as s:
-            self._take(s, buckets, now)
+            require_granted(buckets, _acquire_all(s, buckets, now))
             return memory_otp.verify_otp(s, recipient, purpose, candidate_hash, max_attempts=max_attempts, now=now)
-
-    @staticmethod
-    def _take(s: MemoryStore, buckets: Sequence[tuple[str, float, int]], now: float) -> None:
-        """``buckets=`` of the OTP calls: all or none, or LimitsRefused before anything else."""
-        waits, granted = take_all({key: s.rate_limits.get(key) for key, _, _ in buckets}, buckets, now)
-        require_granted(buckets, waits)
-        s.rate_limits.update(granted)
 
     def seal_legacy_secrets(self, seal: Callable[[str, str], str], now: float) -> int:
         with self._tx() as s:
@@ -424,3 +415,10 @@ class _MemoryBatchOps:
     def issue(self, issue: OtpIssue) -> tuple[OtpIssueOutcome, float]:
         return memory_otp.issue_otp(self.store, issue.otp, issue.message, cooldown_seconds=self.cooldown_seconds,
                                     max_per_hour=self.max_per_hour, now=self.now)
+
+
+def _acquire_all(s: MemoryStore, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
+    """``acquire_all`` on the state the caller's transaction holds (the OTP calls' ``buckets=`` too)."""
+    waits, granted = take_all({key: s.rate_limits.get(key) for key, _, _ in buckets}, buckets, now)
+    s.rate_limits.update(granted)
+    return waits
