@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from otpagent.model import Priority, Status
 from otpagent.protocols import IDEMPOTENCY_WINDOW_SECONDS, IdempotencyConflict, StorageBackend
+from otpagent.storage.rows import queued_event
 from otpagent.testing.contract.base import ContractBase
 from otpagent.testing.data import T0, make_message, new
 
@@ -62,6 +64,25 @@ class EnqueueContract(ContractBase):
 
         assert storage.get_message(full.id) == full
         assert storage.get_message(bare.id) == bare
+
+    def test_fields_a_batch_shares_and_fields_it_does_not_both_read_back(self, storage: StorageBackend) -> None:
+        # PostgreSQL sends a field the whole batch shares once: every kind of value must survive
+        # being shared, and each message still gets its own ``queued``/``scheduled`` event.
+        full = make_message(
+            email="a@example.com", subject="Hi", user_id="u1", channels=("SMS", "EMAIL"), preferred_channel="SMS",
+            max_retries=2, callback_url="https://app.example/cb", metadata={"n": 1, "s": "é"}, secret="123456",
+            expires_at=T0 + 300.25, route=("SMS", "EMAIL"), trace_context=TRACE_CONTEXT,
+        )
+        twins = [attrs.evolve(full, id=f"{full.id}-{i}") for i in range(3)]
+        batches = [twins, [*twins[:2], attrs.evolve(full, id=full.id + "-later", status=Status.SCHEDULED,
+                                                    due_at=T0 + 60, priority=Priority.LOW, body="later")]]
+        batches[1][:2] = [attrs.evolve(m, id=m.id + "-b") for m in batches[1][:2]]
+        for batch in batches:
+            storage.enqueue([new(m) for m in batch], T0)
+
+            for m in batch:
+                assert storage.get_message(m.id) == m
+                assert [attrs.evolve(e, id=None) for e in storage.get_events(m.id)] == [queued_event(m, T0)]
 
     def test_the_worker_that_claims_a_message_gets_its_trace_context(self, storage: StorageBackend) -> None:
         traced, untraced = new(trace_context=TRACE_CONTEXT), new()
