@@ -8,6 +8,7 @@ answers, to the last bit of every double, on random sequences of calls.
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -60,3 +61,30 @@ def test_a_bucket_whose_row_is_gone_is_created_and_decided(open_store: Callable[
 
     assert store.acquire_all([("a", 10.0, 1), ("b", 10.0, 1)], T0 + 10 ** 9) == [0.0, 0.0]
     assert store.acquire_all([("a", 10.0, 1)], T0 + 10 ** 9) == [10.0]
+
+
+def test_first_requests_racing_for_a_new_bucket_take_exactly_its_burst(open_store: Callable[..., Any]) -> None:
+    # A missing bucket is created by the statement that grants it; callers that find it missing
+    # at the same moment must not each get a fresh bucket (a second insert fails, and tries again).
+    store = open_store()
+    threads, rounds = 4, 25
+    barrier = threading.Barrier(threads, timeout=30)
+    granted: list[str] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        for i in range(rounds):
+            barrier.wait()
+            waits = store.acquire_all([("api:key", 0.001, 1_000_000), (f"new:{i}", 60.0, 2)], T0)
+            if all(w <= 0.0 for w in waits):
+                with lock:
+                    granted.append(f"new:{i}")
+
+    pool = [threading.Thread(target=caller) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(60)
+
+    assert not any(t.is_alive() for t in pool)
+    assert sorted(granted) == sorted(f"new:{i}" for i in range(rounds) for _ in range(2))
