@@ -73,6 +73,12 @@ _INSERT_ATTEMPT = (
 # partial index and walk it in claim order, stopping at LIMIT, whatever the queue's size.
 _READY = (f"SELECT * FROM messages INDEXED BY messages_ready WHERE status IN ({sqlrules.CLAIMABLE_SQL}) "
           "AND due_at <= ? ORDER BY priority DESC, due_at, seq LIMIT ?")
+#: The most recently updated messages: the newest ``?`` of each status, each walked backwards on
+#: ``messages_status_updated`` (``seq`` is the rowid, the index's last key) and stopping at its
+#: LIMIT, then merged. A plain ``ORDER BY updated_at`` would read the whole table for it.
+RECENT = ("SELECT * FROM (" + " UNION ALL ".join(
+    f"SELECT * FROM (SELECT * FROM messages WHERE status = '{s.value}' ORDER BY updated_at DESC, seq DESC LIMIT ?)"
+    for s in Status) + ") ORDER BY updated_at DESC, seq DESC LIMIT ?")
 
 
 @attrs.frozen
@@ -216,7 +222,8 @@ class SqliteStorage(SqliteWriter):
         return sqlreads.get_events(SqliteTx(self._conn()), message_id)
 
     def recent_messages(self, limit: int) -> list[Message]:
-        return sqlreads.recent_messages(SqliteTx(self._conn()), limit)
+        rows = self._conn().execute(RECENT, [limit] * (len(Status) + 1)).fetchall()
+        return [message_from_row(r) for r in rows]
 
     def find_by_provider_id(self, provider_message_id: str) -> Attempt | None:
         return sqlreads.find_by_provider_id(SqliteTx(self._conn()), provider_message_id)

@@ -133,6 +133,18 @@ _MIGRATIONS: list[str] = [
     DROP INDEX events_type_at;
     DROP INDEX events_at;
     """,
+    # 7: one index where two moved on every write. ``messages(status)`` and ``messages(updated_at)``
+    # both took an entry per enqueue and moved it on every status change, each a WAL frame of
+    # every commit; ``(status, updated_at)`` answers all they answered: the counts by status
+    # (from the index alone), the cleanup of finished messages (a range per finished status),
+    # and the most recently updated messages (the newest of each status, merged: see
+    # ``SqliteStorage.recent_messages``). (On a large database this builds the index once, at
+    # the first start after the upgrade.)
+    """
+    CREATE INDEX IF NOT EXISTS messages_status_updated ON messages(status, updated_at);
+    DROP INDEX IF EXISTS messages_status;
+    DROP INDEX IF EXISTS messages_updated;
+    """,
 ]
 
 SCHEMA_VERSION = len(_MIGRATIONS)
