@@ -31,9 +31,9 @@ from otpagent.protocols import (
 from otpagent.storage.rows import Row, event_to_row
 
 __all__ = [
-    "CLAIMABLE_SQL", "FINISHED_SQL", "INSERT_EVENT", "RENEW_LEASES", "Row", "Tx",
-    "apply_provider_event", "insert_event", "issue_otp", "message_update", "message_update_statement",
-    "seal_legacy_secrets", "verify_otp",
+    "CLAIMABLE_SQL", "FINISHED_SQL", "INSERT_EVENT", "INSERT_OTP", "INVALIDATE_OTPS", "RENEW_LEASES", "Row", "Tx",
+    "apply_provider_event", "insert_event", "issue_decision", "issue_otp", "issue_writes", "message_update",
+    "message_update_statement", "seal_legacy_secrets", "verify_otp",
 ]
 
 #: The claimable statuses as SQL literals, exactly as in both backends' ``messages_ready``
@@ -66,17 +66,38 @@ def issue_otp(tx: Tx, otp: OtpRecord, *, cooldown_seconds: float, max_per_hour: 
     active codes for the purpose and store the new one. The caller enqueues the message in the
     same transaction when the outcome is ISSUED.
     """
+    outcome = issue_decision(tx, otp, cooldown_seconds=cooldown_seconds, max_per_hour=max_per_hour, now=now)
+    if outcome[0] is OtpIssueOutcome.ISSUED:
+        writes = issue_writes(otp, now)
+        tx.run(INVALIDATE_OTPS, writes[:3])
+        tx.run(INSERT_OTP, writes[3:])
+    return outcome
+
+
+#: The writes of an issue: the recipient's active codes for the purpose invalidated, the new one
+#: stored (parameters: :func:`issue_writes`, the first three for the first statement).
+INVALIDATE_OTPS = ("UPDATE otps SET invalidated_at = ? WHERE recipient = ? AND purpose = ? "
+                   "AND consumed_at IS NULL AND invalidated_at IS NULL")
+INSERT_OTP = ("INSERT INTO otps (id, recipient, purpose, code_hash, created_at, expires_at, message_id) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+
+def issue_writes(otp: OtpRecord, now: float) -> tuple[Any, ...]:
+    """The parameters of :data:`INVALIDATE_OTPS` then :data:`INSERT_OTP`."""
+    return (now, otp.recipient, otp.purpose,
+            otp.id, otp.recipient, otp.purpose, otp.code_hash, otp.created_at, otp.expires_at, otp.message_id)
+
+
+def issue_decision(tx: Tx, otp: OtpRecord, *, cooldown_seconds: float, max_per_hour: int,
+                   now: float) -> tuple[OtpIssueOutcome, float]:
+    """Whether ``otp`` may be issued now under the resend cooldown and the hourly cap (a read:
+    the caller holds the recipient's lock, and writes when the outcome is ISSUED)."""
     recent = tx.all("SELECT created_at FROM otps WHERE recipient = ? AND created_at > ? ORDER BY created_at",
                     (otp.recipient, now - 3600.0))
     if recent and now - recent[-1]["created_at"] < cooldown_seconds:
         return OtpIssueOutcome.COOLDOWN, recent[-1]["created_at"] + cooldown_seconds - now
     if len(recent) >= max_per_hour:
         return OtpIssueOutcome.HOURLY_LIMIT, recent[-max_per_hour]["created_at"] + 3600.0 - now
-    tx.run("UPDATE otps SET invalidated_at = ? WHERE recipient = ? AND purpose = ? "
-           "AND consumed_at IS NULL AND invalidated_at IS NULL", (now, otp.recipient, otp.purpose))
-    tx.run("INSERT INTO otps (id, recipient, purpose, code_hash, created_at, expires_at, message_id) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?)",
-           (otp.id, otp.recipient, otp.purpose, otp.code_hash, otp.created_at, otp.expires_at, otp.message_id))
     return OtpIssueOutcome.ISSUED, 0.0
 
 
