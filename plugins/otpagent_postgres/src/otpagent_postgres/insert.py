@@ -26,6 +26,7 @@ from typing import Any
 
 from otpagent.protocols import NewMessage
 from otpagent.storage.rows import MESSAGE_COLUMNS, message_to_row, queued_event_row
+from otpagent_postgres.jsonrows import at_position
 
 __all__ = ["MESSAGE_TYPES", "NOTIFY_CHANNEL", "insert_statement"]
 
@@ -68,8 +69,7 @@ def _batch_insert(varying: tuple[str, ...]) -> tuple[bytes, tuple[str, ...]]:
 
     def value(field: str) -> str:
         if field in position:
-            kind = _TYPES[field]
-            return f"(a->>{position[field]})" + ("" if kind == "text" else "::" + kind)
+            return at_position(position[field], _TYPES[field])
         shared.append(field)
         return f"%s::{_TYPES[field]}"
 

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["by_position"]
+__all__ = ["at_position", "by_position"]
+
+
+def at_position(index: int, kind: str) -> str:
+    """``(a->>3)::integer``: the value at ``index`` of the row array ``a`` as SQL type ``kind``
+    (text needs no cast)."""
+    return f"(a->>{index})" + ("" if kind == "text" else "::" + kind)
 
 
 def by_position(fields: Sequence[tuple[str, str]]) -> str:
     """``(a->>0)::integer AS k, (a->>1) AS id, ...`` for ``(name, SQL type)`` pairs, in the
-    order the values travel in each array (text needs no cast)."""
-    return ", ".join(f"(a->>{i}){'' if kind == 'text' else '::' + kind} AS {name}"
-                     for i, (name, kind) in enumerate(fields))
+    order the values travel in each array."""
+    return ", ".join(f"{at_position(i, kind)} AS {name}" for i, (name, kind) in enumerate(fields))
