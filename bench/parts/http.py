@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from bench.common import (
 )
 from bench.httpload import post_all
 from bench.parts.postgres import drop
+from bench.peers.cpu import machine_busy
 from otpagent.otp_seal import CodeSealer
 
 CONNECTIONS = 8
@@ -95,27 +96,6 @@ LIMITS_ON = {"otp_send_per_key": {"per_minute": 10_000_000, "burst": 100_000},
              "otp_send_per_ip": {"per_minute": 10_000_000, "burst": 100_000},
              "otp_verify_per_key": {"per_minute": 10_000_000, "burst": 100_000},
              "otp_verify_per_ip": {"per_minute": 10_000_000, "burst": 100_000}}
-
-
-def machine_busy() -> Callable[[], float]:
-    """Start watching the machine's CPUs; the returned call gives the fraction of all of them
-    busy since (from ``/proc/stat``; 0.0 where there is none)."""
-
-    def sample() -> tuple[int, int]:
-        try:
-            with open("/proc/stat") as stat:
-                values = [int(v) for v in stat.readline().split()[1:]]
-        except OSError:
-            return 0, 0
-        return sum(values), values[3] + values[4]  # all, idle + iowait
-
-    total, idle = sample()
-
-    def busy() -> float:
-        now_total, now_idle = sample()
-        return 1.0 - (now_idle - idle) / (now_total - total) if now_total > total else 0.0
-
-    return busy
 
 
 def api_pairs(tmp: Path, count: int, budget: float, *, workers: bool = True, limits: bool = False,

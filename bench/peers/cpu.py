@@ -1,4 +1,5 @@
-"""CPU time read from ``/proc``: a worker process (with its children), and PostgreSQL's backends.
+"""CPU time read from ``/proc``: a worker process (with its children), PostgreSQL's backends,
+and the whole machine.
 
 CPU per message is the worker's CPU plus, on PostgreSQL, the server's CPU for the backends
 serving that worker (found by ``application_name`` in ``pg_stat_activity``, read from
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BackendCpu", "process_tree_cpu"]
+__all__ = ["BackendCpu", "machine_busy", "process_tree_cpu"]
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -98,3 +100,24 @@ class BackendCpu:
         self._stop.set()
         self._thread.join(2)
         self._conn.close()
+
+
+def machine_busy() -> Callable[[], float]:
+    """Start watching the machine's CPUs; the returned call gives the fraction of all of them
+    busy since (from ``/proc/stat``; 0.0 where there is none)."""
+
+    def sample() -> tuple[int, int]:
+        try:
+            with open("/proc/stat") as stat:
+                values = [int(v) for v in stat.readline().split()[1:]]
+        except OSError:
+            return 0, 0
+        return sum(values), values[3] + values[4]  # all, idle + iowait
+
+    total, idle = sample()
+
+    def busy() -> float:
+        now_total, now_idle = sample()
+        return 1.0 - (now_idle - idle) / (now_total - total) if now_total > total else 0.0
+
+    return busy

@@ -12,6 +12,7 @@ from otpagent.protocols import MessageUpdate
 from otpagent.storage import sqlreads, sqlrules
 from otpagent.storage.sqlite import RECENT, SqliteStorage
 from otpagent.storage.sqlite_schema import _MIGRATIONS
+from otpagent.storage.sqlite_writer import SqliteTx
 from otpagent.testing.data import T0, new
 
 
@@ -56,7 +57,7 @@ def test_recent_messages_are_the_most_recently_updated_of_every_status(tmp_path:
 
         assert recent == [first, second, items[5].message.id, items[4].message.id]
         assert [m.id for m in storage.recent_messages(100)] == [m.id for m in sqlreads.recent_messages(
-            _Tx(storage.connection()), 100)]
+            SqliteTx(storage.connection()), 100)]
     finally:
         storage.close()
 
@@ -83,12 +84,3 @@ def test_a_database_made_before_the_merge_gets_the_one_index_and_keeps_its_messa
     finally:
         storage.close()
 
-
-class _Tx:
-    """The shared read's ``Tx`` on a plain connection (its answer is the reference order)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def all(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(sql, params).fetchall()
