@@ -219,14 +219,30 @@ def run(ctx: Context) -> list[Row]:
         ("HTTP API, same, limits off, `serve --no-workers` (API alone)", "— (shows the API's own cost)",
          {"workers": False}),
     ]
+    one_process = 0.0
     for figure, target, options in shapes:
         value, ok, issued, _ = best_pairs(ctx, count, budget, rounds, **options)
         note = "" if ok == count else f"{issued}/{count} issued (202), {ok} verified"
         ctx.say(f"{figure}: {value:,.0f} pairs/s vs hello-world {baseline:,.0f}")
         passed = value >= 1000 and ok == count if target.startswith(">=") else None
         rows.append(Row(figure, value, "pairs/s", target, baseline, hello, passed=passed, note=note))
+        one_process = one_process or value
+    rows.append(sqlite_processes_row(ctx, count, budget, rounds, one_process))
     rows += postgres_rows(ctx, count, budget, rounds)
     return rows
+
+
+def sqlite_processes_row(ctx: Context, count: int, budget: float, rounds: int, one_process: float) -> Row:
+    """``serve --processes 2`` on SQLite, limits on, against the 1-process figure of this run:
+    the processes take turns at the one database lock (queued on its lock file)."""
+    two, ok, issued, busy = best_pairs(ctx, count, budget, rounds, limits=True, processes=2)
+    ctx.say(f"http on SQLite: 1 process {one_process:,.0f} pairs/s, 2 processes {two:,.0f}")
+    note = f"all {os.cpu_count() or 1} CPUs {busy:.0%} busy while issuing"
+    if ok != count:
+        note += f"; {issued}/{count} issued (202), {ok} verified"
+    return Row("HTTP API, SQLite, abuse limits on, `serve --processes 2`", two, "pairs/s",
+               "— (one database lock: shows what a second process adds)", one_process,
+               "`serve`, 1 process, limits on (row above)", note=note)
 
 
 def postgres_rows(ctx: Context, count: int, budget: float, rounds: int) -> list[Row]:

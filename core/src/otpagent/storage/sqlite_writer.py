@@ -1,8 +1,9 @@
 """The SQLite write path: a connection per thread, and group commit of concurrent writes.
 
 Every write runs in a ``BEGIN IMMEDIATE`` transaction, so it is atomic across threads *and*
-processes. Within a process, writers queue on a lock before asking SQLite, because SQLite's own
-busy handler sleeps in coarse steps, and short writes from concurrent threads are
+processes. Writers queue before asking SQLite, because SQLite's own busy handler sleeps in
+coarse steps: within a process on a lock, across processes on a lock file beside the database
+(:mod:`~otpagent.storage.sqlite_filelock`). Short writes from concurrent threads are
 group-committed: each under its own savepoint, all in one transaction, so they share one fsync
 (:meth:`SqliteWriter._grouped`). :class:`~otpagent.storage.sqlite.SqliteStorage` builds on it.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from otpagent.storage.batching import CommitQueue, as_exception
+from otpagent.storage.sqlite_filelock import WriterFileLock
 
 __all__ = ["SqliteTx", "SqliteWriter"]
 
@@ -35,6 +37,8 @@ class SqliteWriter:
         self._busy_timeout = busy_timeout
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        #: Queues this file's writers across processes (see :mod:`~otpagent.storage.sqlite_filelock`).
+        self._file_lock = WriterFileLock(self.path, busy_timeout)
         #: Concurrent short writes, committed in groups (see :meth:`_grouped`).
         self._writes: CommitQueue[_PendingWrite[Any]] = CommitQueue(self._commit_leading)
         self._connections: list[sqlite3.Connection] = []
@@ -84,7 +88,7 @@ class SqliteWriter:
         not group-committed: short, frequent writes go through the backend's own methods.
         """
         conn = self._conn()
-        with self._write_lock:
+        with self._write_lock, self._file_lock.held():
             self._begin_immediate(conn)
             try:
                 yield conn
@@ -130,17 +134,18 @@ class SqliteWriter:
 
     def _commit_group(self, conn: sqlite3.Connection, batch: list[_PendingWrite[Any]]) -> None:
         try:
-            self._begin_immediate(conn)
-            try:
-                if len(batch) == 1:  # alone: no savepoint (it costs a statement journal per page)
-                    self._run_alone(conn, batch[0])
-                    return
-                self._run_pieces(conn, batch)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            with self._file_lock.held():
+                self._begin_immediate(conn)
+                try:
+                    if len(batch) == 1:  # alone: no savepoint (it costs a statement journal per page)
+                        self._run_alone(conn, batch[0])
+                        return
+                    self._run_pieces(conn, batch)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
         except BaseException as exc:
             for op in batch:
                 if op.error is None:
@@ -200,6 +205,13 @@ class SqliteWriter:
                     conn.close()
             self._connections.clear()
         self._local = threading.local()
+        # Not under a write still in flight (its end unlocks the file): then the descriptor
+        # stays open until the process ends.
+        if self._write_lock.acquire(blocking=False):
+            try:
+                self._file_lock.close()
+            finally:
+                self._write_lock.release()
 
     def ping(self) -> None:
         self._conn().execute("SELECT 1").fetchone()

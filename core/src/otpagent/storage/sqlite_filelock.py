@@ -1,0 +1,160 @@
+"""Handing SQLite's write lock from one process to the next without polling.
+
+SQLite answers a process that wants to write while another one writes "database is locked"
+and leaves the waiting to it. Ours polled (``SqliteWriter._execute_waiting``: 0.2 ms doubling
+to 4 ms), so a process that found the lock taken slept on after it was free (about half a
+pause per contended write) and spent a ``BEGIN`` attempt on every poll: with two
+``serve --processes`` on one file, each process spent about half its time there.
+
+So otpagent's writers, in every process, first take an exclusive ``flock`` on a file beside the
+database (``<database>-lock``) and hold it until their transaction ends: the kernel wakes the
+next waiter the moment the holder lets go. SQLite's own lock stays the authority (other
+programs writing the file, and any write made while this lock was unavailable, still meet the
+busy loop); this one only queues otpagent's writers in order. A process that dies releases it
+with its descriptors.
+
+A blocking ``flock`` cannot time out, so a contended wait is made by a helper thread while the
+caller waits at most the busy timeout: a holder that hangs (a stopped process) costs the
+waiter "database is locked" after ``busy_timeout_seconds``, as SQLite's own wait did, never a
+hang. When the lock file cannot be opened at all, writers go on without it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import structlog
+
+__all__ = ["WriterFileLock", "lock_path"]
+
+log = structlog.get_logger("otpagent.storage")
+
+
+def lock_path(database: Path) -> Path:
+    """The lock file of ``database``: beside it, as SQLite's ``-wal`` and ``-shm`` are."""
+    return database.with_name(database.name + "-lock")
+
+
+class _Wait:
+    """One contended acquisition, handed to the helper thread."""
+
+    __slots__ = ("abandoned", "fd", "granted", "guard")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.granted = threading.Event()
+        self.guard = threading.Lock()
+        self.abandoned = False
+
+
+class WriterFileLock:
+    """The exclusive lock otpagent's writers of one SQLite file take around each write
+    transaction, across processes (see the module's docstring).
+
+    Not reentrant, and meant to be taken by one thread of the instance at a time (the writer
+    holds its in-process write lock around it). ``flock`` locks belong to the open file, so two
+    instances on one database exclude each other even in one process.
+    """
+
+    def __init__(self, database: Path, timeout: float) -> None:
+        self.path = lock_path(database)
+        self._timeout = timeout
+        self._fd: int | None = None
+        self._pid = 0
+        self._unavailable = False
+        self._waits: queue.SimpleQueue[_Wait | int] = queue.SimpleQueue()
+        self._helper: threading.Thread | None = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the lock for the block; raises ``sqlite3.OperationalError`` ("database is
+        locked") when another writer held it for the whole busy timeout."""
+        fd = self._acquire()
+        try:
+            yield
+        finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _acquire(self) -> int | None:
+        fd = self._descriptor()
+        if fd is None:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        if self._wait(fd):
+            return fd
+        raise sqlite3.OperationalError(
+            f"database is locked: another otpagent writer held {str(self.path)!r} for {self._timeout:g} s "
+            "(storage.busy_timeout_seconds)")
+
+    def _descriptor(self) -> int | None:
+        """The lock file, opened once per process: a forked child opens its own (sharing the
+        parent's open file, ``flock`` would see the two processes as one holder)."""
+        if self._fd is not None:
+            if self._pid == os.getpid():
+                return self._fd
+            os.close(self._fd)  # the parent's: closing our copy leaves the parent's lock alone
+            self._fd, self._helper, self._waits = None, None, queue.SimpleQueue()
+        if self._unavailable:
+            return None
+        self._pid = os.getpid()
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            try:  # a file made by another user: a lock needs no write access
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                self._unavailable = True
+                log.warning("sqlite_writer_lock_unavailable", path=str(self.path), error=str(exc))
+        return self._fd
+
+    def _wait(self, fd: int) -> bool:
+        """Whether the helper thread got the lock for us within the timeout. A wait given up
+        on is marked abandoned: the helper lets the lock go as soon as it gets it."""
+        wait = _Wait(fd)
+        self._waits.put(wait)
+        if self._helper is None:
+            self._helper = threading.Thread(target=self._serve, args=(self._waits,),
+                                            name="otpagent-sqlite-lock", daemon=True)
+            self._helper.start()
+        if wait.granted.wait(self._timeout):
+            return True
+        with wait.guard:
+            wait.abandoned = not wait.granted.is_set()
+        return not wait.abandoned
+
+    @staticmethod
+    def _serve(waits: queue.SimpleQueue[_Wait | int]) -> None:
+        """The helper thread: blocks in ``flock`` for each contended wait in turn. Told to stop,
+        it closes the file (it may have been blocked on it until then)."""
+        while isinstance(wait := waits.get(), _Wait):
+            fcntl.flock(wait.fd, fcntl.LOCK_EX)
+            with wait.guard:
+                if wait.abandoned:
+                    fcntl.flock(wait.fd, fcntl.LOCK_UN)
+                else:
+                    wait.granted.set()
+        os.close(wait)
+
+    def close(self) -> None:
+        """Close the lock file (the helper thread closes it, if there is one, once it is not
+        blocked: the descriptor is never closed under a waiting ``flock``)."""
+        fd, self._fd = self._fd, None
+        if fd is None or self._pid != os.getpid():
+            return
+        if self._helper is None:
+            os.close(fd)
+        else:
+            self._waits.put(fd)
+            self._helper = None
