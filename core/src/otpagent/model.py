@@ -48,6 +48,9 @@ class Priority(enum.IntEnum):
     def parse(cls, value: Priority | str | int) -> Priority:
         if isinstance(value, Priority):
             return value
+        exact = _PRIORITY_NAMES.get(value) if isinstance(value, str) else None
+        if exact is not None:  # as callers mostly write it ("HIGH"): one lookup
+            return exact
         if isinstance(value, str):
             try:
                 return cls[value.strip().upper()]
@@ -74,6 +77,9 @@ class MessageType(enum.StrEnum):
     def parse(cls, value: MessageType | str) -> MessageType:
         if isinstance(value, MessageType):
             return value
+        exact = _MESSAGE_TYPE_VALUES.get(value) if isinstance(value, str) else None
+        if exact is not None:  # as callers mostly write it ("otp"): one lookup
+            return exact
         if isinstance(value, str):
             try:
                 return cls(value.strip().lower())
@@ -83,6 +89,10 @@ class MessageType(enum.StrEnum):
         raise InvalidRequest.single(
             "message_type", f"unknown message type {value!r} (expected one of {choices})"
         )
+
+
+_PRIORITY_NAMES: dict[str, Priority] = {p.name: p for p in Priority}
+_MESSAGE_TYPE_VALUES: dict[str, MessageType] = {t.value: t for t in MessageType}
 
 
 class ChannelKind(enum.StrEnum):

@@ -65,22 +65,31 @@ class _Phone:
 
     The country is worked out on first use only: for calling codes shared by several regions
     (+1, +44, +7...) phonenumbers tests the number against each region's ranges, which costs
-    more than the parse itself, and most processes that take numbers in never need it.
+    more than the parse itself, and most processes that take numbers in never need it. A
+    number taken in by :func:`_canonical` keeps only its calling code until then (its
+    ``PhoneNumber`` is built on that first use).
     """
 
     __slots__ = ("_country", "_number", "e164")
 
     def __init__(self, number: Any, e164: str) -> None:
-        self._number = number
+        self._number = number  # a phonenumbers.PhoneNumber, or the calling code of a canonical e164
         self.e164 = e164
         self._country: str | bool | None = False  # False: not looked up yet
 
     def country(self) -> str | None:
         number = self._number  # read first: another thread sets the country before clearing it
         if number is not None and self._country is False:
-            self._country = _country_of_number(number)
+            self._country = _country_of_number(_as_phone_number(number, self.e164))
             self._number = None  # no longer needed: the cache holds up to 65,536 of these
         return self._country  # type: ignore[return-value]  # never False once looked up
+
+
+def _as_phone_number(number: Any, e164: str) -> Any:
+    """``number`` as a ``phonenumbers.PhoneNumber`` (built from ``e164`` when it is a calling code)."""
+    if isinstance(number, int):
+        return _phonenumbers().PhoneNumber(country_code=number, national_number=int(e164[len(str(number)) + 1:]))
+    return number
 
 
 def _country_of_number(number: Any) -> str | None:
@@ -153,8 +162,18 @@ def _canonical(phonenumbers: Any, raw: str) -> _Phone | None:
     national = digits[size:]
     if national[0] == "0" or _national_prefix_may_apply(code, national):
         return None
-    number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
-    return _Phone(number, raw) if phonenumbers.is_possible_number(number) else None
+    return _Phone(code, raw) if _possible_length(code, len(national)) else None
+
+
+@functools.cache
+def _possible_length(code: int, length: int) -> bool:
+    """:func:`phonenumbers.is_possible_number` of a number with calling code ``code`` and a
+    national number of ``length`` digits not starting with 0: the library's check reads only
+    that length against the calling code's main region (its possible and local-only lengths),
+    so one answer serves every number of that shape."""
+    phonenumbers = _phonenumbers()
+    return bool(phonenumbers.is_possible_number(
+        phonenumbers.PhoneNumber(country_code=code, national_number=10 ** (length - 1))))
 
 
 def _national_prefix_may_apply(code: int, national: str) -> bool:
