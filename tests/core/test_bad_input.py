@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from otpagent import InvalidRequest, MessageRequest, Priority
+from otpagent import InvalidRequest, MessageRequest, MessageType, Priority
 
 
 def test_invalid_phone_number_is_rejected_with_the_number_and_the_reason():
@@ -114,3 +114,25 @@ def test_reused_idempotency_key_returns_the_same_id_and_a_different_body_is_an_e
     with pytest.raises(InvalidRequest, match="idempotency_key"):
         agent.send_message(MessageRequest(phone_number="+447700900123", content="twice", idempotency_key="k1"))
     assert agent.storage.stats(0).total == 1
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("HIGH", Priority.HIGH), ("high", Priority.HIGH), (" High ", Priority.HIGH), (3, Priority.HIGH),
+    (Priority.LOW, Priority.LOW),
+])
+def test_priority_is_read_from_its_name_any_case_or_its_number(value, expected):
+    assert Priority.parse(value) is expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("otp", MessageType.OTP), (" OTP ", MessageType.OTP), ("Reminder", MessageType.REMINDER),
+    (MessageType.ALERT, MessageType.ALERT),
+])
+def test_message_type_is_read_from_its_value_any_case(value, expected):
+    assert MessageType.parse(value) is expected
+
+
+@pytest.mark.parametrize("value", [True, 9, None, ["HIGH"], "HIGHEST"])
+def test_what_is_not_a_priority_is_refused_by_name(value):
+    with pytest.raises(InvalidRequest, match="unknown priority"):
+        Priority.parse(value)
