@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,47 @@ def test_a_forked_child_takes_the_lock_on_its_own_open_file(tmp_path: Path) -> N
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, "the child was let in under its parent's lock"
     finally:
         storage.close()
+
+
+_ORPHANING = textwrap.dedent("""
+    import os, sys, time
+    from otpagent.storage.sqlite import SqliteStorage
+
+    storage = SqliteStorage(sys.argv[1])
+    with storage._file_lock.held():
+        child = os.fork()
+        if child == 0:  # lives on without writing anything (and without our output pipe)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            time.sleep(60)
+            os._exit(0)
+        print(child, flush=True)
+        os._exit(0)  # dies holding the lock
+""")
+
+
+def test_a_child_that_outlives_a_parent_dead_with_the_lock_does_not_keep_it(tmp_path: Path) -> None:
+    database = tmp_path / "a.db"
+    parent = subprocess.run([sys.executable, "-c", _ORPHANING, str(database)], capture_output=True, text=True,
+                            timeout=60, check=True)
+    child = int(parent.stdout.split()[0])
+    try:
+        fd = os.open(lock_path(database), os.O_RDWR)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    assert time.monotonic() < deadline, "the forked child kept its dead parent's writer lock"
+                    time.sleep(0.02)
+        finally:
+            os.close(fd)
+    finally:
+        with suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 _HOLDER = textwrap.dedent("""

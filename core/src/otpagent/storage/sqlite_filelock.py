@@ -17,6 +17,10 @@ A blocking ``flock`` cannot time out, so a contended wait is made by a helper th
 caller waits at most the busy timeout: a holder that hangs (a stopped process) costs the
 waiter "database is locked" after ``busy_timeout_seconds``, as SQLite's own wait did, never a
 hang. When the lock file cannot be opened at all, writers go on without it.
+
+The file is opened close-on-exec, and a child forked from a process closes its copy at once
+(``os.register_at_fork``): otherwise a child that outlived a parent which died holding the lock
+would keep it, and every writer would wait out its busy timeout.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ import os
 import queue
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import structlog
@@ -104,8 +109,7 @@ class WriterFileLock:
         if self._fd is not None:
             if self._pid == os.getpid():
                 return self._fd
-            os.close(self._fd)  # the parent's: closing our copy leaves the parent's lock alone
-            self._fd, self._helper, self._waits = None, None, queue.SimpleQueue()
+            self._forget_inherited()  # a fork the at-fork hook did not see (from C)
         if self._unavailable:
             return None
         self._pid = os.getpid()
@@ -117,7 +121,17 @@ class WriterFileLock:
             except OSError as exc:
                 self._unavailable = True
                 log.warning("sqlite_writer_lock_unavailable", path=str(self.path), error=str(exc))
+        if self._fd is not None:
+            _OPEN.add(self)
         return self._fd
+
+    def _forget_inherited(self) -> None:
+        """In a forked child: close the parent's lock file (closing our copy leaves the parent's
+        lock alone) and the parent's helper thread, which the child does not have."""
+        if self._fd is not None:
+            with suppress(OSError):
+                os.close(self._fd)
+        self._fd, self._pid, self._helper, self._waits = None, 0, None, queue.SimpleQueue()
 
     def _wait(self, fd: int) -> bool:
         """Whether the helper thread got the lock for us within the timeout. A wait given up
@@ -158,3 +172,16 @@ class WriterFileLock:
         else:
             self._waits.put(fd)
             self._helper = None
+
+
+#: The locks with an open file in this process, for the at-fork hook.
+_OPEN: weakref.WeakSet[WriterFileLock] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for lock in list(_OPEN):
+        lock._forget_inherited()
+    _OPEN.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
