@@ -4,14 +4,14 @@ SQLite answers a process that wants to write while another one writes "database 
 and leaves the waiting to it. Ours polled (``SqliteWriter._execute_waiting``: 0.2 ms doubling
 to 4 ms), so a process that found the lock taken slept on after it was free (about half a
 pause per contended write) and spent a ``BEGIN`` attempt on every poll: with two
-``serve --processes`` on one file, each process spent about half its time there.
+``serve --processes`` on one file, each process spent up to half its time there.
 
 So otpagent's writers, in every process, first take an exclusive ``flock`` on a file beside the
 database (``<database>-lock``) and hold it until their transaction ends: the kernel wakes the
 next waiter the moment the holder lets go. SQLite's own lock stays the authority (other
 programs writing the file, and any write made while this lock was unavailable, still meet the
-busy loop); this one only queues otpagent's writers in order. A process that dies releases it
-with its descriptors.
+busy loop); this one only queues otpagent's writers. A process that dies releases it with its
+descriptors. Windows has no ``flock``: there writers queue on SQLite's busy loop alone.
 
 A blocking ``flock`` cannot time out, so a contended wait is made by a helper thread while the
 caller waits at most the busy timeout: a holder that hangs (a stopped process) costs the
@@ -25,10 +25,10 @@ would keep it, and every writer would wait out its busy timeout.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import queue
 import sqlite3
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
@@ -36,6 +36,26 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import structlog
+
+if sys.platform != "win32":
+    import fcntl
+
+    def _lock(fd: int, *, wait: bool) -> bool:
+        """Take the lock of ``fd``'s open file; without ``wait``, False when another holds it."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+else:  # Windows has no flock: its writers queue on SQLite's busy loop alone (no file is opened)
+    def _lock(fd: int, *, wait: bool) -> bool:
+        raise OSError("no flock on Windows")
+
+    def _unlock(fd: int) -> None:
+        raise OSError("no flock on Windows")
 
 __all__ = ["WriterFileLock", "lock_path"]
 
@@ -86,18 +106,13 @@ class WriterFileLock:
             yield
         finally:
             if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                _unlock(fd)
 
     def _acquire(self) -> int | None:
         fd = self._descriptor()
         if fd is None:
             return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            pass
-        if self._wait(fd):
+        if _lock(fd, wait=False) or self._wait(fd):
             return fd
         raise sqlite3.OperationalError(
             f"database is locked: another otpagent writer held {str(self.path)!r} for {self._timeout:g} s "
@@ -106,6 +121,8 @@ class WriterFileLock:
     def _descriptor(self) -> int | None:
         """The lock file, opened once per process: a forked child opens its own (sharing the
         parent's open file, ``flock`` would see the two processes as one holder)."""
+        if sys.platform == "win32":
+            return None
         if self._fd is not None:
             if self._pid == os.getpid():
                 return self._fd
@@ -153,10 +170,10 @@ class WriterFileLock:
         """The helper thread: blocks in ``flock`` for each contended wait in turn. Told to stop,
         it closes the file (it may have been blocked on it until then)."""
         while isinstance(wait := waits.get(), _Wait):
-            fcntl.flock(wait.fd, fcntl.LOCK_EX)
+            _lock(wait.fd, wait=True)
             with wait.guard:
                 if wait.abandoned:
-                    fcntl.flock(wait.fd, fcntl.LOCK_UN)
+                    _unlock(wait.fd)
                 else:
                     wait.granted.set()
         os.close(wait)
@@ -184,4 +201,5 @@ def _after_fork_in_child() -> None:
     _OPEN.clear()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if sys.platform != "win32":
+    os.register_at_fork(after_in_child=_after_fork_in_child)
