@@ -170,7 +170,10 @@ class WriterFileLock:
         """The helper thread: blocks in ``flock`` for each contended wait in turn. Told to stop,
         it closes the file (it may have been blocked on it until then)."""
         while isinstance(wait := waits.get(), _Wait):
-            _lock(wait.fd, wait=True)
+            try:
+                _lock(wait.fd, wait=True)
+            except OSError as exc:  # never expected: the writer goes on under SQLite's lock alone
+                log.warning("sqlite_writer_lock_failed", error=str(exc))
             with wait.guard:
                 if wait.abandoned:
                     _unlock(wait.fd)
