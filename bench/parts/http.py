@@ -219,15 +219,13 @@ def run(ctx: Context) -> list[Row]:
         ("HTTP API, same, limits off, `serve --no-workers` (API alone)", "— (shows the API's own cost)",
          {"workers": False}),
     ]
-    one_process = 0.0
     for figure, target, options in shapes:
         value, ok, issued, _ = best_pairs(ctx, count, budget, rounds, **options)
         note = "" if ok == count else f"{issued}/{count} issued (202), {ok} verified"
         ctx.say(f"{figure}: {value:,.0f} pairs/s vs hello-world {baseline:,.0f}")
         passed = value >= 1000 and ok == count if target.startswith(">=") else None
         rows.append(Row(figure, value, "pairs/s", target, baseline, hello, passed=passed, note=note))
-        one_process = one_process or value
-    rows.append(sqlite_processes_row(ctx, count, budget, rounds, one_process))
+    rows.append(sqlite_processes_row(ctx, count, budget, rounds, rows[0].value or 0.0))  # limits on, 1 process
     rows += postgres_rows(ctx, count, budget, rounds)
     return rows
 

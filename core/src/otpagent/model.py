@@ -48,10 +48,10 @@ class Priority(enum.IntEnum):
     def parse(cls, value: Priority | str | int) -> Priority:
         if isinstance(value, Priority):
             return value
-        exact = _PRIORITY_NAMES.get(value) if isinstance(value, str) else None
-        if exact is not None:  # as callers mostly write it ("HIGH"): one lookup
-            return exact
         if isinstance(value, str):
+            exact = _PRIORITY_NAMES.get(value)
+            if exact is not None:  # as callers mostly write it ("HIGH"): one lookup
+                return exact
             try:
                 return cls[value.strip().upper()]
             except KeyError:
@@ -77,10 +77,10 @@ class MessageType(enum.StrEnum):
     def parse(cls, value: MessageType | str) -> MessageType:
         if isinstance(value, MessageType):
             return value
-        exact = _MESSAGE_TYPE_VALUES.get(value) if isinstance(value, str) else None
-        if exact is not None:  # as callers mostly write it ("otp"): one lookup
-            return exact
         if isinstance(value, str):
+            exact = _MESSAGE_TYPE_VALUES.get(value)
+            if exact is not None:  # as callers mostly write it ("otp"): one lookup
+                return exact
             try:
                 return cls(value.strip().lower())
             except ValueError:
