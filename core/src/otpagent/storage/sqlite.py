@@ -57,7 +57,7 @@ from otpagent.storage.rows import (
 from otpagent.storage.sqlite_outbox import SqliteWebhookOutbox
 from otpagent.storage.sqlite_schema import migrate
 from otpagent.storage.sqlite_wakeup import DataVersionWatch
-from otpagent.storage.sqlite_writer import SqliteTx, SqliteWriter
+from otpagent.storage.sqlite_writer import DEFAULT_PAGE_SIZE, PAGE_SIZES, SqliteTx, SqliteWriter
 
 __all__ = ["SqliteStorage", "create_sqlite_storage"]
 
@@ -91,6 +91,8 @@ class SqliteSettings:
     synchronous: str = setting("full", choices=("full", "normal"),
                                doc="full survives power loss; normal survives a process crash, for more throughput")
     busy_timeout_seconds: float = setting(30.0, gt=0, doc="How long a writer waits for another process's lock")
+    page_size: int = setting(DEFAULT_PAGE_SIZE, choices=PAGE_SIZES,
+                             doc="Bytes per page of a database this creates (an existing file keeps its own)")
 
 
 @describes(SqliteSettings)
@@ -100,7 +102,7 @@ def create_sqlite_storage(settings: Mapping[str, Any], context: PluginContext) -
     path = Path(s.path)
     if not path.is_absolute():
         path = Path(context.config_dir) / path
-    return SqliteStorage(path, synchronous=s.synchronous, busy_timeout=s.busy_timeout_seconds)
+    return SqliteStorage(path, synchronous=s.synchronous, busy_timeout=s.busy_timeout_seconds, page_size=s.page_size)
 
 
 class SqliteStorage(SqliteWriter):
@@ -111,8 +113,9 @@ class SqliteStorage(SqliteWriter):
     name = "sqlite"
     capabilities = frozenset(Capability)
 
-    def __init__(self, path: str | Path, *, synchronous: str = "full", busy_timeout: float = 30.0) -> None:
-        super().__init__(path, synchronous=synchronous, busy_timeout=busy_timeout)
+    def __init__(self, path: str | Path, *, synchronous: str = "full", busy_timeout: float = 30.0,
+                 page_size: int = DEFAULT_PAGE_SIZE) -> None:
+        super().__init__(path, synchronous=synchronous, busy_timeout=busy_timeout, page_size=page_size)
         self._outbox: SqliteWebhookOutbox | None = None
         self._outbox_lock = threading.Lock()
         self._watch = DataVersionWatch(self._conn)
