@@ -31,6 +31,7 @@ from otpagent.model import (
     Priority,
     Status,
     mask_code,
+    message_with,
     to_datetime,
 )
 from otpagent.otp import OtpPolicy, generate_code, normalise_recipient
@@ -357,7 +358,7 @@ class IntelligentOTPAgent:
         if errors:
             raise InvalidRequest(errors)
         # Stored sealed: the clear code lives only in memory, now and just before each send.
-        item = attrs.evolve(item, message=attrs.evolve(item.message, secret=otp.sealer.seal(item.message.id, code)))
+        item = attrs.evolve(item, message=message_with(item.message, secret=otp.sealer.seal(item.message.id, code)))
         recipient = request.phone_number or (request.email or "").lower()
         record = OtpRecord(id=item.message.id, recipient=recipient, purpose=purpose,
                            code_hash=otp.code_hash(recipient, purpose, code), created_at=now,

@@ -43,6 +43,7 @@ from otpagent.model import (
     Outcome,
     SendResult,
     Status,
+    message_with,
 )
 from otpagent.onward import route_onward
 from otpagent.otp_seal import CodeSealer, UnreadableCode
@@ -451,7 +452,7 @@ class Dispatcher:
 
 
 def _with_route(message: Message, route: tuple[str, ...]) -> Message:
-    return attrs.evolve(message, route=route, route_index=0)
+    return message_with(message, route=route, route_index=0)
 
 
 def _with_code(message: Message, codes: CodeSealer | None) -> Message:
@@ -459,7 +460,7 @@ def _with_code(message: Message, codes: CodeSealer | None) -> Message:
     if codes is None:
         raise UnreadableCode("the message carries an OTP code but OTPs are turned off (otp.enabled is false), "
                              "so the code cannot be opened; it was not sent")
-    return attrs.evolve(message, secret=codes.open(message.id, message.secret or ""))
+    return message_with(message, secret=codes.open(message.id, message.secret or ""))
 
 
 def _error_text(channel_name: str, result: SendResult) -> str:
