@@ -9,8 +9,18 @@ import random
 import attrs
 import pytest
 
-from otpagent.model import Message, MessageType, Priority, Status, message_with
-from otpagent.storage.rows import MESSAGE_COLUMNS, message_from_row, message_reader, message_to_row
+from otpagent.model import Attempt, Message, MessageType, Outcome, Priority, Status, message_with
+from otpagent.storage.rows import (
+    ATTEMPT_COLUMNS,
+    MESSAGE_COLUMNS,
+    attempt_from_row,
+    attempt_to_row,
+    attempt_values,
+    message_from_row,
+    message_reader,
+    message_to_row,
+    message_values,
+)
 from otpagent.testing.data import T0, make_message
 
 
@@ -40,6 +50,7 @@ def test_a_message_reads_back_by_name_and_by_position_in_any_order(message: Mess
     columns = list(row)
     random.Random(7).shuffle(columns)
 
+    assert tuple(message_to_row(message, "fingerprint").values()) == message_values(message, "fingerprint")
     assert message_from_row(row) == message
     assert message_reader(tuple(columns))(tuple(row[c] for c in columns)) == message
 
@@ -70,3 +81,15 @@ def test_message_with_makes_what_evolve_makes() -> None:
         copy.route_index = 2  # type: ignore[misc]
     with pytest.raises(TypeError, match="no field.*routes"):
         message_with(message, routes=())
+
+
+def test_an_attempt_reads_back_from_its_row() -> None:
+    attempt = Attempt(message_id="m1", number=2, channel="SMS", outcome=Outcome.TRANSIENT, started_at=T0,
+                      finished_at=T0 + 0.25, provider_message_id="SM1", error_code="30003",
+                      error_message="unreachable", cost=0.0075, delivery_status=Status.UNDELIVERED,
+                      status_updated_at=T0 + 9)
+
+    row = attempt_to_row(attempt)
+
+    assert list(row) == list(ATTEMPT_COLUMNS) and tuple(row.values()) == attempt_values(attempt)
+    assert attempt_from_row(row) == attempt

@@ -17,11 +17,13 @@ __all__ = [
     "Row",
     "attempt_from_row",
     "attempt_to_row",
+    "attempt_values",
     "event_from_row",
     "event_to_row",
     "message_from_row",
     "message_reader",
     "message_to_row",
+    "message_values",
     "percentile",
     "queued_event",
     "queued_event_row",
@@ -42,22 +44,23 @@ MESSAGE_COLUMNS = (
 )
 
 
+def message_values(m: Message, fingerprint: str | None) -> tuple[Any, ...]:
+    """The message's row as values in ``MESSAGE_COLUMNS`` order, for positional parameters:
+    SQLite binds 32 named parameters at about twice the cost of 32 positional ones."""
+    return (
+        m.id, m.message_type.value, int(m.priority), m.body, m.subject, m.phone_number, m.email, m.user_id,
+        m.idempotency_key, fingerprint, json.dumps(list(m.channels)) if m.channels is not None else None,
+        m.preferred_channel, m.max_retries, m.callback_url, json.dumps(dict(m.metadata)) if m.metadata else None,
+        m.secret, m.expires_at, m.status.value, m.created_at, m.updated_at, m.due_at,
+        json.dumps(list(m.route)) if m.route else "[]", m.route_index, m.channel_attempts, m.attempt_count,
+        m.channel, m.provider_message_id, m.last_error, m.cost, m.lease_owner, m.lease_expires_at,
+        json.dumps(dict(m.trace_context)) if m.trace_context else None,
+    )
+
+
 def message_to_row(m: Message, fingerprint: str | None) -> dict[str, Any]:
-    return {
-        "id": m.id, "message_type": m.message_type.value, "priority": int(m.priority), "body": m.body,
-        "subject": m.subject, "phone_number": m.phone_number, "email": m.email, "user_id": m.user_id,
-        "idempotency_key": m.idempotency_key, "fingerprint": fingerprint,
-        "channels": json.dumps(list(m.channels)) if m.channels is not None else None,
-        "preferred_channel": m.preferred_channel, "max_retries": m.max_retries,
-        "callback_url": m.callback_url, "metadata": json.dumps(dict(m.metadata)) if m.metadata else None,
-        "secret": m.secret, "expires_at": m.expires_at, "status": m.status.value,
-        "created_at": m.created_at, "updated_at": m.updated_at, "due_at": m.due_at,
-        "route": json.dumps(list(m.route)) if m.route else "[]", "route_index": m.route_index,
-        "channel_attempts": m.channel_attempts, "attempt_count": m.attempt_count, "channel": m.channel,
-        "provider_message_id": m.provider_message_id, "last_error": m.last_error, "cost": m.cost,
-        "lease_owner": m.lease_owner, "lease_expires_at": m.lease_expires_at,
-        "trace_context": json.dumps(dict(m.trace_context)) if m.trace_context else None,
-    }
+    """The message's row by column name."""
+    return dict(zip(MESSAGE_COLUMNS, message_values(m, fingerprint), strict=True))
 
 
 #: Enum members by stored value: a dict lookup costs a fraction of the enum's own call.
@@ -129,15 +132,18 @@ ATTEMPT_COLUMNS = (
 )
 
 
+def attempt_values(a: Attempt) -> tuple[Any, ...]:
+    """The attempt's row as values in ``ATTEMPT_COLUMNS`` order (positional parameters)."""
+    return (
+        a.message_id, a.number, a.channel, a.outcome.value, a.started_at, a.finished_at, a.provider_message_id,
+        a.error_code, a.error_message, a.cost, a.delivery_status.value if a.delivery_status else None,
+        a.status_updated_at,
+    )
+
+
 def attempt_to_row(a: Attempt) -> dict[str, Any]:
-    return {
-        "message_id": a.message_id, "number": a.number, "channel": a.channel, "outcome": a.outcome.value,
-        "started_at": a.started_at, "finished_at": a.finished_at,
-        "provider_message_id": a.provider_message_id, "error_code": a.error_code,
-        "error_message": a.error_message, "cost": a.cost,
-        "delivery_status": a.delivery_status.value if a.delivery_status else None,
-        "status_updated_at": a.status_updated_at,
-    }
+    """The attempt's row by column name."""
+    return dict(zip(ATTEMPT_COLUMNS, attempt_values(a), strict=True))
 
 
 def attempt_from_row(r: Row) -> Attempt:

@@ -48,10 +48,10 @@ from otpagent.storage import batch_issue, sqlreads, sqlrules
 from otpagent.storage.rows import (
     ATTEMPT_COLUMNS,
     MESSAGE_COLUMNS,
-    attempt_to_row,
+    attempt_values,
     event_to_row,
     message_from_row,
-    message_to_row,
+    message_values,
     queued_event_row,
 )
 from otpagent.storage.sqlite_outbox import SqliteWebhookOutbox
@@ -63,11 +63,11 @@ __all__ = ["SqliteStorage", "create_sqlite_storage"]
 
 _INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in MESSAGE_COLUMNS)})"
+    f"VALUES ({', '.join('?' * len(MESSAGE_COLUMNS))})"
 )
 _INSERT_ATTEMPT = (
     f"INSERT INTO delivery_reports ({', '.join(ATTEMPT_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in ATTEMPT_COLUMNS)})"
+    f"VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
 )
 # The statuses are literals, not parameters: only then can SQLite prove the query matches the
 # partial index and walk it in claim order, stopping at LIMIT, whatever the queue's size.
@@ -162,7 +162,7 @@ class SqliteStorage(SqliteWriter):
                     conn.execute("UPDATE messages SET idempotency_key = NULL WHERE id = ?", (existing["id"],))
             fresh.append(item)
             results.append(EnqueueResult(message_id=m.id, created=True))
-        conn.executemany(_INSERT_MESSAGE, [message_to_row(i.message, i.fingerprint) for i in fresh])
+        conn.executemany(_INSERT_MESSAGE, [message_values(i.message, i.fingerprint) for i in fresh])
         conn.executemany(sqlrules.INSERT_EVENT, [queued_event_row(i.message, now) for i in fresh])
         return results
 
@@ -269,7 +269,7 @@ class SqliteStorage(SqliteWriter):
                                      max_per_hour=max_per_hour, now=now)
         if outcome[0] is OtpIssueOutcome.ISSUED:
             m = message.message
-            conn.execute(_INSERT_MESSAGE, message_to_row(m, message.fingerprint))
+            conn.execute(_INSERT_MESSAGE, message_values(m, message.fingerprint))
             conn.execute(sqlrules.INSERT_EVENT, queued_event_row(m, now))
         return outcome
 
@@ -442,7 +442,7 @@ def _write_outcome(write: MessageWrite, conn: sqlite3.Connection) -> bool:
     """One ``update_message``: the attempt always, the update if its conditions hold, and then
     its events."""
     if write.attempt is not None:
-        conn.execute(_INSERT_ATTEMPT, attempt_to_row(write.attempt))
+        conn.execute(_INSERT_ATTEMPT, attempt_values(write.attempt))
     applied = sqlrules.message_update(SqliteTx(conn), write.update, write.now)
     if applied:
         conn.executemany(sqlrules.INSERT_EVENT, [event_to_row(e) for e in write.events])

@@ -148,7 +148,8 @@ class SqliteWriter:
 
     def _commit_group(self, conn: sqlite3.Connection, batch: list[_PendingWrite[Any]]) -> None:
         try:
-            with self._file_lock.held():
+            held = self._file_lock.acquire()
+            try:
                 self._begin_immediate(conn)
                 try:
                     if len(batch) == 1:  # alone: no savepoint (it costs a statement journal per page)
@@ -160,6 +161,8 @@ class SqliteWriter:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
+            finally:
+                self._file_lock.release(held)
         except BaseException as exc:
             for op in batch:
                 if op.error is None:
@@ -197,7 +200,7 @@ class SqliteWriter:
     def _execute_waiting(self, conn: sqlite3.Connection, sql: str) -> None:
         """Run ``sql``, retrying "locked"/"busy" with short jittered pauses for up to the busy
         timeout: polls often and fairly, where SQLite's own 1..100 ms ladder starves a process."""
-        deadline = time.monotonic() + self._busy_timeout
+        deadline: float | None = None
         pause = 0.0002
         while True:
             try:
@@ -206,7 +209,10 @@ class SqliteWriter:
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if deadline is None:  # the clock is read only once there is a wait
+                    deadline = now + self._busy_timeout
+                elif now >= deadline:
                     raise
             time.sleep(random.uniform(0, pause))
             pause = min(pause * 2, 0.004)

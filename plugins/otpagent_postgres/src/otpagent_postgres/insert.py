@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Any
 
 from otpagent.protocols import NewMessage
-from otpagent.storage.rows import MESSAGE_COLUMNS, message_to_row, queued_event_row
+from otpagent.storage.rows import MESSAGE_COLUMNS, message_values, queued_event_row
 from otpagent_postgres.jsonrows import at_position
 
 __all__ = ["MESSAGE_TYPES", "NOTIFY_CHANNEL", "insert_statement"]
@@ -93,15 +93,14 @@ def insert_statement(items: Sequence[NewMessage], now: float, schema: str) -> tu
     """
     if len(items) == 1:
         item = items[0]
-        row = message_to_row(item.message, item.fingerprint)
         event = queued_event_row(item.message, now)
-        return _INSERT_ONE, [*(row[c] for c in MESSAGE_COLUMNS), *event, NOTIFY_CHANNEL, schema]
-    rows = [message_to_row(i.message, i.fingerprint) for i in items]
-    for row, item in zip(rows, items, strict=True):
-        row[_EVENT_DATA] = queued_event_row(item.message, now)[3]
-    first = rows[0]
+        return _INSERT_ONE, [*message_values(item.message, item.fingerprint), *event, NOTIFY_CHANNEL, schema]
+    # Each row: the message's values in MESSAGE_COLUMNS order, then its event's data (_FIELDS).
+    rows = [(*message_values(i.message, i.fingerprint), queued_event_row(i.message, now)[3]) for i in items]
     count = len(rows)
-    varying = tuple(f for f in _FIELDS if [r[f] for r in rows].count(first[f]) != count)
-    sql, shared = _batch_insert(varying)
-    values = json.dumps([[r[f] for f in varying] for r in rows])
+    by_field = list(zip(*rows, strict=True))
+    at = [k for k, column in enumerate(by_field) if column.count(column[0]) != count]
+    sql, shared = _batch_insert(tuple(_FIELDS[k] for k in at))
+    first = dict(zip(_FIELDS, rows[0], strict=True))
+    values = json.dumps([[r[k] for k in at] for r in rows])
     return sql, [values, *(now if f == _EVENT_AT else first[f] for f in shared), NOTIFY_CHANNEL, schema]
