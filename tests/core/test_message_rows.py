@@ -79,7 +79,7 @@ def test_message_with_makes_what_evolve_makes() -> None:
     assert copy is not message and message.route == ("SMS", "EMAIL")  # the original is untouched
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         copy.route_index = 2  # type: ignore[misc]
-    with pytest.raises(TypeError, match="no field.*routes"):
+    with pytest.raises(TypeError, match=r"no field.*routes"):
         message_with(message, routes=())
 
 
