@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
 
+from otpagent import jsontext
 from otpagent.model import Attempt, Event, Message, MessageType, Outcome, Priority, Status
 
 __all__ = [
@@ -49,12 +49,12 @@ def message_values(m: Message, fingerprint: str | None) -> tuple[Any, ...]:
     SQLite binds 32 named parameters at about twice the cost of 32 positional ones."""
     return (
         m.id, m.message_type.value, int(m.priority), m.body, m.subject, m.phone_number, m.email, m.user_id,
-        m.idempotency_key, fingerprint, json.dumps(list(m.channels)) if m.channels is not None else None,
-        m.preferred_channel, m.max_retries, m.callback_url, json.dumps(dict(m.metadata)) if m.metadata else None,
+        m.idempotency_key, fingerprint, jsontext.dumps(list(m.channels)) if m.channels is not None else None,
+        m.preferred_channel, m.max_retries, m.callback_url, jsontext.dumps(dict(m.metadata)) if m.metadata else None,
         m.secret, m.expires_at, m.status.value, m.created_at, m.updated_at, m.due_at,
-        json.dumps(list(m.route)) if m.route else "[]", m.route_index, m.channel_attempts, m.attempt_count,
+        jsontext.dumps(list(m.route)) if m.route else "[]", m.route_index, m.channel_attempts, m.attempt_count,
         m.channel, m.provider_message_id, m.last_error, m.cost, m.lease_owner, m.lease_expires_at,
-        json.dumps(dict(m.trace_context)) if m.trace_context else None,
+        jsontext.dumps(dict(m.trace_context)) if m.trace_context else None,
     )
 
 
@@ -71,7 +71,7 @@ _STATUSES = {s.value: s for s in Status}
 
 def _names(text: str | None) -> tuple[str, ...]:
     """A stored JSON list of channel names (``'[]'`` mostly: no parse for that)."""
-    return tuple(json.loads(text)) if text and text != "[]" else ()
+    return tuple(jsontext.loads(text)) if text and text != "[]" else ()
 
 
 #: How a ``Message`` field is made from its stored column (``{0}``: the column's value); the
@@ -83,7 +83,7 @@ _FROM_COLUMN = {
 }
 _MESSAGE_FIELDS = tuple(a.name for a in attrs.fields(Message))
 _NAMESPACE = {"Message": Message, "TYPES": _TYPES, "PRIORITIES": _PRIORITIES, "STATUSES": _STATUSES,
-              "loads": json.loads, "names": _names}
+              "loads": jsontext.loads, "names": _names}
 
 
 def _compile(source: str, name: str) -> Any:
@@ -159,12 +159,12 @@ def attempt_from_row(r: Row) -> Attempt:
 
 def event_to_row(event: Event) -> tuple[Any, ...]:
     """``(message_id, type, at, data)``: the columns of an inserted event, data as JSON text."""
-    return event.message_id, event.type, event.at, json.dumps(dict(event.data)) if event.data else None
+    return event.message_id, event.type, event.at, jsontext.dumps(dict(event.data)) if event.data else None
 
 
 def event_from_row(r: Row) -> Event:
     return Event(type=r["type"], message_id=r["message_id"], at=r["at"],
-                 data=json.loads(r["data"]) if r["data"] else {}, id=r["id"])
+                 data=jsontext.loads(r["data"]) if r["data"] else {}, id=r["id"])
 
 
 def _queued_data(priority: Priority, message_type: MessageType) -> dict[str, str]:
@@ -177,7 +177,7 @@ def queued_event(m: Message, now: float) -> Event:
 
 
 #: The data of every possible ``queued`` event, as :func:`event_to_row` writes it.
-_QUEUED_DATA = {(p, t): json.dumps(_queued_data(p, t)) for p in Priority for t in MessageType}
+_QUEUED_DATA = {(p, t): jsontext.dumps(_queued_data(p, t)) for p in Priority for t in MessageType}
 
 
 def queued_event_row(m: Message, now: float) -> tuple[str, str, float, str]:

@@ -11,10 +11,10 @@ on its open transaction, holding whatever lock makes the read-modify-write atomi
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from otpagent import jsontext
 from otpagent.model import CLAIMABLE_STATUSES, Event, Status
 from otpagent.otp_seal import SEALED_PREFIX
 from otpagent.protocols import (
@@ -169,7 +169,7 @@ def _update_sets(u: MessageUpdate, now: float) -> tuple[list[str], list[Any]]:
         ("due_at", u.due_at), ("route_index", u.route_index), ("channel_attempts", u.channel_attempts),
         ("attempt_count", u.attempt_count), ("channel", u.channel),
         ("provider_message_id", u.provider_message_id), ("last_error", u.last_error),
-        ("route", json.dumps(list(u.route)) if u.route is not None else None),
+        ("route", jsontext.dumps(list(u.route)) if u.route is not None else None),
     ):
         if value is not None:
             sets.append(f"{column} = ?")

@@ -19,11 +19,11 @@ the server more than the insert itself when there is only one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from otpagent import jsontext
 from otpagent.protocols import NewMessage
 from otpagent.storage.rows import MESSAGE_COLUMNS, message_values, queued_event_row
 from otpagent_postgres.jsonrows import at_position
@@ -102,5 +102,5 @@ def insert_statement(items: Sequence[NewMessage], now: float, schema: str) -> tu
     at = [k for k, column in enumerate(by_field) if column.count(column[0]) != count]
     sql, shared = _batch_insert(tuple(_FIELDS[k] for k in at))
     first = dict(zip(_FIELDS, rows[0], strict=True))
-    values = json.dumps([[r[k] for k in at] for r in rows])
+    values = jsontext.dumps([[r[k] for k in at] for r in rows])
     return sql, [values, *(now if f == _EVENT_AT else first[f] for f in shared), NOTIFY_CHANNEL, schema]

@@ -17,12 +17,12 @@ conditions can never hold, is not merged (each then runs its own statement, in o
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
+from otpagent.jsontext import dumps
 from otpagent.model import Attempt
 from otpagent.protocols import MessageUpdate, MessageWrite
 from otpagent.storage.rows import ATTEMPT_COLUMNS
@@ -104,7 +104,7 @@ class OutcomeMerge:
                 events.append((k, e.type, None if e.message_id == u.message_id else e.message_id,
                                None if e.at == now else e.at))
                 data.append((e.data if type(e.data) is dict else dict(e.data)) if e.data else None)
-        return _STATEMENT, [json.dumps(updates), json.dumps(attempts), json.dumps(events), json.dumps(data)]
+        return _STATEMENT, [dumps(updates), dumps(attempts), dumps(events), dumps(data)]
 
     @staticmethod
     def read(cursor: psycopg.Cursor[tuple[Any, ...]], count: int) -> list[bool]:
@@ -128,7 +128,7 @@ def _update_row(k: int, u: MessageUpdate, now: float) -> list[Any]:
 @functools.lru_cache(maxsize=1024)
 def _route_text(route: tuple[str, ...]) -> str:
     """A route as stored (a JSON list): a fleet has a handful of distinct routes."""
-    return json.dumps(list(route))
+    return dumps(list(route))
 
 
 def _attempt_row(a: Attempt) -> list[Any]:
