@@ -12,12 +12,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from otpagent.model import Status
+from otpagent.model import Priority, Status
 from otpagent.protocols import ACTIVITY_EVENT_TYPES, MessageUpdate, OtpIssueOutcome, OtpVerifyOutcome
 from otpagent.storage import sqlreads
 from otpagent.testing import T0, make_attempt, new
 from otpagent.testing.data import issue, verify
-from otpagent_postgres.queue import CLAIM_READY
+from otpagent_postgres.queue import _CLAIM, _CLAIM_READY_ONLY
 from tests.contract.backends import PG_DSN, drop_schema, new_schema_name, postgres_opener
 from tests.postgres.conftest import terminate_backends
 from tests.postgres.proxy import PgProxy
@@ -136,6 +136,19 @@ def test_a_claim_skips_rows_another_transaction_holds(open_store: Any, pg_schema
         assert time.monotonic() - started < 8.0
 
 
+def _claim_plan(conn: psycopg.Connection[Any], claim: bytes, limit: int) -> list[dict[str, Any]]:
+    """Every node of the claim's executed plan (run in a transaction rolled back afterwards)."""
+    params = {"now": T0, "limit": limit, "owner": "w1", "until": T0 + 30}
+    with conn.transaction(force_rollback=True):
+        (plan,) = conn.execute(b"EXPLAIN (ANALYZE, FORMAT JSON) " + claim, params).fetchone()
+    nodes, stack = [], [plan[0]["Plan"]]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(node.get("Plans", []))
+    return nodes
+
+
 def test_the_claim_walks_the_ready_index_however_long_the_history(open_store: Any, pg_schema: str) -> None:
     store = open_store()
     store.enqueue([new() for _ in range(20)], T0)
@@ -146,11 +159,49 @@ def test_the_claim_walks_the_ready_index_however_long_the_history(open_store: An
             "SELECT 'old-' || g, 'notification', 2, 'x', 'delivered', %s, %s, %s FROM generate_series(1, 50000) g",
             (T0, T0, T0))
         conn.execute("ANALYZE messages")
-        plan = conn.execute(b"EXPLAIN " + CLAIM_READY, {"now": T0, "limit": 16}).fetchall()
+        nodes = _claim_plan(conn, _CLAIM_READY_ONLY, 16)
 
-    text = "\n".join(r[0] for r in plan)
-    assert "messages_ready" in text
-    assert "Seq Scan" not in text
+    assert all(n["Node Type"] != "Seq Scan" for n in nodes)
+    assert any(n.get("Index Name") == "messages_ready" for n in nodes)
+
+
+@pytest.mark.parametrize("claim", [_CLAIM, _CLAIM_READY_ONLY], ids=["with-expired", "ready-only"])
+def test_a_claim_reads_a_few_rows_of_a_long_backlog_whatever_the_planner_knows(
+        open_store: Any, pg_schema: str, claim: bytes) -> None:
+    """A burst enqueued before autovacuum analyses the table: asked for every priority at once,
+    the planner read the whole backlog (a bitmap scan) and sorted it to keep ``limit`` rows."""
+    store = open_store()
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{pg_schema}"')
+        conn.execute("ALTER TABLE messages SET (autovacuum_enabled = false)")  # statistics stay stale
+        store.enqueue([new(priority=[Priority.HIGH, Priority.LOW][i % 2]) for i in range(4000)], T0)
+        nodes = _claim_plan(conn, claim, 16)
+
+    on_messages = [n for n in nodes if n.get("Relation Name") == "messages" or n.get("Index Name") == "messages_ready"]
+    assert on_messages
+    assert max(n["Actual Rows"] for n in on_messages) <= 16, [(n["Node Type"], n["Actual Rows"]) for n in on_messages]
+    assert all(n["Node Type"] != "Sort" or n["Actual Rows"] <= 16 for n in nodes)
+
+
+def test_a_claim_takes_the_highest_priorities_first_and_locks_no_more_rows_than_it_keeps(
+        open_store: Any, pg_schema: str) -> None:
+    store = open_store()
+    items = [new(priority=p, due_at=T0 - i) for i, p in enumerate(
+        [Priority.LOW] * 5 + [Priority.MEDIUM] * 3 + [Priority.CRITICAL] * 2 + [Priority.HIGH] * 4)]
+    store.enqueue(items, T0)
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{pg_schema}"')
+        nodes = _claim_plan(conn, _CLAIM_READY_ONLY, 8)
+
+    claimed = store.claim_due("w1", 8, 30.0, T0)
+
+    assert [m.priority for m in claimed] == [Priority.CRITICAL] * 2 + [Priority.HIGH] * 4 + [Priority.MEDIUM] * 2
+    medium = sorted((i.message for i in items if i.message.priority is Priority.MEDIUM), key=lambda m: m.due_at)
+    assert {m.id for m in claimed if m.priority is Priority.MEDIUM} == {m.id for m in medium[:2]}
+    # Each priority's branch locked only the room the higher ones left: 2 + 4 + 2 + 0 rows.
+    locked = {n["Subplan Name"]: n["Actual Rows"] for n in nodes if n.get("Subplan Name", "").startswith("CTE ready_")}
+    assert locked == {"CTE ready_4": 2, "CTE ready_3": 4, "CTE ready_2": 2, "CTE ready_1": 0}
+    assert len(store.claim_due("w2", 10, 30.0, T0)) == len(items) - 8
 
 
 def test_the_activity_counts_read_the_partial_index_which_covers_every_counted_type(
