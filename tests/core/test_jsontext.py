@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -64,3 +66,10 @@ def test_event_data_round_trips_through_its_row() -> None:
     row = {"type": kind, "message_id": message_id, "at": at, "data": data, "id": 7}
     assert event_from_row(row) == Event(type="attempt", message_id="msg_1", at=1764583000.25, data=dict(event.data),
                                         id=7)
+
+
+def test_orjson_is_imported_on_first_use_not_with_otpagent() -> None:
+    code = ("import sys; from otpagent import IntelligentOTPAgent; import otpagent.storage.rows; "
+            "print('orjson' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"

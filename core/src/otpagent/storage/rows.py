@@ -176,14 +176,16 @@ def queued_event(m: Message, now: float) -> Event:
     return Event(type=m.status.value, message_id=m.id, at=now, data=_queued_data(m.priority, m.message_type))
 
 
-#: The data of every possible ``queued`` event, as :func:`event_to_row` writes it.
-_QUEUED_DATA = {(p, t): jsontext.dumps(_queued_data(p, t)) for p in Priority for t in MessageType}
+@functools.cache
+def _queued_data_text(priority: Priority, message_type: MessageType) -> str:
+    """The data of a ``queued`` event, as :func:`event_to_row` writes it (a few distinct ones)."""
+    return jsontext.dumps(_queued_data(priority, message_type))
 
 
 def queued_event_row(m: Message, now: float) -> tuple[str, str, float, str]:
     """``event_to_row(queued_event(m, now))`` without building the event or encoding its data:
     the enqueue path writes one per message."""
-    return m.id, m.status.value, now, _QUEUED_DATA[m.priority, m.message_type]
+    return m.id, m.status.value, now, _queued_data_text(m.priority, m.message_type)
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
