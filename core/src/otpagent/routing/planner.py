@@ -85,19 +85,39 @@ class RoutePlanner:
         self._faults = LogThrottle(clock=clock)
 
     def channel_stats(self) -> Mapping[str, ChannelStats]:
+        """Each channel's recent performance, read again every ``stats_ttl`` seconds.
+
+        Only the first read is waited for. After it, a stale value is returned at once while
+        one background thread reads the next: the read aggregates every attempt of the last
+        24 hours (about 100 ms at 100,000 of them on SQLite, 0.5 s at 500,000), and the message
+        whose routing happened to notice the staleness used to wait that long to be sent.
+        """
         now = self.clock()
         read_at, stats = self._stats  # a pair replaced whole: read without the lock, every message
-        if now - read_at >= self._stats_ttl and self._take_refresh("stats", read_at):
-            try:
-                with self._lock:
-                    read_at, stats = self._stats  # another thread may have just read them
-                if now - read_at >= self._stats_ttl:
-                    stats = self.storage.stats(now).channels
-                    with self._lock:
-                        self._stats = (now, stats)
-            finally:
-                self._refresh_locks["stats"].release()
+        if now - read_at < self._stats_ttl:
+            return stats
+        if read_at == float("-inf"):  # the first read: everyone waits for it (errors go to the caller)
+            with self._refresh_locks["stats"]:
+                if self._stats[0] == float("-inf"):
+                    self._stats = (now, self.storage.stats(now).channels)
+            return self._stats[1]
+        if self._refresh_locks["stats"].acquire(blocking=False):
+            threading.Thread(target=self._refresh_stats, args=(now,), name="otpagent-route-stats",
+                             daemon=True).start()
         return stats
+
+    def _refresh_stats(self, now: float) -> None:
+        """On a background thread (holding the stats' refresh lock): read the statistics again.
+        A failed read keeps the old ones until the next interval, and is logged once a minute."""
+        try:
+            self._stats = (now, self.storage.stats(now).channels)
+        except Exception:
+            self._stats = (now, self._stats[1])
+            quiet = self._faults.allow(("storage", "stats"))
+            if quiet is not None:
+                log.exception("route_stats_failed", repeats_since_last_log=quiet)
+        finally:
+            self._refresh_locks["stats"].release()
 
     def _take_refresh(self, what: str, read_at: float) -> bool:
         """Whether this thread reads ``what`` again (then it holds its refresh lock): one
