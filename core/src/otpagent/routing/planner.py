@@ -101,9 +101,16 @@ class RoutePlanner:
                 if self._stats[0] == float("-inf"):
                     self._stats = (now, self.storage.stats(now).channels)
             return self._stats[1]
-        if self._refresh_locks["stats"].acquire(blocking=False):
-            threading.Thread(target=self._refresh_stats, args=(now,), name="otpagent-route-stats",
-                             daemon=True).start()
+        refresh = self._refresh_locks["stats"]
+        if refresh.acquire(blocking=False):
+            if now - self._stats[0] < self._stats_ttl:  # another thread's read has just landed
+                refresh.release()
+                return self._stats[1]
+            try:
+                threading.Thread(target=self._refresh_stats, args=(now,), name="otpagent-route-stats",
+                                 daemon=True).start()
+            except RuntimeError:  # no new threads (the interpreter is shutting down)
+                refresh.release()
         return stats
 
     def _refresh_stats(self, now: float) -> None:
