@@ -4,9 +4,8 @@ A batch of records is one JSON parameter: encoded in C by orjson on the client
 (:mod:`otpagent.jsontext`; psycopg's array dumpers walk every element in Python), parsed once
 as ``jsonb`` on the server, each record's values then read by position (``a->>i``) and cast to
 their column's type. Arrays, not objects: there are no keys to encode or parse. Numbers keep
-their exact digits in ``jsonb``
-(orjson writes the shortest text that reads back to the same double), so a double reads back
-bit for bit.
+their exact digits in ``jsonb`` (orjson writes the shortest text that reads back to the same
+double), so a double reads back bit for bit.
 """
 
 from __future__ import annotations
