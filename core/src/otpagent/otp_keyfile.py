@@ -2,9 +2,11 @@
 
 When neither ``otp.secret`` nor ``$OTPAGENT_OTP_SECRET`` is set, the master OTP secret lives in a
 file (``otp.key_file``, default ``otpagent.key`` beside the config file). It is created on
-first run with ``O_CREAT | O_EXCL`` and mode 0600 (32 random bytes, base64url), so two
-processes starting at once cannot both create one, and it is refused, with the command that
-fixes it, when anyone but its owner may read or write it.
+first run (32 random bytes, base64url, mode 0600): written and synced under a temporary name,
+then hard-linked into place, which fails when the name exists. So two processes starting at
+once cannot both create one, and no reader (nor a crash) ever sees the file empty or half
+written. It is refused, with the command that fixes it, when anyone but its owner may read or
+write it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import contextlib
 import os
 import stat
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +27,7 @@ __all__ = ["KEY_FILE_PATH", "MIN_SECRET_CHARS", "create_key_file", "new_secret",
 KEY_FILE_PATH = "otp.key_file"
 #: The shortest master secret accepted, wherever it comes from.
 MIN_SECRET_CHARS = 16
-#: How long a reader waits for a key file another process has just created to be written.
+#: How long a reader waits for a key file being written in place (file systems without hard links).
 _CREATION_GRACE_SECONDS = 2.0
 
 
@@ -76,30 +79,37 @@ def create_key_file(path: Path, secret: str | None = None) -> str:
     return the secret the file holds.
 
     Exclusive creation: when another process created the file first, its secret is read and
-    returned instead (after waiting briefly for it to be written). The file and its directory
-    are synced before returning, so a key that codes were made with survives a power cut.
+    returned instead. The file and its directory are synced before returning, so a key that
+    codes were made with survives a power cut.
     """
     value = secret or new_secret()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        return _read_fresh_key_file(path)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise ConfigError(KEY_FILE_PATH, f"cannot create the OTP key file {str(path)!r}: {exc.strerror} (choose "
                                          "another otp.key_file, or give the key in otp.secret or "
                                          "$OTPAGENT_OTP_SECRET)") from None
     try:
-        os.write(fd, (value + "\n").encode("utf-8"))
-        os.fsync(fd)
+        try:
+            os.write(fd, (value + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return _read_existing_key_file(path)
+        except OSError:  # a file system without hard links: exclusive create, written in place
+            return _create_in_place(path, value)
     finally:
-        os.close(fd)
+        with contextlib.suppress(OSError):
+            Path(temporary).unlink()
     _sync_directory(path.parent)
     return value
 
 
-def _read_fresh_key_file(path: Path) -> str:
-    """Read a key file that another process may still be writing (bounded wait)."""
+def _read_existing_key_file(path: Path) -> str:
+    """The key another process created first (it may still be writing it in place)."""
     deadline = time.monotonic() + _CREATION_GRACE_SECONDS
     while True:
         try:
@@ -112,6 +122,24 @@ def _read_fresh_key_file(path: Path) -> str:
         if secret is None:  # deleted again in between: nothing sensible to wait for
             raise ConfigError(KEY_FILE_PATH, f"the OTP key file {str(path)!r} disappeared while it was being read")
         return secret
+
+
+def _create_in_place(path: Path, value: str) -> str:
+    """Exclusive creation where hard links are refused; a reader may see the file briefly empty."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        return _read_existing_key_file(path)
+    except OSError as exc:
+        raise ConfigError(KEY_FILE_PATH, f"cannot create the OTP key file {str(path)!r}: {exc.strerror}") from None
+    try:
+        os.write(fd, (value + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _sync_directory(path.parent)
+    return value
 
 
 def _sync_directory(directory: Path) -> None:
