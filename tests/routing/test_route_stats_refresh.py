@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -53,8 +54,7 @@ def test_a_stale_value_is_returned_at_once_while_one_thread_reads_the_next() -> 
     assert storage.reads == 2
 
     storage.release.set()
-    assert routes._refresh_locks["stats"].acquire(timeout=10)  # the background read finished
-    routes._refresh_locks["stats"].release()
+    assert routes.stats.wait_for_read(10)  # the background read finished
     assert routes.channel_stats()["SMS"].attempts == 2
     assert storage.reads == 2  # fresh again: no read until the interval has passed
 
@@ -68,16 +68,14 @@ def test_a_failed_read_keeps_the_old_statistics_until_the_next_interval(caplog: 
     clock.advance(5.0)
 
     assert routes.channel_stats()["SMS"].attempts == 1
-    assert routes._refresh_locks["stats"].acquire(timeout=10)
-    routes._refresh_locks["stats"].release()
+    assert routes.stats.wait_for_read(10)
     for _ in range(20):  # not read again on every message while the database is away
         assert routes.channel_stats()["SMS"].attempts == 1
     assert storage.reads == 2
 
     clock.advance(5.0)
     routes.channel_stats()
-    assert routes._refresh_locks["stats"].acquire(timeout=10)
-    routes._refresh_locks["stats"].release()
+    assert routes.stats.wait_for_read(10)
     assert storage.reads == 3
 
 
@@ -90,3 +88,48 @@ def test_the_first_read_is_waited_for_and_its_error_reaches_the_caller() -> None
         routes.channel_stats()
     storage.fail = False
     assert routes.channel_stats()["SMS"].attempts == 1
+
+
+class SlowSpend:
+    """``Housekeeping.costs_by_day`` whose reads after the first wait until the test releases them."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.spent = 1.0
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def costs_by_day(self, since: float) -> dict[str, dict[str, float]]:
+        self.reads += 1
+        if self.reads > 1:
+            self.started.set()
+            assert self.release.wait(10), "the test never released the read"
+        return {"SMS": {time.strftime("%Y-%m-%d", time.gmtime(since)): self.spent}}
+
+
+def test_todays_spend_is_read_in_the_background_too() -> None:
+    storage, clock = SlowSpend(), FakeClock()
+    routes = planner(storage, clock)  # type: ignore[arg-type]
+    assert routes.spent_today() == {"SMS": 1.0}  # the first read is waited for
+
+    storage.spent = 3.0
+    clock.advance(5.0)
+    assert routes.spent_today() == {"SMS": 1.0}  # stale while the read waits: the message goes on
+    assert storage.started.wait(10)
+    storage.release.set()
+    assert routes.spend.wait_for_read(10)
+    assert routes.spent_today() == {"SMS": 3.0}
+    assert storage.reads == 2
+
+
+def test_forget_makes_the_next_caller_wait_for_a_fresh_read() -> None:
+    storage, clock = SlowSpend(), FakeClock()
+    storage.release.set()
+    routes = planner(storage, clock)  # type: ignore[arg-type]
+    assert routes.spent_today() == {"SMS": 1.0}
+
+    storage.spent = 2.0
+    routes.spend.forget()
+
+    assert routes.spent_today() == {"SMS": 2.0}  # no interval passed: read again because forgotten
+    assert storage.reads == 2

@@ -163,7 +163,7 @@ def test_a_channel_over_its_daily_budget_is_skipped_with_an_event(make_agent, ou
     for i in range(2):
         agent.send_message(MessageRequest(phone_number="+447700900123", content=f"m{i}", priority="HIGH"))
         assert agent.wait_until_idle(10)
-    agent.planner._spend = (float("-inf"), {})  # read the spend now rather than in 5 s
+    agent.planner.spend.forget()  # read the spend now rather than in 5 s
     later = agent.send_message(MessageRequest(phone_number="+447700900123", content="over", priority="HIGH"))
     assert agent.wait_until_idle(10)
     agent.stop_processing()

@@ -30,6 +30,7 @@ from otpagent.protocols import (
 )
 from otpagent.recipients import country_of
 from otpagent.routing.guard import StrategyGuard
+from otpagent.routing.refreshed import Refreshed
 
 __all__ = ["Refusal", "RoutePlanner", "Unroutable"]
 
@@ -75,62 +76,21 @@ class RoutePlanner:
         self.storage = storage
         self.voice_otp_enabled = voice_otp_enabled
         self.clock = clock
-        self._stats_ttl = stats_ttl
-        self._stats: tuple[float, Mapping[str, ChannelStats]] = (float("-inf"), {})
-        self._spend: tuple[float, Mapping[str, float]] = (float("-inf"), {})
         self._announced_budget: set[tuple[str, str]] = set()
         self.on_event = on_event
         self._lock = threading.Lock()
-        self._refresh_locks = {"stats": threading.Lock(), "spend": threading.Lock()}  # see _take_refresh
         self._faults = LogThrottle(clock=clock)
+        #: Each channel's recent performance and today's spend: read in the background (see
+        #: :mod:`otpagent.routing.refreshed`), so no message waits for either aggregate.
+        self.stats = Refreshed("route-stats", lambda now: storage.stats(now).channels, ttl=stats_ttl, clock=clock,
+                               faults=self._faults)
+        self.spend = Refreshed("route-spend", _spend_today(storage), ttl=stats_ttl, clock=clock,
+                               faults=self._faults)
 
     def channel_stats(self) -> Mapping[str, ChannelStats]:
-        """Each channel's recent performance, read again every ``stats_ttl`` seconds.
-
-        Only the first read is waited for. After it, a stale value is returned at once while
-        one background thread reads the next: the read aggregates every attempt of the last
-        24 hours (about 100 ms at 100,000 of them on SQLite, 0.5 s at 500,000), and the message
-        whose routing happened to notice the staleness used to wait that long to be sent.
-        """
-        now = self.clock()
-        read_at, stats = self._stats  # a pair replaced whole: read without the lock, every message
-        if now - read_at < self._stats_ttl:
-            return stats
-        if read_at == float("-inf"):  # the first read: everyone waits for it (errors go to the caller)
-            with self._refresh_locks["stats"]:
-                if self._stats[0] == float("-inf"):
-                    self._stats = (now, self.storage.stats(now).channels)
-            return self._stats[1]
-        refresh = self._refresh_locks["stats"]
-        if refresh.acquire(blocking=False):
-            if now - self._stats[0] < self._stats_ttl:  # another thread's read has just landed
-                refresh.release()
-                return self._stats[1]
-            try:
-                threading.Thread(target=self._refresh_stats, args=(now,), name="otpagent-route-stats",
-                                 daemon=True).start()
-            except RuntimeError:  # no new threads (the interpreter is shutting down)
-                refresh.release()
-        return stats
-
-    def _refresh_stats(self, now: float) -> None:
-        """On a background thread (holding the stats' refresh lock): read the statistics again.
-        A failed read keeps the old ones until the next interval, and is logged once a minute."""
-        try:
-            self._stats = (now, self.storage.stats(now).channels)
-        except Exception:
-            self._stats = (now, self._stats[1])
-            quiet = self._faults.allow(("storage", "stats"))
-            if quiet is not None:
-                log.exception("route_stats_failed", repeats_since_last_log=quiet)
-        finally:
-            self._refresh_locks["stats"].release()
-
-    def _take_refresh(self, what: str, read_at: float) -> bool:
-        """Whether this thread reads ``what`` again (then it holds its refresh lock): one
-        thread reads while the others keep the value they have, so a busy dispatcher reads
-        once per interval, not once per worker thread. Before the first read, they wait for it."""
-        return self._refresh_locks[what].acquire(blocking=read_at == float("-inf"))
+        """Each channel's recent performance, read again every ``stats_ttl`` seconds (only the
+        first read is waited for)."""
+        return self.stats.get()
 
     def reasons_unusable(self, message: Message | None, envelope: Envelope, *, check_circuits: bool) -> dict[str, str]:
         """Why each configured channel cannot take this envelope (absent: it can)."""
@@ -249,22 +209,8 @@ class RoutePlanner:
         return None
 
     def spent_today(self) -> Mapping[str, float]:
-        """Cost of today's (UTC) attempts per channel, refreshed every few seconds."""
-        now = self.clock()
-        read_at, spend = self._spend  # as in channel_stats
-        if now - read_at >= self._stats_ttl and self._take_refresh("spend", read_at):
-            try:
-                with self._lock:
-                    read_at, spend = self._spend
-                if now - read_at >= self._stats_ttl:
-                    midnight = now - (now % 86400.0)
-                    day = time.strftime("%Y-%m-%d", time.gmtime(now))
-                    spend = {ch: days.get(day, 0.0) for ch, days in self.storage.costs_by_day(midnight).items()}
-                    with self._lock:
-                        self._spend = (now, spend)
-            finally:
-                self._refresh_locks["spend"].release()
-        return spend
+        """Cost of today's (UTC) attempts per channel, read again every ``stats_ttl`` seconds."""
+        return self.spend.get()
 
     def _announce_budget(self, name: str, spent: float, budget: float, now: float) -> None:
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
@@ -275,6 +221,15 @@ class RoutePlanner:
         if self.on_event is not None:
             self.on_event(Event(type="budget_exhausted", message_id=None, at=now,
                                 data={"channel": name, "spent": round(spent, 6), "budget": budget}))
+
+
+def _spend_today(storage: Housekeeping) -> Callable[[float], Mapping[str, float]]:
+    def read(now: float) -> Mapping[str, float]:
+        midnight = now - (now % 86400.0)
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        return {ch: days.get(day, 0.0) for ch, days in storage.costs_by_day(midnight).items()}
+
+    return read
 
 
 def _prefer(route: Sequence[str], preferred: str, channels: Mapping[str, Channel]) -> list[str]:
