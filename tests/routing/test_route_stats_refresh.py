@@ -14,21 +14,31 @@ from otpagent.routing.priority import PriorityStrategy
 from tests.conftest import FakeClock
 
 
-class SlowStats:
-    """``Housekeeping.stats`` whose reads after the first wait until the test releases them."""
+class HeldReads:
+    """A storage read whose calls after the first wait until the test releases them."""
 
     def __init__(self) -> None:
         self.reads = 0
-        self.attempts = 1
         self.release = threading.Event()
         self.started = threading.Event()
-        self.fail = False
 
-    def stats(self, now: float) -> Any:
+    def _read(self) -> None:
         self.reads += 1
         if self.reads > 1:
             self.started.set()
             assert self.release.wait(10), "the test never released the read"
+
+
+class SlowStats(HeldReads):
+    """``Housekeeping.stats``, held after the first read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 1
+        self.fail = False
+
+    def stats(self, now: float) -> Any:
+        self._read()
         if self.fail:
             raise RuntimeError("database away")
         channels = {"SMS": ChannelStats(attempts=self.attempts, accepted=self.attempts)}
@@ -90,20 +100,15 @@ def test_the_first_read_is_waited_for_and_its_error_reaches_the_caller() -> None
     assert routes.channel_stats()["SMS"].attempts == 1
 
 
-class SlowSpend:
-    """``Housekeeping.costs_by_day`` whose reads after the first wait until the test releases them."""
+class SlowSpend(HeldReads):
+    """``Housekeeping.costs_by_day``, held after the first read."""
 
     def __init__(self) -> None:
-        self.reads = 0
+        super().__init__()
         self.spent = 1.0
-        self.release = threading.Event()
-        self.started = threading.Event()
 
     def costs_by_day(self, since: float) -> dict[str, dict[str, float]]:
-        self.reads += 1
-        if self.reads > 1:
-            self.started.set()
-            assert self.release.wait(10), "the test never released the read"
+        self._read()
         return {"SMS": {time.strftime("%Y-%m-%d", time.gmtime(since)): self.spent}}
 
 
