@@ -90,11 +90,7 @@ def create_key_file(path: Path, secret: str | None = None) -> str:
                                          "another otp.key_file, or give the key in otp.secret or "
                                          "$OTPAGENT_OTP_SECRET)") from None
     try:
-        try:
-            os.write(fd, (value + "\n").encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_and_close(fd, value)
         try:
             os.link(temporary, path)
         except FileExistsError:
@@ -133,13 +129,18 @@ def _create_in_place(path: Path, value: str) -> str:
         return _read_existing_key_file(path)
     except OSError as exc:
         raise ConfigError(KEY_FILE_PATH, f"cannot create the OTP key file {str(path)!r}: {exc.strerror}") from None
+    _write_and_close(fd, value)
+    _sync_directory(path.parent)
+    return value
+
+
+def _write_and_close(fd: int, value: str) -> None:
+    """Write the secret and a newline to the new file ``fd``, sync it to disk, close it."""
     try:
         os.write(fd, (value + "\n").encode("utf-8"))
         os.fsync(fd)
     finally:
         os.close(fd)
-    _sync_directory(path.parent)
-    return value
 
 
 def _sync_directory(directory: Path) -> None:
