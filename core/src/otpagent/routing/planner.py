@@ -82,10 +82,8 @@ class RoutePlanner:
         self._faults = LogThrottle(clock=clock)
         #: Each channel's recent performance and today's spend: read in the background (see
         #: :mod:`otpagent.routing.refreshed`), so no message waits for either aggregate.
-        self.stats = Refreshed("route-stats", lambda now: storage.stats(now).channels, ttl=stats_ttl, clock=clock,
-                               faults=self._faults)
-        self.spend = Refreshed("route-spend", _spend_today(storage), ttl=stats_ttl, clock=clock,
-                               faults=self._faults)
+        self.stats = Refreshed("route-stats", self._read_stats, ttl=stats_ttl, clock=clock, faults=self._faults)
+        self.spend = Refreshed("route-spend", self._read_spend, ttl=stats_ttl, clock=clock, faults=self._faults)
 
     def channel_stats(self) -> Mapping[str, ChannelStats]:
         """Each channel's recent performance, read again every ``stats_ttl`` seconds (only the
@@ -212,6 +210,14 @@ class RoutePlanner:
         """Cost of today's (UTC) attempts per channel, read again every ``stats_ttl`` seconds."""
         return self.spend.get()
 
+    def _read_stats(self, now: float) -> Mapping[str, ChannelStats]:
+        return self.storage.stats(now).channels
+
+    def _read_spend(self, now: float) -> Mapping[str, float]:
+        midnight = now - (now % 86400.0)
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        return {ch: days.get(day, 0.0) for ch, days in self.storage.costs_by_day(midnight).items()}
+
     def _announce_budget(self, name: str, spent: float, budget: float, now: float) -> None:
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
         with self._lock:
@@ -221,15 +227,6 @@ class RoutePlanner:
         if self.on_event is not None:
             self.on_event(Event(type="budget_exhausted", message_id=None, at=now,
                                 data={"channel": name, "spent": round(spent, 6), "budget": budget}))
-
-
-def _spend_today(storage: Housekeeping) -> Callable[[float], Mapping[str, float]]:
-    def read(now: float) -> Mapping[str, float]:
-        midnight = now - (now % 86400.0)
-        day = time.strftime("%Y-%m-%d", time.gmtime(now))
-        return {ch: days.get(day, 0.0) for ch, days in storage.costs_by_day(midnight).items()}
-
-    return read
 
 
 def _prefer(route: Sequence[str], preferred: str, channels: Mapping[str, Channel]) -> list[str]:
