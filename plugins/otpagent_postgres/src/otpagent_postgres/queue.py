@@ -147,10 +147,10 @@ def _enqueue_one(conn: Conn, item: NewMessage, index: int, now: float) -> Enqueu
 
 def claim_due(conn: Conn, worker_id: str, limit: int, lease_seconds: float, now: float,
               reclaim: bool = True) -> list[Message]:
-    """Lock up to ``limit`` ready rows of each priority and ``limit`` lease-expired rows
-    (skipping rows other workers hold), keep the best ``limit`` by priority, then due time, then
-    age, and lease them: one statement, so it can run on its own in autocommit (one round trip
-    per claim); the rows locked and not kept are free again when it ends.
+    """Lock up to ``limit`` ready rows (the highest priorities first) and ``limit`` lease-expired
+    rows (skipping rows other workers hold), keep the best ``limit`` by priority, then due time,
+    then age, and lease them: one statement, so it can run on its own in autocommit (one round
+    trip per claim); the rows locked and not kept are free again when it ends.
     """
     params = {"now": now, "limit": limit, "owner": worker_id, "until": now + lease_seconds}
     # Plain tuples, read by position: a dict per row, then a dict of fields, cost more than the
