@@ -29,6 +29,7 @@ MEMBERS = {
     Capability.WEBHOOK_OUTBOXES: ("webhook_outbox",),
     Capability.WORK_WAKEUP: ("wait_for_work",),
     Capability.BATCH_UPDATES: ("update_messages",),
+    Capability.STREAMED_ENQUEUE: ("enqueue_stream",),
 }
 EVERY_AGENT_NEEDS = {Capability.SHARED_STATE, Capability.HOUSEKEEPING}
 #: What OTPs need with the default config: the store, and rate limits for the failure guard.
@@ -154,6 +155,8 @@ def test_components_get_the_capabilities_the_backend_provides(build, make_agent)
     assert sqlite.capabilities.wakeup is sqlite.storage, "SQLite watches data_version"
     assert sqlite.capabilities.webhook_outboxes is sqlite.storage
     assert memory.capabilities.wakeup is memory.storage
+    assert memory.capabilities.streamed_enqueue is memory.storage
+    assert sqlite.capabilities.streamed_enqueue is None, "SQLite writes in the calling thread: nothing to overlap"
 
 
 def test_the_services_abuse_limits_need_rate_limits(build) -> None:

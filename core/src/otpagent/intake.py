@@ -72,11 +72,12 @@ def _field_errors(data: Mapping[str, Any], index: int | None) -> list[FieldError
     return errors
 
 
-def parse_requests(items: Sequence[MessageRequest | Mapping[str, Any]]) -> list[MessageRequest]:
-    """Validate a whole batch; raise one :class:`InvalidRequest` listing every bad entry."""
+def parse_requests(items: Sequence[MessageRequest | Mapping[str, Any]], *, start: int = 0) -> list[MessageRequest]:
+    """Validate a whole batch; raise one :class:`InvalidRequest` listing every bad entry (by its
+    index, counted from ``start``: the position of ``items`` in a larger batch)."""
     errors: list[FieldError] = []
     out: list[MessageRequest] = []
-    for index, item in enumerate(items):
+    for index, item in enumerate(items, start):
         try:
             out.append(parse_request(item, index))
         except InvalidRequest as exc:

@@ -32,6 +32,7 @@ from otpagent.protocols.capabilities import (
     ProviderEvents,
     RateLimits,
     SharedState,
+    StreamedEnqueue,
     WebhookOutboxes,
     WorkWakeup,
 )
@@ -112,6 +113,7 @@ __all__ = [
     "SharedState",
     "StorageBackend",
     "StorageStats",
+    "StreamedEnqueue",
     "WebhookOutbox",
     "WebhookOutboxes",
     "WorkWakeup",

@@ -10,7 +10,7 @@ the typed capability, never a backend they would have to probe.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from otpagent.model import Event, Status
@@ -18,9 +18,10 @@ from otpagent.protocols.activity import ActivityBucket, AttemptTally
 from otpagent.protocols.otp import BatchIssueResult, OtpIssue, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
 from otpagent.protocols.provider_events import ProviderEvent, ProviderEventResult
 from otpagent.protocols.sinks import WebhookOutbox
-from otpagent.protocols.storage import MessageUpdate, MessageWrite, NewMessage, StorageStats
+from otpagent.protocols.storage import EnqueueResult, MessageUpdate, MessageWrite, NewMessage, StorageStats
 
-__all__ = ["BatchUpdates", "Housekeeping", "OtpStore", "ProviderEvents", "RateLimits", "SharedState", "WebhookOutboxes",
+__all__ = ["BatchUpdates", "Housekeeping", "OtpStore", "ProviderEvents", "RateLimits", "SharedState", "StreamedEnqueue",
+           "WebhookOutboxes",
            "WorkWakeup"]
 
 
@@ -272,4 +273,23 @@ class BatchUpdates(Protocol):
         Returns, for each write, whether its update applied, or the exception that kept that
         write from being written (nothing of it is). Raising means nothing can be said of
         any write: the caller then treats each as unrecorded.
+        """
+
+
+@runtime_checkable
+class StreamedEnqueue(Protocol):
+    """Enqueue a batch while the caller is still validating it: the backend writes each chunk
+    as it arrives (PostgreSQL: sends its insert without waiting for the answer) and commits
+    after the last, so the database's work overlaps the caller's. See :mod:`otpagent.bulk_intake`.
+
+    Optional: without it a bulk send is validated whole, then written with ``enqueue``. Only
+    worth declaring where the writes run outside the calling thread (a database server).
+    """
+
+    def enqueue_stream(self, chunks: Iterable[Sequence[NewMessage]], now: float) -> list[EnqueueResult]:
+        """Exactly ``enqueue`` of every chunk's items, in order, in ONE transaction: all or
+        nothing, one result per item, an ``IdempotencyConflict`` naming the item's position in
+        the whole stream. Iterating ``chunks`` may raise (a later request is invalid): then
+        nothing is written and that exception propagates. A backend that retries after a lost
+        connection replays the chunks it already took; it never iterates ``chunks`` twice.
         """

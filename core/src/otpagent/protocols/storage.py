@@ -54,6 +54,7 @@ class Capability(enum.Enum):
     WEBHOOK_OUTBOXES = "webhook_outboxes"
     WORK_WAKEUP = "work_wakeup"
     BATCH_UPDATES = "batch_updates"
+    STREAMED_ENQUEUE = "streamed_enqueue"
 
 
 class IdempotencyConflict(Exception):

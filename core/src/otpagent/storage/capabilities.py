@@ -23,6 +23,7 @@ from otpagent.protocols import (
     RateLimits,
     SharedState,
     StorageBackend,
+    StreamedEnqueue,
     WebhookOutboxes,
     WorkWakeup,
 )
@@ -56,6 +57,7 @@ _INFO: dict[Capability, _Info] = {
         (Capability.WEBHOOK_OUTBOXES, WebhookOutboxes, "webhook outbox"),
         (Capability.WORK_WAKEUP, WorkWakeup, "work wake-up"),
         (Capability.BATCH_UPDATES, BatchUpdates, "batch updates"),
+        (Capability.STREAMED_ENQUEUE, StreamedEnqueue, "streamed enqueue"),
     )
 }
 
@@ -96,6 +98,9 @@ def require(storage: StorageBackend, capability: Literal[Capability.WORK_WAKEUP]
 @overload
 def require(storage: StorageBackend, capability: Literal[Capability.BATCH_UPDATES], *, config_path: str,
             needed_by: str) -> BatchUpdates: ...
+@overload
+def require(storage: StorageBackend, capability: Literal[Capability.STREAMED_ENQUEUE], *, config_path: str,
+            needed_by: str) -> StreamedEnqueue: ...
 @overload
 def require(storage: StorageBackend, capability: Capability, *, config_path: str, needed_by: str) -> object: ...
 def require(storage: StorageBackend, capability: Capability, *, config_path: str, needed_by: str) -> object:
@@ -177,12 +182,14 @@ class AgentCapabilities:
     wakeup: WorkWakeup | None = None
     #: Where present, the dispatcher records outcomes from one writer thread, in batches.
     batch_updates: BatchUpdates | None = None
+    #: Where present, a long bulk send is written a chunk at a time while the rest is validated.
+    streamed_enqueue: StreamedEnqueue | None = None
 
 
 def check_capabilities(storage: StorageBackend, config: AgentConfig) -> AgentCapabilities:
     """Check every capability ``config`` needs (raising the first that is missing) and return
     what the components get. A declared wake-up or batch update must be present too, since it
-    is then used.
+    is then used, and so must a declared streamed enqueue.
     """
     for need in needs_of(config):
         require(storage, need.capability, config_path=need.config_path, needed_by=need.needed_by)
@@ -194,6 +201,10 @@ def check_capabilities(storage: StorageBackend, config: AgentConfig) -> AgentCap
     if Capability.BATCH_UPDATES in storage.capabilities:
         batch_updates = require(storage, Capability.BATCH_UPDATES, config_path="storage.backend",
                                 needed_by="the dispatcher (it records outcomes in batches with it)")
+    streamed_enqueue = None
+    if Capability.STREAMED_ENQUEUE in storage.capabilities:
+        streamed_enqueue = require(storage, Capability.STREAMED_ENQUEUE, config_path="storage.backend",
+                                   needed_by="bulk sends (they hand it their requests in chunks)")
     return AgentCapabilities(
         shared_state=require(storage, Capability.SHARED_STATE, config_path=_SHARED_STATE_NEED.config_path,
                              needed_by=_SHARED_STATE_NEED.needed_by),
@@ -207,4 +218,5 @@ def check_capabilities(storage: StorageBackend, config: AgentConfig) -> AgentCap
         and provides(storage, Capability.WEBHOOK_OUTBOXES) else None,
         wakeup=wakeup,
         batch_updates=batch_updates,
+        streamed_enqueue=streamed_enqueue,
     )

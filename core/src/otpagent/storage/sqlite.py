@@ -111,7 +111,9 @@ class SqliteStorage(SqliteWriter):
     """
 
     name = "sqlite"
-    capabilities = frozenset(Capability)
+    #: Everything but the streamed enqueue: SQLite writes in the calling process, so there is
+    #: no other worker for the validation to overlap with.
+    capabilities = frozenset(Capability) - {Capability.STREAMED_ENQUEUE}
 
     def __init__(self, path: str | Path, *, synchronous: str = "full", busy_timeout: float = 30.0,
                  page_size: int = DEFAULT_PAGE_SIZE) -> None:

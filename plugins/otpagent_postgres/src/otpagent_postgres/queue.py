@@ -7,7 +7,8 @@ it must not do its work twice).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -25,11 +26,11 @@ from otpagent.storage.rows import (
     message_to_row,
     queued_event,
 )
-from otpagent_postgres.connection import Conn, PgTx
+from otpagent_postgres.connection import Conn, Database, PgTx
 from otpagent_postgres.insert import NOTIFY_CHANNEL, insert_statement
 
-__all__ = ["claim_due", "enqueue", "insert_attempt", "insert_event", "notify_enqueued", "read_applied", "renew_leases",
-           "update_message", "update_statement"]
+__all__ = ["claim_due", "enqueue", "enqueue_stream", "insert_attempt", "insert_event", "notify_enqueued",
+           "read_applied", "renew_leases", "update_message", "update_statement"]
 
 _INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
@@ -114,6 +115,41 @@ def enqueue(conn: Conn, items: Sequence[NewMessage], now: float, uncertain: bool
     if created:
         notify_enqueued(conn, schema)
     return [r for r in results if r is not None]
+
+
+def enqueue_stream(db: Database, chunks: Iterable[Sequence[NewMessage]], now: float,
+                   schema: str) -> list[EnqueueResult]:
+    """``enqueue`` of every chunk in one pipelined transaction: each chunk's statement goes out
+    as soon as the chunk arrives, without waiting for the server, so the server inserts one
+    chunk while the caller validates the next; the client waits once, for the COMMIT.
+
+    The chunks are taken once. A try lost to the connection replays the chunks it took and goes
+    on with the rest; a commit whose outcome is unknown is checked one message at a time, as
+    ``enqueue`` does, keeping what it inserted. When taking a chunk raises, the transaction
+    rolls back and the exception propagates.
+    """
+    taken: list[Sequence[NewMessage]] = []
+    source = iter(chunks)
+
+    def take() -> Iterator[Sequence[NewMessage]]:
+        for chunk in source:
+            taken.append(chunk)
+            yield chunk
+
+    def work(conn: Conn, uncertain: bool) -> list[EnqueueResult]:
+        if uncertain:
+            items = [item for chunk in (*taken, *take()) for item in chunk]
+            return enqueue(conn, items, now, True, schema)
+        results: list[EnqueueResult] = []
+        for chunk in itertools.chain(list(taken), take()):
+            offset = len(results)
+            try:
+                results.extend(enqueue(conn, chunk, now, False, schema))
+            except IdempotencyConflict as exc:
+                raise IdempotencyConflict(exc.key, None if exc.index is None else exc.index + offset) from None
+        return results
+
+    return db.run(work, pipelined=True)
 
 
 def _enqueue_one(conn: Conn, item: NewMessage, index: int, now: float) -> EnqueueResult:

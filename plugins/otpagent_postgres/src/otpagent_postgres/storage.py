@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from otpagent.model import Attempt, Event, Message, Status
@@ -90,6 +90,9 @@ class PostgresStorage:
         # Nothing can clash: one statement, group-committed with other threads' writes.
         created = [EnqueueResult(message_id=item.message.id, created=True) for item in items]
         return self._group.run(GroupedWrite(work, insert_statement(items, now, self.schema), lambda _cur: created))
+
+    def enqueue_stream(self, chunks: Iterable[Sequence[NewMessage]], now: float) -> list[EnqueueResult]:
+        return queue.enqueue_stream(self._db, chunks, now, self.schema)
 
     def claim_due(self, worker_id: str, limit: int, lease_seconds: float, now: float, *,
                   reclaim: bool = True) -> list[Message]:

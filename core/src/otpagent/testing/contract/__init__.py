@@ -24,7 +24,7 @@ import pytest
 # Before the test modules are imported, so that their asserts explain failures as pytest's do.
 pytest.register_assert_rewrite(*(f"{__name__}.{module}" for module in (
     "base", "batch_updates", "capabilities", "claims", "concurrency", "enqueue", "housekeeping", "otp", "processes",
-    "provider_events", "rate_limits", "shared_state", "updates", "wakeup", "webhook_outbox")))
+    "provider_events", "rate_limits", "shared_state", "streamed_enqueue", "updates", "wakeup", "webhook_outbox")))
 
 from otpagent.testing.contract.base import ContractBase, claimed  # noqa: E402
 from otpagent.testing.contract.batch_issue import BatchIssueContract  # noqa: E402
@@ -39,6 +39,7 @@ from otpagent.testing.contract.processes import CrossProcessContract  # noqa: E4
 from otpagent.testing.contract.provider_events import ProviderEventContract  # noqa: E402
 from otpagent.testing.contract.rate_limits import RateLimitContract  # noqa: E402
 from otpagent.testing.contract.shared_state import SharedStateContract  # noqa: E402
+from otpagent.testing.contract.streamed_enqueue import StreamedEnqueueContract  # noqa: E402
 from otpagent.testing.contract.updates import UpdateContract  # noqa: E402
 from otpagent.testing.contract.wakeup import WakeupContract  # noqa: E402
 from otpagent.testing.contract.webhook_outbox import WebhookOutboxContract  # noqa: E402
@@ -59,6 +60,7 @@ __all__ = [
     "RateLimitContract",
     "SharedStateContract",
     "StorageContract",
+    "StreamedEnqueueContract",
     "UpdateContract",
     "WakeupContract",
     "WebhookOutboxContract",
@@ -69,7 +71,7 @@ __all__ = [
 class InProcessStorageContract(
     CapabilityContract, EnqueueContract, ClaimContract, UpdateContract, BatchUpdateContract, SharedStateContract,
     RateLimitContract, OtpStoreContract, BatchIssueContract, ProviderEventContract, HousekeepingContract,
-    WebhookOutboxContract, WakeupContract, ConcurrencyContract,
+    WebhookOutboxContract, WakeupContract, StreamedEnqueueContract, ConcurrencyContract,
 ):
     """The whole contract for a store that lives in one process (the in-memory one): everything
     but the cross-process tests, which are then not collected at all rather than skipped."""

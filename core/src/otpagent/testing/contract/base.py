@@ -23,6 +23,7 @@ from otpagent.protocols import (
     RateLimits,
     SharedState,
     StorageBackend,
+    StreamedEnqueue,
     WebhookOutbox,
     WorkWakeup,
 )
@@ -104,6 +105,11 @@ class ContractBase:
     def batch_updates(self, storage: StorageBackend) -> BatchUpdates:
         _declared(storage, Capability.BATCH_UPDATES)
         return require(storage, Capability.BATCH_UPDATES, config_path="storage", needed_by="the contract suite")
+
+    @pytest.fixture
+    def streamed_enqueue(self, storage: StorageBackend) -> StreamedEnqueue:
+        _declared(storage, Capability.STREAMED_ENQUEUE)
+        return require(storage, Capability.STREAMED_ENQUEUE, config_path="storage", needed_by="the contract suite")
 
     @pytest.fixture
     def shared_store(self, store_opener: StoreOpener) -> StoreOpener:
