@@ -274,7 +274,7 @@ class IntelligentOTPAgent:
                     pass
                 results = self.storage.enqueue(items, now)
         except IdempotencyConflict as exc:
-            raise InvalidRequest.single("idempotency_key", str(exc), exc.index if len(items) > 1 else None) from None
+            raise InvalidRequest.single("idempotency_key", str(exc), exc.index if len(requests) > 1 else None) from None
         if self.bus.listening:
             self.bus.publish([queued_event(i.message, now) for i, r in zip(items, results, strict=True)
                               if r.created])

@@ -21,8 +21,7 @@ from otpagent.protocols.sinks import WebhookOutbox
 from otpagent.protocols.storage import EnqueueResult, MessageUpdate, MessageWrite, NewMessage, StorageStats
 
 __all__ = ["BatchUpdates", "Housekeeping", "OtpStore", "ProviderEvents", "RateLimits", "SharedState", "StreamedEnqueue",
-           "WebhookOutboxes",
-           "WorkWakeup"]
+           "WebhookOutboxes", "WorkWakeup"]
 
 
 @runtime_checkable

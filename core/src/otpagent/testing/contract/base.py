@@ -31,7 +31,7 @@ from otpagent.storage.capabilities import require
 from otpagent.testing.data import T0, new
 from otpagent.testing.openers import StoreOpener
 
-__all__ = ["ContractBase", "claimed"]
+__all__ = ["ContractBase", "claimed", "stored_count"]
 
 
 def _declared(storage: StorageBackend, capability: Capability) -> None:
@@ -125,3 +125,8 @@ def claimed(storage: StorageBackend, worker: str = "w1", **fields: Any) -> str:
     storage.enqueue([item], T0)
     storage.claim_due(worker, 1, 30.0, T0)
     return item.message.id
+
+
+def stored_count(storage: StorageBackend) -> int:
+    """How many messages the (small) store holds."""
+    return len(storage.recent_messages(10_000))

@@ -8,7 +8,7 @@ import pytest
 from otpagent.model import Priority, Status
 from otpagent.protocols import IDEMPOTENCY_WINDOW_SECONDS, IdempotencyConflict, StorageBackend
 from otpagent.storage.rows import queued_event
-from otpagent.testing.contract.base import ContractBase
+from otpagent.testing.contract.base import ContractBase, stored_count
 from otpagent.testing.data import T0, make_message, new
 
 __all__ = ["EnqueueContract"]
@@ -16,11 +16,6 @@ __all__ = ["EnqueueContract"]
 DAY = IDEMPOTENCY_WINDOW_SECONDS
 #: The W3C trace context an enqueue span stores with its message (otpagent.tracing).
 TRACE_CONTEXT = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": "vendor=v1"}
-
-
-def _count(storage: StorageBackend) -> int:
-    """How many messages the (small) store holds."""
-    return len(storage.recent_messages(10_000))
 
 
 class EnqueueContract(ContractBase):
@@ -128,7 +123,7 @@ class EnqueueContract(ContractBase):
         assert caught.value.index == 2
         assert storage.get_message(fresh.message.id) is None
         assert storage.get_message(also_fresh.message.id) is None
-        assert _count(storage) == 1
+        assert stored_count(storage) == 1
         # The key of the rolled-back batch stayed free.
         (result,) = storage.enqueue([new(idempotency_key="fresh", fingerprint="y")], T0 + 2)
         assert result.created is True
@@ -144,7 +139,7 @@ class EnqueueContract(ContractBase):
             storage.enqueue([new(idempotency_key="dup2", fingerprint="1"),
                              new(idempotency_key="dup2", fingerprint="2")],
                             T0)
-        assert _count(storage) == 1
+        assert stored_count(storage) == 1
 
     def test_a_key_older_than_a_day_is_free_again(self, storage: StorageBackend) -> None:
         first = new(idempotency_key="order-1", fingerprint="fp-a")
@@ -182,5 +177,5 @@ class EnqueueContract(ContractBase):
             storage.enqueue([new(idempotency_key="dup", fingerprint="f1"),
                              new(idempotency_key="dup", fingerprint="f2")],
                             T0)
-        assert _count(storage) == 0
+        assert stored_count(storage) == 0
 

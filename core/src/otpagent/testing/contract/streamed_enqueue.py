@@ -8,15 +8,10 @@ import pytest
 
 from otpagent.model import Priority, Status
 from otpagent.protocols import IdempotencyConflict, NewMessage, StorageBackend, StreamedEnqueue
-from otpagent.testing.contract.base import ContractBase
+from otpagent.testing.contract.base import ContractBase, stored_count
 from otpagent.testing.data import T0, new
 
 __all__ = ["StreamedEnqueueContract"]
-
-
-def _count(storage: StorageBackend) -> int:
-    """How many messages the (small) store holds."""
-    return len(storage.recent_messages(10_000))
 
 
 class _Refused(Exception):
@@ -53,7 +48,7 @@ class StreamedEnqueueContract(ContractBase):
 
     def test_an_empty_stream_stores_nothing(self, streamed_enqueue: StreamedEnqueue, storage: StorageBackend) -> None:
         assert streamed_enqueue.enqueue_stream(iter(()), T0) == []
-        assert _count(storage) == 0
+        assert stored_count(storage) == 0
 
     def test_a_stream_that_raises_part_way_writes_nothing(self, streamed_enqueue: StreamedEnqueue,
                                                           storage: StorageBackend) -> None:
@@ -67,7 +62,7 @@ class StreamedEnqueueContract(ContractBase):
             streamed_enqueue.enqueue_stream(chunks(), T0)
 
         assert all(storage.get_message(i.message.id) is None for i in written)
-        assert _count(storage) == 0
+        assert stored_count(storage) == 0
         # The store is as usable as before.
         again = new()
         (result,) = streamed_enqueue.enqueue_stream(iter([[again]]), T0)
@@ -82,10 +77,10 @@ class StreamedEnqueueContract(ContractBase):
         results = streamed_enqueue.enqueue_stream(iter([[fresh], [retry]]), T0 + 1)
 
         assert [(r.message_id, r.created) for r in results] == [(fresh.message.id, True), (first.message.id, False)]
-        before = _count(storage)
+        before = stored_count(storage)
         doomed, clashing = new(), new(idempotency_key="order-1", fingerprint="fp-b")
         with pytest.raises(IdempotencyConflict) as caught:
             streamed_enqueue.enqueue_stream(iter([[new(), new()], [doomed, clashing]]), T0 + 2)
         assert caught.value.index == 3
         assert storage.get_message(doomed.message.id) is None
-        assert _count(storage) == before
+        assert stored_count(storage) == before
