@@ -114,3 +114,14 @@ def test_a_streamed_bulk_send_queues_every_message_in_order(make_agent: Callable
     stored = [agent.storage.get_message(i) for i in ids]
     assert [m.phone_number if m else None for m in stored] == [r["phone_number"] for r in requests]
     assert len(set(ids)) == len(requests)
+
+
+def test_a_generator_of_requests_is_taken_whole_and_one_request_is_refused_by_name(
+        make_agent: Callable[..., IntelligentOTPAgent]) -> None:
+    agent = make_agent(storage={"backend": "memory"})
+    requests = _requests(3 * CHUNK_SIZE)
+
+    ids = agent.send_bulk_messages(r for r in requests)
+
+    assert len(set(ids)) == len(requests)
+    assert _errors(lambda: agent.send_bulk_messages(requests[0])) == [(None, "<batch>")]  # type: ignore[arg-type]

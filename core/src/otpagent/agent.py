@@ -6,7 +6,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from otpagent import fields
-from otpagent.bulk_intake import CHUNK_SIZE, validated_chunks
+from otpagent.bulk_intake import CHUNK_SIZE, as_batch, validated_chunks
 from otpagent.circuit import CircuitBreakers
 from otpagent.config import AgentConfig, ChannelConfig, load_config, parse_config
 from otpagent.errors import ConfigError, FieldError, InvalidRequest, RateLimited
@@ -253,10 +253,10 @@ class IntelligentOTPAgent:
             span.record(message_id)
             return message_id
 
-    def send_bulk_messages(self, requests: Sequence[MessageRequest | Mapping[str, Any]]) -> list[str]:
+    def send_bulk_messages(self, requests: Iterable[MessageRequest | Mapping[str, Any]]) -> list[str]:
         """Validate every request, then queue them all in one transaction; returns the ids."""
         with self.tracing.enqueue("send_bulk_messages") as span:
-            ids = self._queue(requests)
+            ids = self._queue(as_batch(requests))
             span.record(ids)
             return ids
 

@@ -19,7 +19,7 @@ parse, otherwise every entry no channel can carry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from otpagent.errors import FieldError, InvalidRequest
@@ -27,7 +27,7 @@ from otpagent.intake import parse_requests, to_new_message
 from otpagent.model import MessageRequest, MessageType
 from otpagent.protocols import NewMessage
 
-__all__ = ["CHUNK_SIZE", "validated_chunks"]
+__all__ = ["CHUNK_SIZE", "as_batch", "validated_chunks"]
 
 #: Requests per chunk. Small enough that the first insert starts early and the last one (which
 #: nothing overlaps) is short; large enough that a statement's fixed cost is shared (8 was
@@ -36,6 +36,15 @@ CHUNK_SIZE = 32
 
 #: Why a request cannot be queued as it is (empty when it can), given its position.
 Check = Callable[[NewMessage, int], list[FieldError]]
+
+
+def as_batch(requests: Iterable[MessageRequest | Mapping[str, Any]]) -> Sequence[MessageRequest | Mapping[str, Any]]:
+    """The requests as a sequence (a generator of requests is taken whole); one request passed
+    where a list is expected is refused by name rather than read as a list of its keys."""
+    if isinstance(requests, Mapping | MessageRequest):
+        raise InvalidRequest([FieldError("<batch>", "expected a list of messages, got a single message "
+                                                    "(send_message() takes one)")])
+    return requests if isinstance(requests, Sequence) else list(requests)
 
 
 def validated_chunks(requests: Sequence[MessageRequest | Mapping[str, Any]], *, now: float, check: Check,
