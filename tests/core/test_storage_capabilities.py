@@ -156,7 +156,7 @@ def test_components_get_the_capabilities_the_backend_provides(build, make_agent)
     assert sqlite.capabilities.webhook_outboxes is sqlite.storage
     assert memory.capabilities.wakeup is memory.storage
     assert memory.capabilities.streamed_enqueue is memory.storage
-    assert sqlite.capabilities.streamed_enqueue is None, "SQLite writes in the calling thread: nothing to overlap"
+    assert sqlite.capabilities.streamed_enqueue is sqlite.storage
 
 
 def test_the_services_abuse_limits_need_rate_limits(build) -> None:

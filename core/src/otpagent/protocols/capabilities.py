@@ -281,8 +281,9 @@ class StreamedEnqueue(Protocol):
     as it arrives (PostgreSQL: sends its insert without waiting for the answer) and commits
     after the last, so the database's work overlaps the caller's. See :mod:`otpagent.bulk_intake`.
 
-    Optional: without it a bulk send is validated whole, then written with ``enqueue``. Only
-    worth declaring where the writes run outside the calling thread (a database server).
+    Optional: without it a bulk send is validated whole, then written with ``enqueue``. It
+    gains only where the writes run outside the calling process (a database server); a backend
+    with nothing to overlap may take the stream whole and ``enqueue`` it (SQLite and memory do).
     """
 
     def enqueue_stream(self, chunks: Iterable[Sequence[NewMessage]], now: float) -> list[EnqueueResult]:
