@@ -11,7 +11,7 @@ after the last one.
 
 What the caller sees is unchanged: the batch is all or nothing, and a bad batch is refused
 with every error listed. The first error stops the chunks (the store never receives a chunk
-after it, and the exception this generator raises at the end rolls back what it wrote), but
+after it, and the exception this generator raises at the end rolls back what the store sent), but
 validation goes on to the end of the batch so that every bad entry is named, exactly as when
 the whole batch was validated first: the parse errors of every entry when any entry does not
 parse, otherwise every entry no channel can carry.
