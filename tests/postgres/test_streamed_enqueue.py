@@ -14,6 +14,7 @@ import pytest
 from otpagent.errors import InvalidRequest
 from otpagent.protocols import NewMessage
 from otpagent.testing import T0, new
+from tests.conftest import wait_for
 from tests.contract.backends import PG_DSN
 from tests.postgres.conftest import terminate_backends
 
@@ -28,25 +29,17 @@ def _store_statements(schema: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _seen_by_server(schema: str, needle: str, seconds: float = 10.0) -> bool:
-    """Whether a connection of the store shows ``needle`` in its statement within ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if any(needle in q for q in _store_statements(schema)):
-            return True
-        time.sleep(0.02)
-    return False
+def _seen_by_server(schema: str, needle: str) -> bool:
+    """Whether a connection of the store shows ``needle`` in its statement within 10 s."""
+    return wait_for(lambda: any(needle in q for q in _store_statements(schema)), 10.0, 0.02)
 
 
-def _gone(schema: str, seconds: float = 10.0) -> bool:
-    """Whether the store's server connections are all gone within ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not _store_statements(schema):
-            time.sleep(0.1)  # and the client's socket has had the news
-            return True
-        time.sleep(0.02)
-    return False
+def _gone(schema: str) -> bool:
+    """Whether the store's server connections are all gone within 10 s (and then the client's
+    socket has had a moment to get the news)."""
+    gone = wait_for(lambda: not _store_statements(schema), 10.0, 0.02)
+    time.sleep(0.1)
+    return gone
 
 
 def _count(schema: str) -> int:
