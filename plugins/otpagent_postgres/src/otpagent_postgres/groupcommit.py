@@ -120,7 +120,7 @@ class GroupCommit:
         def work(conn: Conn, uncertain: bool) -> Any:
             if statement is not None and not uncertain:
                 assert write.read is not None
-                return write.read(conn.cursor(row_factory=tuple_row).execute(*statement))
+                return write.read(self._db.tuple_cursor(conn).execute(*statement))
             return write.work(conn, uncertain)
 
         try:
@@ -141,7 +141,8 @@ class GroupCommit:
         # write does. A retry after an uncertain commit runs in a transaction, as usual.
         single = len(plan) == 1 and len(plan[0][0]) == len(group)
         try:
-            results = self._db.run(functools.partial(_group_work, group, plan, single, tries), one_statement=single)
+            results = self._db.run(functools.partial(_group_work, self._db, group, plan, single, tries),
+                                   one_statement=single)
         except psycopg.OperationalError as exc:  # the database stayed away past retry_seconds
             for write in group:
                 write.error = exc
@@ -160,22 +161,22 @@ class GroupCommit:
 Planned = tuple[list[int], Statement, Callable[[Cursor], list[Any]]]
 
 
-def _group_work(group: list[GroupedWrite[Any]], plan: list[Planned], single: bool, tries: list[bool],
-                conn: Conn, uncertain: bool) -> list[Any]:
+def _group_work(db: Database, group: list[GroupedWrite[Any]], plan: list[Planned], single: bool,
+                tries: list[bool], conn: Conn, uncertain: bool) -> list[Any]:
     """A group's unit of work for ``Database.run`` (``tries`` records each try's ``uncertain``)."""
     tries.append(uncertain)
     if uncertain:
         return [write.work(conn, True) for write in group]
     if single:
-        return _merged(conn, group, plan[0])
+        return _merged(db.tuple_cursor(conn), group, plan[0])
     return _pipelined(conn, group, plan)
 
 
-def _merged(conn: Conn, group: list[GroupedWrite[Any]], planned: Planned) -> list[Any]:
+def _merged(cursor: Cursor, group: list[GroupedWrite[Any]], planned: Planned) -> list[Any]:
     """The results of a group written by one statement (``planned`` covers every write)."""
     indices, statement, read = planned
     results: list[Any] = [None] * len(group)
-    for index, result in zip(indices, read(conn.cursor(row_factory=tuple_row).execute(*statement)), strict=True):
+    for index, result in zip(indices, read(cursor.execute(*statement)), strict=True):
         results[index] = result
     return results
 
