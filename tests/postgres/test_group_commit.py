@@ -138,6 +138,43 @@ def test_a_group_retried_after_an_uncertain_commit_records_nothing_twice(open_st
         assert [e.type for e in store.get_events(m.id)].count("sent") == 1
 
 
+def test_a_group_whose_retry_fails_after_an_uncertain_commit_checks_each_write_alone(open_store: Any) -> None:
+    """The first try commits and loses its answer; the retry, told so, fails for another reason
+    (one write's check raises). Each write then runs alone, and must check first: run blindly,
+    every attempt row would be written a second time."""
+    store = open_store()
+    messages = claimed(store, 3)
+    real_run = store._db.run
+
+    def commit_then_fail_the_uncertain_retry(work: Any, *, one_statement: bool = False,
+                                             uncertain: bool = False) -> Any:
+        store._db.run = real_run  # the group's run only: each write's run alone is the real one
+        real_run(work, one_statement=one_statement, uncertain=uncertain)  # applied, answer lost
+
+        def checks_then_fail(conn: Any, _uncertain: bool) -> Any:
+            work(conn, True)
+            raise RuntimeError("one write's check failed")
+
+        return real_run(checks_then_fail, uncertain=True)
+
+    calls = {}
+    for m in messages:
+        update, attempt, events = sent(m.id)
+        calls[m.id] = lambda u=update, a=attempt, e=events: store.update_message(u, T0 + 1, attempt=a, events=e)
+    store._db.run = commit_then_fail_the_uncertain_retry
+    try:
+        out, sizes = queued_behind_leader(store._group, calls)
+    finally:
+        store._db.run = real_run
+
+    assert sizes == [3]
+    for m in messages:
+        assert not isinstance(out[m.id], Exception)
+        assert store.get_message(m.id).status is Status.SENT
+        assert len(store.get_attempts(m.id)) == 1
+        assert [e.type for e in store.get_events(m.id)].count("sent") == 1
+
+
 def _varied_updates(message_id: str) -> list[tuple[MessageUpdate, bool]]:
     """Updates touching every field and condition the merged statement handles, and whether
     each is of the kind that applies (the rest must be refused by their conditions)."""

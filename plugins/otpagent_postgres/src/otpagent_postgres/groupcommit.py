@@ -149,8 +149,9 @@ class GroupCommit:
             return
         except Exception:
             # One write failed and took the shared transaction with it: nothing of this group
-            # applied on this try (an earlier try's commit may have: then each checks first).
-            uncertain = any(tries[:-1])
+            # applied on this try. An earlier try's commit may have, exactly when a try ran told
+            # so (each entry of ``tries`` is what its try was told): then each checks first.
+            uncertain = any(tries)
             for write in group:
                 self._alone(write, uncertain=uncertain)
             return
