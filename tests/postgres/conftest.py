@@ -54,3 +54,11 @@ def terminate_backends(schema: str) -> int:
             (f"otpagent:{schema}"[:63],),
         ).fetchall()
     return len(rows)
+
+
+def stored_ids(schema: str) -> list[str]:
+    """The id of every message stored in ``schema``, in order, read on a connection of its own."""
+    import psycopg
+
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        return [row[0] for row in conn.execute(f'SELECT id FROM "{schema}".messages ORDER BY id')]

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from otpagent.testing import T0, new
-from tests.postgres.conftest import terminate_backends
+from tests.postgres.conftest import stored_ids, terminate_backends
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
 
@@ -18,13 +18,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
 def pool_requests(store: Any) -> int:
     """How many times the store's pool was asked for a connection so far."""
     return int(store._db.pool.get_stats().get("requests_num", 0))
-
-
-def stored_ids(pg_schema: str) -> list[str]:
-    from tests.contract.backends import PG_DSN
-
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        return [row[0] for row in conn.execute(f'SELECT id FROM "{pg_schema}".messages ORDER BY id')]
 
 
 def test_one_message_at_a_time_is_enqueued_without_the_pool(open_store: Any, pg_schema: str) -> None:

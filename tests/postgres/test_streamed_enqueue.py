@@ -16,7 +16,7 @@ from otpagent.protocols import NewMessage
 from otpagent.testing import T0, new
 from tests.conftest import wait_for
 from tests.contract.backends import PG_DSN
-from tests.postgres.conftest import terminate_backends
+from tests.postgres.conftest import stored_ids, terminate_backends
 
 pytestmark = pytest.mark.postgres
 
@@ -42,12 +42,6 @@ def _gone(schema: str) -> bool:
     return gone
 
 
-def _count(schema: str) -> int:
-    with psycopg.connect(PG_DSN) as conn:
-        row = conn.execute(f'SELECT count(*) FROM "{schema}".messages').fetchone()
-    return int(row[0]) if row else 0
-
-
 def test_a_chunk_reaches_the_server_before_the_next_one_is_produced(open_store: Any, pg_schema: str) -> None:
     store = open_store()
     first, second = [new(), new()], [new()]
@@ -58,14 +52,14 @@ def test_a_chunk_reaches_the_server_before_the_next_one_is_produced(open_store: 
         # The store has not asked for the next chunk yet; its insert of the first must already
         # be on the server (in the transaction it has not committed).
         seen.append(_seen_by_server(pg_schema, "INSERT INTO messages"))
-        seen.append(_count(pg_schema) == 0)
+        seen.append(len(stored_ids(pg_schema)) == 0)
         yield second
 
     results = store.enqueue_stream(chunks(), T0)
 
     assert seen == [True, True]
     assert [r.message_id for r in results] == [i.message.id for i in (*first, *second)]
-    assert _count(pg_schema) == 3
+    assert len(stored_ids(pg_schema)) == 3
 
 
 @pytest.mark.parametrize("settled", [False, True], ids=["next-chunk-right-after-the-kill", "once-the-client-knows"])
@@ -91,7 +85,7 @@ def test_a_connection_lost_between_chunks_replays_what_was_taken(open_store: Any
     assert produced == [1, 2]  # the stream was taken once
     assert [r.message_id for r in results] == [i.message.id for i in (*first, *second)]
     assert all(r.created for r in results)
-    assert _count(pg_schema) == 80  # every message once
+    assert len(stored_ids(pg_schema)) == 80  # every message once
     assert [e.type for e in store.get_events(first[0].message.id)] == ["queued"]
 
 
@@ -108,10 +102,10 @@ def test_a_bad_request_late_in_a_bulk_send_writes_nothing_and_names_its_index(pg
 
         with pytest.raises(InvalidRequest) as caught:
             agent.send_bulk_messages(requests)
-        written_after_refusal = _count(pg_schema)
+        written_after_refusal = len(stored_ids(pg_schema))
         requests[140] = {"phone_number": "+447700900999", "content": "hello"}
         ids = agent.send_bulk_messages(requests)
 
     assert [(e.index, e.field) for e in caught.value.errors] == [(140, "phone_number")]
     assert written_after_refusal == 0
-    assert len(set(ids)) == 150 and _count(pg_schema) == 150
+    assert len(set(ids)) == 150 and len(stored_ids(pg_schema)) == 150

@@ -148,7 +148,7 @@ class Database:
         again (``uncertain``: the statement may have committed before the failure). An error of
         the statement itself propagates, as on the pool's path."""
         conn = self._direct
-        if conn is None or conn.closed or conn.broken or time.monotonic() > self._direct_until:
+        if conn is None or conn.closed or time.monotonic() > self._direct_until:  # closed: also when broken
             if self._closed:
                 return False, None, False  # the pool's path says it is closed
             self._discard_direct()
@@ -164,10 +164,8 @@ class Database:
             self._discard_direct()
             log.warning("database connection lost during a statement, retrying: %s", type(exc).__name__)
             return False, None, True
-        except Exception:
-            if conn.broken:
-                self._discard_direct()
-            raise
+        except Exception:  # the statement's own error: the connection stays (if it broke, it is
+            raise  # closed, and the next run replaces it)
         except BaseException:  # interrupted mid-statement: the connection's state is unknown
             self._discard_direct()
             raise
