@@ -261,3 +261,34 @@ def test_a_channel_that_hangs_every_call_opens_its_circuit_and_the_error_still_n
     assert report.last_error.startswith(f"slow: circuit open (after: channel slow ({SCRIPTED}) did not return within")
     pool = agent.dispatcher.pool
     assert pool is not None and (pool.live_workers, pool.abandoned) == (4, 2)
+
+
+class Held:
+    """Sends that wait together on a provider until the test lets them all return."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, envelope: Envelope) -> SendResult:
+        with self._lock:
+            self.inside += 1
+        self.release.wait(60)
+        return SendResult.accepted(f"held-{envelope.message_id}")
+
+
+def test_a_burst_to_a_slow_provider_gets_every_slot_though_few_threads_start(scripted_agent):
+    held = Held()
+    agent = scripted_agent({"slow": held}, dispatcher={"workers": 12, "poll_interval_seconds": 0.05})
+    try:
+        ids = [agent.send_message(MessageRequest(phone_number=f"+4477009001{i:02d}", content="burst"))
+               for i in range(12)]
+        agent.start_processing()
+        pool = agent.dispatcher.pool
+        assert pool is not None and pool.core == 4
+        assert wait_for(lambda: held.inside == 12, 30), f"{held.inside} of 12 sends in flight"
+        assert pool.live_workers == 12, "a thread for each slot while the provider holds them"
+    finally:
+        held.release.set()
+    assert all(_settled(agent, message_id, Status.SENT) for message_id in ids)

@@ -2,8 +2,9 @@
 exactly one owner for each call's outcome, and a stop that never waits for a stuck thread.
 
 Deadlines run on a clock the test moves; the test calls ``check`` itself (the watchdog thread
-runs too, on the same clock, and finds nothing more to do). Assertions are on counts and
-recorded outcomes, never on durations.
+runs too, on the same clock, and finds nothing more to do; the tests of adding threads run
+without it, since when it looks decides what it sees). Assertions are on counts and recorded
+outcomes, never on durations.
 """
 
 from __future__ import annotations
@@ -148,3 +149,112 @@ def test_under_load_the_producer_gathers_slots_for_one_batch_instead_of_taking_t
         for gate in gates:
             gate.set()
         pool.stop(10)
+
+
+def _in_call(pool: WorkerPool, release: threading.Event, entered: threading.Semaphore) -> None:
+    """A task that waits on a provider: inside a watched call until the test releases it."""
+    watch = pool.watch(600.0, lambda: None)
+    entered.release()
+    release.wait()
+    pool.finish(watch)
+
+
+def _computing(release: threading.Event, entered: threading.Semaphore) -> None:
+    """A task busy with its own work (no watched call) until the test releases it."""
+    entered.release()
+    release.wait()
+
+
+def _submit(pool: WorkerPool, tasks: list) -> None:
+    assert pool.reserve(1.0) >= len(tasks)
+    for task in tasks:
+        pool.submit(task)
+    pool.unreserve(pool.size - pool.busy)
+
+
+def test_threads_start_at_the_core_and_grow_when_tasks_wait_behind_calls_to_a_provider(release):
+    clock, entered = Clock(), threading.Semaphore(0)
+    pool = WorkerPool(8, clock=clock, tick=600.0, threads=2, grow_after=0.5)
+    pool.start(watchdog=False)  # the test looks itself, on its clock
+    try:
+        assert pool.live_workers == 2, "two threads for eight slots, to begin with"
+        _submit(pool, [lambda: _in_call(pool, release, entered) for _ in range(6)])
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+        assert not entered.acquire(timeout=0.05), "both threads are held; four tasks wait"
+
+        pool.check()  # the watchdog may have looked first: either way, a look at t0
+        assert pool.live_workers == 2
+        clock.now += 0.5
+        pool.check()
+        assert pool.live_workers == 6, "a thread for each waiting task"
+        assert all(entered.acquire(timeout=10) for _ in range(4)), "every task is in its call"
+        assert pool.grown == 4
+        assert pool.reserve(1.0) == 2, "slots, not threads, bound the producer"
+        pool.unreserve(2)
+    finally:
+        release.set()
+        assert pool.stop(10)
+
+
+def test_threads_busy_with_their_own_work_are_not_multiplied(release):
+    clock, entered = Clock(), threading.Semaphore(0)
+    pool = WorkerPool(8, clock=clock, tick=600.0, threads=2, grow_after=0.5)
+    pool.start(watchdog=False)  # the test looks itself, on its clock
+    try:
+        _submit(pool, [lambda: _computing(release, entered) for _ in range(6)])
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+        for _ in range(3):
+            pool.check()
+            clock.now += 0.5
+        assert (pool.live_workers, pool.grown) == (2, 0), "more threads would only take turns at the interpreter"
+    finally:
+        release.set()
+        assert pool.stop(10)
+
+
+def test_a_task_queued_since_the_last_look_does_not_add_threads(release):
+    clock, entered = Clock(), threading.Semaphore(0)
+    pool = WorkerPool(8, clock=clock, tick=600.0, threads=2, grow_after=0.5)
+    pool.start(watchdog=False)  # the test looks itself, on its clock
+    first = threading.Event()
+    try:
+        _submit(pool, [lambda: _in_call(pool, first, entered)] * 2 + [lambda: _in_call(pool, release, entered)])
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+        pool.check()  # t0: the third task waits
+        first.set()  # the two calls return and the third task is taken
+        assert entered.acquire(timeout=10)
+        assert wait_for(lambda: pool.busy == 1, 10)
+        _submit(pool, [lambda: _in_call(pool, release, entered)] * 2)  # one taken, one waits
+        assert entered.acquire(timeout=10)
+        clock.now += 0.5
+        pool.check()
+        assert (pool.busy, pool.live_workers, pool.grown) == (3, 2, 0), \
+            "the waiting task was queued after t0: it has not waited long enough to need a thread"
+        clock.now += 0.5
+        pool.check()
+        assert wait_for(lambda: pool.live_workers == 3, 10), "now it has"
+        assert entered.acquire(timeout=10)
+    finally:
+        first.set()
+        release.set()
+        assert pool.stop(10)
+
+
+def test_threads_beyond_the_core_end_when_idle(release):
+    clock, entered = Clock(), threading.Semaphore(0)
+    pool = WorkerPool(4, clock=clock, tick=600.0, threads=1, grow_after=0.5, idle_seconds=0.05)
+    pool.start(watchdog=False)  # the test looks itself, on its clock
+    try:
+        _submit(pool, [lambda: _in_call(pool, release, entered) for _ in range(4)])
+        assert entered.acquire(timeout=10)
+        pool.check()
+        clock.now += 0.5
+        pool.check()
+        assert all(entered.acquire(timeout=10) for _ in range(3))
+        assert pool.live_workers == 4
+        release.set()
+        assert wait_for(lambda: pool.busy == 0 and pool.live_workers == 1, 10), "back to the core"
+        assert pool.reserve(1.0) == 4, "every slot is still there"
+        pool.unreserve(4)
+    finally:
+        assert pool.stop(10)

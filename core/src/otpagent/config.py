@@ -204,10 +204,12 @@ class DispatcherConfig:
     ``channel_timeout_grace_seconds`` (the channel's own timeout should fire first).
     """
 
-    #: Threads sending at once. A provider call takes 100-500 ms, so a process sends at most
+    #: Sends in hand at once. A provider call takes 100-500 ms, so a process sends at most
     #: ``workers / latency`` messages a second: 64 keep a burst of OTPs moving (128-640/s per
-    #: process) where 16 made the last of 500 wait ~8 s. With a fast channel more threads also
-    #: mean bigger group commits (fewer fsyncs per message on SQLite). Threads idle cheaply.
+    #: process) where 16 made the last of 500 wait ~8 s. With a fast channel more in hand also
+    #: means bigger claims and group commits (fewer fsyncs per message on SQLite). Four threads
+    #: run them while the work is the messages' own; more start (up to this) while a provider
+    #: holds them (:mod:`otpagent.workerpool`).
     workers: int = setting(64, ge=1)
     lease_seconds: float = setting(
         6.0, ge=MIN_LEASE_SECONDS,

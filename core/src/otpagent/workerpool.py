@@ -19,6 +19,15 @@ Abandoned threads are bounded: beyond ``max_abandoned`` stuck threads the pool s
 them (and says so), so a plugin that hangs on every call cannot grow the process without limit.
 A stuck thread whose call finally returns rejoins the pool if the pool is short of workers,
 and otherwise ends. Stopping the pool never waits for a stuck thread.
+
+Slots are not threads. The pool has ``size`` slots (sends in flight at once) but starts only
+``threads`` threads (4 by default): a message's own work holds the GIL, so more threads than
+that only hand the interpreter back and forth (64 threads cost a quarter of the throughput of 4
+on PostgreSQL). Threads are added when they are the limit, which is when they wait on a
+provider: if a task queued at one check still waits ``grow_after`` seconds later while at least
+half the threads are inside a watched call, the watchdog starts a thread for every waiting task,
+up to ``size``. A burst of OTPs to a slow provider so gets every slot within milliseconds.
+Threads beyond ``threads`` end after ``idle_seconds`` without work.
 """
 
 from __future__ import annotations
@@ -34,6 +43,14 @@ from otpagent.logs import get_logger
 __all__ = ["Watch", "WorkerPool"]
 
 log = get_logger("otpagent.workerpool")
+
+#: Threads a pool starts with (never more than its slots): enough to keep one interpreter busy
+#: while some wait on a store or a provider, few enough not to fight over the GIL.
+CORE_THREADS = 4
+#: How long a queued task may wait, while the threads are in provider calls, before threads are added.
+GROW_AFTER_SECONDS = 0.005
+#: How long a thread beyond the core waits for work before it ends.
+IDLE_SECONDS = 60.0
 
 class _Worker:
     __slots__ = ("abandoned", "name", "thread")
@@ -56,18 +73,23 @@ class Watch:
 
 
 class WorkerPool:
-    """``size`` threads running submitted tasks, with slots reserved ahead by one producer.
+    """``size`` slots run by ``threads`` to ``size`` threads, reserved ahead by one producer.
 
-    Capacity is counted in slots: ``live_workers`` usable threads, of which ``busy`` have a
-    task (queued or running); the producer (the claimer) ``reserve``s idle slots, fetches at
-    most that much work, ``submit``s it and ``unreserve``s the rest.
+    Capacity is counted in slots: ``size`` of them (less the stuck threads beyond the cap), of
+    which ``busy`` have a task (queued or running); the producer (the claimer) ``reserve``s
+    idle slots, fetches at most that much work, ``submit``s it and ``unreserve``s the rest.
     """
 
     def __init__(self, size: int, *, name: str = "otpagent-worker", max_abandoned: int | None = None,
-                 clock: Callable[[], float] = time.monotonic, tick: float = 1.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, tick: float = 1.0, threads: int | None = None,
+                 grow_after: float = GROW_AFTER_SECONDS, idle_seconds: float = IDLE_SECONDS) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one thread")
         self.size = size
+        #: Threads kept however idle (the core); more are started while tasks wait on blocked threads.
+        self.core = min(size, CORE_THREADS if threads is None else max(1, threads))
+        self.grow_after = grow_after
+        self.idle_seconds = idle_seconds
         self.name = name
         self.max_abandoned = size if max_abandoned is None else max_abandoned
         self.clock = clock
@@ -84,11 +106,18 @@ class WorkerPool:
         self._watches: dict[Watch, bool] = {}
         self._busy = 0
         self._reserved = 0
+        #: Tasks ever submitted, and (when tasks wait) a look taken at them: (time, submitted then).
+        self._submitted = 0
+        self._waiting_since: tuple[float, int] | None = None
+        #: Threads started beyond the core so far (for tests and metrics).
+        self.grown = 0
         self._stopping = False
         self._started = False
         self._numbers = itertools.count(1)
         self._local = threading.local()
         self._watch_stop = threading.Event()
+        #: Wakes the watchdog early: tasks wait for a thread, or the pool stops.
+        self._watch_wake = threading.Event()
         self._watchdog: threading.Thread | None = None
 
     # -- state -----------------------------------------------------------------------------
@@ -96,6 +125,11 @@ class WorkerPool:
     def live_workers(self) -> int:
         """Threads that can take work (stuck threads excluded)."""
         return len(self._workers)
+
+    @property
+    def slots(self) -> int:
+        """Tasks that may be in hand at once: ``size``, less each stuck thread beyond the cap."""
+        return self.size - max(0, len(self._stuck) - self.max_abandoned)
 
     @property
     def abandoned(self) -> int:
@@ -109,13 +143,16 @@ class WorkerPool:
         return self._busy
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, *, watchdog: bool = True) -> None:
+        """Start the core threads and the watchdog (without it, the caller runs :meth:`check`)."""
         with self._lock:
             if self._started:
                 return
             self._started = True
-            for _ in range(self.size):
+            for _ in range(self.core):
                 self._spawn()
+        if not watchdog:
+            return
         self._watchdog = threading.Thread(target=self._watch_loop, name=f"{self.name}-watchdog", daemon=True)
         self._watchdog.start()
 
@@ -134,6 +171,7 @@ class WorkerPool:
                 lambda: self._busy == 0 or (not self._workers and self._busy == self._tasks.qsize()), timeout)
             drained = self._busy == 0
         self._watch_stop.set()  # no more replacements from here on
+        self._watch_wake.set()
         if self._watchdog is not None and self._watchdog is not threading.current_thread():
             self._watchdog.join(timeout)
         with self._lock:
@@ -177,10 +215,15 @@ class WorkerPool:
         with self._lock:
             self._reserved = max(0, self._reserved - 1)
             self._busy += 1
+            self._submitted += 1
+            # More tasks than threads: let the watchdog look whether they wait on blocked threads.
+            alert = self._busy > len(self._workers) and self._waiting_since is None
         self._tasks.put(task)
+        if alert and not self._watch_wake.is_set():
+            self._watch_wake.set()
 
     def _idle(self) -> int:
-        return len(self._workers) - self._busy - self._reserved
+        return self.slots - self._busy - self._reserved
 
     # -- deadlines -------------------------------------------------------------------------
     def watch(self, seconds: float, on_overrun: Callable[[], None]) -> Watch:
@@ -199,9 +242,11 @@ class WorkerPool:
         return self._watches.pop(watch, False)
 
     def check(self, now: float | None = None) -> int:
-        """Abandon every watched call whose deadline has passed; returns how many."""
+        """Abandon every watched call whose deadline has passed (returns how many), and add
+        threads if tasks wait behind threads blocked in calls (see :meth:`_grow`)."""
         now = self.clock() if now is None else now
         with self._lock:
+            self._grow(now)
             # Pop what expired: a call whose worker popped it first has finished in time. The
             # thread is marked stuck under the lock, before its worker loop (which checks under
             # the same lock) can go on from the call.
@@ -219,6 +264,38 @@ class WorkerPool:
                     self._busy -= 1  # the abandoned task no longer holds its slot
                     self._changed.notify_all()
         return len(expired)
+
+    def _grow(self, now: float) -> None:
+        """(Under the lock.) Start a thread for each waiting task if the threads are the limit.
+
+        A task queued at the last look still waits when more tasks are unfinished than threads
+        can run, not counting those submitted since. The threads are the limit when at least
+        half of them are inside a watched call (a provider holds them); when they are busy with
+        the messages' own work instead, more threads would only take turns at the interpreter.
+        """
+        live = len(self._workers)
+        waiting = self._busy - live
+        if waiting <= 0 or live >= self.slots:
+            self._waiting_since = None
+            return
+        if self._waiting_since is None:
+            self._waiting_since = (now, self._submitted)
+            return
+        since, submitted_then = self._waiting_since
+        still_waiting = self._busy - (self._submitted - submitted_then) > live
+        if not still_waiting:
+            self._waiting_since = (now, self._submitted)
+            return
+        if now - since < self.grow_after:
+            return
+        self._waiting_since = None
+        if 2 * len(self._watches) < live:
+            return
+        added = min(waiting, self.slots - live)
+        for _ in range(added):
+            self._spawn()
+        self.grown += added
+        log.debug("worker_threads_added", added=added, threads=live + added, waiting=waiting)
 
     def _leave_behind(self, worker: _Worker) -> None:
         """(Under the lock.) ``worker`` is stuck in a call: replace it, up to the cap."""
@@ -239,13 +316,16 @@ class WorkerPool:
     def _watch_loop(self) -> None:
         while not self._watch_stop.is_set():
             now = self.clock()
+            self._watch_wake.clear()
             try:
                 self.check(now)
             except Exception:  # the watchdog must outlive any surprise
                 log.exception("watchdog_failed")
             earliest = min((w.deadline for w in self._watches.copy()), default=None)
             pause = self.tick if earliest is None else min(self.tick, earliest - now)
-            self._watch_stop.wait(max(0.005, pause))
+            if self._waiting_since is not None:  # tasks wait: look again when they may need threads
+                pause = min(pause, self.grow_after)
+            self._watch_wake.wait(max(0.001, pause))
 
     # -- threads ---------------------------------------------------------------------------
     def _spawn(self) -> _Worker:
@@ -259,7 +339,15 @@ class WorkerPool:
     def _run(self, worker: _Worker) -> None:
         self._local.worker = worker
         while True:
-            task = self._tasks.get()
+            try:  # a thread beyond the core ends when it finds no work for a while
+                task = self._tasks.get() if len(self._workers) <= self.core else self._tasks.get(
+                    timeout=self.idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    if len(self._workers) > self.core:
+                        self._workers.discard(worker)
+                        return
+                continue
             if task is None:  # stop() ran everything submitted and asks this worker to end
                 with self._lock:
                     self._workers.discard(worker)
@@ -275,7 +363,7 @@ class WorkerPool:
                     continue
                 # This thread's call overran and was abandoned; it has returned at last.
                 self._stuck.discard(worker)
-                if self._stopping or len(self._workers) >= self.size:
+                if self._stopping or len(self._workers) >= self.core:
                     return
                 worker.abandoned = False
                 self._workers.add(worker)
