@@ -275,7 +275,7 @@ class IntelligentOTPAgent:
                 results = self.storage.enqueue(items, now)
         except IdempotencyConflict as exc:
             raise InvalidRequest.single("idempotency_key", str(exc), exc.index if len(requests) > 1 else None) from None
-        if self.bus.listening:
+        if self.bus.wants("queued"):
             self.bus.publish([queued_event(i.message, now) for i, r in zip(items, results, strict=True)
                               if r.created])
         self.notify_workers()
@@ -375,7 +375,7 @@ class IntelligentOTPAgent:
             for message in messages:
                 if message.message_type is MessageType.OTP:
                     self.fraud_guard.record_sent(message.phone_number, now)
-        if self.bus.listening:
+        if self.bus.wants("queued"):
             self.bus.publish([queued_event(m, now) for m in messages])
         self.notify_workers()
 

@@ -175,7 +175,7 @@ def print_metrics(metrics: Mapping[str, Any], console: Console | None = None) ->
     for label, value in (
         ("queue", f"{_n(metrics['queue_size'])} waiting or in flight"
                   + (f" · oldest due for {oldest:,.0f} s" if oldest is not None else "")),
-        ("workers", f"{workers['live']} live ({workers['threads']} threads), fleet-wide"),
+        ("workers", f"{workers['live']} live ({workers['threads']} send slots), fleet-wide"),
         ("messages", f"{_n(db['total_messages'])} stored: {_n(db['sent_messages'])} sent or delivered, "
                      f"{_n(db['failed_messages'])} failed · success {db['success_rate']:.1f}%"),
         ("messages 24 h", f"{_n(msgs['sent'])} sent · {_n(msgs['delivered'])} delivered · {_n(msgs['failed'])} "

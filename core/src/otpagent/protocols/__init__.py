@@ -55,6 +55,7 @@ from otpagent.protocols.sinks import (
     WebhookOutbox,
     event_payload,
     event_type_name,
+    sink_event_types,
     sink_start,
 )
 from otpagent.protocols.storage import (
@@ -120,6 +121,7 @@ __all__ = [
     "event_payload",
     "event_type_name",
     "observes_country",
+    "sink_event_types",
     "sink_start",
     "total_attempts",
 ]

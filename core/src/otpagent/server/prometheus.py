@@ -52,6 +52,9 @@ _EVENT_TYPES = ("queued", "scheduled", "sent", "delivered", "undelivered", "retr
 class AttemptLatencyTap:
     """An event sink that feeds the attempt-latency histogram (never blocks: it only observes)."""
 
+    #: Only attempts: the bus then neither builds nor queues the other events for it.
+    event_types = frozenset({"attempt"})
+
     def __init__(self, registry: CollectorRegistry, process: str) -> None:
         self.process = process
         self.histogram = Histogram("otpagent_attempt_latency_seconds",
@@ -99,7 +102,7 @@ class StorageCollector(Collector):
         yield by_status
         yield _gauge("otpagent_workers_live", "Live worker processes of the fleet (roster in storage)",
                      value=m["workers"]["live"])
-        yield _gauge("otpagent_worker_threads_live", "Worker threads of the live worker processes",
+        yield _gauge("otpagent_worker_threads_live", "Send slots (dispatcher.workers) of the live worker processes",
                      value=m["workers"]["threads"])
         yield from _message_events(m["last_24h"]["messages"], recent_events)
         yield from _channel_windows(m["channels"], recent_attempts)

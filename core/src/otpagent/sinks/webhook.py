@@ -75,6 +75,11 @@ class WebhookSink:
     def wants(self, event_type: str) -> bool:
         return self.settings.events is None or event_type in self.settings.events
 
+    @property
+    def event_types(self) -> frozenset[str] | None:
+        """The endpoint's ``events`` (None: every event): the bus hands it only those."""
+        return None if self.settings.events is None else frozenset(self.settings.events)
+
     # -- EventSink -----------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
         """Wake the pump (starting it on first use). Bus-only events are stored first."""
