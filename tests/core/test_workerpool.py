@@ -165,6 +165,14 @@ def _computing(release: threading.Event, entered: threading.Semaphore) -> None:
     release.wait()
 
 
+def _growing_pool(slots: int, threads: int, **options: float) -> tuple[Clock, threading.Semaphore, WorkerPool]:
+    """A started pool on a test clock, without its watchdog: the test looks itself (``check``)."""
+    clock = Clock()
+    pool = WorkerPool(slots, clock=clock, tick=600.0, threads=threads, grow_after=0.5, **options)
+    pool.start(watchdog=False)
+    return clock, threading.Semaphore(0), pool
+
+
 def _submit(pool: WorkerPool, tasks: list) -> None:
     assert pool.reserve(1.0) >= len(tasks)
     for task in tasks:
@@ -173,9 +181,7 @@ def _submit(pool: WorkerPool, tasks: list) -> None:
 
 
 def test_threads_start_at_the_core_and_grow_when_tasks_wait_behind_calls_to_a_provider(release):
-    clock, entered = Clock(), threading.Semaphore(0)
-    pool = WorkerPool(8, clock=clock, tick=600.0, threads=2, grow_after=0.5)
-    pool.start(watchdog=False)  # the test looks itself, on its clock
+    clock, entered, pool = _growing_pool(8, 2)
     try:
         assert pool.live_workers == 2, "two threads for eight slots, to begin with"
         _submit(pool, [lambda: _in_call(pool, release, entered) for _ in range(6)])
@@ -197,9 +203,7 @@ def test_threads_start_at_the_core_and_grow_when_tasks_wait_behind_calls_to_a_pr
 
 
 def test_threads_busy_with_their_own_work_are_not_multiplied(release):
-    clock, entered = Clock(), threading.Semaphore(0)
-    pool = WorkerPool(8, clock=clock, tick=600.0, threads=2, grow_after=0.5)
-    pool.start(watchdog=False)  # the test looks itself, on its clock
+    clock, entered, pool = _growing_pool(8, 2)
     try:
         _submit(pool, [lambda: _computing(release, entered) for _ in range(6)])
         assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
@@ -213,9 +217,7 @@ def test_threads_busy_with_their_own_work_are_not_multiplied(release):
 
 
 def test_a_task_queued_since_the_last_look_does_not_add_threads(release):
-    clock, entered = Clock(), threading.Semaphore(0)
-    pool = WorkerPool(8, clock=clock, tick=600.0, threads=2, grow_after=0.5)
-    pool.start(watchdog=False)  # the test looks itself, on its clock
+    clock, entered, pool = _growing_pool(8, 2)
     first = threading.Event()
     try:
         _submit(pool, [lambda: _in_call(pool, first, entered)] * 2 + [lambda: _in_call(pool, release, entered)])
@@ -241,9 +243,7 @@ def test_a_task_queued_since_the_last_look_does_not_add_threads(release):
 
 
 def test_threads_beyond_the_core_end_when_idle(release):
-    clock, entered = Clock(), threading.Semaphore(0)
-    pool = WorkerPool(4, clock=clock, tick=600.0, threads=1, grow_after=0.5, idle_seconds=0.05)
-    pool.start(watchdog=False)  # the test looks itself, on its clock
+    clock, entered, pool = _growing_pool(4, 1, idle_seconds=0.05)
     try:
         _submit(pool, [lambda: _in_call(pool, release, entered) for _ in range(4)])
         assert entered.acquire(timeout=10)
