@@ -216,6 +216,33 @@ def test_threads_busy_with_their_own_work_are_not_multiplied(release):
         assert pool.stop(10)
 
 
+def test_threads_that_were_computing_get_help_once_they_wait_on_a_provider(release):
+    clock, entered, pool = _growing_pool(8, 2)
+    to_call = threading.Event()
+
+    def compute_then_call() -> None:
+        entered.release()
+        to_call.wait()
+        _in_call(pool, release, entered)
+
+    try:
+        _submit(pool, [compute_then_call for _ in range(6)])
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+        pool.check()
+        clock.now += 0.5
+        pool.check()
+        assert pool.live_workers == 2, "computing: no threads added"
+        to_call.set()
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10), "both threads now wait on the provider"
+        clock.now += 0.5
+        pool.check()
+        assert pool.live_workers == 6, "the tasks waiting since the last look get threads at once"
+    finally:
+        to_call.set()
+        release.set()
+        assert pool.stop(10)
+
+
 def test_a_task_queued_since_the_last_look_does_not_add_threads(release):
     clock, entered, pool = _growing_pool(8, 2)
     first = threading.Event()

@@ -288,9 +288,10 @@ class WorkerPool:
             return
         if now - since < self.grow_after:
             return
-        self._waiting_since = None
-        if 2 * len(self._watches) < live:
+        if 2 * len(self._watches) < live:  # computing, for now: look again (the tasks still wait)
+            self._waiting_since = (now, self._submitted)
             return
+        self._waiting_since = None
         added = min(waiting, self.slots - live)
         for _ in range(added):
             self._spawn()
