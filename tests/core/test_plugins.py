@@ -296,6 +296,13 @@ class _HalfStrategy:
     def plan(self, envelope, candidates): return [c.name for c in candidates]
 
 
+class _ChattySink:
+    event_types = "attempt"  # one name where a collection of names belongs
+
+    def emit(self, event): pass
+    def close(self): pass
+
+
 def _build(tmp_path, made, **config):
     pm = _only_builtins_console_and(_Factories(made))
     pm_name = pm.get_name(next(p for p in pm.get_plugins() if isinstance(p, _Factories)))
@@ -316,6 +323,9 @@ def _build(tmp_path, made, **config):
      "(missing: name, capabilities, enqueue, "),
     ({"sink": None}, {"sinks": [{"plugin": "log"}, {"plugin": "odd-sink"}]}, "sinks[1].plugin",
      "the factory of 'odd-sink' ({plugin}) returned None, not an EventSink (missing: emit, close)"),
+    ({"sink": _ChattySink()}, {"sinks": [{"plugin": "odd-sink"}]}, "sinks[0].plugin",
+     "the factory of 'odd-sink' ({plugin}) returned a _ChattySink, not an EventSink (event_types is a str, "
+     "not a collection of event type names or None)"),
 ])
 def test_a_factory_result_that_breaks_its_protocol_is_a_config_error_at_its_key(tmp_path, made, config, path, reason):
     plugin, build = _build(tmp_path, made, **config)

@@ -24,7 +24,15 @@ from otpagent.errors import ConfigError
 from otpagent.model import ChannelKind
 from otpagent.plugin_loading import exception_summary, raised_at
 from otpagent.plugins import Registered
-from otpagent.protocols import Channel, ChannelSpec, EventSink, PluginContext, RoutingStrategy, StorageBackend
+from otpagent.protocols import (
+    Channel,
+    ChannelSpec,
+    EventSink,
+    PluginContext,
+    RoutingStrategy,
+    StorageBackend,
+    sink_event_types,
+)
 
 __all__ = [
     "call_channel_factory",
@@ -72,7 +80,14 @@ def call_sink_factory(registered: Registered, config_path: str, settings: Mappin
                       context: PluginContext) -> EventSink:
     """Build an event sink; a result that is not an EventSink is a ConfigError."""
     made = _call(registered, config_path, settings, context)
-    _refuse_problems(registered, config_path, made, "EventSink", protocol_problems(made, EventSink))
+    problems = protocol_problems(made, EventSink)
+    if not problems:
+        try:
+            sink_event_types(cast(EventSink, made))
+        except TypeError:
+            problems.append(f"event_types is {_a(getattr(made, 'event_types', None))}, not a collection of "
+                            "event type names or None")
+    _refuse_problems(registered, config_path, made, "EventSink", problems)
     return cast(EventSink, made)
 
 
