@@ -195,6 +195,7 @@ def _process_line(p: Mapping[str, Any]) -> str:
     c = p["counters"]
     if not p["is_running"]:
         return "This process does not work the queue; every figure above is the fleet's."
-    return (f"This process ({escape(p['worker_id'])}): {p['inflight']} in flight of {p['worker_threads']} threads · "
+    return (f"This process ({escape(p['worker_id'])}): {p['inflight']} in flight of {p['worker_threads']} send slots "
+            f"({p['threads_running']} threads) · "
             f"since it started: {c['sent']} sent, {c['failed']} failed, {c['retries']} retries, "
             f"{c['fallbacks']} fallbacks, {c['channel_faults']} channel faults")
