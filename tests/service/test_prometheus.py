@@ -24,3 +24,9 @@ def test_every_counter_is_per_process_and_every_window_is_a_gauge(live: LiveServ
                                       for s in family.samples), family.name
     windowed = [name for name in families if name.endswith(("_24h", "_5m", "_24h_seconds"))]
     assert len(windowed) == 8 and all(families[name].type == "gauge" for name in windowed)
+    threads = families["otpagent_worker_threads_running"]
+    pool = live.agent.dispatcher.pool
+    assert threads.type == "gauge" and pool is not None
+    assert [(s.labels["process"], s.value) for s in threads.samples] == [
+        (live.agent.dispatcher.worker_id, float(pool.live_workers))]
+    assert 1 <= pool.live_workers <= live.agent.config.dispatcher.workers
