@@ -24,15 +24,8 @@ from otpagent.errors import ConfigError
 from otpagent.model import ChannelKind
 from otpagent.plugin_loading import exception_summary, raised_at
 from otpagent.plugins import Registered
-from otpagent.protocols import (
-    Channel,
-    ChannelSpec,
-    EventSink,
-    PluginContext,
-    RoutingStrategy,
-    StorageBackend,
-    sink_event_types,
-)
+from otpagent.protocols import Channel, ChannelSpec, EventSink, PluginContext, RoutingStrategy, StorageBackend
+from otpagent.protocols.sinks import sink_event_types
 
 __all__ = [
     "call_channel_factory",
