@@ -132,6 +132,12 @@ class Dispatcher:
         return (pool.busy if pool is not None else 0) + (writer.pending if writer is not None else 0)
 
     @property
+    def threads_running(self) -> int:
+        """Threads running this process's send slots now (4, more while a provider holds them)."""
+        pool = self._pool
+        return pool.live_workers if pool is not None else 0
+
+    @property
     def outcomes_unwritten(self) -> int:
         """Outcomes handed to the outcome writer and not yet written (growing: the store lags)."""
         writer = self._writer

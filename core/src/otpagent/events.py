@@ -62,11 +62,6 @@ class EventBus:
         for start in starters:
             start()
 
-    @property
-    def listening(self) -> bool:
-        """Whether any sink takes events at all."""
-        return bool(self.sinks)
-
     def wants(self, event_type: str) -> bool:
         """Whether any sink takes events of ``event_type``: callers skip building the others."""
         if not self.sinks:

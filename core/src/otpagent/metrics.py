@@ -140,7 +140,7 @@ def _this_process(agent: IntelligentOTPAgent) -> dict[str, Any]:
         "is_running": agent.is_running,
         "worker_threads": agent.config.dispatcher.workers,
         # Threads running those slots now: a few, more while a slow provider holds them.
-        "threads_running": dispatcher.pool.live_workers if dispatcher.pool is not None else 0,
+        "threads_running": dispatcher.threads_running,
         "inflight": dispatcher.inflight,
         "outcomes_unwritten": dispatcher.outcomes_unwritten,
         # Plugin guard rails: threads still stuck in an abandoned channel call.

@@ -109,7 +109,7 @@ class WorkerPool:
         #: Tasks ever submitted, and (when tasks wait) a look taken at them: (time, submitted then).
         self._submitted = 0
         self._waiting_since: tuple[float, int] | None = None
-        #: Threads started beyond the core so far (for tests and metrics).
+        #: Threads started beyond the core so far (tests read it).
         self.grown = 0
         self._stopping = False
         self._started = False

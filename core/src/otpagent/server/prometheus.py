@@ -192,10 +192,9 @@ class ProcessCollector(Collector):
                           "their outcome not yet written", ["process"])
         inflight.add_metric([process], agent.dispatcher.inflight)
         yield inflight
-        pool = agent.dispatcher.pool
         threads = _gauge("otpagent_worker_threads_running", "Threads running this process's send slots now (4, "
                          "more while a slow provider holds them)", ["process"])
-        threads.add_metric([process], pool.live_workers if pool is not None else 0)
+        threads.add_metric([process], agent.dispatcher.threads_running)
         yield threads
         unwritten = _gauge("otpagent_outcomes_unwritten", "Outcomes this process's outcome writer has not "
                            "written yet (growing: the store cannot keep up)", ["process"])
