@@ -49,15 +49,38 @@ class _FussyPlugin:
         register("fussy", lambda spec: FussyChannel(spec.name, spec.settings["raises_in"]))
 
 
+class CountingChannel(FussyChannel):
+    """Takes the message or not (``takes``), and records each ``supports`` it is asked."""
+
+    asked: list[str] = []
+
+    def __init__(self, name: str, takes: bool) -> None:
+        super().__init__(name, raises_in="")
+        self.takes = takes
+
+    def supports(self, envelope: Envelope) -> bool:
+        CountingChannel.asked.append(self.name)
+        return self.takes
+
+
+class _CountingPlugin:
+    @hookimpl
+    def otpagent_register_channels(self, register: Any) -> None:
+        register("counting", lambda spec: CountingChannel(spec.name, spec.settings["takes"]))
+
+
 @pytest.fixture
 def registry() -> Iterator[Any]:
     pm = get_plugin_manager()
     plugin = _FussyPlugin()
+    counting = _CountingPlugin()
     pm.register(plugin, name="fussy-test")
+    pm.register(counting, name="counting-test")
     try:
         yield build_registry(pm, warn=False)
     finally:
         pm.unregister(plugin)
+        pm.unregister(counting)
 
 
 @pytest.mark.parametrize("raises_in", ["supports", "check"])
@@ -116,3 +139,30 @@ def test_provider_callbacks_get_a_narrow_host_not_the_agent(tmp_path: Path) -> N
             source="test", event_id="e1", provider_message_id=provider_id or "", status=Status.DELIVERED))
         assert result.outcome is ProviderEventOutcome.APPLIED
         assert agent.get_delivery_report(message_id).status is Status.DELIVERED
+
+
+@pytest.mark.parametrize(("first_takes", "asked"), [(True, ["FIRST"]), (False, ["FIRST", "SECOND"])])
+def test_intake_asks_the_channels_in_turn_until_one_can_take_the_message(
+        tmp_path: Path, registry: Any, first_takes: bool, asked: list[str]) -> None:
+    """Every queued message is checked for a channel that can carry it; the checking stops at
+    the first that can (a plugin's ``supports`` may be costly, and routing asks again anyway)."""
+    channels = {"FIRST": {"plugin": "counting", "kind": "sms", "takes": first_takes},
+                "SECOND": {"plugin": "counting", "kind": "sms", "takes": True}}
+    with IntelligentOTPAgent(agent_config(tmp_path, channels=channels), registry=registry) as agent:
+        CountingChannel.asked.clear()
+        agent.send_message(MessageRequest(phone_number="+447700900123", content="hi"))
+        assert CountingChannel.asked == asked
+        CountingChannel.asked.clear()
+        agent.send_bulk_messages([MessageRequest(phone_number="+447700900123", content="hi")] * 3)
+        assert CountingChannel.asked == asked * 3
+
+
+def test_when_no_channel_can_take_the_message_every_channel_is_named(tmp_path: Path, registry: Any) -> None:
+    channels = {"FIRST": {"plugin": "counting", "kind": "sms", "takes": False},
+                "SECOND": {"plugin": "counting", "kind": "sms", "takes": False}}
+    with IntelligentOTPAgent(agent_config(tmp_path, channels=channels), registry=registry) as agent, \
+            pytest.raises(InvalidRequest) as exc:
+        agent.send_message(MessageRequest(phone_number="+447700900123", content="hi"))
+
+    assert exc.value.errors[0].field == "phone_number"
+    assert "FIRST: cannot reach this recipient" in str(exc.value) and "SECOND: cannot reach" in str(exc.value)

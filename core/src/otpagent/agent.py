@@ -442,9 +442,9 @@ class IntelligentOTPAgent:
     def routability(self, item: NewMessage, index: int | None) -> list[FieldError]:
         """Why no configured channel could carry ``item`` (empty when one can), naming the field."""
         envelope = item.message.envelope()
-        refusals = self.planner.refusals(item.message, envelope, check_circuits=False)
-        if len(refusals) < len(self.channels):
+        if self.planner.any_usable(item.message, envelope, check_circuits=False):
             return []
+        refusals = self.planner.refusals(item.message, envelope, check_circuits=False)
         unknown = [c for c in item.message.channels or () if c not in self.channels]
         if unknown:
             return [FieldError("channels", f"unknown channel(s) {', '.join(unknown)} "

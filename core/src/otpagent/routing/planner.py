@@ -94,6 +94,14 @@ class RoutePlanner:
         """Why each configured channel cannot take this envelope (absent: it can)."""
         return {name: r.reason for name, r in self.refusals(message, envelope, check_circuits=check_circuits).items()}
 
+    def any_usable(self, message: Message | None, envelope: Envelope, *, check_circuits: bool) -> bool:
+        """Whether some configured channel can take this envelope: asks the channels in turn and
+        stops at the first that can (intake asks this of every message it queues; the reasons of
+        every channel are needed only when none can, see :meth:`refusals`)."""
+        allowed = set(message.channels) if message is not None and message.channels else None
+        return any(self._refusal(name, channel, envelope, allowed, check_circuits) is None
+                   for name, channel in self.channels.items())
+
     def refusals(self, message: Message | None, envelope: Envelope, *, check_circuits: bool) -> dict[str, Refusal]:
         """Each configured channel that cannot take this envelope, why, and which request field
         that is about (``content`` when the channel's ``check`` refuses it)."""
