@@ -120,7 +120,10 @@ class OtpagentSqlite(_Otpagent):
         return self.as_run_has_it(agent_config(place.path / "otpagent.db", channels={"DEV": channel}))
 
     def pending(self, place: Place) -> int:
-        return self._query(place, f"SELECT count(*) FROM messages WHERE status IN {_OPEN}")
+        """Open messages, with the lone enqueues a claim has not moved out of intake yet (each
+        a queued message: ``otpagent.storage.sqlite_intake``)."""
+        return self._query(place, f"SELECT (SELECT count(*) FROM messages WHERE status IN {_OPEN}) "
+                                  "+ (SELECT count(*) FROM intake)")
 
     def finished(self, place: Place) -> int | None:
         return self._query(place, "SELECT count(*) FROM messages WHERE status = 'sent'")

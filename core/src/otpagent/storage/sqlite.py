@@ -44,7 +44,7 @@ from otpagent.protocols import (
 )
 from otpagent.ratelimit import gcra, require_granted, take_all
 from otpagent.settings import describes, setting, structure
-from otpagent.storage import batch_issue, sqlreads, sqlrules
+from otpagent.storage import batch_issue, sqlite_intake, sqlreads, sqlrules
 from otpagent.storage.rows import (
     ATTEMPT_COLUMNS,
     MESSAGE_COLUMNS,
@@ -132,6 +132,10 @@ class SqliteStorage(SqliteWriter):
 
     # -- queue ---------------------------------------------------------------------------------
     def enqueue(self, items: Sequence[NewMessage], now: float) -> list[EnqueueResult]:
+        if sqlite_intake.goes_to_intake(items):  # one row, moved into messages by the next claim
+            row = sqlite_intake.intake_row(items[0], now)
+            self._grouped(lambda conn: conn.execute(sqlite_intake.INSERT_INTAKE, (row,)))
+            return [EnqueueResult(message_id=items[0].message.id, created=True)]
         return self._grouped(lambda conn: self._enqueue(conn, items, now))
 
     def enqueue_stream(self, chunks: Iterable[Sequence[NewMessage]], now: float) -> list[EnqueueResult]:
@@ -184,6 +188,7 @@ class SqliteStorage(SqliteWriter):
     @staticmethod
     def _claim(conn: sqlite3.Connection, worker_id: str, limit: int, lease_seconds: float,
                now: float, reclaim: bool) -> tuple[list[Any], float]:
+        sqlite_intake.absorb(conn)  # lone enqueues become messages first (see sqlite_intake)
         # Two index-friendly queries (expired leases, ready messages), each up to ``limit``,
         # merged so that an expired lease never jumps ahead of higher-priority work.
         # INDEXED BY: left to itself, SQLite walks messages_status over every message in flight
@@ -221,17 +226,34 @@ class SqliteStorage(SqliteWriter):
         """Each write under its own savepoint, all in one transaction (see :meth:`_grouped`)."""
         return self._grouped_each([functools.partial(_write_outcome, write) for write in writes])
 
+    def settle_intake(self) -> None:
+        """Move what ``intake`` holds into ``messages`` (see :mod:`otpagent.storage.sqlite_intake`),
+        a batch a transaction, so that a read after it sees every message enqueued before it. A
+        read on the primary key when there is nothing to move."""
+        conn = self._conn()
+        if not sqlite_intake.has_pending(conn):
+            return
+        pending = conn.execute("SELECT COUNT(*) FROM intake").fetchone()[0]
+        for _ in range(pending // sqlite_intake.ABSORB_BATCH + 1):  # what was there: others may add
+            if self._grouped(sqlite_intake.absorb) < sqlite_intake.ABSORB_BATCH:
+                return
+
+    def _settled(self) -> sqlite3.Connection:
+        """This thread's connection, to read after :meth:`settle_intake`."""
+        self.settle_intake()
+        return self._conn()
+
     def get_message(self, message_id: str) -> Message | None:
-        return sqlreads.get_message(SqliteTx(self._conn()), message_id)
+        return sqlreads.get_message(SqliteTx(self._settled()), message_id)
 
     def get_attempts(self, message_id: str) -> list[Attempt]:
         return sqlreads.get_attempts(SqliteTx(self._conn()), message_id)
 
     def get_events(self, message_id: str) -> list[Event]:
-        return sqlreads.get_events(SqliteTx(self._conn()), message_id)
+        return sqlreads.get_events(SqliteTx(self._settled()), message_id)
 
     def recent_messages(self, limit: int) -> list[Message]:
-        rows = self._conn().execute(RECENT, [limit] * (len(Status) + 1)).fetchall()
+        rows = self._settled().execute(RECENT, [limit] * (len(Status) + 1)).fetchall()
         return [message_from_row(r) for r in rows]
 
     def find_by_provider_id(self, provider_message_id: str) -> Attempt | None:
@@ -340,16 +362,16 @@ class SqliteStorage(SqliteWriter):
                                 (now,)).rowcount
 
     def stats(self, now: float) -> StorageStats:
-        return sqlreads.stats(SqliteTx(self._conn()), now)
+        return sqlreads.stats(SqliteTx(self._settled()), now)
 
     def event_counts(self, since: float, now: float) -> dict[str, int]:
-        return sqlreads.event_counts(SqliteTx(self._conn()), since, now)
+        return sqlreads.event_counts(SqliteTx(self._settled()), since, now)
 
     def attempt_counts(self, since: float, now: float) -> dict[str, AttemptTally]:
         return sqlreads.attempt_counts(SqliteTx(self._conn()), since, now)
 
     def history(self, since: float, now: float, bucket_seconds: float) -> list[ActivityBucket]:
-        return sqlreads.history(SqliteTx(self._conn()), since, now, bucket_seconds)
+        return sqlreads.history(SqliteTx(self._settled()), since, now, bucket_seconds)
 
     def cleanup(self, older_than: float, now: float) -> Mapping[str, int]:
         counts: dict[str, int] = {}
@@ -400,7 +422,7 @@ class SqliteStorage(SqliteWriter):
         """The durable outbox for ``webhook`` sinks, in this database (created on first use)."""
         with self._outbox_lock:
             if self._outbox is None:
-                self._outbox = SqliteWebhookOutbox(self)
+                self._outbox = SqliteWebhookOutbox(self, settle=self.settle_intake)
             return self._outbox
 
 
@@ -450,6 +472,9 @@ def _write_outcome(write: MessageWrite, conn: sqlite3.Connection) -> bool:
     if write.attempt is not None:
         conn.execute(_INSERT_ATTEMPT, attempt_values(write.attempt))
     applied = sqlrules.message_update(SqliteTx(conn), write.update, write.now)
+    if not applied and sqlite_intake.has_pending(conn) and sqlite_intake.absorb_all(conn):
+        # The message may still wait in intake (a cancel right after its enqueue): moved now.
+        applied = sqlrules.message_update(SqliteTx(conn), write.update, write.now)
     if applied:
         conn.executemany(sqlrules.INSERT_EVENT, [event_to_row(e) for e in write.events])
     return applied

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from otpagent.protocols import Delivery, DeliveryStatus, event_payload
@@ -47,20 +47,25 @@ class SqliteWebhookOutbox:
     """A :class:`~otpagent.protocols.WebhookOutbox` in the agent's SQLite file (get it with
     :meth:`SqliteStorage.webhook_outbox`)."""
 
-    def __init__(self, storage: SqliteWriter) -> None:
+    def __init__(self, storage: SqliteWriter, *, settle: Callable[[], None] = lambda: None) -> None:
         self.storage = storage
+        #: Called before reading events: moves the lone enqueues' rows (and their ``queued``
+        #: events) out of intake (see :mod:`otpagent.storage.sqlite_intake`).
+        self._settle = settle
         with storage.transaction() as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
 
     def ensure_endpoint(self, endpoint: str, now: float) -> None:
+        self._settle()
         with self.storage.transaction() as conn:
             conn.execute("INSERT OR IGNORE INTO webhook_cursors (endpoint, last_event_id) "
                          "SELECT ?, COALESCE(MAX(id), 0) FROM events", (endpoint,))
 
     def pull(self, endpoint: str, event_types: Collection[str] | None, now: float, limit: int = 500) -> int:
         # A read first: an idle pump must not take the database's write lock every poll.
+        self._settle()
         if self.storage.connection().execute(
                 "SELECT 1 FROM events WHERE id > (SELECT last_event_id FROM webhook_cursors WHERE endpoint = ?) "
                 "LIMIT 1", (endpoint,)).fetchone() is None:
@@ -149,6 +154,7 @@ class SqliteWebhookOutbox:
                 (now, now, now, *params)).rowcount
 
     def replay(self, endpoint: str, event_types: Collection[str] | None, since: float, now: float) -> int:
+        self._settle()
         with self.storage.transaction() as conn:
             events = conn.execute("SELECT * FROM events WHERE at >= ? ORDER BY id", (since,)).fetchall()
             wanted = [e for e in events if event_types is None or e["type"] in event_types]

@@ -145,6 +145,12 @@ _MIGRATIONS: list[str] = [
     DROP INDEX IF EXISTS messages_status;
     DROP INDEX IF EXISTS messages_updated;
     """,
+    # 8: a lone enqueue writes one row here, no index but the rowid, instead of the message row
+    # with its index entries and its event (a page each, every one a WAL frame of the commit);
+    # a claim or a read moves it into ``messages`` (``otpagent.storage.sqlite_intake``).
+    """
+    CREATE TABLE intake (seq INTEGER PRIMARY KEY, row TEXT NOT NULL);
+    """,
 ]
 
 SCHEMA_VERSION = len(_MIGRATIONS)

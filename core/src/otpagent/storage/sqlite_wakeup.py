@@ -63,6 +63,10 @@ class DataVersionWatch:
         return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
     @staticmethod
-    def _newest(conn: sqlite3.Connection) -> int:
-        """The newest message's sequence number (the rowid: one step down the primary key)."""
-        return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0])
+    def _newest(conn: sqlite3.Connection) -> tuple[int, int]:
+        """The newest message's sequence number and the newest intake row's (a lone enqueue
+        waits there until a claim moves it: :mod:`otpagent.storage.sqlite_intake`); each the
+        rowid, one step down a primary key."""
+        row = conn.execute("SELECT (SELECT COALESCE(MAX(seq), 0) FROM messages), "
+                           "(SELECT COALESCE(MAX(seq), 0) FROM intake)").fetchone()
+        return int(row[0]), int(row[1])

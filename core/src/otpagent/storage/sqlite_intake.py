@@ -1,0 +1,113 @@
+"""A lone message's enqueue on SQLite: one row in ``intake``, moved into ``messages`` later.
+
+A commit writes every page it touched to the WAL, one frame each, and syncs them. Queueing a
+message wrote its row with three index entries, its ``queued`` event with two, and
+``sqlite_sequence``: eight pages or more for one message, where a job queue's insert (huey's)
+writes two. A lone enqueue (``send_message``, one request, the commonest kind) now writes one
+row of JSON into ``intake``, a table with no index but its primary key, and returns when that
+commit is durable: what a worker, a crash or another process finds afterwards is the same.
+
+The row becomes a message, with its ``queued`` event at the enqueue's time, when :func:`absorb`
+moves it, oldest first, in some write transaction that needs it:
+
+- every claim, in its own transaction, before it picks what is due (so a worker sees a new
+  message at the moment it would have seen it in ``messages``; at most :data:`ABSORB_BATCH`
+  rows a claim, so a long backlog left by a process with no workers is moved over several);
+- every read of messages or events (the backend's reads, the webhook outbox's pulls) first
+  moves whatever is pending, so nothing outside this module ever sees ``intake``: a message is
+  found by ``get_message`` the moment ``send_message`` returns, from any process;
+- an update that matched no row (a cancel of a message not moved yet) moves what is pending
+  and tries again.
+
+Rows keep their values by column name, so a migration that adds a column to ``messages`` moves
+rows written before it with that column's default. Batches, idempotency-keyed messages and
+OTPs are written straight to ``messages`` as before: a batch shares its commit already, a key
+must be checked against ``messages``, and an OTP is written with its code in one transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from otpagent import jsontext
+from otpagent.logs import get_logger
+from otpagent.protocols import NewMessage
+from otpagent.storage import sqlrules
+from otpagent.storage.rows import MESSAGE_COLUMNS, message_values, queued_event_row
+
+__all__ = ["ABSORB_BATCH", "INSERT_INTAKE", "absorb", "absorb_all", "goes_to_intake", "has_pending", "intake_row"]
+
+INSERT_INTAKE = "INSERT INTO intake (row) VALUES (?)"
+#: Rows moved by one :func:`absorb` (a claim's share of a backlog; 16 µs of CPU a row).
+ABSORB_BATCH = 1000
+#: The key of the ``queued`` event's (type, at, data) in a row; never a column name.
+_EVENT = "_event"
+_COLUMNS = frozenset(MESSAGE_COLUMNS)
+
+log = get_logger("otpagent.storage")
+
+
+def goes_to_intake(items: Sequence[NewMessage]) -> bool:
+    """A lone message without an idempotency key or a code: what ``intake`` takes."""
+    if len(items) != 1:
+        return False
+    m = items[0].message
+    return m.idempotency_key is None and m.secret is None
+
+
+def intake_row(item: NewMessage, now: float) -> str:
+    """The JSON of ``intake.row``: the message's columns by name, and its ``queued`` event."""
+    row: dict[str, Any] = dict(zip(MESSAGE_COLUMNS, message_values(item.message, item.fingerprint), strict=True))
+    _, event_type, at, data = queued_event_row(item.message, now)
+    row[_EVENT] = [event_type, at, data]
+    return jsontext.dumps(row)
+
+
+@functools.cache
+def _insert(columns: tuple[str, ...]) -> str:
+    """``INSERT OR IGNORE``: a row whose id is stored already (the same message enqueued twice)
+    is skipped, not an error that would fail the claim moving it, and every claim after."""
+    return f"INSERT OR IGNORE INTO messages ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def has_pending(conn: sqlite3.Connection) -> bool:
+    """Whether ``intake`` holds a row (a read on the primary key)."""
+    return conn.execute("SELECT 1 FROM intake LIMIT 1").fetchone() is not None
+
+
+def absorb(conn: sqlite3.Connection, limit: int | None = None) -> int:
+    """Move the oldest ``limit`` (:data:`ABSORB_BATCH`) intake rows into ``messages`` and
+    ``events``, in ``conn``'s write transaction (which holds the database's write lock, so
+    nothing is added meanwhile); returns how many."""
+    rows = conn.execute("SELECT seq, row FROM intake ORDER BY seq LIMIT ?",
+                        (ABSORB_BATCH if limit is None else limit,)).fetchall()
+    if not rows:
+        return 0
+    events: list[tuple[Any, ...]] = []
+    for row in rows:
+        values: dict[str, Any] = jsontext.loads(row[1])
+        event_type, at, data = values.pop(_EVENT)
+        columns = tuple(values)
+        if not _COLUMNS.issuperset(columns):
+            raise RuntimeError(f"intake row {row[0]} names unknown message columns "
+                               f"{sorted(set(columns) - _COLUMNS)}: written by a newer otpagent?")
+        if conn.execute(_insert(columns), tuple(values.values())).rowcount:
+            events.append((values["id"], event_type, at, data))
+        else:  # never wedge every claim on one row: a message enqueued twice stays the first
+            log.warning("intake_row_dropped", message_id=values.get("id"),
+                        reason="a message with this id is stored already")
+    conn.executemany(sqlrules.INSERT_EVENT, events)
+    conn.execute("DELETE FROM intake WHERE seq <= ?", (rows[-1][0],))
+    return len(rows)
+
+
+def absorb_all(conn: sqlite3.Connection) -> int:
+    """Move every intake row, in ``conn``'s write transaction; returns how many. Bounded: the
+    transaction holds the write lock, so the table only shrinks."""
+    moved = 0
+    while (n := absorb(conn)) == ABSORB_BATCH:
+        moved += n
+    return moved + n

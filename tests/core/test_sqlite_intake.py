@@ -1,0 +1,177 @@
+"""SQLite's intake: a lone enqueue writes one row, and nothing outside the backend can tell.
+
+The row becomes a message (with its ``queued`` event at the enqueue's time) when a claim, a
+read or an update needs it (``otpagent.storage.sqlite_intake``); these tests read the file
+behind the backend's back to see where a message is, and through the backend to see that it
+never matters.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from otpagent import IntelligentOTPAgent, MessageRequest, Status
+from otpagent.model import Priority
+from otpagent.storage import sqlite_intake
+from otpagent.storage.sqlite import SqliteStorage
+from otpagent.storage.sqlite_wakeup import DataVersionWatch
+from otpagent.testing.data import T0, new
+from tests.conftest import agent_config
+
+
+def _count(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[SqliteStorage]:
+    store = SqliteStorage(tmp_path / "q.db")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_a_lone_enqueue_is_one_intake_row_yet_every_read_finds_the_message(tmp_path: Path) -> None:
+    db = tmp_path / "otpagent.db"
+    with IntelligentOTPAgent(agent_config(tmp_path)) as agent:
+        message_id = agent.send_message(MessageRequest(phone_number="+447700900123", content="hi"))
+        assert (_count(db, "intake"), _count(db, "messages"), _count(db, "events")) == (1, 0, 0)
+
+        other = SqliteStorage(db)  # another process's view: it moves the row as it reads
+        try:
+            seen = other.get_message(message_id)
+        finally:
+            other.close()
+        report = agent.get_delivery_report(message_id)
+
+    assert seen is not None and seen.status is Status.QUEUED and seen.body == "hi"
+    assert report is not None and report.status is Status.QUEUED
+    assert [e.type for e in report.history] == ["queued"]
+    assert report.history[0].at == seen.created_at  # the event keeps the enqueue's time
+    assert (_count(db, "intake"), _count(db, "messages"), _count(db, "events")) == (0, 1, 1)
+
+
+def test_batches_keyed_messages_and_otps_are_written_to_messages_directly(storage: SqliteStorage) -> None:
+    storage.enqueue([new(), new()], T0)
+    storage.enqueue([new(idempotency_key="k1")], T0)
+    storage.enqueue([new(secret="enc1:sealed")], T0)
+
+    assert _count(storage.path, "intake") == 0 and _count(storage.path, "messages") == 4
+
+
+def test_a_claim_moves_the_rows_first_so_priority_holds(storage: SqliteStorage) -> None:
+    low, high = new(priority=Priority.LOW), new(priority=Priority.HIGH, now=T0 + 1)
+    storage.enqueue([low], T0)
+    storage.enqueue([high], T0 + 1)
+
+    claimed = storage.claim_due("w1", 1, 30.0, T0 + 2)
+
+    assert [m.id for m in claimed] == [high.message.id]
+    assert _count(storage.path, "intake") == 0
+    assert [m.id for m in storage.claim_due("w1", 5, 30.0, T0 + 2)] == [low.message.id]
+
+
+def test_a_backlog_moves_a_batch_a_claim_and_whole_for_a_read(storage: SqliteStorage,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_intake, "ABSORB_BATCH", 3)
+    items = [new(now=T0 + i) for i in range(7)]
+    for i, item in enumerate(items):
+        storage.enqueue([item], T0 + i)
+
+    first = storage.claim_due("w1", 100, 30.0, T0 + 10)
+    assert [m.id for m in first] == [i.message.id for i in items[:3]]
+    assert _count(storage.path, "intake") == 4
+
+    assert storage.get_message(items[6].message.id) is not None  # a read moves them all
+    assert _count(storage.path, "intake") == 0
+    assert [m.id for m in storage.claim_due("w1", 100, 30.0, T0 + 10)] == [i.message.id for i in items[3:]]
+
+
+def test_a_cancel_finds_a_message_still_in_intake(tmp_path: Path) -> None:
+    with IntelligentOTPAgent(agent_config(tmp_path)) as agent:
+        message_id = agent.send_message(MessageRequest(phone_number="+447700900123", content="hi"))
+        assert _count(tmp_path / "otpagent.db", "intake") == 1
+
+        assert agent.cancel_message(message_id) is True
+        report = agent.get_delivery_report(message_id)
+
+    assert report is not None and report.status is Status.CANCELLED
+    assert [e.type for e in report.history] == ["queued", "cancelled"]
+
+
+def test_the_webhook_outbox_delivers_the_queued_event_of_a_lone_enqueue(storage: SqliteStorage) -> None:
+    outbox = storage.webhook_outbox()
+    outbox.ensure_endpoint("hook", T0)
+    item = new()
+    storage.enqueue([item], T0)
+    assert _count(storage.path, "intake") == 1
+
+    assert outbox.pull("hook", None, T0 + 1) == 1
+    [delivery] = outbox.list(endpoint="hook")
+
+    assert delivery.event_type == "queued" and delivery.payload["data"]["message_id"] == item.message.id
+
+
+def test_an_idle_worker_in_another_process_sees_a_lone_enqueue(storage: SqliteStorage, tmp_path: Path) -> None:
+    """The wake-up compares the newest message and the newest intake row: a row that stays in
+    intake still wakes a worker (whose claim then moves it)."""
+    other = sqlite3.connect(storage.path)
+    try:
+        before = DataVersionWatch._newest(other)
+        storage.enqueue([new()], T0)
+        assert DataVersionWatch._newest(other) != before
+    finally:
+        other.close()
+
+
+def test_stats_and_activity_count_what_waits_in_intake(storage: SqliteStorage) -> None:
+    storage.enqueue([new()], T0)
+    storage.enqueue([new(now=T0 + 1)], T0 + 1)
+
+    assert storage.stats(T0 + 2).by_status.get(Status.QUEUED) == 2
+    assert storage.event_counts(T0 - 1, T0 + 2).get("queued") == 2
+
+
+def test_a_row_written_before_a_column_existed_moves_with_its_default(storage: SqliteStorage) -> None:
+    item = new()
+    row = json.loads(sqlite_intake.intake_row(item, T0))
+    del row["trace_context"]  # as if written by a version before the column was added
+    with storage.transaction() as conn:
+        conn.execute(sqlite_intake.INSERT_INTAKE, (json.dumps(row),))
+
+    moved = storage.get_message(item.message.id)
+
+    assert moved is not None and moved.trace_context is None
+
+
+def test_a_row_naming_an_unknown_column_is_refused_by_name(storage: SqliteStorage) -> None:
+    row = json.loads(sqlite_intake.intake_row(new(), T0))
+    row["colour"] = "blue"
+    with storage.transaction() as conn:
+        conn.execute(sqlite_intake.INSERT_INTAKE, (json.dumps(row),))
+
+    with pytest.raises(RuntimeError, match=r"unknown message columns \['colour'\]"):
+        storage.get_message("msg_anything")
+    assert _count(storage.path, "intake") == 1  # nothing half moved
+
+
+
+def test_the_same_message_enqueued_twice_never_stops_the_claims(storage: SqliteStorage) -> None:
+    item = new()
+    storage.enqueue([item], T0)
+    storage.enqueue([item], T0 + 1)  # a caller's retry of the very same message
+    later = new(now=T0 + 2)
+    storage.enqueue([later], T0 + 2)
+
+    claimed = storage.claim_due("w1", 10, 30.0, T0 + 3)
+
+    assert [m.id for m in claimed] == [item.message.id, later.message.id]
+    assert _count(storage.path, "intake") == 0
+    assert [e.type for e in storage.get_events(item.message.id)] == ["queued"]
