@@ -18,7 +18,9 @@ import pytest
 from otpagent import IntelligentOTPAgent, MessageRequest, Status
 from otpagent.model import Priority
 from otpagent.storage import sqlite_intake
+from otpagent.storage.rows import MESSAGE_COLUMNS, message_values
 from otpagent.storage.sqlite import SqliteStorage
+from otpagent.storage.sqlite_schema import _MIGRATIONS
 from otpagent.storage.sqlite_wakeup import DataVersionWatch
 from otpagent.testing.data import T0, new
 from tests.conftest import agent_config
@@ -175,3 +177,31 @@ def test_the_same_message_enqueued_twice_never_stops_the_claims(storage: SqliteS
     assert [m.id for m in claimed] == [item.message.id, later.message.id]
     assert _count(storage.path, "intake") == 0
     assert [e.type for e in storage.get_events(item.message.id)] == ["queued"]
+
+
+def test_a_database_from_before_intake_is_upgraded_and_its_queue_carries_on(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for version, migration in enumerate(_MIGRATIONS[:7], start=1):
+        for statement in migration.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    old = new()
+    placeholders = ", ".join("?" * len(MESSAGE_COLUMNS))
+    conn.execute(f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES ({placeholders})",
+                 message_values(old.message, None))
+    conn.close()
+
+    storage = SqliteStorage(path)
+    try:
+        fresh = new(now=T0 + 1)
+        storage.enqueue([fresh], T0 + 1)
+        assert _count(path, "intake") == 1
+
+        claimed = storage.claim_due("w1", 10, 30.0, T0 + 2)
+    finally:
+        storage.close()
+
+    assert [m.id for m in claimed] == [old.message.id, fresh.message.id]
