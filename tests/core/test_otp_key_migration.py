@@ -20,7 +20,7 @@ import pytest
 from otpagent import ConfigError, IntelligentOTPAgent, MessageType, Priority, Status
 from otpagent.otp_keys import FINGERPRINT_STATE
 from otpagent.storage.rows import MESSAGE_COLUMNS, message_to_row
-from otpagent.storage.sqlite_schema import _MIGRATIONS
+from otpagent.storage.sqlite_schema import migrate
 from otpagent.testing import make_message
 from tests.conftest import Outbox, agent_config, wait_for
 
@@ -35,10 +35,7 @@ def legacy_database(db: Path) -> str:
     now = time.time()
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        for version, migration in enumerate(_MIGRATIONS[:2], start=1):
-            conn.executescript(migration)
-            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        migrate(conn, up_to=2)
         conn.execute("INSERT INTO state (key, value) VALUES ('otp.server_key', ?)", (LEGACY_KEY,))
         code_hash = hmac.new(LEGACY_KEY.encode(), f"{PHONE}\x00login\x00{OUTSTANDING}".encode(), hashlib.sha256)
         conn.execute("INSERT INTO otps (id, recipient, purpose, code_hash, created_at, expires_at) "

@@ -20,7 +20,7 @@ from otpagent.model import Priority
 from otpagent.storage import sqlite_intake
 from otpagent.storage.rows import MESSAGE_COLUMNS, message_values
 from otpagent.storage.sqlite import SqliteStorage
-from otpagent.storage.sqlite_schema import _MIGRATIONS
+from otpagent.storage.sqlite_schema import migrate
 from otpagent.storage.sqlite_wakeup import DataVersionWatch
 from otpagent.testing.data import T0, new
 from tests.conftest import agent_config
@@ -182,12 +182,7 @@ def test_the_same_message_enqueued_twice_never_stops_the_claims(storage: SqliteS
 def test_a_database_from_before_intake_is_upgraded_and_its_queue_carries_on(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for version, migration in enumerate(_MIGRATIONS[:7], start=1):
-        for statement in migration.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    migrate(conn, up_to=7)
     old = new()
     placeholders = ", ".join("?" * len(MESSAGE_COLUMNS))
     conn.execute(f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES ({placeholders})",

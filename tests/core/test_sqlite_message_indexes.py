@@ -11,7 +11,7 @@ from otpagent.model import Status
 from otpagent.protocols import MessageUpdate
 from otpagent.storage import sqlreads, sqlrules
 from otpagent.storage.sqlite import RECENT, SqliteStorage
-from otpagent.storage.sqlite_schema import _MIGRATIONS
+from otpagent.storage.sqlite_schema import migrate
 from otpagent.storage.sqlite_writer import SqliteTx
 from otpagent.testing.data import T0, new
 
@@ -65,12 +65,7 @@ def test_recent_messages_are_the_most_recently_updated_of_every_status(tmp_path:
 def test_a_database_made_before_the_merge_gets_the_one_index_and_keeps_its_messages(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for version, migration in enumerate(_MIGRATIONS[:6], start=1):
-        for statement in migration.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    migrate(conn, up_to=6)
     assert {"messages_status", "messages_updated"} <= _indexes(conn)
     conn.close()
     storage = SqliteStorage(path)
