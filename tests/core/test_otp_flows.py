@@ -242,7 +242,7 @@ def test_an_otp_and_its_buckets_are_one_storage_write(make_agent, monkeypatch):
     agent = make_agent(otp={"fraud_guard": {"enabled": False}, "global_failures_per_minute": None})
     writes = []
     grouped = agent.storage._grouped
-    monkeypatch.setattr(agent.storage, "_grouped", lambda work: writes.append(work) or grouped(work))
+    monkeypatch.setattr(agent.storage, "_grouped", lambda work, **how: writes.append(work) or grouped(work, **how))
 
     message_id = agent.send_otp(PHONE, buckets=[("app:user:42", 60.0, 3), ("app:ip:10.0.0.1", 1.0, 5)])
     issue_writes = len(writes)

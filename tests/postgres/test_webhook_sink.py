@@ -19,7 +19,7 @@ from otpagent import IntelligentOTPAgent
 from otpagent.cli import _register_plugin_commands, cli
 from otpagent.protocols import DeliveryStatus
 from otpagent.sinks.webhook import WebhookSink
-from tests.conftest import wait_for
+from tests.conftest import Outbox, wait_for
 from tests.contract.backends import PG_DSN
 from tests.service.conftest import LiveServer, service_config
 from tests.service.receiver import Receiver, free_port
@@ -136,3 +136,21 @@ def test_dead_letters_are_listed_and_retried_from_the_cli(tmp_path: Path, pg_sch
     row = json.loads(listed.output.splitlines()[0])
     assert (row["status"], row["last_error"]) == ("dead", "HTTP 500")
     assert retried.output.strip() == "1 deliveries queued again"
+
+
+def test_otp_endpoints_on_postgres_run_on_the_thread_pool(
+        make_server: Callable[[dict[str, Any]], LiveServer], tmp_path: Path, pg_schema: str) -> None:
+    """PostgreSQL does not gather writes (its own group commit merges concurrent ones), so the
+    OTP endpoints keep the thread pool; codes issue, deliver and verify through it."""
+    config = service_config(tmp_path, limits={"otp_send_per_key": {"per_minute": 600, "burst": 50}})
+    config["storage"] = {"backend": "postgres", "dsn": PG_DSN, "schema": pg_schema}
+    live = make_server(config)
+    assert live.app.state.service.batcher is None
+    numbers = [f"+4477009003{i:02d}" for i in range(6)]
+    outbox = Outbox(tmp_path / "outbox.jsonl")
+    with live.client() as api:
+        ids = [api.post("/v1/otp", json={"phone_number": n}).json()["message_id"] for n in numbers]
+        codes = [outbox.code_for(message_id, timeout=15) for message_id in ids]
+        answers = [api.post("/v1/otp/verify", json={"recipient": n, "code": c}).json()
+                   for n, c in zip(numbers, codes, strict=True)]
+    assert answers == [{"verified": True, "reason": "verified"}] * len(numbers)

@@ -1,7 +1,8 @@
 """The REST API, version 1: send and verify codes, send, inspect and cancel messages, metrics.
 
 Handlers validate the body against the same schemas the OpenAPI document publishes, run the
-agent's blocking calls in the thread pool, and let the app's exception handlers turn failures
+agent's blocking calls off the event loop (the OTP endpoints' in batches when the storage gathers
+writes: :mod:`otpagent.server.batching`), and let the app's exception handlers turn failures
 into problem+json. Verification answers never reveal whether a recipient is known: the agent
 gives ``invalid`` for an unknown recipient exactly as for a wrong code.
 """
@@ -53,7 +54,7 @@ async def send_otp(request: Request) -> Response:
         recipient = body.get("phone_number") or body.get("email")
         client_ip = service.client_ip(request)
 
-        def issue() -> str:  # one thread-pool hop, and one storage write for the abuse limits and the code
+        def issue() -> str:  # off the loop, and one storage write for the abuse limits and the code
             limits = request_buckets(service.settings.limits, "otp_send", key_id=key_id, client_ip=client_ip,
                                      recipient=recipient)  # (hashing the recipient parses it: off the event loop)
             try:
@@ -65,7 +66,7 @@ async def send_otp(request: Request) -> Response:
             except LimitsRefused as exc:
                 limits.refused(exc)
 
-        message_id = await run_in_threadpool(issue)
+        message_id = await service.run_otp_call(issue)
         return JSONResponse({"message_id": message_id, "status": "queued"}, status_code=202,
                             headers={"Location": f"/v1/messages/{message_id}"})
 
@@ -86,7 +87,7 @@ async def verify_otp(request: Request) -> Response:
         limits, store, clock = service.settings.limits, service.rate_limits, service.agent.clock
         requests = request_buckets(limits, "otp_verify", key_id=key_id, client_ip=client_ip, recipient=None)
 
-        def verify() -> tuple[bool, str]:  # one thread-pool hop, one write for the request limits and the check
+        def verify() -> tuple[bool, str]:  # off the loop, one write for the request limits and the check
             # The caller's failure budget (a read), before the guess is evaluated; then each
             # failure is taken from it.
             check_failure_budget(store, limits, key_id=key_id, client_ip=client_ip, clock=clock)
@@ -99,7 +100,7 @@ async def verify_otp(request: Request) -> Response:
                 record_failure(store, limits, key_id=key_id, client_ip=client_ip, clock=clock)
             return ok, reason
 
-        ok, reason = await run_in_threadpool(verify)
+        ok, reason = await service.run_otp_call(verify)
         return JSONResponse({"verified": ok, "reason": reason})
 
     return await _post(request, work)

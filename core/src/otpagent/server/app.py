@@ -26,6 +26,7 @@ from otpagent.errors import ConfigError, InvalidRequest, OtpHeld, RateLimited
 from otpagent.logs import get_logger
 from otpagent.protocols import CallbackHost, Capability
 from otpagent.server.api import api_routes
+from otpagent.server.batching import CallBatcher
 from otpagent.server.dashboard import dashboard_routes
 from otpagent.server.explorer import explorer_routes
 from otpagent.server.health import health_routes
@@ -36,6 +37,7 @@ from otpagent.server.service import Service
 from otpagent.server.settings import ServerSettings, parse_server_settings
 from otpagent.server.tracing import TraceContext
 from otpagent.storage.capabilities import require
+from otpagent.storage.gathering import gathers
 
 if TYPE_CHECKING:
     from otpagent.agent import IntelligentOTPAgent
@@ -59,7 +61,8 @@ def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = Non
         rate_limits = require(agent.storage, Capability.RATE_LIMITS, config_path="server.limits",
                               needed_by="the service's abuse limits on the OTP endpoints")
     registry, tap = build_registry(agent)
-    service = Service(agent=agent, settings=settings, tap=tap, rate_limits=rate_limits)
+    service = Service(agent=agent, settings=settings, tap=tap, rate_limits=rate_limits,
+                      batcher=CallBatcher() if gathers(agent.storage) else None)
     document = openapi_document(settings)
 
     async def openapi(_request: Request) -> Response:
@@ -81,6 +84,8 @@ def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = Non
         try:
             yield
         finally:
+            if service.batcher is not None:
+                await run_in_threadpool(service.batcher.close)
             if settings.run_workers:
                 await run_in_threadpool(agent.stop_processing)
             if owns_agent:

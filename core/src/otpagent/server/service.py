@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from otpagent.server.auth import authenticate_bearer
@@ -13,10 +15,13 @@ from otpagent.server.problems import Problem
 if TYPE_CHECKING:
     from otpagent.agent import IntelligentOTPAgent
     from otpagent.protocols import RateLimits
+    from otpagent.server.batching import CallBatcher
     from otpagent.server.prometheus import AttemptLatencyTap
     from otpagent.server.settings import ServerSettings
 
 __all__ = ["Service", "service_of"]
+
+T = TypeVar("T")
 
 
 @attrs.define
@@ -28,6 +33,15 @@ class Service:
     tap: AttemptLatencyTap
     #: For the abuse limits; None only when ``server.limits`` sets none.
     rate_limits: RateLimits | None = None
+    #: Runs the OTP endpoints' calls when the storage gathers writes; None: the thread pool.
+    batcher: CallBatcher | None = None
+
+    async def run_otp_call(self, call: Callable[[], T]) -> T:
+        """``call()`` off the event loop: in the next batch of OTP calls (their writes one commit)
+        when there is a batcher, else on a thread of the pool."""
+        if self.batcher is not None:
+            return await self.batcher.run(call)
+        return await run_in_threadpool(call)
 
     def require_key(self, request: Request) -> str:
         """The caller's key id (first 16 hex digits of its digest); raises 401 without a valid key."""

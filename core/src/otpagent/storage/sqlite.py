@@ -278,7 +278,7 @@ class SqliteStorage(SqliteWriter):
             return self._issue_in(conn, otp, message, cooldown_seconds=cooldown_seconds, max_per_hour=max_per_hour,
                                   now=now)
 
-        return self._grouped(work)
+        return self._grouped(work, gather=True)
 
     def issue_batch(self, items: Sequence[NewMessage | OtpIssue], *, cooldown_seconds: float, max_per_hour: int,
                     now: float) -> BatchIssueResult:
@@ -308,7 +308,7 @@ class SqliteStorage(SqliteWriter):
             return sqlrules.verify_otp(SqliteTx(conn), recipient, purpose, candidate_hash, max_attempts=max_attempts,
                                        now=now)
 
-        return self._grouped(work)
+        return self._grouped(work, gather=True)
 
     def seal_legacy_secrets(self, seal: Callable[[str, str], str], now: float) -> int:
         """Seal clear codes and delete the legacy key (see ``OtpStore``), then, if anything
@@ -326,7 +326,8 @@ class SqliteStorage(SqliteWriter):
                 max_wait: float = 0.0) -> float:
         if max_wait == -math.inf:
             return self._peek(key, interval, burst, now, cost)
-        return self._grouped(lambda conn: _acquire_all(conn, [(key, interval, burst)], now, cost, max_wait)[0])
+        return self._grouped(lambda conn: _acquire_all(conn, [(key, interval, burst)], now, cost, max_wait)[0],
+                             gather=True)
 
     def _peek(self, key: str, interval: float, burst: int, now: float, cost: int) -> float:
         """The wait of a request that can never be granted (``max_wait`` of -inf): a read of the
@@ -338,7 +339,7 @@ class SqliteStorage(SqliteWriter):
         return gcra(tat, now, interval, burst, cost, -math.inf)[1]
 
     def acquire_all(self, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
-        return self._grouped(lambda conn: _acquire_all(conn, buckets, now))
+        return self._grouped(lambda conn: _acquire_all(conn, buckets, now), gather=True)
 
     def get_state(self, key: str) -> str | None:
         row = self._conn().execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()

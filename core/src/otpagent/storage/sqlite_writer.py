@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from otpagent.storage import gathering
 from otpagent.storage.batching import CommitQueue, as_exception
 from otpagent.storage.sqlite_filelock import WriterFileLock
 
@@ -39,6 +40,9 @@ PAGE_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 class SqliteWriter:
     """Connections and transactions on one SQLite file in WAL mode."""
+
+    #: Its OTP and rate-limit writes park in a gathered call (:mod:`~otpagent.storage.gathering`).
+    gathers_writes = True
 
     def __init__(self, path: str | Path, *, synchronous: str = "full", busy_timeout: float = 30.0,
                  page_size: int = DEFAULT_PAGE_SIZE) -> None:
@@ -111,7 +115,7 @@ class SqliteWriter:
                 raise
             conn.execute("COMMIT")
 
-    def _grouped(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+    def _grouped(self, work: Callable[[sqlite3.Connection], _T], *, gather: bool = False) -> _T:
         """Run ``work`` in a write transaction shared with every other thread's queued work.
 
         Group commit (:class:`~otpagent.storage.batching.CommitQueue`): each caller queues its
@@ -119,7 +123,13 @@ class SqliteWriter:
         so concurrent callers (API requests, workers recording outcomes, the claimer) share one
         fsync instead of queueing for one each. A piece that raises is rolled back alone and
         its caller gets the exception; a failed commit fails every piece of the group.
+
+        ``gather``: inside a gathered call (:mod:`~otpagent.storage.gathering`), wait for the
+        batch's other writes and commit with them. Only for writes nobody makes holding a lock.
         """
+        if gather and gathering.active():
+            result: _T = gathering.park(self, self._outcomes, work)
+            return result
         op: _PendingWrite[_T] = _PendingWrite(work)
         self._writes.run(op)
         if op.error is not None:
@@ -132,6 +142,12 @@ class SqliteWriter:
         ops = [_PendingWrite(work) for work in works]
         self._writes.run_many(ops)
         return [op.result if op.error is None else as_exception(op.error) for op in ops]  # type: ignore[misc]
+
+    def _outcomes(self, works: list[Callable[[sqlite3.Connection], Any]]) -> list[gathering.Outcome]:
+        """Each of ``works`` committed in one group, as :meth:`_grouped_each`, as outcomes."""
+        ops = [_PendingWrite(work) for work in works]
+        self._writes.run_many(ops)
+        return [(True, op.result) if op.error is None else (False, op.error) for op in ops]
 
     def _commit_leading(self, batch: list[_PendingWrite[Any]]) -> None:
         """Commit ``batch`` on the leading thread's connection, under the process's write lock
