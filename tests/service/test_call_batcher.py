@@ -132,3 +132,16 @@ def test_after_close_a_call_fails_with_a_clear_error() -> None:
 def test_the_service_batches_otp_calls_on_sqlite(tmp_path: Path) -> None:
     with IntelligentOTPAgent(service_config(tmp_path)) as agent:
         assert create_app(agent).state.service.batcher is not None
+
+
+def test_a_call_raising_stop_iteration_gets_an_error_and_the_next_batch_still_runs() -> None:
+    def ends() -> None:
+        raise StopIteration
+
+    batcher = CallBatcher()
+    try:
+        results = asyncio.run(_while_first_blocks(batcher, [ends, lambda: "after"]))
+    finally:
+        batcher.close()
+    assert isinstance(results[1], RuntimeError) and "StopIteration" in str(results[1])
+    assert results[2] == "after"

@@ -71,9 +71,11 @@ class CallBatcher:
             outcomes = done.result()
         except BaseException as exc:  # every caller of the batch hears it
             outcomes = [(False, exc)] * len(batch)
-        self._answer(batch, outcomes)
-        if self._waiting:
-            self._start(loop)
+        try:
+            self._answer(batch, outcomes)
+        finally:  # the calls waiting meanwhile never wait for another request to start them
+            if self._waiting:
+                self._start(loop)
 
     @staticmethod
     def _answer(batch: list[_Waiting], outcomes: list[Outcome]) -> None:
@@ -82,6 +84,8 @@ class CallBatcher:
                 continue
             if ok:
                 future.set_result(value)
+            elif isinstance(value, StopIteration):  # a future refuses it (it would end a coroutine)
+                future.set_exception(RuntimeError(f"the call raised {value!r}"))
             else:
                 future.set_exception(value)
 
