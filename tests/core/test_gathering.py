@@ -225,3 +225,23 @@ def test_the_agents_first_codes_issued_in_one_batch_are_one_group(tmp_path: Path
                                 lambda: agent.send_otp("+447700900201", buckets=[("k:spent", 3600.0, 1)])])
         assert refused[0][0] is True  # took the one token
         assert refused[1][0] is False and isinstance(refused[1][1], LimitsRefused)
+
+
+def test_sqlite_enqueues_of_a_batch_are_one_group_and_a_conflict_fails_alone(storage: Any) -> None:
+    from otpagent.protocols.storage import IdempotencyConflict
+    from otpagent.testing.contract.base import new
+
+    first = new(idempotency_key="order-1", fingerprint="a")
+    storage.enqueue([first], 1000.0)
+    storage.groups.clear()
+    lone, keyed, clash = new(), new(idempotency_key="order-2", fingerprint="b"), new(idempotency_key="order-1",
+                                                                                     fingerprint="other")
+
+    outcomes = run_gathered([lambda: storage.enqueue([lone], 1000.0), lambda: storage.enqueue([keyed], 1000.0),
+                             lambda: storage.enqueue([clash], 1000.0)])
+
+    assert storage.groups == [3]
+    assert outcomes[0][1][0].message_id == lone.message.id and outcomes[1][1][0].message_id == keyed.message.id
+    assert outcomes[2][0] is False and isinstance(outcomes[2][1], IdempotencyConflict)
+    assert storage.get_message(lone.message.id) is not None and storage.get_message(keyed.message.id) is not None
+    assert storage.get_message(clash.message.id) is None

@@ -1,7 +1,7 @@
 """The REST API, version 1: send and verify codes, send, inspect and cancel messages, metrics.
 
 Handlers validate the body against the same schemas the OpenAPI document publishes, run the
-agent's blocking calls off the event loop (the OTP endpoints' in batches when the storage gathers
+agent's blocking calls off the event loop (those that write in batches when the storage gathers
 writes: :mod:`otpagent.server.batching`), and let the app's exception handlers turn failures
 into problem+json. Verification answers never reveal whether a recipient is known: the agent
 gives ``invalid`` for an unknown recipient exactly as for a wrong code.
@@ -9,6 +9,7 @@ gives ``invalid`` for an unknown recipient exactly as for a wrong code.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -66,7 +67,7 @@ async def send_otp(request: Request) -> Response:
             except LimitsRefused as exc:
                 limits.refused(exc)
 
-        message_id = await service.run_otp_call(issue)
+        message_id = await service.run_batched(issue)
         return JSONResponse({"message_id": message_id, "status": "queued"}, status_code=202,
                             headers={"Location": f"/v1/messages/{message_id}"})
 
@@ -100,7 +101,7 @@ async def verify_otp(request: Request) -> Response:
                 record_failure(store, limits, key_id=key_id, client_ip=client_ip, clock=clock)
             return ok, reason
 
-        ok, reason = await service.run_otp_call(verify)
+        ok, reason = await service.run_batched(verify)
         return JSONResponse({"verified": ok, "reason": reason})
 
     return await _post(request, work)
@@ -127,7 +128,7 @@ async def send_messages(request: Request) -> Response:
         if errors:
             raise Problem(422, "the request is invalid; see errors", errors=sorted(errors, key=_by_index))
         try:
-            ids = await run_in_threadpool(service.agent.send_bulk_messages, requests)
+            ids = await service.run_batched(functools.partial(service.agent.send_bulk_messages, requests))
         except InvalidRequest as exc:
             errors = field_errors(exc.errors)
             if single:

@@ -1,6 +1,7 @@
-"""The OTP endpoints' blocking calls, run in batches on one thread with their writes gathered.
+"""The writing endpoints' blocking calls, run in batches on one thread with their writes gathered.
 
-A request handler hands its blocking call (issue a code, check one) to :meth:`CallBatcher.run`.
+A request handler hands its blocking call (issue a code, check one, queue messages) to
+:meth:`CallBatcher.run`.
 When no batch is running, the call starts one at once, on the batcher's thread; calls that
 arrive meanwhile wait for it and go together as the next batch (at most :data:`MAX_BATCH`).
 A batch runs through :func:`~otpagent.storage.gathering.run_gathered`, so the writes of its calls

@@ -33,12 +33,13 @@ class Service:
     tap: AttemptLatencyTap
     #: For the abuse limits; None only when ``server.limits`` sets none.
     rate_limits: RateLimits | None = None
-    #: Runs the OTP endpoints' calls when the storage gathers writes; None: the thread pool.
+    #: Runs the writing endpoints' calls when the storage gathers writes; None: the thread pool.
     batcher: CallBatcher | None = None
 
-    async def run_otp_call(self, call: Callable[[], T]) -> T:
-        """``call()`` off the event loop: in the next batch of OTP calls (their writes one commit)
-        when there is a batcher, else on a thread of the pool."""
+    async def run_batched(self, call: Callable[[], T]) -> T:
+        """``call()`` off the event loop: in the next batch of calls (their writes one commit)
+        when there is a batcher, else on a thread of the pool. For the endpoints that write
+        (issue and check codes, queue messages): reads gain nothing from a batch."""
         if self.batcher is not None:
             return await self.batcher.run(call)
         return await run_in_threadpool(call)

@@ -1,7 +1,7 @@
 """Write gathering: several blocking calls on one thread, their storage writes committed together.
 
-An OTP request's blocking work (issue a code, check one) is a few microseconds of reads and one
-storage write, a commit. Run each on a thread of its own, concurrent requests meet in the
+An API request's blocking work (issue a code, check one, queue a message) is some Python and
+one storage write, a commit. Run each on a thread of its own, concurrent requests meet in the
 backend's group commit, but every request then pays a thread hand-over, a follower's wake-up
 after the commit and its share of the interpreter lock's contention among the threads: in
 ``otpagent serve`` on SQLite, 45% of the process's CPU was the kernel switching threads
@@ -17,8 +17,8 @@ writes, the same errors; only fewer threads take turns.
 
 The rule for what runs this way: a lock held across a write that parks would stop every other
 call of the batch that wants it (they share the thread), so only leaf writes park (a backend
-passes ``gather=True`` on its OTP issue and check and its rate-limit buckets, which nothing
-calls holding a lock); every other write runs as it would on any thread.
+passes ``gather=True`` on its enqueue, its OTP issue and check and its rate-limit buckets,
+which nothing calls holding a lock); every other write runs as it would on any thread.
 """
 
 from __future__ import annotations

@@ -137,9 +137,9 @@ class SqliteStorage(SqliteWriter):
     def enqueue(self, items: Sequence[NewMessage], now: float) -> list[EnqueueResult]:
         if sqlite_intake.goes_to_intake(items):  # one row, moved into messages by the next claim
             row = sqlite_intake.intake_row(items[0], now)
-            self._grouped(lambda conn: conn.execute(sqlite_intake.INSERT_INTAKE, (row,)))
+            self._grouped(lambda conn: conn.execute(sqlite_intake.INSERT_INTAKE, (row,)), gather=True)
             return [EnqueueResult(message_id=items[0].message.id, created=True)]
-        return self._grouped(lambda conn: self._enqueue(conn, items, now))
+        return self._grouped(lambda conn: self._enqueue(conn, items, now), gather=True)
 
     def enqueue_stream(self, chunks: Iterable[Sequence[NewMessage]], now: float) -> list[EnqueueResult]:
         """The stream taken whole, then one ``enqueue``: SQLite writes in the calling process,

@@ -41,7 +41,7 @@ PAGE_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 class SqliteWriter:
     """Connections and transactions on one SQLite file in WAL mode."""
 
-    #: Its OTP and rate-limit writes park in a gathered call (:mod:`~otpagent.storage.gathering`).
+    #: Its enqueues, OTP and rate-limit writes park in a gathered call (:mod:`~otpagent.storage.gathering`).
     gathers_writes = True
 
     def __init__(self, path: str | Path, *, synchronous: str = "full", busy_timeout: float = 30.0,
