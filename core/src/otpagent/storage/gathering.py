@@ -43,7 +43,7 @@ _state = threading.local()
 
 
 def gathers(storage: object) -> bool:
-    """Whether ``storage`` parks its OTP writes in a gathered call (its ``gathers_writes``) and
+    """Whether ``storage`` parks its writes in a gathered call (its ``gathers_writes``) and
     greenlet is installed (it comes with ``otpagent[server]``)."""
     if getattr(storage, "gathers_writes", False) is not True:
         return False
