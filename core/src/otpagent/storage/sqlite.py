@@ -183,6 +183,7 @@ class SqliteStorage(SqliteWriter):
                   reclaim: bool = True) -> list[Message]:
         if limit <= 0:
             return []
+        self._watch.mark()  # a wait after an empty claim then sees what came meanwhile
         rows, lease_until = self._grouped(lambda conn: self._claim(conn, worker_id, limit, lease_seconds, now,
                                                                    reclaim))
         return [message_from_row(r, status=Status.SENDING, lease_owner=worker_id, lease_expires_at=lease_until,
