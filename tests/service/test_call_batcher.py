@@ -145,3 +145,63 @@ def test_a_call_raising_stop_iteration_gets_an_error_and_the_next_batch_still_ru
         batcher.close()
     assert isinstance(results[1], RuntimeError) and "StopIteration" in str(results[1])
     assert results[2] == "after"
+
+
+def test_concurrent_requests_through_a_live_server_each_get_their_own_answer(
+        make_server: Any, outbox: Any) -> None:
+    """24 clients at once: codes issued, checked right and wrong, a recipient's second code
+    refused by its send limit, lone messages queued; the batches mix them, each answer is the
+    request's own."""
+    import concurrent.futures
+
+    import httpx
+
+    from tests.service.conftest import API_KEY
+
+    roomy = {"per_minute": 600, "burst": 100}  # the wrong guesses below stay within the failure budgets
+    live = make_server(limits={"otp_send_per_recipient": {"per_minute": 1, "burst": 1},
+                               "otp_verify_failures_per_key": roomy, "otp_verify_failures_per_ip": roomy})
+    numbers = [f"+4477009004{i:02d}" for i in range(12)]
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+
+    def at_once(fn: Callable[[int], Any], count: int) -> list[Any]:
+        barrier = threading.Barrier(count)
+
+        def run(i: int) -> Any:
+            barrier.wait(10)
+            return fn(i)
+
+        with concurrent.futures.ThreadPoolExecutor(count) as pool:
+            return list(pool.map(run, range(count)))
+
+    def issue(i: int) -> httpx.Response:
+        with httpx.Client(base_url=live.base_url, headers=headers, timeout=15) as client:
+            if i < 12:
+                return client.post("/v1/otp", json={"phone_number": numbers[i]})
+            if i < 18:  # a second code for a number this batch also sends one to: its limit is 1
+                return client.post("/v1/otp", json={"phone_number": numbers[i - 12]})
+            return client.post("/v1/messages", json={"phone_number": numbers[i - 18], "content": f"note {i}"})
+
+    sent = at_once(issue, 24)
+    codes_sent = [r for r in sent[:18] if r.status_code == 202]
+    assert sorted(r.status_code for r in sent[:18]) == [202] * 12 + [429] * 6
+    assert {r.json()["message_id"] for r in codes_sent}.isdisjoint({r.json()["message_id"] for r in sent[18:]})
+    assert all(r.status_code == 202 for r in sent[18:])
+    first_code = {}
+    for r, number in [(r, numbers[i if i < 12 else i - 12]) for i, r in enumerate(sent[:18])]:
+        if r.status_code == 202:
+            first_code[number] = outbox.code_for(r.json()["message_id"], timeout=15)
+
+    def verify(i: int) -> dict[str, Any]:
+        number = numbers[i % 12]
+        code = first_code[number] if i < 12 else ("000000" if first_code[number] != "000000" else "111111")
+        with httpx.Client(base_url=live.base_url, headers=headers, timeout=15) as client:
+            return dict(client.post("/v1/otp/verify", json={"recipient": number, "code": code}).json())
+
+    answers = at_once(verify, 24)
+    # Each number got one right guess and one wrong one, in either order: one verifies; the
+    # wrong one is invalid, whether it came before the right one or after it consumed the code.
+    for i in range(12):
+        right, wrong = answers[i], answers[i + 12]
+        assert right == {"verified": True, "reason": "verified"}, (numbers[i], right)
+        assert wrong == {"verified": False, "reason": "invalid"}, (numbers[i], wrong)
