@@ -152,9 +152,8 @@ def test_another_threads_writes_are_not_gathered() -> None:
 # -- SQLite: the OTP writes of a batch are one group commit ------------------------------------
 
 
-@pytest.fixture
-def storage(tmp_path: Path) -> Any:
-    store = SqliteStorage(tmp_path / "g.db")
+def counting_groups(store: Any) -> list[int]:
+    """The size of every group ``store`` commits from now on."""
     groups: list[int] = []
     commit_group = store._commit_group
 
@@ -162,8 +161,14 @@ def storage(tmp_path: Path) -> Any:
         groups.append(len(batch))
         commit_group(conn, batch)
 
-    store._commit_group = counting  # type: ignore[method-assign]
-    store.groups = groups
+    store._commit_group = counting
+    return groups
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Any:
+    store = SqliteStorage(tmp_path / "g.db")
+    store.groups = counting_groups(store)
     yield store
     store.close()
 
@@ -205,14 +210,7 @@ def test_the_agents_first_codes_issued_in_one_batch_are_one_group(tmp_path: Path
     from tests.conftest import agent_config
 
     with IntelligentOTPAgent(agent_config(tmp_path)) as agent:
-        groups: list[int] = []
-        commit_group = agent.storage._commit_group
-
-        def counting(conn: Any, batch: list[Any]) -> None:
-            groups.append(len(batch))
-            commit_group(conn, batch)
-
-        agent.storage._commit_group = counting  # type: ignore[attr-defined]
+        groups = counting_groups(agent.storage)
         numbers = [f"+4477009001{i:02d}" for i in range(6)]
         outcomes = run_gathered([lambda n=n: agent.send_otp(n, buckets=[(f"k:{n}", 1.0, 5)]) for n in numbers])
 

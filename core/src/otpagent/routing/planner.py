@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import attrs
 
@@ -98,20 +98,20 @@ class RoutePlanner:
         """Whether some configured channel can take this envelope: asks the channels in turn and
         stops at the first that can (intake asks this of every message it queues; the reasons of
         every channel are needed only when none can, see :meth:`refusals`)."""
-        allowed = set(message.channels) if message is not None and message.channels else None
-        return any(self._refusal(name, channel, envelope, allowed, check_circuits) is None
-                   for name, channel in self.channels.items())
+        return any(refusal is None for _, refusal in self._each_refusal(message, envelope, check_circuits))
 
     def refusals(self, message: Message | None, envelope: Envelope, *, check_circuits: bool) -> dict[str, Refusal]:
         """Each configured channel that cannot take this envelope, why, and which request field
         that is about (``content`` when the channel's ``check`` refuses it)."""
+        return {name: refusal for name, refusal in self._each_refusal(message, envelope, check_circuits)
+                if refusal is not None}
+
+    def _each_refusal(self, message: Message | None, envelope: Envelope,
+                      check_circuits: bool) -> Iterator[tuple[str, Refusal | None]]:
+        """Each configured channel in turn, with why it cannot take this envelope (None: it can)."""
         allowed = set(message.channels) if message is not None and message.channels else None
-        refusals: dict[str, Refusal] = {}
         for name, channel in self.channels.items():
-            refusal = self._refusal(name, channel, envelope, allowed, check_circuits)
-            if refusal is not None:
-                refusals[name] = refusal
-        return refusals
+            yield name, self._refusal(name, channel, envelope, allowed, check_circuits)
 
     def _refusal(self, name: str, channel: Channel, envelope: Envelope, allowed: set[str] | None,
                  check_circuits: bool) -> Refusal | None:

@@ -481,8 +481,10 @@ def _acquire_all(conn: sqlite3.Connection, buckets: Sequence[tuple[str, float, i
 
 
 def _write_outcomes(writes: Sequence[MessageWrite], conn: sqlite3.Connection) -> list[bool]:
-    """:func:`_write_outcome` of each write, merged: attempts, then updates, then events (each
-    in write order). A batch never names a message twice, so the order between them is free."""
+    """Each write's attempt (always), its update (if its conditions hold) and then its events,
+    merged: attempts, then updates, then events, each in write order. A batch never names a
+    message twice, so the order between them is free. An update that matched no row moves what
+    waits in intake and tries again (a cancel right after the enqueue)."""
     attempts = [attempt_values(w.attempt) for w in writes if w.attempt is not None]
     if attempts:
         conn.executemany(_INSERT_ATTEMPT, attempts)
@@ -500,12 +502,4 @@ def _write_outcomes(writes: Sequence[MessageWrite], conn: sqlite3.Connection) ->
 def _write_outcome(write: MessageWrite, conn: sqlite3.Connection) -> bool:
     """One ``update_message``: the attempt always, the update if its conditions hold, and then
     its events."""
-    if write.attempt is not None:
-        conn.execute(_INSERT_ATTEMPT, attempt_values(write.attempt))
-    applied = sqlrules.message_update(SqliteTx(conn), write.update, write.now)
-    if not applied and sqlite_intake.has_pending(conn) and sqlite_intake.absorb_all(conn):
-        # The message may still wait in intake (a cancel right after its enqueue): moved now.
-        applied = sqlrules.message_update(SqliteTx(conn), write.update, write.now)
-    if applied:
-        conn.executemany(sqlrules.INSERT_EVENT, [event_to_row(e) for e in write.events])
-    return applied
+    return _write_outcomes((write,), conn)[0]

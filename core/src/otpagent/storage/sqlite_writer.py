@@ -139,11 +139,9 @@ class SqliteWriter:
     def _grouped_each(self, works: Sequence[Callable[[sqlite3.Connection], _T]]) -> list[_T | Exception]:
         """Run each of ``works`` as :meth:`_grouped` runs one, all queued at once (so committed
         in one group): each one's result, or the exception that rolled back that one alone."""
-        ops = [_PendingWrite(work) for work in works]
-        self._writes.run_many(ops)
-        return [op.result if op.error is None else as_exception(op.error) for op in ops]  # type: ignore[misc]
+        return [value if ok else as_exception(value) for ok, value in self._outcomes(works)]
 
-    def _outcomes(self, works: list[Callable[[sqlite3.Connection], Any]]) -> list[gathering.Outcome]:
+    def _outcomes(self, works: Sequence[Callable[[sqlite3.Connection], Any]]) -> list[gathering.Outcome]:
         """Each of ``works`` committed in one group, as :meth:`_grouped_each`, as outcomes."""
         ops = [_PendingWrite(work) for work in works]
         self._writes.run_many(ops)
