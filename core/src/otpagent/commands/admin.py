@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -31,15 +35,33 @@ def run(ctx: click.Context) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     from otpagent.tracing_sdk import configure_sdk
 
-    with open_agent(ctx) as agent:
+    with open_agent(ctx) as agent, contextlib.ExitStack() as delivery:
         configure_sdk(agent.tracing)  # tracing.enabled: spans exported as OTEL_* say
         settle()  # a long-running process of ours: the collector tuned for it (otpagent.gcsettle)
+        parent = _as_delivery_process(agent, delivery)
         agent.start_processing()
         click.echo(f"otpagent worker {agent.dispatcher.worker_id} running; Ctrl-C to stop", err=True)
         while not stop.wait(0.5):
-            pass
+            if parent():
+                click.echo("the serve that started this worker is gone", err=True)
+                break
         click.echo("stopping: finishing in-flight sends...", err=True)
     click.echo("stopped", err=True)
+
+
+def _as_delivery_process(agent: Any, stack: contextlib.ExitStack) -> Callable[[], bool]:
+    """When ``serve`` started this process to deliver (otpagent.server.delivery): serve its own
+    figures to the API (until ``stack`` closes) and say whether serve is gone. Else nothing."""
+    from otpagent.server.delivery_env import PARENT_ENV, PORT_FILE_ENV
+
+    port_file, parent = os.environ.get(PORT_FILE_ENV), os.environ.get(PARENT_ENV)
+    if not port_file:
+        return lambda: False
+    from otpagent.server.delivery import export_process_metrics, parent_gone
+
+    stack.callback(export_process_metrics(agent, Path(port_file)))
+    serve_pid = int(parent) if parent and parent.isdigit() else None
+    return lambda: parent_gone(serve_pid)
 
 
 @click.command()

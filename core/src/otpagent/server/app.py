@@ -28,6 +28,7 @@ from otpagent.protocols import CallbackHost, Capability
 from otpagent.server.api import api_routes
 from otpagent.server.batching import CallBatcher
 from otpagent.server.dashboard import dashboard_routes
+from otpagent.server.delivery import DeliveryLink, WithDelivery
 from otpagent.server.explorer import explorer_routes
 from otpagent.server.health import health_routes
 from otpagent.server.openapi import openapi_document
@@ -48,10 +49,12 @@ log = get_logger("otpagent.server")
 
 
 def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = None, *,
-               owns_agent: bool = False) -> Starlette:
+               owns_agent: bool = False, delivery: DeliveryLink | None = None) -> Starlette:
     """The ASGI app serving ``agent``; ``settings`` default to the agent's ``server`` section.
 
     With ``owns_agent`` the app closes the agent when its lifespan ends (one app per process).
+    ``delivery``: the workers run in a process of their own (``serve``'s, see
+    :mod:`otpagent.server.delivery`): ``/metrics`` shows its figures too, ``/readyz`` its state.
     """
     settings = settings or parse_server_settings(agent.config.server)
     if not settings.key_digests:
@@ -62,7 +65,7 @@ def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = Non
                               needed_by="the service's abuse limits on the OTP endpoints")
     registry, tap = build_registry(agent)
     service = Service(agent=agent, settings=settings, tap=tap, rate_limits=rate_limits,
-                      batcher=CallBatcher() if gathers(agent.storage) else None)
+                      batcher=CallBatcher() if gathers(agent.storage) else None, delivery=delivery)
     document = openapi_document(settings)
 
     async def openapi(_request: Request) -> Response:
@@ -98,7 +101,7 @@ def create_app(agent: IntelligentOTPAgent, settings: ServerSettings | None = Non
         Exception: handler,
     })
     app.state.service = service
-    app.state.registry = registry
+    app.state.registry = registry if delivery is None else WithDelivery(registry, delivery)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     if agent.tracing.enabled:  # outermost: the span covers the whole request, refusals included
         app.add_middleware(TraceContext, tracing=agent.tracing)

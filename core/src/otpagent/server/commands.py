@@ -31,37 +31,52 @@ def _agent(ctx: click.Context) -> Any:
 @click.option("--host", help="Address to listen on (default: server.host, else 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default: server.port, else 8080).")
 @click.option("--no-workers", is_flag=True, help="Serve the API only; run the workers with `otpagent run`.")
+@click.option("--workers-in-process", is_flag=True,
+              help="Run the workers in the server process (as threads) rather than in a delivery process of "
+                   "their own.")
 @click.option("--processes", type=click.IntRange(1, 64),
-              help="Server processes sharing the port, each with its own workers (default: server.processes, else 1).")
+              help="Server processes sharing the port (default: server.processes, else 1).")
 @click.pass_context
 @friendly_errors
-def serve(ctx: click.Context, host: str | None, port: int | None, no_workers: bool, processes: int | None) -> None:
-    """Run the HTTP service: REST API, dashboard, /metrics, provider callbacks (and the workers)."""
+def serve(ctx: click.Context, host: str | None, port: int | None, no_workers: bool, workers_in_process: bool,
+          processes: int | None) -> None:
+    """Run the HTTP service: REST API, dashboard, /metrics, provider callbacks, and the workers
+    (in a delivery process of their own unless told otherwise)."""
     from otpagent.extras import require
 
     require("server", "otpagent serve")
+    if no_workers and workers_in_process:
+        raise click.UsageError("--no-workers and --workers-in-process exclude each other")
     import uvicorn
 
     from otpagent.gcsettle import settle
     from otpagent.server import create_app, parse_server_settings
+    from otpagent.server.delivery import DeliveryProcess
     from otpagent.server.process import CONFIG_ENV, LOG_LEVEL_ENV, WORKERS_ENV
     from otpagent.tracing_sdk import configure_sdk
 
+    root = ctx.find_root()
+    config = (root.obj or {}).get("config")
+    log_level = str(root.params.get("log_level") or "warning")
     with _agent(ctx) as agent:
         configure_sdk(agent.tracing)  # tracing.enabled: spans exported as OTEL_* say
-        settings = parse_server_settings(agent.config.server, run_workers=not no_workers)
+        count = processes or parse_server_settings(agent.config.server).processes
+        delivery = None if no_workers or workers_in_process else DeliveryProcess(
+            [*(["--config", str(Path(config).resolve())] if config else []), "--log-level", log_level])
+        settings = parse_server_settings(agent.config.server, run_workers=workers_in_process)
         bind_host, bind_port = host or settings.host, settings.port if port is None else port
-        count = processes or settings.processes
-        app: Any = create_app(agent, settings) if count == 1 else "otpagent.server.process:app_from_environment"
+        app: Any = (create_app(agent, settings, delivery=delivery.link if delivery else None) if count == 1
+                    else "otpagent.server.process:app_from_environment")
         if count > 1:  # each process builds its own agent; this one only checked the config
             agent.close()
-            config = (ctx.find_root().obj or {}).get("config")
             if config:
                 os.environ[CONFIG_ENV] = str(Path(config).resolve())
-            os.environ[WORKERS_ENV] = "0" if no_workers else "1"
-            os.environ[LOG_LEVEL_ENV] = str(ctx.find_root().params.get("log_level") or "warning")
-        click.echo(f"otpagent serving on http://{bind_host}:{bind_port} "
-                   f"({'API only' if no_workers else 'with workers'}"
+            os.environ[WORKERS_ENV] = "1" if workers_in_process else "0"
+            os.environ[LOG_LEVEL_ENV] = log_level
+            os.environ.update(delivery.environment() if delivery else {})
+        workers = ("API only" if no_workers else "workers in a delivery process" if delivery
+                   else "workers in each process" if count > 1 else "workers in the process")
+        click.echo(f"otpagent serving on http://{bind_host}:{bind_port} ({workers}"
                    f"{f', {count} processes' if count > 1 else ''}); Ctrl-C to stop", err=True)
         # uvicorn re-raises the signal that stopped it once it is done; with these handlers in
         # place that ends here, so the agent below is closed (sinks flushed) before we exit 0.
@@ -69,11 +84,18 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_workers: bo
             signal.signal(signum, lambda *_: None)
         if count == 1:
             settle()  # the collector tuned for a long-running process (with N, each process does)
-        uvicorn.run(app, host=bind_host, port=bind_port, proxy_headers=True, factory=count > 1,
-                    workers=count if count > 1 else None, forwarded_allow_ips=settings.trusted_proxies,
-                    server_header=False, lifespan="on", access_log=False, timeout_graceful_shutdown=10,
-                    log_level="warning")
-        click.echo("stopping: finishing in-flight sends...", err=True)
+        if delivery is not None:
+            delivery.start()
+        try:
+            uvicorn.run(app, host=bind_host, port=bind_port, proxy_headers=True, factory=count > 1,
+                        workers=count if count > 1 else None, forwarded_allow_ips=settings.trusted_proxies,
+                        server_header=False, lifespan="on", access_log=False, timeout_graceful_shutdown=10,
+                        log_level="warning")
+        finally:
+            click.echo("stopping: finishing in-flight sends...", err=True)
+            if delivery is not None:  # after the API: what its last requests queued is in the queue
+                cfg = agent.config.dispatcher  # its sends finish, or are abandoned at their deadline
+                delivery.stop(cfg.channel_timeout_seconds + cfg.channel_timeout_grace_seconds + 10)
     click.echo("stopped", err=True)
 
 

@@ -20,7 +20,8 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """GET /readyz: storage reachable and (unless run separately) the workers alive."""
+    """GET /readyz: storage reachable and (unless run separately) the workers alive, in this process
+    or in serve's delivery process."""
     service = service_of(request)
     service.require_key_unless(service.settings.public_health, request)
     checks: dict[str, str] = {}
@@ -31,6 +32,8 @@ async def readyz(request: Request) -> Response:
         checks["storage"] = "unreachable"
     if service.settings.run_workers:
         checks["workers"] = "ok" if service.agent.is_running else "stopped"
+    elif service.delivery is not None:  # serve's delivery process
+        checks["workers"] = "ok" if await run_in_threadpool(service.delivery.alive) else "stopped"
     else:
         checks["workers"] = "external"
     ready = checks["storage"] == "ok" and checks["workers"] != "stopped"

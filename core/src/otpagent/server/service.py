@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from otpagent.agent import IntelligentOTPAgent
     from otpagent.protocols import RateLimits
     from otpagent.server.batching import CallBatcher
+    from otpagent.server.delivery import DeliveryLink
     from otpagent.server.prometheus import AttemptLatencyTap
     from otpagent.server.settings import ServerSettings
 
@@ -35,6 +36,9 @@ class Service:
     rate_limits: RateLimits | None = None
     #: Runs the writing endpoints' calls when the storage gathers writes; None: the thread pool.
     batcher: CallBatcher | None = None
+    #: The workers' own process (``serve``'s default), when they run in one: None when they run
+    #: in this process (``settings.run_workers``) or elsewhere (``--no-workers``).
+    delivery: DeliveryLink | None = None
 
     async def run_batched(self, call: Callable[[], T]) -> T:
         """``call()`` off the event loop: in the next batch of calls (their writes one commit)
