@@ -4,11 +4,11 @@ One Python process runs Python on one core at a time, so an API and the workers 
 process take turns at the interpreter: every OTP request waited behind claims, sends and
 outcomes, and the threads' hand-overs cost more than the work (docs/benchmarks.md, the
 seventeenth and eighteenth rounds). In a process of their own the workers run beside the API
-instead of between its requests: measured on 2 cores, 22-30% more OTP pairs a second on
-SQLite and 15% on PostgreSQL, where a second API process added nothing; the time to the handset
-is that of any worker in another process (SQLite's wake-up watch, PostgreSQL's NOTIFY: a few
-milliseconds). And a channel plugin that spins or crashes its interpreter takes the delivery
-process down with it, not the API.
+instead of between its requests: measured on 2 cores, 12-31% more OTP pairs a second on
+SQLite and 0-26% on PostgreSQL (its server and the load already filling the cores), where a
+second API process added nothing; the time to the handset is that of any worker in another
+process (SQLite's wake-up watch, PostgreSQL's NOTIFY: a few milliseconds). And a channel plugin
+that spins or crashes its interpreter takes the delivery process down with it, not the API.
 
 ``serve`` starts ``otpagent run`` as its child (:class:`DeliveryProcess`), in a session of its
 own so that the terminal's Ctrl-C reaches ``serve`` only; restarts it when it ends unasked (after
