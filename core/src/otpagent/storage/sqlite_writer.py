@@ -56,7 +56,8 @@ class SqliteWriter:
         self._file_lock = WriterFileLock(self.path, busy_timeout)
         #: Concurrent short writes, committed in groups (see :meth:`_grouped`).
         self._writes: CommitQueue[_PendingWrite[Any]] = CommitQueue(self._commit_leading)
-        self._connections: list[sqlite3.Connection] = []
+        #: Every thread's connection, with the thread that opened it (and alone uses it).
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._connections_lock = threading.Lock()
         self._closed = False
 
@@ -94,7 +95,7 @@ class SqliteWriter:
             _ensure_floor(conn)
             self._local.conn = conn
             with self._connections_lock:
-                self._connections.append(conn)
+                self._connections.append((threading.current_thread(), conn))
         return conn
 
     @contextmanager
@@ -233,10 +234,18 @@ class SqliteWriter:
 
     def close(self) -> None:
         self._closed = True
+        here = threading.current_thread()
         with self._connections_lock:
-            for conn in self._connections:
-                with suppress(sqlite3.Error):
-                    conn.close()
+            for owner, conn in self._connections:
+                # Another thread that lives on may be inside a statement on its connection (a
+                # routing-stats read in the background, an app thread's query): closing it
+                # under that thread fails its read, or crashes the process when the statement
+                # is mid-step. So only our references go: the connection closes once its thread
+                # has let go of it and the collector frees it (it is in a reference cycle with
+                # its statement cache).
+                if owner is here or not owner.is_alive():
+                    with suppress(sqlite3.Error):
+                        conn.close()
             self._connections.clear()
         self._local = threading.local()
         # Not under a write still in flight (its end unlocks the file): then the descriptor
