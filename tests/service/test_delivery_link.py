@@ -1,19 +1,23 @@
 """An API process reading ``serve``'s delivery process: its figures merged into ``/metrics`` (one
-family per name, each process under its own label) and its state for ``/readyz``. The delivery
-side runs in this process here (the same code ``otpagent run`` runs as serve's child); the child
-itself is driven in ``test_serve_command.py``."""
+family per name, each process under its own label) and its state for ``/readyz``; and the
+supervisor starting the child again. The delivery side runs in this process here (the same code
+``otpagent run`` runs as serve's child); the child itself is driven in ``test_serve_command.py``."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from otpagent.agent import IntelligentOTPAgent
-from otpagent.server.delivery import DeliveryLink, WithDelivery, export_process_metrics
+from otpagent.server import delivery
+from otpagent.server.delivery import DeliveryLink, DeliveryProcess, WithDelivery, export_process_metrics
 from otpagent.server.prometheus import build_registry
 from tests.conftest import wait_for
 
@@ -67,3 +71,25 @@ class _Fixed:
 
     def collect(self) -> list[CounterMetricFamily]:
         return self.families
+
+
+def test_the_supervisor_starts_the_child_again_after_it_ends_or_fails_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child that ends unasked is started again, and a start that fails (no processes left)
+    is tried again after the next pause rather than ending the supervision."""
+    monkeypatch.setattr(delivery, "FIRST_PAUSE", 0.01)
+    starts: list[int] = []
+
+    def spawn(self: DeliveryProcess) -> subprocess.Popen[bytes]:
+        starts.append(1)
+        if len(starts) == 2:
+            raise OSError("no more processes")
+        return subprocess.Popen([sys.executable, "-c", "pass"])  # ends at once
+
+    monkeypatch.setattr(DeliveryProcess, "_spawn", spawn)
+    supervised = DeliveryProcess([])
+    supervised.start()
+    try:
+        assert wait_for(lambda: len(starts) >= 4, timeout=20)
+    finally:
+        assert supervised.stop(5)
+    assert not supervised.link.port_file.parent.exists()

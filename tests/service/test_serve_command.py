@@ -128,6 +128,19 @@ def test_serve_workers_in_process_keeps_them_in_the_server(tmp_path: Path) -> No
     assert "workers in the process" in err
 
 
+def test_a_serve_that_cannot_start_leaves_no_delivery_process_or_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**service_config(tmp_path), "server": {"api_keys": []}}))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = subprocess.run([sys.executable, "-m", "otpagent", "--config", str(config), "serve"], capture_output=True,
+                            text=True, timeout=60, check=False, env={**os.environ, "TMPDIR": str(scratch)})
+
+    assert result.returncode == 2, result.stderr
+    assert "server.api_keys" in result.stderr
+    assert list(scratch.iterdir()) == []
+
+
 def test_serve_refuses_no_workers_with_workers_in_process(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps(service_config(tmp_path)))

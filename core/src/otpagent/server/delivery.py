@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -103,7 +104,10 @@ class DeliveryLink:
             return []
         finally:
             connection.close()
-        return list(text_string_to_metric_families(text))  # type: ignore[no-untyped-call]
+        try:
+            return list(text_string_to_metric_families(text))  # type: ignore[no-untyped-call]
+        except ValueError:  # cut short (the child stopping mid-answer): this scrape goes without
+            return []
 
 
 class WithDelivery(Collector):
@@ -165,7 +169,9 @@ class DeliveryProcess:
     def __init__(self, root_args: Sequence[str]) -> None:
         #: The CLI's own options (``--config``, ``--log-level``) for the child's command line.
         self.root_args = list(root_args)
-        self._dir = Path(tempfile.mkdtemp(prefix="otpagent-delivery-"))
+        # Named now (the API is built with the link before the child starts), made by start():
+        # a serve that fails before it leaves nothing behind.
+        self._dir = Path(tempfile.gettempdir()) / f"otpagent-delivery-{os.getpid()}-{secrets.token_hex(8)}"
         self.link = DeliveryLink(self._dir / "port")
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -177,6 +183,7 @@ class DeliveryProcess:
         return {PORT_FILE_ENV: str(self.link.port_file)}
 
     def start(self) -> None:
+        self._dir.mkdir(mode=0o700)  # the child's port file: readable by this user only
         with self._lock:
             self._process = self._spawn()
         self._supervisor = threading.Thread(target=self._supervise, name="otpagent-delivery", daemon=True)
@@ -192,21 +199,25 @@ class DeliveryProcess:
         pause = FIRST_PAUSE
         while True:
             process = self._process
-            assert process is not None
             started = time.monotonic()
-            code = process.wait()
+            code = process.wait() if process is not None else None
             if self._stopping.is_set():
                 return
             if time.monotonic() - started >= SETTLED_AFTER:
                 pause = FIRST_PAUSE
-            log.error("delivery_process_ended", exit_code=code, restart_in_seconds=pause)
+            if process is not None:
+                log.error("delivery_process_ended", exit_code=code, restart_in_seconds=pause)
             if self._stopping.wait(pause):
                 return
             pause = min(pause * 2, LONGEST_PAUSE)
             with self._lock:
                 if self._stopping.is_set():
                     return
-                self._process = self._spawn()
+                try:
+                    self._process = self._spawn()
+                except OSError:  # out of processes or descriptors: try again after the next pause
+                    log.exception("delivery_process_not_started")
+                    self._process = None
 
     def stop(self, timeout: float) -> bool:
         """SIGTERM the child (its in-flight sends finish), kill it if it has not ended within
