@@ -38,6 +38,14 @@ def start(tmp_path: Path, *args: str, launcher: str = "from otpagent.cli import 
     return process, base
 
 
+def stop(process: subprocess.Popen[str]) -> str:
+    """Stop ``serve`` as an operator does (SIGTERM); it must exit 0. Returns what it wrote to stderr."""
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    return err
+
+
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 
 
@@ -70,10 +78,8 @@ def test_serve_sends_messages_and_stops_gracefully_on_sigterm(tmp_path: Path) ->
         assert sorted(counts.values()) == [0.0, 1.0] and any(f":{child}:" in p for p, n in counts.items() if n)
         assert 'otpagent_attempt_latency_seconds_count{channel="email"' in metrics
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=30)
+        err = stop(process)
 
-    assert process.returncode == 0, err
     assert "workers in a delivery process" in err and "stopped" in err
     assert not _children(process.pid)
 
@@ -89,10 +95,8 @@ def test_serve_starts_its_delivery_process_again_when_it_dies(tmp_path: Path) ->
         assert wait_for(lambda: sent(base, message_id), timeout=20)
         assert wait_for(lambda: httpx.get(f"{base}/readyz").json()["checks"]["workers"] == "ok")
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=30)
+        err = stop(process)
 
-    assert process.returncode == 0, err
     assert "delivery_process_ended" in err
 
 
@@ -121,10 +125,8 @@ def test_serve_workers_in_process_keeps_them_in_the_server(tmp_path: Path) -> No
         assert httpx.get(f"{base}/readyz").json()["checks"]["workers"] == "ok"
         assert delivery_processes(process.pid) == []
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=30)
+        err = stop(process)
 
-    assert process.returncode == 0, err
     assert "workers in the process" in err
 
 
@@ -153,10 +155,8 @@ def test_serve_refuses_no_workers_with_workers_in_process(tmp_path: Path) -> Non
 
 def test_serve_settles_the_collector_for_a_long_running_process(tmp_path: Path) -> None:
     process, _base = start(tmp_path, launcher=SETTLE_REPORTING_CLI)
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=30)
+    err = stop(process)
 
-    assert process.returncode == 0, err
     assert f"settled {THRESHOLDS}" in err
 
 
@@ -168,8 +168,7 @@ def test_serve_without_workers_leaves_the_queue_to_otpagent_run(tmp_path: Path) 
         ready = httpx.get(f"{base}/readyz").json()
         metrics = httpx.get(f"{base}/v1/metrics", headers=headers).json()
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        stop(process)
 
     assert ready["checks"]["workers"] == "external"
     assert metrics["queue_size"] == 1
@@ -212,9 +211,7 @@ def test_serve_with_several_processes_shares_the_port_and_the_queue(tmp_path: Pa
 
         assert wait_for(all_sent, timeout=20, interval=0.2)
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=30)
+        err = stop(process)
 
-    assert process.returncode == 0, err
     assert "2 processes" in err and "stopped" in err
     assert not _children(process.pid)
