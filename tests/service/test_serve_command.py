@@ -104,10 +104,14 @@ def test_a_killed_serve_leaves_no_delivery_process_behind(tmp_path: Path) -> Non
     process, _base = start(tmp_path)
     assert wait_for(lambda: len(delivery_processes(process.pid)) == 1)
     (child,) = delivery_processes(process.pid)
+    environ = dict(v.split("=", 1) for v in Path(f"/proc/{child}/environ").read_text().split("\0") if "=" in v)
+    directory = Path(environ["OTPAGENT_DELIVERY_PORT_FILE"]).parent
+    assert directory.is_dir()
     process.kill()
     process.communicate(timeout=30)
 
     assert wait_for(lambda: not Path(f"/proc/{child}").exists() or _zombie(child), timeout=20, interval=0.1)
+    assert wait_for(lambda: not directory.exists(), timeout=10)  # the child tidied up after serve
 
 
 def _zombie(pid: int) -> bool:

@@ -59,8 +59,15 @@ def _as_delivery_process(agent: Any, stack: contextlib.ExitStack) -> Callable[[]
         return lambda: False
     from otpagent.server.delivery import export_process_metrics, parent_gone
 
-    stack.callback(export_process_metrics(agent, Path(port_file)))
     serve_pid = int(parent) if parent and parent.isdigit() else None
+
+    def tidy() -> None:  # a serve that was killed cannot remove the directory it made for us
+        if parent_gone(serve_pid):
+            with contextlib.suppress(OSError):
+                Path(port_file).parent.rmdir()
+
+    stack.callback(tidy)
+    stack.callback(export_process_metrics(agent, Path(port_file)))  # closes first: the port file goes
     return lambda: parent_gone(serve_pid)
 
 
