@@ -2,17 +2,17 @@
 
 The real ``otpagent serve`` runs in its own process (with its workers in the delivery process it
 starts, delivering to a console outbox); a lean asyncio client on 8 keep-alive connections
-issues every code, reads the codes from the outbox (not timed: a user reads them from a phone), then verifies them all.
-pairs/s = pairs / (issue time + verify time). The target figure runs with the abuse limits
-on: every send takes its three GCRA buckets (per API key, per client address, per recipient),
-every verify its two request buckets and a look at its two failure budgets (right codes spend
-none); the per-recipient send limit and the failure budgets keep their defaults, the per-key
-and per-address request limits are raised above the load (one client sends everything, which
-at the defaults is refused with 429, as it should be). Also shown: limits off, the API alone
-(``--no-workers``), PostgreSQL with ``serve`` in 1 and in 2 processes (``--processes 2``), and
-on both stores the workers in the server process (``--workers-in-process``) against ``serve``'s
-delivery process. Baseline: a bare ASGI hello-world on the same server (uvicorn), same client,
-two requests per pair.
+issues every code, reads the codes from the outbox (not timed: a user reads them from a phone),
+then verifies them all. pairs/s = pairs / (issue time + verify time). The target figure runs
+with the abuse limits on: every send takes its three GCRA buckets (per API key, per client
+address, per recipient), every verify its two request buckets and a look at its two failure
+budgets (right codes spend none); the per-recipient send limit and the failure budgets keep
+their defaults, the per-key and per-address request limits are raised above the load (one client
+sends everything, which at the defaults is refused with 429, as it should be). Also shown:
+limits off, the API alone (``--no-workers``), PostgreSQL with ``serve`` in 1 and in 2 processes
+(``--processes 2``), and on both stores the workers in the server process
+(``--workers-in-process``) against ``serve``'s delivery process. Baseline: a bare ASGI
+hello-world on the same server (uvicorn), same client, two requests per pair.
 """
 
 from __future__ import annotations
@@ -245,12 +245,9 @@ def workers_in_process_row(ctx: Context, count: int, budget: float, rounds: int,
     threads, ok, issued, busy = best_pairs(ctx, count, budget, rounds, limits=True, workers_in_process=True,
                                            **options)
     ctx.say(f"http on {store}: workers in a delivery process {default:,.0f} pairs/s, in the server {threads:,.0f}")
-    note = f"all {os.cpu_count() or 1} CPUs {busy:.0%} busy while issuing"
-    if ok != count:
-        note += f"; {issued}/{count} issued (202), {ok} verified"
     return Row(f"HTTP API, {store}, abuse limits on, `serve --workers-in-process` (workers in the server process)",
                threads, "pairs/s", "— (what the delivery process gains: the ratio's inverse)", default,
-               f"`serve` (its workers in a delivery process), {store}", note=note)
+               f"`serve` (its workers in a delivery process), {store}", note=_busy_note(busy, ok, issued, count))
 
 
 def sqlite_processes_row(ctx: Context, count: int, budget: float, rounds: int, one_process: float) -> Row:
@@ -258,12 +255,15 @@ def sqlite_processes_row(ctx: Context, count: int, budget: float, rounds: int, o
     the processes take turns at the one database lock (queued on its lock file)."""
     two, ok, issued, busy = best_pairs(ctx, count, budget, rounds, limits=True, processes=2)
     ctx.say(f"http on SQLite: 1 process {one_process:,.0f} pairs/s, 2 processes {two:,.0f}")
-    note = f"all {os.cpu_count() or 1} CPUs {busy:.0%} busy while issuing"
-    if ok != count:
-        note += f"; {issued}/{count} issued (202), {ok} verified"
     return Row("HTTP API, SQLite, abuse limits on, `serve --processes 2`", two, "pairs/s",
                "— (one database lock: shows what a second process adds)", one_process,
-               "`serve`, 1 process, limits on (row above)", note=note)
+               "`serve`, 1 process, limits on (row above)", note=_busy_note(busy, ok, issued, count))
+
+
+def _busy_note(busy: float, ok: int, issued: int, count: int) -> str:
+    """How busy the machine was while issuing, and what fell short of ``count`` if anything did."""
+    note = f"all {os.cpu_count() or 1} CPUs {busy:.0%} busy while issuing"
+    return note if ok == count else f"{note}; {issued}/{count} issued (202), {ok} verified"
 
 
 def postgres_rows(ctx: Context, count: int, budget: float, rounds: int) -> list[Row]:

@@ -57,20 +57,21 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_workers: bo
 
     root = ctx.find_root()
     config = (root.obj or {}).get("config")
+    config_path = str(Path(config).resolve()) if config else None
     log_level = str(root.params.get("log_level") or "warning")
     with _agent(ctx) as agent:
         configure_sdk(agent.tracing)  # tracing.enabled: spans exported as OTEL_* say
-        count = processes or parse_server_settings(agent.config.server).processes
-        delivery = None if no_workers or workers_in_process else DeliveryProcess(
-            [*(["--config", str(Path(config).resolve())] if config else []), "--log-level", log_level])
         settings = parse_server_settings(agent.config.server, run_workers=workers_in_process)
+        count = processes or settings.processes
+        delivery = None if no_workers or workers_in_process else DeliveryProcess(
+            [*(["--config", config_path] if config_path else []), "--log-level", log_level])
         bind_host, bind_port = host or settings.host, settings.port if port is None else port
         app: Any = (create_app(agent, settings, delivery=delivery.link if delivery else None) if count == 1
                     else "otpagent.server.process:app_from_environment")
         if count > 1:  # each process builds its own agent; this one only checked the config
             agent.close()
-            if config:
-                os.environ[CONFIG_ENV] = str(Path(config).resolve())
+            if config_path:
+                os.environ[CONFIG_ENV] = config_path
             os.environ[WORKERS_ENV] = "1" if workers_in_process else "0"
             os.environ[LOG_LEVEL_ENV] = log_level
             os.environ.update(delivery.environment() if delivery else {})
