@@ -237,7 +237,11 @@ class Dispatcher:
             pool.unreserve(free - len(messages))
             for message in messages:
                 pool.submit(functools.partial(self._work, message, claim))
-            if not messages:
+            # With a wake-up, fewer than asked for means nothing else was due when the claim
+            # looked (the capability's promise): the next claim waits for news of more (marked
+            # before this claim) rather than looking again at once and finding nothing, once
+            # for every message of a trickle.
+            if (len(messages) < free) if wakeup is not None else not messages:
                 if wakeup is not None and not self._wake.is_set():
                     wakeup.wait_for_work(idle_wait)
                 else:

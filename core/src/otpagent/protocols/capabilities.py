@@ -248,8 +248,14 @@ class WorkWakeup(Protocol):
     """
 
     def wait_for_work(self, timeout: float) -> None:
-        """Block until a message may have been enqueued (by any process), or ``timeout``
-        seconds pass. Spurious returns are fine; it must never raise for a lost connection.
+        """Block until a message may have been enqueued (by any process) since the last
+        ``claim_due`` began, or ``timeout`` seconds pass. Spurious returns are fine; it must
+        never raise for a lost connection.
+
+        The dispatcher takes a backend with this capability at its word: after a ``claim_due``
+        that returned fewer messages than its ``limit`` (so nothing else was due when it looked),
+        it claims again only once this returns. ``claim_due`` must therefore return every due
+        message up to ``limit``, never a smaller batch of its own choosing.
         """
 
 

@@ -57,6 +57,7 @@ from otpagent.storage.rows import (
 )
 from otpagent.storage.sqlite_outbox import SqliteWebhookOutbox
 from otpagent.storage.sqlite_schema import migrate
+from otpagent.storage.sqlite_wakepipe import WakePipe, wake_pipe
 from otpagent.storage.sqlite_wakeup import DataVersionWatch
 from otpagent.storage.sqlite_writer import DEFAULT_PAGE_SIZE, PAGE_SIZES, SqliteTx, SqliteWriter
 
@@ -110,7 +111,8 @@ def create_sqlite_storage(settings: Mapping[str, Any], context: PluginContext) -
 
 class SqliteStorage(SqliteWriter):
     """A :class:`~otpagent.protocols.StorageBackend` on one SQLite file, with every capability
-    (the work wake-up watches ``PRAGMA data_version``: see :mod:`otpagent.storage.sqlite_wakeup`).
+    (the work wake-up is a pipe beside the file, :mod:`otpagent.storage.sqlite_wakepipe`, or where
+    there can be none a watch on ``PRAGMA data_version``, :mod:`otpagent.storage.sqlite_wakeup`).
     """
 
     name = "sqlite"
@@ -121,25 +123,41 @@ class SqliteStorage(SqliteWriter):
         super().__init__(path, synchronous=synchronous, busy_timeout=busy_timeout, page_size=page_size)
         self._outbox: SqliteWebhookOutbox | None = None
         self._outbox_lock = threading.Lock()
-        self._watch = DataVersionWatch(self._conn)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             migrate(self._conn(), begin=self._begin_immediate)
         except sqlite3.Error as exc:
             raise ConfigError("storage.path", f"cannot open SQLite database {str(self.path)!r}: {exc}") from None
+        #: Wakes workers of every process when this one commits a message (None: they poll).
+        self._pipe: WakePipe | None = wake_pipe(self.path)
+        self._watch: WakePipe | DataVersionWatch = self._pipe or DataVersionWatch(self._conn)
 
     def wait_for_work(self, timeout: float) -> None:
         """Block until another connection (any process) added a message, or ``timeout`` seconds
         pass (the work wake-up capability)."""
         self._watch.wait_for_work(timeout)
 
+    def _announce(self) -> None:
+        """Wake the workers waiting on this file, in any process: a message was just committed."""
+        if self._pipe is not None:
+            self._pipe.poke()
+
+    def close(self) -> None:
+        super().close()
+        if self._pipe is not None:
+            self._pipe.close()
+
     # -- queue ---------------------------------------------------------------------------------
     def enqueue(self, items: Sequence[NewMessage], now: float) -> list[EnqueueResult]:
         if sqlite_intake.goes_to_intake(items):  # one row, moved into messages by the next claim
             row = sqlite_intake.intake_row(items[0], now)
             self._grouped(lambda conn: conn.execute(sqlite_intake.INSERT_INTAKE, (row,)), gather=True)
+            self._announce()
             return [EnqueueResult(message_id=items[0].message.id, created=True)]
-        return self._grouped(lambda conn: self._enqueue(conn, items, now), gather=True)
+        results = self._grouped(lambda conn: self._enqueue(conn, items, now), gather=True)
+        if any(r.created for r in results):
+            self._announce()
+        return results
 
     def enqueue_stream(self, chunks: Iterable[Sequence[NewMessage]], now: float) -> list[EnqueueResult]:
         """The stream taken whole, then one ``enqueue``: SQLite writes in the calling process,
@@ -185,7 +203,7 @@ class SqliteStorage(SqliteWriter):
             return []
         self._watch.mark()  # a wait after an empty claim then sees what came meanwhile
         rows, lease_until = self._grouped(lambda conn: self._claim(conn, worker_id, limit, lease_seconds, now,
-                                                                   reclaim))
+                                                                   reclaim), durable=False)
         return [message_from_row(r, status=Status.SENDING, lease_owner=worker_id, lease_expires_at=lease_until,
                                  updated_at=now) for r in rows]
 
@@ -291,7 +309,10 @@ class SqliteStorage(SqliteWriter):
             return self._issue_in(conn, otp, message, cooldown_seconds=cooldown_seconds, max_per_hour=max_per_hour,
                                   now=now)
 
-        return self._grouped(work, gather=True)
+        outcome = self._grouped(work, gather=True)
+        if outcome[0] is OtpIssueOutcome.ISSUED:
+            self._announce()
+        return outcome
 
     def issue_batch(self, items: Sequence[NewMessage | OtpIssue], *, cooldown_seconds: float, max_per_hour: int,
                     now: float) -> BatchIssueResult:
@@ -300,9 +321,12 @@ class SqliteStorage(SqliteWriter):
             return batch_issue.issue_batch(ops, items, now)
 
         try:  # a piece that raises is rolled back alone: BatchRefused undoes the whole batch
-            return BatchIssueResult(results=tuple(self._grouped(work)))
+            results = tuple(self._grouped(work))
         except batch_issue.BatchRefused as refused:
             return BatchIssueResult(refused=refused.refused)
+        if any(r.created for r in results):
+            self._announce()
+        return BatchIssueResult(results=results)
 
     def _issue_in(self, conn: sqlite3.Connection, otp: OtpRecord, message: NewMessage, *, cooldown_seconds: float,
                   max_per_hour: int, now: float) -> tuple[OtpIssueOutcome, float]:

@@ -1,4 +1,6 @@
-"""Waking an idle worker when another process commits work to the same SQLite file.
+"""Waking an idle worker when another process commits work to the same SQLite file, where the
+wake-up pipe (:mod:`otpagent.storage.sqlite_wakepipe`) cannot be made: Windows, or a
+filesystem without FIFOs.
 
 SQLite has no notifications between processes, so an idle worker used to poll every 0.2 s and
 a message enqueued by another process waited ~100 ms on average for it. ``PRAGMA data_version``

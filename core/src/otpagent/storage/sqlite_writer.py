@@ -35,6 +35,8 @@ _T = TypeVar("_T")
 #: queue about 2% slower (more pages per claim); 1024 gained a little more and lost more, and
 #: overflows rows of a long body. See docs/benchmarks.md.
 DEFAULT_PAGE_SIZE = 2048
+#: The ``synchronous`` levels at which a commit waits for the disk (which a claim need not).
+_SYNCED = frozenset({"FULL", "EXTRA"})
 PAGE_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 
@@ -82,6 +84,7 @@ class SqliteWriter:
             conn.execute(f"PRAGMA page_size={self._page_size}")
             self._execute_waiting(conn, "PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            self._local.synchronous = self._synchronous  # see _use_synchronous
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA temp_store=MEMORY")  # savepoints' statement journals stay in memory
             if not conn.execute("PRAGMA secure_delete").fetchone()[0]:
@@ -108,6 +111,7 @@ class SqliteWriter:
         """
         conn = self._conn()
         with self._write_lock, self._file_lock.held():
+            self._use_synchronous(conn, durable=True)
             self._begin_immediate(conn)
             try:
                 yield conn
@@ -116,7 +120,7 @@ class SqliteWriter:
                 raise
             conn.execute("COMMIT")
 
-    def _grouped(self, work: Callable[[sqlite3.Connection], _T], *, gather: bool = False) -> _T:
+    def _grouped(self, work: Callable[[sqlite3.Connection], _T], *, gather: bool = False, durable: bool = True) -> _T:
         """Run ``work`` in a write transaction shared with every other thread's queued work.
 
         Group commit (:class:`~otpagent.storage.batching.CommitQueue`): each caller queues its
@@ -127,11 +131,16 @@ class SqliteWriter:
 
         ``gather``: inside a gathered call (:mod:`~otpagent.storage.gathering`), wait for the
         batch's other writes and commit with them. Only for writes nobody makes holding a lock.
+
+        ``durable=False``: a write whose loss to a power cut would be undone anyway (a claim:
+        lost, its messages are claimed again, as when its worker dies). A group of nothing else
+        commits without waiting for the disk (``synchronous=NORMAL`` for that commit); the next
+        durable commit's sync covers it, the write-ahead log being written in order.
         """
         if gather and gathering.active():
             result: _T = gathering.park(self, self._outcomes, work)
             return result
-        op: _PendingWrite[_T] = _PendingWrite(work)
+        op: _PendingWrite[_T] = _PendingWrite(work, durable)
         self._writes.run(op)
         if op.error is not None:
             raise op.error
@@ -165,6 +174,7 @@ class SqliteWriter:
         try:
             held = self._file_lock.acquire()
             try:
+                self._use_synchronous(conn, durable=any(op.durable for op in batch))
                 self._begin_immediate(conn)
                 try:
                     if len(batch) == 1:  # alone: no savepoint (it costs a statement journal per page)
@@ -207,6 +217,15 @@ class SqliteWriter:
             op.error = exc
         else:
             conn.execute("COMMIT")
+
+    def _use_synchronous(self, conn: sqlite3.Connection, *, durable: bool) -> None:
+        """Before a write transaction on this thread's ``conn``: the configured ``synchronous``
+        for a durable one, ``NORMAL`` (no wait for the disk) for one that need not be (see
+        :meth:`_grouped`). Set outside the transaction, as SQLite requires, and only on a change."""
+        level = self._synchronous if durable or self._synchronous not in _SYNCED else "NORMAL"
+        if getattr(self._local, "synchronous", self._synchronous) != level:
+            conn.execute(f"PRAGMA synchronous={level}")
+            self._local.synchronous = level
 
     def _begin_immediate(self, conn: sqlite3.Connection) -> None:
         """Take the database write lock, waiting up to the busy timeout for other processes."""
@@ -263,10 +282,11 @@ class SqliteWriter:
 class _PendingWrite(Generic[_T]):
     """One thread's write waiting for the next group commit."""
 
-    __slots__ = ("error", "result", "work")
+    __slots__ = ("durable", "error", "result", "work")
 
-    def __init__(self, work: Callable[[sqlite3.Connection], _T]) -> None:
+    def __init__(self, work: Callable[[sqlite3.Connection], _T], durable: bool = True) -> None:
         self.work = work
+        self.durable = durable
         self.result: _T | None = None
         self.error: BaseException | None = None
 

@@ -9,6 +9,7 @@ process ends. Thread-safe: every operation runs whole under the store's one lock
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -90,6 +91,8 @@ class InMemoryStorage:
         self._store = store or MemoryStore()
         self._outbox = InMemoryWebhookOutbox(self._store)
         self._closed = False
+        #: Per claiming thread: the work generation its last claim saw (see ``wait_for_work``).
+        self._claimed_at = threading.local()
 
     def opener(self) -> MemoryOpener:
         """A callable that opens another handle on this same store (what the contract suite's
@@ -145,6 +148,7 @@ class InMemoryStorage:
         if limit <= 0:
             return []
         with self._tx() as s:
+            self._claimed_at.generation = s.work_generation
             due = [r for r in s.messages.values()
                    if (r["status"] in _CLAIMABLE and r["due_at"] <= now)
                    or (reclaim and r["status"] == "sending" and r["lease_expires_at"] is not None
@@ -378,10 +382,12 @@ class InMemoryStorage:
         return self._outbox
 
     def wait_for_work(self, timeout: float) -> None:
-        """Return when a message is enqueued through any handle, or after ``timeout``."""
+        """Return when a message has been enqueued through any handle since this thread's last
+        claim began (since now, without one), or after ``timeout``."""
         deadline = time.monotonic() + timeout
         with self._store.work_arrived:
-            seen = self._store.work_generation
+            seen = getattr(self._claimed_at, "generation", self._store.work_generation)
+            self._claimed_at.generation = self._store.work_generation  # a second wait waits
             while self._store.work_generation == seen and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
