@@ -201,7 +201,8 @@ class SqliteStorage(SqliteWriter):
                   reclaim: bool = True) -> list[Message]:
         if limit <= 0:
             return []
-        self._watch.mark()  # a wait after an empty claim then sees what came meanwhile
+        self._watch.mark()  # a wait after this claim then sees what came meanwhile
+        # Not durable: a claim lost to a power cut is claimed again, as a dead worker's is.
         rows, lease_until = self._grouped(lambda conn: self._claim(conn, worker_id, limit, lease_seconds, now,
                                                                    reclaim), durable=False)
         return [message_from_row(r, status=Status.SENDING, lease_owner=worker_id, lease_expires_at=lease_until,

@@ -35,9 +35,9 @@ _T = TypeVar("_T")
 #: queue about 2% slower (more pages per claim); 1024 gained a little more and lost more, and
 #: overflows rows of a long body. See docs/benchmarks.md.
 DEFAULT_PAGE_SIZE = 2048
+PAGE_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 #: The ``synchronous`` levels at which a commit waits for the disk (which a claim need not).
 _SYNCED = frozenset({"FULL", "EXTRA"})
-PAGE_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 
 class SqliteWriter:
