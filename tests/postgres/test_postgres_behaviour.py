@@ -382,3 +382,22 @@ def test_a_provider_event_retried_after_an_uncertain_commit_reports_what_the_fir
                                                              message_updated=True)
     assert provider_retry.outcome is ProviderEventOutcome.REPLAY
     assert [e.type for e in store.get_events(mid)].count("delivered") == 1
+
+
+@pytest.mark.parametrize("claim", [_CLAIM, _CLAIM_READY_ONLY], ids=["with-expired", "ready-only"])
+def test_a_claim_commits_without_waiting_for_the_wal_flush_and_leaves_the_session_alone(
+        open_store: Any, pg_schema: str, claim: bytes) -> None:
+    """``synchronous_commit`` is off for the claim's own transaction only: a claim lost to a
+    server crash is claimed again, as a dead worker's is; everything else keeps the flush."""
+    store = open_store()
+    store.enqueue([new(), new()], T0)
+    params = {"now": T0, "limit": 1, "owner": "w1", "until": T0 + 30}
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:  # as the store's claims run
+        conn.execute(f'SET search_path TO "{pg_schema}"')
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+        with conn.transaction():  # the claim's transaction, opened here to look inside it
+            assert len(conn.execute(claim, params).fetchall()) == 1
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",), "the session keeps its setting"
+
+    assert len(store.claim_due("w2", 10, 30.0, T0)) == 1, "the committed claim stood"
