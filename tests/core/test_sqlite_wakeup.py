@@ -213,3 +213,21 @@ def test_without_a_fifo_the_store_watches_data_version(tmp_path: Path) -> None:
     finally:
         worker.close()
         producer.close()
+
+
+def test_a_closed_pipe_writes_and_reads_nothing(tmp_path: Path) -> None:
+    """After close() the descriptors' numbers may belong to another file: nothing touches them."""
+    store = SqliteStorage(tmp_path / "w.db")
+    pipe = store._pipe
+    assert pipe is not None
+    store.claim_due("w1", 4, 30.0, T0)  # both ends open
+    reader, writer = pipe._reader, pipe._writer
+    store.close()
+    reused = os.open(os.devnull, os.O_RDWR)  # likely takes one of the freed numbers
+    try:
+        pipe.poke()
+        pipe.mark()
+        pipe.wait_for_work(0.01)
+        assert (pipe._reader, pipe._writer) == (None, None) and {reader, writer} != {None}
+    finally:
+        os.close(reused)

@@ -94,7 +94,7 @@ class WakePipe:
         follows returns at once only for a message committed after this."""
         ends = self._ends()
         if ends is not None:
-            _drain(ends[0])
+            self._drain(ends[0])
 
     def wait_for_work(self, timeout: float) -> None:
         """Return when a message has been committed since :meth:`mark`, or after ``timeout``."""
@@ -109,19 +109,35 @@ class WakePipe:
         except OSError:  # closed under us (the store closed): the caller looks at its own state
             return
         if woken:
-            _drain(ends[0])
+            self._drain(ends[0])
 
     def poke(self) -> None:
         """Tell the waiting workers that a message was committed (never blocks, never raises)."""
         ends = self._ends()
         if ends is None:
             return
-        try:
-            os.write(ends[1], b"\0")
-        except BlockingIOError:
-            pass  # full: every reader has a wake-up waiting already (or there is none)
-        except OSError as exc:  # not expected with our own reader open: the idle poll covers it
-            log.warning("sqlite_wake_pipe_unwritable", path=str(self.path), error=str(exc))
+        with self._lock:  # never a write to a descriptor close() has let go (its number may be reused)
+            if self._writer != ends[1]:
+                return
+            try:
+                os.write(ends[1], b"\0")
+            except BlockingIOError:
+                pass  # full: every reader has a wake-up waiting already (or there is none)
+            except OSError as exc:  # not expected with our own reader open: the idle poll covers it
+                log.warning("sqlite_wake_pipe_unwritable", path=str(self.path), error=str(exc))
+
+    def _drain(self, reader: int) -> None:
+        """Read every byte waiting in the pipe, if ``reader`` is still our open end (bounded: a
+        pipe holds 64 KiB on Linux)."""
+        with self._lock:
+            if self._reader != reader:
+                return
+            for _ in range(64):
+                try:
+                    if len(os.read(reader, 4096)) < 4096:
+                        return
+                except OSError:  # BlockingIOError when empty; anything else: the idle poll covers it
+                    return
 
     def _ends(self) -> tuple[int, int] | None:
         """(reading end, writing end), opened on first use in this process; None if they cannot be."""
@@ -169,16 +185,6 @@ class WakePipe:
                     os.close(fd)
         self._reader = self._writer = None
         self._pid = os.getpid()
-
-
-def _drain(reader: int) -> None:
-    """Read every byte waiting in the pipe (bounded: a pipe holds 64 KiB on Linux)."""
-    for _ in range(64):
-        try:
-            if len(os.read(reader, 4096)) < 4096:
-                return
-        except OSError:  # BlockingIOError when empty; anything else: the idle poll covers it
-            return
 
 
 #: The pipes of this process, for the at-fork hook.
