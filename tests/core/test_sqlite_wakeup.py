@@ -15,10 +15,12 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from otpagent.storage import sqlite as sqlite_module
+from otpagent.storage import sqlite_wakepipe
 from otpagent.storage.sqlite import SqliteStorage
 from otpagent.storage.sqlite_wakepipe import pipe_path
 from otpagent.storage.sqlite_wakeup import DataVersionWatch
@@ -231,3 +233,26 @@ def test_a_closed_pipe_writes_and_reads_nothing(tmp_path: Path) -> None:
         assert (pipe._reader, pipe._writer) == (None, None) and {reader, writer} != {None}
     finally:
         os.close(reused)
+
+
+def test_a_pipe_this_user_may_not_open_falls_back_to_data_version(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FIFO made by another user (its mode from theirs): rather than sleep out every wait,
+    the store watches ``data_version`` as where there can be no pipe."""
+    real_open = os.open
+
+    def refusing(path: Any, flags: int, *args: Any) -> int:
+        if str(path).endswith("-wake"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(sqlite_wakepipe.os, "open", refusing)
+    worker, producer = SqliteStorage(tmp_path / "w.db"), SqliteStorage(tmp_path / "w.db")
+    try:
+        assert worker._pipe is None and isinstance(worker._watch, DataVersionWatch)
+        worker.claim_due("w1", 4, 30.0, T0)
+        producer.enqueue([new()], T0)
+        _returns_at_once(worker)
+    finally:
+        worker.close()
+        producer.close()

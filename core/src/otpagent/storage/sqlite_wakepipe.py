@@ -15,7 +15,7 @@ is running within microseconds of the commit.
   of them. A reader drains the pipe before each claim (:meth:`WakePipe.mark`), so a byte is
   never the only news of a message nobody will look for: whoever drains it claims next, and
   sees every message committed before the byte was written.
-- Every store opens both ends on first use, so a writer always finds a reader (its own, if
+- Every store opens both ends when it opens, so a writer always finds a reader (its own, if
   no worker is running) and never blocks: the pipe is written non-blocking, and a full pipe
   (the workers have a wake-up waiting already, or there are none) is let be. A worker holds a
   writing end too, so the pipe never reports a hang-up when other writers close. Nothing
@@ -24,8 +24,9 @@ is running within microseconds of the commit.
 - Both ends are opened close-on-exec, and a forked child closes its inherited copies at once
   (``os.register_at_fork``), as the writer lock does.
 
-Where a FIFO cannot be made (Windows, a filesystem without them) :func:`wake_pipe` returns
-None and the store polls ``data_version`` as before.
+Where a FIFO cannot be made or opened (Windows, a filesystem without them, one made by another
+user without access for this one) :func:`wake_pipe` returns None and the store polls
+``data_version`` as before.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def wake_pipe(database: Path) -> WakePipe | None:
     if not path.is_fifo():
         log.warning("sqlite_wake_pipe_unavailable", path=str(path), error="exists and is not a FIFO")
         return None
-    return WakePipe(path)
+    pipe = WakePipe(path)
+    if pipe._ends() is None:  # made by another user who may not let us in: poll rather than sleep
+        return None
+    return pipe
 
 
 class WakePipe:
