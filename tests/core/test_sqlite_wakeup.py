@@ -202,19 +202,27 @@ def test_a_forked_child_does_not_keep_its_parents_end_of_the_pipe(tmp_path: Path
         worker.close()
 
 
-def test_without_a_fifo_the_store_watches_data_version(tmp_path: Path) -> None:
-    """A path that is taken by something else (here a plain file) is never written into."""
-    pipe_path(tmp_path / "w.db").write_text("not a pipe")
-    worker, producer = SqliteStorage(tmp_path / "w.db"), SqliteStorage(tmp_path / "w.db")
+def _watches_data_version_and_still_wakes(database: Path) -> None:
+    """A worker's and a producer's store on ``database`` fell back to the ``data_version``
+    watch, and a message committed after the worker's claim still ends its wait."""
+    worker, producer = SqliteStorage(database), SqliteStorage(database)
     try:
         assert worker._pipe is None and isinstance(worker._watch, DataVersionWatch)
         worker.claim_due("w1", 4, 30.0, T0)
         producer.enqueue([new()], T0)
         _returns_at_once(worker)
-        assert pipe_path(tmp_path / "w.db").read_text() == "not a pipe"
     finally:
         worker.close()
         producer.close()
+
+
+def test_without_a_fifo_the_store_watches_data_version(tmp_path: Path) -> None:
+    """A path that is taken by something else (here a plain file) is never written into."""
+    pipe_path(tmp_path / "w.db").write_text("not a pipe")
+
+    _watches_data_version_and_still_wakes(tmp_path / "w.db")
+
+    assert pipe_path(tmp_path / "w.db").read_text() == "not a pipe"
 
 
 def test_a_closed_pipe_writes_and_reads_nothing(tmp_path: Path) -> None:
@@ -247,12 +255,5 @@ def test_a_pipe_this_user_may_not_open_falls_back_to_data_version(
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(sqlite_wakepipe.os, "open", refusing)
-    worker, producer = SqliteStorage(tmp_path / "w.db"), SqliteStorage(tmp_path / "w.db")
-    try:
-        assert worker._pipe is None and isinstance(worker._watch, DataVersionWatch)
-        worker.claim_due("w1", 4, 30.0, T0)
-        producer.enqueue([new()], T0)
-        _returns_at_once(worker)
-    finally:
-        worker.close()
-        producer.close()
+
+    _watches_data_version_and_still_wakes(tmp_path / "w.db")

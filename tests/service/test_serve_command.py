@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from otpagent.gcsettle import THRESHOLDS
+from otpagent.server.delivery_env import PORT_FILE_ENV
 from tests.conftest import SETTLE_REPORTING_CLI, wait_for
 from tests.service.conftest import API_KEY, service_config
 from tests.service.receiver import free_port
@@ -105,7 +106,7 @@ def test_a_killed_serve_leaves_no_delivery_process_behind(tmp_path: Path) -> Non
     assert wait_for(lambda: len(delivery_processes(process.pid)) == 1)
     (child,) = delivery_processes(process.pid)
     environ = dict(v.split("=", 1) for v in Path(f"/proc/{child}/environ").read_text().split("\0") if "=" in v)
-    directory = Path(environ["OTPAGENT_DELIVERY_PORT_FILE"]).parent
+    directory = Path(environ[PORT_FILE_ENV]).parent
     assert directory.is_dir()
     process.kill()
     process.communicate(timeout=30)
