@@ -17,6 +17,7 @@ import pytest
 
 from otpagent import IntelligentOTPAgent, MessageRequest, Status
 from otpagent.model import Priority
+from otpagent.protocols import NewMessage
 from otpagent.storage import sqlite_intake
 from otpagent.storage.rows import MESSAGE_COLUMNS, message_values
 from otpagent.storage.sqlite import SqliteStorage
@@ -142,7 +143,7 @@ def test_stats_and_activity_count_what_waits_in_intake(storage: SqliteStorage) -
 
 
 def test_a_row_written_before_a_column_existed_moves_with_its_default(storage: SqliteStorage) -> None:
-    item = new()
+    item = new(trace_context={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
     row = json.loads(sqlite_intake.intake_row(item, T0))
     del row["trace_context"]  # as if written by a version before the column was added
     with storage.transaction() as conn:
@@ -151,6 +152,61 @@ def test_a_row_written_before_a_column_existed_moves_with_its_default(storage: S
     moved = storage.get_message(item.message.id)
 
     assert moved is not None and moved.trace_context is None
+
+
+def _stored_row(path: Path, message_id: str) -> tuple[object, ...]:
+    with sqlite3.connect(path) as conn:
+        return tuple(conn.execute(f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages WHERE id = ?",
+                                  (message_id,)).fetchone())
+
+
+def _stored_directly(tmp_path: Path, item: NewMessage) -> tuple[object, ...]:
+    """The row an enqueue that bypasses intake (a batch) stores for ``item``."""
+    direct = SqliteStorage(tmp_path / "direct.db")
+    try:
+        direct.enqueue([item, new(now=T0 + 5)], T0)  # two messages: written straight to messages
+    finally:
+        direct.close()
+    return _stored_row(tmp_path / "direct.db", item.message.id)
+
+
+@pytest.mark.parametrize("kind", ["new", "every column set"])
+def test_a_row_leaves_out_default_values_and_moves_to_the_row_a_direct_enqueue_stores(
+        tmp_path: Path, kind: str) -> None:
+    fields: dict[str, object] = {} if kind == "new" else {
+        "subject": "s", "email": "a@example.com", "user_id": "u", "channels": ("SMS",), "preferred_channel": "SMS",
+        "max_retries": 2, "callback_url": "https://example.com/cb", "metadata": {"k": "v"}, "expires_at": T0 + 60,
+        "route": ("SMS", "EMAIL"), "route_index": 1, "channel_attempts": 2, "attempt_count": 3, "channel": "EMAIL",
+        "provider_message_id": "SM1", "last_error": "e", "cost": 0.25, "lease_owner": "w", "lease_expires_at": T0 + 9,
+        "trace_context": {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}
+    item = new(**fields)
+    row = json.loads(sqlite_intake.intake_row(item, T0))
+    storage = SqliteStorage(tmp_path / "q.db")
+    try:
+        storage.enqueue([item], T0)
+        assert _count(storage.path, "intake") == 1
+        storage.settle_intake()
+    finally:
+        storage.close()
+
+    if kind == "new":  # NULL and zero columns are not written out: what a new message has is
+        assert set(row) == {"id", "message_type", "priority", "body", "phone_number", "status", "created_at",
+                            "updated_at", "due_at", "_event"}
+    else:
+        assert set(row) == {*MESSAGE_COLUMNS, "_event"} - {"idempotency_key", "fingerprint", "secret"}
+    assert _stored_row(tmp_path / "q.db", item.message.id) == _stored_directly(tmp_path, item)
+
+
+def test_the_defaults_a_row_leaves_out_are_the_schemas(storage: SqliteStorage) -> None:
+    with sqlite3.connect(storage.path) as conn:
+        columns = {name: (not_null, default) for _, name, _, not_null, default, _ in
+                   conn.execute("PRAGMA table_info(messages)")}
+
+    declared = {name: json.loads(default.replace("'", '"')) for name, (_, default) in columns.items()
+                if default is not None}
+    assert declared == sqlite_intake.NON_NULL_DEFAULTS
+    # A value left out because it is None must come back as None: a nullable column without a default.
+    assert all(default is None for name, (not_null, default) in columns.items() if not not_null)
 
 
 def test_a_row_naming_an_unknown_column_is_refused_by_name(storage: SqliteStorage) -> None:
