@@ -160,3 +160,31 @@ def test_writes_run_together_share_one_group_in_order_even_behind_a_leader() -> 
     assert groups[1] == ["x", "y", "z", "s"], "the batch leads the next group, in its order, with what queued after"
     queue.run_many([])
     assert len(groups) == 2, "an empty batch commits nothing"
+
+
+def test_writes_queued_while_a_lone_write_commits_are_the_next_group() -> None:
+    groups: list[list[str]] = []
+    committing, release = threading.Event(), threading.Event()
+
+    def commit(group: list[str]) -> None:
+        if group == ["lone"]:
+            committing.set()
+            assert release.wait(10)
+        groups.append(sorted(group))
+
+    queue: CommitQueue[str] = CommitQueue(commit)
+    lone = threading.Thread(target=queue.run, args=("lone",))
+    lone.start()
+    assert committing.wait(10)  # the lone write leads at once, with nothing else
+    others = [threading.Thread(target=queue.run, args=(name,)) for name in ("b", "c", "d")]
+    for thread in others:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while queue.queued < 3 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert queue.queued == 3  # they wait behind it
+    release.set()
+    for thread in [lone, *others]:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert groups == [["lone"], ["b", "c", "d"]]

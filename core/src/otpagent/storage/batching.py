@@ -53,8 +53,21 @@ class CommitQueue(Generic[W]):
         self._successor: _Ticket[W] | None = None
 
     def run(self, write: W) -> None:
-        """Return once ``write`` has been committed with its group (its result is on it)."""
-        self.run_many((write,))
+        """Return once ``write`` has been committed with its group (its result is on it).
+
+        A write that finds no group being written (a lone caller, the commonest case) is its own
+        group at once: no ticket, so no lock of its own to make, take and release. Whoever queues
+        meanwhile waits for the next group, as behind any leader."""
+        with self._lock:
+            alone = not self._active  # not active: nothing is pending either (see _hand_on)
+            self._active = True
+        if not alone:
+            self.run_many((write,))
+            return
+        try:
+            self._commit([write])
+        finally:
+            self._hand_on()
 
     def run_many(self, writes: Sequence[W]) -> None:
         """Return once every write of ``writes`` has been committed. They are queued together, so
