@@ -90,29 +90,31 @@ def _check_unicode(field: str, value: str) -> None:
         ) from None
 
 
+# The optional text fields answer None without calling text(): attrs runs each converter on its
+# default too, and most requests leave most of them out.
 def content(value: object) -> str | None:
-    return text("content", value)
+    return None if value is None else text("content", value)
 
 
 def subject(value: object) -> str | None:
     # CR/LF in a subject would let a caller write extra e-mail headers.
-    return text("subject", value, one_line=True)
+    return None if value is None else text("subject", value, one_line=True)
 
 
 def user_id(value: object) -> str | None:
-    return text("user_id", value)
+    return None if value is None else text("user_id", value)
 
 
 def idempotency_key(value: object) -> str | None:
-    return text("idempotency_key", value)
+    return None if value is None else text("idempotency_key", value)
 
 
 def preferred_channel(value: object) -> str | None:
-    return text("preferred_channel", value)
+    return None if value is None else text("preferred_channel", value)
 
 
 def callback_url(value: object) -> str | None:
-    return text("callback_url", value)
+    return None if value is None else text("callback_url", value)
 
 
 def optional_phone(value: object) -> str | None:
