@@ -7,7 +7,8 @@ block of its own, read with one call of ``os.urandom`` per 4,096 bytes (about 40
 source, so the ids are exactly as unguessable.
 
 Blocks are per thread, so two threads never hand out the same bytes; a forked child drops the
-blocks it inherited (``os.register_at_fork``), which would otherwise repeat its parent's ids.
+blocks it inherited (``os.register_at_fork``, as the ``random`` module reseeds itself), which
+would otherwise repeat its parent's ids.
 """
 
 from __future__ import annotations

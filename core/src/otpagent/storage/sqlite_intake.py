@@ -83,10 +83,11 @@ def intake_row(item: NewMessage, now: float) -> str:
     return jsontext.dumps(row)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)
 def _insert(columns: tuple[str, ...]) -> str:
     """``INSERT OR IGNORE``: a row whose id is stored already (the same message enqueued twice)
-    is skipped, not an error that would fail the claim moving it, and every claim after."""
+    is skipped, not an error that would fail the claim moving it, and every claim after. (Rows
+    name the columns a message sets, so a few shapes recur: the cache is bounded all the same.)"""
     return f"INSERT OR IGNORE INTO messages ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
