@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import select
+import signal
 import sys
 import threading
 
@@ -48,8 +50,11 @@ def test_a_forked_child_never_repeats_its_parents_next_ids() -> None:
         finally:
             os._exit(0)
     os.close(write)
+    ready, _, _ = select.select([read], [], [], 10)  # bounded: a child that hangs fails the test
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
     with os.fdopen(read) as pipe:
-        child_id = pipe.read()
+        child_id = pipe.read() if ready else ""
     os.waitpid(pid, 0)
 
     parent_id = new_message_id()
