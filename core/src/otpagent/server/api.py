@@ -23,7 +23,7 @@ from starlette.routing import Route
 from otpagent.errors import InvalidRequest, LimitsRefused
 from otpagent.intake import parse_request
 from otpagent.model import MessageRequest
-from otpagent.server.bodies import parse_json, read_body, schema_errors, validated
+from otpagent.server.bodies import JsonResponse, parse_json, read_body, schema_errors, validated
 from otpagent.server.idempotency import with_idempotency
 from otpagent.server.limits import check_failure_budget, record_failure, request_buckets
 from otpagent.server.problems import Problem, field_errors
@@ -38,12 +38,15 @@ async def _post(request: Request, work: Callable[[Service, str, Any], Awaitable[
     service = service_of(request)
     key_id = service.require_key(request)
     raw = await read_body(request, service.settings.max_body_bytes)
+    header = request.headers.get("idempotency-key")
+    if header is None:  # most requests: no record to look up or store (nor the URL to build)
+        return await work(service, key_id, parse_json(raw))
 
     async def run() -> Response:
         return await work(service, key_id, parse_json(raw))
 
     return await with_idempotency(
-        service.agent.capabilities.shared_state, request.headers.get("idempotency-key"), key_id=key_id,
+        service.agent.capabilities.shared_state, header, key_id=key_id,
         method=request.method, path=request.url.path, body=raw, now=service.agent.clock(), handler=run)
 
 
@@ -68,7 +71,7 @@ async def send_otp(request: Request) -> Response:
                 limits.refused(exc)
 
         message_id = await service.run_batched(issue)
-        return JSONResponse({"message_id": message_id, "status": "queued"}, status_code=202,
+        return JsonResponse({"message_id": message_id, "status": "queued"}, status_code=202,
                             headers={"Location": f"/v1/messages/{message_id}"})
 
     return await _post(request, work)
@@ -102,7 +105,7 @@ async def verify_otp(request: Request) -> Response:
             return ok, reason
 
         ok, reason = await service.run_batched(verify)
-        return JSONResponse({"verified": ok, "reason": reason})
+        return JsonResponse({"verified": ok, "reason": reason})
 
     return await _post(request, work)
 
@@ -135,8 +138,8 @@ async def send_messages(request: Request) -> Response:
                 errors = [{**e, "index": None} for e in errors]
             raise Problem(422, "the request is invalid; see errors", errors=errors) from None
         if single:
-            return JSONResponse({"message_id": ids[0]}, status_code=202, headers={"Location": f"/v1/messages/{ids[0]}"})
-        return JSONResponse({"message_ids": ids}, status_code=202)
+            return JsonResponse({"message_id": ids[0]}, status_code=202, headers={"Location": f"/v1/messages/{ids[0]}"})
+        return JsonResponse({"message_ids": ids}, status_code=202)
 
     return await _post(request, work)
 
@@ -167,7 +170,7 @@ async def get_message(request: Request) -> Response:
     report = await run_in_threadpool(service.agent.get_delivery_report, message_id)
     if report is None:
         raise Problem(404, "no such message")
-    return JSONResponse(report.to_dict())
+    return JSONResponse(report.to_dict())  # floats: the standard library's text, as always
 
 
 async def cancel_message(request: Request) -> Response:
@@ -176,7 +179,7 @@ async def cancel_message(request: Request) -> Response:
     service.require_key(request)
     message_id = request.path_params["message_id"]
     if await run_in_threadpool(service.agent.cancel_message, message_id):
-        return JSONResponse({"message_id": message_id, "status": "cancelled"})
+        return JsonResponse({"message_id": message_id, "status": "cancelled"})
     message = await run_in_threadpool(service.agent.storage.get_message, message_id)
     if message is None:
         raise Problem(404, "no such message")

@@ -1,18 +1,23 @@
-"""Reading request bodies: size-capped, JSON only, validated against our own schemas."""
+"""JSON bodies: requests read size-capped and validated against our own schemas; answers written
+with orjson."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from orjson import dumps as _orjson_dumps
+from orjson import loads as _orjson_loads
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from otpagent.server.problems import Problem
 from otpagent.server.schemas import resolve
 from otpagent.server.validation import validate
 
-__all__ = ["parse_json", "read_body", "schema_errors", "validated"]
+__all__ = ["JsonResponse", "parse_json", "read_body", "schema_errors", "validated"]
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -37,8 +42,23 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+#: Nineteen digits in a row: perhaps an integer orjson cannot hold (it would make it a float).
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
 def parse_json(raw: bytes) -> Any:
-    """The parsed JSON document, or 400 saying where it is malformed."""
+    """The parsed JSON document, or 400 saying where it is malformed.
+
+    orjson reads a body in a fraction of ``json.loads``'s time (its text detection, decoding and
+    scanning were about a tenth of the event loop's work for an OTP request); whatever it
+    refuses goes to ``json.loads`` for the same value or the same error as before (NaN, integers
+    beyond 64 bits, UTF-16 and UTF-32 bodies, and every malformed document).
+    """
+    if _LONG_NUMBER.search(raw) is None:  # orjson would read an integer beyond 64 bits as a float
+        try:
+            return _orjson_loads(raw)
+        except ValueError:  # orjson.JSONDecodeError is one
+            pass
     try:
         return json.loads(raw)
     except UnicodeDecodeError:
@@ -49,9 +69,16 @@ def parse_json(raw: bytes) -> Any:
         raise Problem(400, "the JSON document is nested too deeply") from None
 
 
+#: Each request schema with its references resolved, by identity (they are module constants).
+_RESOLVED: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+
+
 def schema_errors(data: Any, schema: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every mismatch with ``schema`` as ``{field, index, reason}`` objects."""
-    return [{"field": e.field, "index": e.index, "reason": e.reason} for e in validate(data, resolve(dict(schema)))]
+    entry = _RESOLVED.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        entry = _RESOLVED[id(schema)] = (schema, resolve(dict(schema)))  # holds the schema: its id stays its own
+    return [{"field": e.field, "index": e.index, "reason": e.reason} for e in validate(data, entry[1])]
 
 
 def validated(data: Any, schema: Mapping[str, Any]) -> Any:
@@ -60,3 +87,21 @@ def validated(data: Any, schema: Mapping[str, Any]) -> Any:
     if errors:
         raise Problem(422, "the request body does not match the schema; see errors", errors=errors)
     return data
+
+
+class JsonResponse(JSONResponse):
+    """A JSON answer written by orjson, in a fraction of ``json.dumps``'s time: the same compact
+    UTF-8 text as Starlette's ``JSONResponse`` for strings, integers, booleans, lists and
+    objects (what the writing endpoints answer with); a float is the same value, but an exponent
+    is written without padding (``1e-7``, not ``1e-07``), so answers full of floats (a delivery
+    report) stay with ``JSONResponse``. Non-finite floats are refused, as Starlette refuses them
+    (orjson alone would write ``null``)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            text: bytes = _orjson_dumps(content)
+        except TypeError:  # an integer beyond 64 bits: the standard encoder, as before
+            return super().render(content)
+        if b"null" in text:  # a None, or a non-finite float orjson wrote as null: the standard way
+            return super().render(content)
+        return text
