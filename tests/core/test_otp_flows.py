@@ -247,9 +247,10 @@ def test_an_otp_and_its_buckets_are_one_storage_write(make_agent, monkeypatch):
     message_id = agent.send_otp(PHONE, buckets=[("app:user:42", 60.0, 3), ("app:ip:10.0.0.1", 1.0, 5)])
     issue_writes = len(writes)
     ok, _ = agent.verify_otp(PHONE, "000000", buckets=[("app:verify:42", 1.0, 5)])
+    all_writes = len(writes)  # (a read below first moves the queued message out of intake: a write)
 
     assert agent.storage.get_message(message_id) is not None
-    assert (issue_writes, len(writes), ok) == (1, 2, False)
+    assert (issue_writes, all_writes, ok) == (1, 2, False)
 
 
 def test_a_refused_bucket_issues_nothing_and_names_itself(make_agent):

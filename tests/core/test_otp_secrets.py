@@ -211,6 +211,7 @@ def test_a_sealed_code_that_does_not_open_fails_its_message_cleanly(make_agent, 
 def test_a_value_that_is_not_a_sealed_code_fails_its_message(make_agent, outbox: Outbox, tmp_path, value, words):
     agent = make_agent()
     message_id = agent.send_otp(PHONES[0])
+    agent.storage.settle_intake()  # the queued message moved where the row below is changed
     set_secret(tmp_path / "otpagent.db", message_id, value)
 
     agent.start_processing()

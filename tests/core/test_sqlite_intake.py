@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from otpagent import IntelligentOTPAgent, MessageRequest, Status
-from otpagent.model import Priority
-from otpagent.protocols import NewMessage
+from otpagent.model import MessageType, Priority
+from otpagent.protocols import NewMessage, OtpIssueOutcome, OtpRecord, OtpVerifyOutcome
 from otpagent.storage import sqlite_intake
 from otpagent.storage.rows import MESSAGE_COLUMNS, message_values
 from otpagent.storage.sqlite import SqliteStorage
 from otpagent.storage.sqlite_schema import migrate
 from otpagent.storage.sqlite_wakeup import DataVersionWatch
-from otpagent.testing.data import T0, new
+from otpagent.testing.data import T0, issue, make_message, new, verify
 from tests.conftest import agent_config
 
 
@@ -67,6 +67,38 @@ def test_batches_keyed_messages_and_otps_are_written_to_messages_directly(storag
     storage.enqueue([new(secret="enc1:sealed")], T0)
 
     assert _count(storage.path, "intake") == 0 and _count(storage.path, "messages") == 4
+
+
+def test_an_issued_code_queues_its_message_as_one_intake_row(storage: SqliteStorage) -> None:
+    """The code, in ``otps``, is there at once (verification reads only that); its message waits
+    in intake, sealed code and all, until a claim or a read moves it."""
+    outcome, _, message = issue(storage, "+447700900123", "123456", now=T0)
+
+    assert outcome is OtpIssueOutcome.ISSUED
+    assert [_count(storage.path, t) for t in ("intake", "messages", "events", "otps")] == [1, 0, 0, 1]
+    assert verify(storage, "+447700900123", "123456", now=T0 + 1) is OtpVerifyOutcome.VERIFIED
+    claimed = storage.claim_due("w1", 10, 30.0, T0 + 2)
+    assert [(m.id, m.secret, m.message_type) for m in claimed] == [(message.id, "123456", MessageType.OTP)]
+    assert [e.type for e in storage.get_events(message.id)] == ["queued"]
+
+
+def test_a_keyed_message_issued_with_a_code_is_written_to_messages(storage: SqliteStorage) -> None:
+    message = make_message(message_type=MessageType.OTP, secret="enc1:x", idempotency_key="k1", now=T0)
+    otp = OtpRecord(id="otp1", recipient=message.phone_number or "", purpose="login", code_hash=b"h",
+                    created_at=T0, expires_at=T0 + 300, message_id=message.id)
+    storage.issue_otp(otp, NewMessage(message=message, fingerprint="f"), cooldown_seconds=0, max_per_hour=5, now=T0)
+
+    assert (_count(storage.path, "intake"), _count(storage.path, "messages")) == (0, 1)
+
+
+def test_an_expired_code_still_in_intake_is_redacted_on_time(storage: SqliteStorage) -> None:
+    """With no worker running nothing moves the row: the redaction moves it first."""
+    _, _, message = issue(storage, "+447700900123", "123456", now=T0, ttl=60.0)
+
+    assert storage.redact_expired_secrets(T0 + 61) == 1
+    assert _count(storage.path, "intake") == 0
+    stored = storage.get_message(message.id)
+    assert stored is not None and stored.secret is None
 
 
 def test_a_claim_moves_the_rows_first_so_priority_holds(storage: SqliteStorage) -> None:

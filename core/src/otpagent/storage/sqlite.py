@@ -335,8 +335,11 @@ class SqliteStorage(SqliteWriter):
                                      max_per_hour=max_per_hour, now=now)
         if outcome[0] is OtpIssueOutcome.ISSUED:
             m = message.message
-            conn.execute(_INSERT_MESSAGE, message_values(m, message.fingerprint))
-            conn.execute(sqlrules.INSERT_EVENT, queued_event_row(m, now))
+            if m.idempotency_key is None:  # the message as a lone enqueue's: one intake row
+                conn.execute(sqlite_intake.INSERT_INTAKE, (sqlite_intake.intake_row(message, now),))
+            else:
+                conn.execute(_INSERT_MESSAGE, message_values(m, message.fingerprint))
+                conn.execute(sqlrules.INSERT_EVENT, queued_event_row(m, now))
         return outcome
 
     def verify_otp(self, recipient: str, purpose: str, candidate_hash: bytes, *, max_attempts: int,
@@ -353,6 +356,7 @@ class SqliteStorage(SqliteWriter):
         changed, checkpoint and truncate the WAL: the old pages held them in clear, and secure
         delete (set on every connection) has zeroed them in the pages written since."""
         with self.transaction() as conn:
+            sqlite_intake.absorb_all(conn)  # every stored code is in ``messages`` for the rule below
             changed = sqlrules.seal_legacy_secrets(SqliteTx(conn), seal, now)
         if changed:
             with self._write_lock:  # best effort: another process's reader may keep old frames a while
@@ -397,6 +401,7 @@ class SqliteStorage(SqliteWriter):
     # -- metrics and housekeeping --------------------------------------------------------------
     def redact_expired_secrets(self, now: float) -> int:
         with self.transaction() as conn:
+            sqlite_intake.absorb_all(conn)  # a code queued with no worker running waits there
             return conn.execute("UPDATE messages SET secret = NULL WHERE secret IS NOT NULL AND expires_at < ?",
                                 (now,)).rowcount
 

@@ -19,12 +19,19 @@ moves it, oldest first, in some write transaction that needs it:
 - an update that matched no row (a cancel of a message not moved yet) moves what is pending
   and tries again.
 
+An issued code's message takes the same row, written by the transaction that stores the code
+(``SqliteStorage.issue_otp``): with the rate-limit rows, the code and its index entries, the
+message's row, five index entries and event made an issue's commit the dearest write of an OTP
+request, and the move happens in the delivering process, not the one answering the request. Its
+sealed code rides in the row until it is moved; the redaction of expired codes moves what is
+pending first, so a code queued while no worker runs is cleared on time too.
+
 Rows keep their values by column name, so a migration that adds a column to ``messages`` moves
 rows written before it with that column's default; a value equal to its column's default (most
 of a new message's 32 columns are NULL or 0) is left out, and comes back as that default: about
-330 bytes a row instead of 750. Batches, idempotency-keyed messages and OTPs are written straight
-to ``messages`` as before: a batch shares its commit already, a key must be checked against
-``messages``, and an OTP is written with its code in one transaction.
+330 bytes a row instead of 750. Batches and idempotency-keyed messages are written straight to
+``messages`` as before: a batch shares its commit already, and a key must be checked against
+``messages``.
 """
 
 from __future__ import annotations
@@ -61,7 +68,8 @@ log = get_logger("otpagent.storage")
 
 
 def goes_to_intake(items: Sequence[NewMessage]) -> bool:
-    """A lone message without an idempotency key or a code: what ``intake`` takes."""
+    """A lone message without an idempotency key or a code: what ``intake`` takes from an
+    enqueue (an issued code's message comes with its code, from ``issue_otp``)."""
     if len(items) != 1:
         return False
     m = items[0].message
