@@ -203,6 +203,48 @@ def test_sqlite_otp_checks_of_a_batch_are_one_group(storage: Any) -> None:
     assert storage.groups == [3]
 
 
+def test_the_round_cache_lives_for_one_round_of_one_gathered_run() -> None:
+    store = Recorder()
+    seen: list[Any] = []
+
+    def call(n: int) -> None:
+        cache = gathering.round_cache()
+        assert cache is not None
+        seen.append(dict(cache))
+        cache[n] = "read"
+        park(store, store.run_many, (f"w{n}", n))  # a commit: what was read may have changed
+        seen.append(dict(gathering.round_cache() or {}))
+
+    run_gathered([lambda: call(0), lambda: call(1)])
+
+    assert seen == [{}, {0: "read"}, {}, {}]  # shared within the round, emptied by its commit
+    assert gathering.round_cache() is None  # nor outside a gathered call
+
+
+def test_sqlite_peeks_a_bucket_once_a_round_and_again_after_a_commit(storage: Any) -> None:
+    """Every verification of a batch peeks the same failure budgets: one read of each, until
+    a write of the batch is committed."""
+    storage.acquire_all([("budget", 60.0, 2)], 1000.0)  # one of its two tokens taken
+    reads: list[str] = []
+
+    def peek() -> float:
+        conn = storage._conn()
+        conn.set_trace_callback(lambda sql: reads.append(sql) if sql.startswith("SELECT tat FROM rate_") else None)
+        return float(storage.acquire("budget", 60.0, 2, 1000.0, max_wait=float("-inf")))
+
+    def verify_like() -> tuple[float, float]:
+        before = peek(), peek()
+        storage.acquire_all([("budget", 60.0, 2)], 1000.0)  # parks: the batch's write
+        return before[0], peek()
+
+    outcomes = run_gathered([verify_like, verify_like])
+    storage._conn().set_trace_callback(None)
+
+    # Both calls saw one token left before the commit, and none after it (they took both).
+    assert [o for o in outcomes] == [(True, (0.0, 60.0)), (True, (0.0, 60.0))]
+    assert len(reads) == 2  # once in the first round, once after the commit
+
+
 def test_the_agents_first_codes_issued_in_one_batch_are_one_group(tmp_path: Path) -> None:
     """The first codes ever issued: the routing figures' first read happens inside the batch,
     under a lock, with a write (it is not parked, so no other call of the batch waits on it)."""

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["Outcome", "active", "gathers", "park", "run_gathered"]
+__all__ = ["Outcome", "active", "gathers", "park", "round_cache", "run_gathered"]
 
 T = TypeVar("T")
 W = TypeVar("W")
@@ -62,6 +62,23 @@ def active() -> bool:
     import greenlet
 
     return greenlet.getcurrent() is not driver
+
+
+def round_cache() -> dict[Hashable, Any] | None:
+    """Inside a gathered call, a dict the calls of this round share, emptied whenever parked
+    writes are committed; None elsewhere.
+
+    For reads of committed state that a backend may answer once a round: between two commits
+    the calls of a batch run one after another on this thread and nothing of theirs is
+    committed, so a second read of the same row could only differ by another process's commit
+    landing in those microseconds, as if the first call had read a moment later. (SQLite's
+    peeks at rate-limit buckets: every verification of a round peeks the same two or three
+    failure budgets, and each read outside a transaction is a read transaction of its own.)
+    """
+    if not active():
+        return None
+    cache: dict[Hashable, Any] = _state.cache
+    return cache
 
 
 class _Parked:
@@ -105,6 +122,7 @@ def run_gathered(calls: Sequence[Callable[[], Any]]) -> list[Outcome]:
     driver = greenlet.getcurrent()
     batch = _Batch([greenlet.greenlet(_body(call), parent=driver) for call in calls])
     _state.driver = driver
+    _state.cache = {}
     try:
         for i in range(len(calls)):
             batch.resume(i)
@@ -116,6 +134,7 @@ def run_gathered(calls: Sequence[Callable[[], Any]]) -> list[Outcome]:
             batch.fail_parked(RuntimeError(f"a gathered call made more than {MAX_ROUNDS} writes"))
     finally:
         _state.driver = None
+        _state.cache = {}
     return [outcome if outcome is not None else (False, RuntimeError("the call did not finish"))
             for outcome in batch.outcomes]
 
@@ -143,6 +162,7 @@ class _Batch:
             groups.setdefault(write.key, []).append(i)
         for members in groups.values():
             results = _commit([self.parked.pop(i) for i in members])
+            _state.cache.clear()  # what the round read may have changed
             for i, result in zip(members, results, strict=True):
                 self.resume(i, result)
 

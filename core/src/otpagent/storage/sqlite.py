@@ -45,7 +45,7 @@ from otpagent.protocols import (
 )
 from otpagent.ratelimit import gcra, require_granted, take_all
 from otpagent.settings import describes, setting, structure
-from otpagent.storage import batch_issue, sqlite_intake, sqlreads, sqlrules
+from otpagent.storage import batch_issue, gathering, sqlite_intake, sqlreads, sqlrules
 from otpagent.storage.rows import (
     ATTEMPT_COLUMNS,
     MESSAGE_COLUMNS,
@@ -375,10 +375,21 @@ class SqliteStorage(SqliteWriter):
         """The wait of a request that can never be granted (``max_wait`` of -inf): a read of the
         bucket's committed state, outside the write lock. A peek takes nothing, so it writes
         nothing and needs no fsync (the verify path peeks up to three failure budgets per call);
-        callers already treat it as a snapshot that concurrent requests may move on from."""
-        row = self._conn().execute("SELECT tat FROM rate_limits WHERE key = ?", (key,)).fetchone()
-        tat = float(row["tat"]) if row is not None and row["tat"] else None
+        callers already treat it as a snapshot that concurrent requests may move on from. In a
+        gathered call the bucket is read once a round (``gathering.round_cache``): the API's
+        verifications of a batch peek the same failure budgets, each read a read transaction."""
+        cache = gathering.round_cache()
+        if cache is None:
+            tat = self._stored_tat(key)
+        else:
+            if (self, key) not in cache:
+                cache[(self, key)] = self._stored_tat(key)
+            tat = cache[(self, key)]
         return gcra(tat, now, interval, burst, cost, -math.inf)[1]
+
+    def _stored_tat(self, key: str) -> float | None:
+        row = self._conn().execute("SELECT tat FROM rate_limits WHERE key = ?", (key,)).fetchone()
+        return float(row["tat"]) if row is not None and row["tat"] else None
 
     def acquire_all(self, buckets: Sequence[tuple[str, float, int]], now: float) -> list[float]:
         return self._grouped(lambda conn: _acquire_all(conn, buckets, now), gather=True)
