@@ -245,6 +245,21 @@ def test_sqlite_peeks_a_bucket_once_a_round_and_again_after_a_commit(storage: An
     assert len(reads) == 2  # once in the first round, once after the commit
 
 
+def test_a_write_that_does_not_park_empties_the_round_cache(storage: Any) -> None:
+    """A gathered call's write made without ``gather`` commits at once: later peeks of the
+    round read again."""
+    storage.acquire_all([("budget", 60.0, 2)], 1000.0)
+
+    def call() -> tuple[float, float]:
+        before = storage.acquire("budget", 60.0, 2, 1000.0, max_wait=float("-inf"))
+        storage._grouped(lambda conn: conn.execute("UPDATE rate_limits SET tat = tat + 600 WHERE key = 'budget'"))
+        return before, storage.acquire("budget", 60.0, 2, 1000.0, max_wait=float("-inf"))
+
+    [(ok, waits)] = run_gathered([call])
+
+    assert ok and waits[0] <= 0 < waits[1]
+
+
 def test_the_agents_first_codes_issued_in_one_batch_are_one_group(tmp_path: Path) -> None:
     """The first codes ever issued: the routing figures' first read happens inside the batch,
     under a lock, with a write (it is not parked, so no other call of the batch waits on it)."""

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["Outcome", "active", "gathers", "park", "round_cache", "run_gathered"]
+__all__ = ["Outcome", "active", "forget_reads", "gathers", "park", "round_cache", "run_gathered"]
 
 T = TypeVar("T")
 W = TypeVar("W")
@@ -70,8 +70,9 @@ def round_cache() -> dict[Hashable, Any] | None:
 
     For reads of committed state that a backend may answer once a round: between two commits
     the calls of a batch run one after another on this thread and nothing of theirs is
-    committed, so a second read of the same row could only differ by another process's commit
-    landing in those microseconds, as if the first call had read a moment later. (SQLite's
+    committed (a write that does not park empties it: :func:`forget_reads`), so a second read
+    of the same row could only differ by another process's commit landing in those
+    microseconds, as if the first call had read a moment later. (SQLite's
     peeks at rate-limit buckets: every verification of a round peeks the same two or three
     failure budgets, and each read outside a transaction is a read transaction of its own.)
     """
@@ -79,6 +80,14 @@ def round_cache() -> dict[Hashable, Any] | None:
         return None
     cache: dict[Hashable, Any] = _state.cache
     return cache
+
+
+def forget_reads() -> None:
+    """Empty this thread's round cache, if any: a write was committed outside the round's groups
+    (a write that does not park runs at once, as on any thread), so what was read may differ."""
+    cache = getattr(_state, "cache", None)
+    if cache:
+        cache.clear()
 
 
 class _Parked:

@@ -119,6 +119,7 @@ class SqliteWriter:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            gathering.forget_reads()
 
     def _grouped(self, work: Callable[[sqlite3.Connection], _T], *, gather: bool = False, durable: bool = True) -> _T:
         """Run ``work`` in a write transaction shared with every other thread's queued work.
@@ -142,6 +143,7 @@ class SqliteWriter:
             return result
         op: _PendingWrite[_T] = _PendingWrite(work, durable)
         self._writes.run(op)
+        gathering.forget_reads()  # a gathered call's write that did not park: reads may differ now
         if op.error is not None:
             raise op.error
         return op.result  # type: ignore[return-value]  # set whenever error is None
