@@ -144,7 +144,12 @@ def test_a_killed_workers_messages_are_sent_by_the_survivor_once_its_short_lease
 def test_workers_recover_when_their_database_connections_are_terminated(
     make_fleet: Callable[..., Fleet], pg_schema: str,
 ) -> None:
-    fleet = make_fleet(latency_ms=5, lease_seconds=3.0)
+    # Leases long enough that none lapses while the workers reconnect, however loaded the
+    # machine: a lease that ran out mid-recovery would let another worker send the message
+    # again, which says how fast the machine reconnected, not what the code promises (that an
+    # outcome is kept and retried, and a message held under a lease is sent once). A claim
+    # lost in flight strands its messages for one lease, well inside the wait below.
+    fleet = make_fleet(latency_ms=5, lease_seconds=15.0)
     ids = _enqueue(fleet, 2000)
     fleet.start()
     # A worker whose start-up connection is terminated fails to start, as it should (exit code 3,
