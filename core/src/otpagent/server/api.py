@@ -39,12 +39,12 @@ async def _post(request: Request, work: Callable[[Service, str, Any], Awaitable[
     key_id = service.require_key(request)
     raw = await read_body(request, service.settings.max_body_bytes)
     header = request.headers.get("idempotency-key")
-    if header is None:  # most requests: no record to look up or store (nor the URL to build)
-        return await work(service, key_id, parse_json(raw))
 
     async def run() -> Response:
         return await work(service, key_id, parse_json(raw))
 
+    if header is None:  # most requests: no record to look up or store (nor the URL to build)
+        return await run()
     return await with_idempotency(
         service.agent.capabilities.shared_state, header, key_id=key_id,
         method=request.method, path=request.url.path, body=raw, now=service.agent.clock(), handler=run)

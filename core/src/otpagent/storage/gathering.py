@@ -171,7 +171,7 @@ class _Batch:
             groups.setdefault(write.key, []).append(i)
         for members in groups.values():
             results = _commit([self.parked.pop(i) for i in members])
-            _state.cache.clear()  # what the round read may have changed
+            forget_reads()  # what the round read may have changed
             for i, result in zip(members, results, strict=True):
                 self.resume(i, result)
 

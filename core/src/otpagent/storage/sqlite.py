@@ -335,7 +335,7 @@ class SqliteStorage(SqliteWriter):
                                      max_per_hour=max_per_hour, now=now)
         if outcome[0] is OtpIssueOutcome.ISSUED:
             m = message.message
-            if m.idempotency_key is None:  # the message as a lone enqueue's: one intake row
+            if sqlite_intake.holds(m):  # the message as a lone enqueue's: one intake row
                 conn.execute(sqlite_intake.INSERT_INTAKE, (sqlite_intake.intake_row(message, now),))
             else:
                 conn.execute(_INSERT_MESSAGE, message_values(m, message.fingerprint))

@@ -43,13 +43,14 @@ from typing import Any
 
 from otpagent import jsontext
 from otpagent.logs import get_logger
+from otpagent.model import Message
 from otpagent.protocols import NewMessage
 from otpagent.storage import sqlrules
 from otpagent.storage.rows import MESSAGE_COLUMNS, message_values, queued_event_row
 
 __all__ = [
     "ABSORB_BATCH", "INSERT_INTAKE", "NON_NULL_DEFAULTS", "absorb", "absorb_all", "goes_to_intake", "has_pending",
-    "intake_row",
+    "holds", "intake_row",
 ]
 
 INSERT_INTAKE = "INSERT INTO intake (row) VALUES (?)"
@@ -67,13 +68,16 @@ NON_NULL_DEFAULTS: dict[str, Any] = {"route": "[]", "route_index": 0, "channel_a
 log = get_logger("otpagent.storage")
 
 
+def holds(message: Message) -> bool:
+    """Whether a row may hold ``message``: nothing about it must be checked against
+    ``messages`` first (an idempotency key must)."""
+    return message.idempotency_key is None
+
+
 def goes_to_intake(items: Sequence[NewMessage]) -> bool:
     """A lone message without an idempotency key or a code: what ``intake`` takes from an
     enqueue (an issued code's message comes with its code, from ``issue_otp``)."""
-    if len(items) != 1:
-        return False
-    m = items[0].message
-    return m.idempotency_key is None and m.secret is None
+    return len(items) == 1 and holds(items[0].message) and items[0].message.secret is None
 
 
 def intake_row(item: NewMessage, now: float) -> str:
